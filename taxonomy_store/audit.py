@@ -1,0 +1,73 @@
+"""The append-only audit log: every write of the facade records old → new here."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .db.models import AuditEntry
+
+
+def current_actor() -> str:
+    actor = os.environ.get("TSTORE_ACTOR")
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "unknown"
+
+
+def new_batch_id() -> str:
+    return str(uuid.uuid4())
+
+
+class AuditBatch:
+    """The entries of one user action (an import, an edit, an undo) under one batch id."""
+
+    def __init__(self, session: Session, actor: str | None = None, reason: str | None = None):
+        self.session = session
+        self.actor = actor or current_actor()
+        self.batch_id = new_batch_id()
+        self.reason = reason
+        self.count = 0
+        self._pending: list[dict[str, Any]] = []
+
+    def record(
+        self,
+        action: str,
+        entity: str,
+        entity_id: int | None,
+        old: dict[str, Any] | None = None,
+        new: dict[str, Any] | None = None,
+    ) -> None:
+        self._pending.append(
+            dict(
+                actor=self.actor,
+                batch_id=self.batch_id,
+                action=action,
+                entity=entity,
+                entity_id=entity_id,
+                old=old,
+                new=new,
+                reason=self.reason,
+            )
+        )
+        self.count += 1
+        if len(self._pending) >= 5000:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.session.execute(AuditEntry.__table__.insert(), self._pending)
+            self._pending = []
+
+
+def data_revision(session: Session) -> int:
+    """The store's data revision: the id of the newest audit entry (0 for an empty store)."""
+    return session.scalar(select(func.coalesce(func.max(AuditEntry.id), 0))) or 0

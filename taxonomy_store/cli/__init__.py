@@ -1,0 +1,25 @@
+"""The `tstore` command line: a thin client of the facade.
+
+Command modules import only click and light helpers at the top; anything heavy (torch,
+sentence-transformers, chromadb, textual) is imported inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .app import cli
+
+# Each module adds its commands to `cli` when imported.
+from . import db_cmds, taxonomy_cmds  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .app import run
+
+    sys.exit(run(cli, argv))
+
+
+__all__ = ["cli", "main", "click"]

@@ -1,0 +1,79 @@
+"""Domain errors. Each carries a one-line message and, where we know it, how to fix it.
+
+The CLI prints `error: <message>` (plus the hint) and exits with `exit_code`; no traceback.
+"""
+
+from __future__ import annotations
+
+
+class TStoreError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class NotAStore(TStoreError):
+    """A directory that is not (or not yet) a tstore store."""
+
+
+class StoreExists(TStoreError):
+    pass
+
+
+class DatabaseUnreachable(TStoreError):
+    pass
+
+
+class SchemaOutdated(TStoreError):
+    pass
+
+
+class UnknownTaxonomy(TStoreError):
+    pass
+
+
+class TaxonomyFileError(TStoreError):
+    """A taxonomy definition file that cannot be read or is malformed."""
+
+
+class InputFileError(TStoreError):
+    """A data file with a problem at a known place: file, row, column, reason."""
+
+    def __init__(self, path: str, reason: str, row: int | None = None, column: str | None = None, hint: str | None = None):
+        where = str(path)
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {reason}", hint)
+        self.path, self.row, self.column, self.reason = str(path), row, column, reason
+
+
+class UnknownEncoder(TStoreError):
+    pass
+
+
+class EncoderError(TStoreError):
+    pass
+
+
+class EncoderMismatch(TStoreError):
+    """The encoder's weights no longer match the vectors stored for it."""
+
+
+class NotEmbedded(TStoreError):
+    pass
+
+
+class NotFound(TStoreError):
+    pass
+
+
+class InvalidValue(TStoreError):
+    exit_code = 2

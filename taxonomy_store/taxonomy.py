@@ -1,0 +1,212 @@
+"""Taxonomies: load definitions into SQL, list them, read their trees with prompt counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .db.models import Prompt, Taxonomy, TaxonomyNode
+from .errors import NotFound, UnknownTaxonomy
+from .taxonomy_files import TaxonomyDef, locate, read_taxonomy_file
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+@dataclass
+class LoadResult:
+    name: str
+    created: bool
+    nodes_added: int
+    nodes_updated: int
+    nodes_unchanged: int
+    nodes_kept: int  # in the store but no longer in the file: kept, since prompts may point at them
+
+
+@dataclass
+class TreeNode:
+    id: int
+    code: str
+    name: str
+    short_name: str | None
+    description: str | None
+    depth: int
+    level: str | None
+    direct_prompts: int = 0
+    prompts: int = 0  # this node and everything below it
+    children: list["TreeNode"] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "short_name": self.short_name,
+            "level": self.level,
+            "prompts": self.prompts,
+            "direct_prompts": self.direct_prompts,
+            "children": [c.to_dict() for c in self.children],
+        }
+
+    def walk(self):
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+
+@dataclass
+class TaxonomyTree:
+    name: str
+    title: str
+    levels: list[str]
+    roots: list[TreeNode]
+
+    def walk(self):
+        for r in self.roots:
+            yield from r.walk()
+
+    def count_by_depth(self) -> list[int]:
+        counts: dict[int, int] = {}
+        for n in self.walk():
+            counts[n.depth] = counts.get(n.depth, 0) + 1
+        return [counts[d] for d in sorted(counts)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "levels": self.levels,
+            "prompts": sum(r.prompts for r in self.roots),
+            "children": [r.to_dict() for r in self.roots],
+        }
+
+
+def get_taxonomy(session: Session, name: str) -> Taxonomy:
+    tax = session.scalar(select(Taxonomy).where(Taxonomy.name == name))
+    if tax is None:
+        known = session.scalars(select(Taxonomy.name).order_by(Taxonomy.name)).all()
+        raise UnknownTaxonomy(
+            f"no taxonomy {name!r} in this store",
+            f"loaded: {', '.join(known)}" if known else f"load one with `tstore taxonomy load {name}`",
+        )
+    return tax
+
+
+def level_depth(taxonomy: Taxonomy, level: str | int) -> int:
+    """`harm_type` → 1 for Do-Not-Answer; integers pass through."""
+    if isinstance(level, int) or str(level).isdigit():
+        return int(level)
+    if level in taxonomy.levels:
+        return taxonomy.levels.index(level)
+    raise NotFound(
+        f"taxonomy {taxonomy.name!r} has no level {level!r}",
+        f"levels: {', '.join(taxonomy.levels) or 'none named'}",
+    )
+
+
+class Taxonomies:
+    def __init__(self, store: "Store"):
+        self.store = store
+
+    def load(self, name_or_file: str) -> LoadResult:
+        definition = read_taxonomy_file(locate(name_or_file))
+        with self.store.write(reason=f"taxonomy load {name_or_file}") as (session, audit):
+            return self._upsert(session, audit, definition)
+
+    def _upsert(self, session: Session, audit, definition: TaxonomyDef) -> LoadResult:
+        tax = session.scalar(select(Taxonomy).where(Taxonomy.name == definition.name))
+        created = tax is None
+        header = dict(title=definition.title, description=definition.description, source=definition.source, levels=definition.levels)
+        if created:
+            tax = Taxonomy(name=definition.name, **header)
+            session.add(tax)
+            session.flush()
+            audit.record("insert", "taxonomy", tax.id, None, {"name": tax.name, **header})
+        else:
+            old = {k: getattr(tax, k) for k in header}
+            if old != header:
+                for k, v in header.items():
+                    setattr(tax, k, v)
+                audit.record("update", "taxonomy", tax.id, old, header)
+        existing = {n.code: n for n in session.scalars(select(TaxonomyNode).where(TaxonomyNode.taxonomy_id == tax.id))}
+        added = updated = unchanged = 0
+        seen: set[str] = set()
+
+        def visit(nodes, parent: TaxonomyNode | None, depth: int) -> None:
+            nonlocal added, updated, unchanged
+            for position, nd in enumerate(nodes):
+                seen.add(nd.code)
+                values = dict(
+                    name=nd.name,
+                    short_name=nd.short_name,
+                    description=nd.description,
+                    parent_id=parent.id if parent else None,
+                    depth=depth,
+                    position=position,
+                    attributes=nd.extra,
+                )
+                node = existing.get(nd.code)
+                if node is None:
+                    node = TaxonomyNode(taxonomy_id=tax.id, code=nd.code, **values)
+                    session.add(node)
+                    session.flush()
+                    audit.record("insert", "taxonomy_node", node.id, None, {"code": nd.code, **values})
+                    added += 1
+                else:
+                    old = {k: getattr(node, k) for k in values}
+                    if old != values:
+                        for k, v in values.items():
+                            setattr(node, k, v)
+                        audit.record("update", "taxonomy_node", node.id, old, values)
+                        updated += 1
+                    else:
+                        unchanged += 1
+                visit(nd.children, node, depth + 1)
+
+        visit(definition.nodes, None, 0)
+        return LoadResult(definition.name, created, added, updated, unchanged, len(set(existing) - seen))
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            rows = s.execute(
+                select(Taxonomy.name, Taxonomy.title, Taxonomy.levels, func.count(TaxonomyNode.id))
+                .join(TaxonomyNode, TaxonomyNode.taxonomy_id == Taxonomy.id, isouter=True)
+                .group_by(Taxonomy.id)
+                .order_by(Taxonomy.name)
+            ).all()
+            return [dict(name=n, title=t, levels=lv, nodes=c) for n, t, lv, c in rows]
+
+    def tree(self, name: str) -> TaxonomyTree:
+        with self.store.session() as s:
+            tax = get_taxonomy(s, name)
+            nodes = s.scalars(
+                select(TaxonomyNode).where(TaxonomyNode.taxonomy_id == tax.id).order_by(TaxonomyNode.depth, TaxonomyNode.position)
+            ).all()
+            counts = dict(
+                s.execute(
+                    select(Prompt.category_id, func.count(Prompt.id))
+                    .join(TaxonomyNode, TaxonomyNode.id == Prompt.category_id)
+                    .where(TaxonomyNode.taxonomy_id == tax.id, Prompt.deleted_at.is_(None))
+                    .group_by(Prompt.category_id)
+                ).all()
+            )
+            by_id: dict[int, TreeNode] = {}
+            roots: list[TreeNode] = []
+            for n in nodes:
+                tn = TreeNode(
+                    n.id, n.code, n.name, n.short_name, n.description, n.depth,
+                    tax.levels[n.depth] if n.depth < len(tax.levels) else None,
+                    direct_prompts=counts.get(n.id, 0),
+                )
+                by_id[n.id] = tn
+                (by_id[n.parent_id].children if n.parent_id in by_id else roots).append(tn)
+
+            def total(t: TreeNode) -> int:
+                t.prompts = t.direct_prompts + sum(total(c) for c in t.children)
+                return t.prompts
+
+            for r in roots:
+                total(r)
+            return TaxonomyTree(tax.name, tax.title, list(tax.levels), roots)

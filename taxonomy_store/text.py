@@ -1,0 +1,33 @@
+"""Prompt text: normalisation, hashing, and making untrusted text inert on a terminal."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_WS = re.compile(r"\s+")
+# C0/C1 controls (ESC, CSI, BEL, ...), DEL, and bidi overrides that can reorder what a terminal shows.
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def normalise(text: str) -> str:
+    """NFC, trimmed, inner whitespace runs folded to one space: the form we hash and compare."""
+    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
+
+
+def inert(text: str, *, keep_newlines: bool = False) -> str:
+    """Untrusted text made safe to print: control characters shown as visible escapes (\\x1b)."""
+
+    def escape(m: re.Match) -> str:
+        ch = m.group(0)
+        code = ord(ch)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    if not keep_newlines:
+        text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
+    return _UNSAFE.sub(escape, text)

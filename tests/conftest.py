@@ -1,0 +1,105 @@
+"""Shared fixtures: real SQLite stores, a fresh PostgreSQL database per run, the shared datasets.
+
+PostgreSQL comes from TSTORE_TEST_PG_URL (a server URL such as
+postgresql://postgres@127.0.0.1:5432/postgres). Unset outside CI, the PostgreSQL tests skip
+with a reason; in CI (CI=true) an unset variable or an unreachable server fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = Path(os.environ.get("TSTORE_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_or_skip(condition: bool, reason: str) -> None:
+    """Skip outside CI; in CI a missing service is a failure, never a silent skip."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    need_or_skip((SHARED_DATASETS / "xstest_prompts.csv").is_file(), f"shared datasets not found at {SHARED_DATASETS}")
+    return SHARED_DATASETS
+
+
+@pytest.fixture
+def store_dir(tmp_path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_dir):
+    """A fresh SQLite store at the newest schema."""
+    from taxonomy_store.store import init_store
+
+    s = init_store(store_dir)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    url = os.environ.get("TSTORE_TEST_PG_URL")
+    need_or_skip(bool(url), "TSTORE_TEST_PG_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_server_url):
+    """A database of its own for this test run (so parallel runs never collide), dropped at the end."""
+    from sqlalchemy import create_engine, make_url, text
+
+    from taxonomy_store.db.engine import normalise_url
+
+    server = make_url(normalise_url(pg_server_url))
+    name = f"tstore_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # unreachable server
+        need_or_skip(False, f"PostgreSQL at {server.render_as_string()} is not usable: {exc}")
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_database):
+    """The run's PostgreSQL database, emptied before each test."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(pg_database.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return pg_database
+
+
+def run_tstore(*args: str, env: dict | None = None, cwd: Path | None = None, input: str | None = None, timeout: float = 600):
+    """Run the real `tstore` console script in a subprocess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    exe = Path(sys.executable).parent / "tstore"
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=full_env, cwd=cwd, input=input, timeout=timeout
+    )
