@@ -13,7 +13,17 @@ import click
 from .app import cli
 
 # Each module adds its commands to `cli` when imported.
-from . import db_cmds, taxonomy_cmds  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    db_cmds,
+    demo_cmds,
+    embed_cmds,
+    encoder_cmds,
+    import_cmds,
+    metrics_cmds,
+    query_cmds,
+    taxonomy_cmds,
+    tui_cmds,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

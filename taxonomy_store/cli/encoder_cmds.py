@@ -1,0 +1,5 @@
+"""tstore encoder ... commands (issue 3)."""
+
+from __future__ import annotations
+
+from .app import cli  # noqa: F401
