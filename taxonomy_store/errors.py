@@ -77,3 +77,23 @@ class NotFound(TStoreError):
 
 class InvalidValue(TStoreError):
     exit_code = 2
+
+
+class EmptyStore(TStoreError):
+    """The store holds no prompts to compare against (issue 6)."""
+
+
+class EmptyPrompt(InvalidValue):
+    """A query text that is empty or only whitespace (issue 6)."""
+
+
+class NotEnoughLabels(TStoreError):
+    """Calibration needs labeled safe and unsafe prompts (issue 6)."""
+
+
+class IndexOutOfSync(TStoreError):
+    """`tstore verify` found differences between SQL and an encoder's Chroma collection."""
+
+
+class VectorStoreUnreachable(TStoreError):
+    """The Chroma server (or the embedded Chroma directory) cannot be used."""
