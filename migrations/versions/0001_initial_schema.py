@@ -137,7 +137,7 @@ def upgrade() -> None:
     sa.Column('taxonomy_id', sa.Integer(), nullable=False),
     sa.Column('parent_id', sa.Integer(), nullable=True),
     sa.Column('code', sa.String(length=100), nullable=False),
-    sa.Column('name', sa.String(length=300), nullable=False),
+    sa.Column('name', sa.Text(), nullable=False),
     sa.Column('short_name', sa.String(length=100), nullable=True),
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('depth', sa.Integer(), nullable=False),

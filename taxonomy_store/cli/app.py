@@ -47,9 +47,12 @@ def stderr_console():
 
 
 def stdout_console():
+    """Rich console for data on stdout; when piped, wide enough that lines are not wrapped."""
+    import sys
+
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -84,4 +87,12 @@ def run(group: click.Group, argv: list[str] | None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a database or I/O failure we did not foresee: still one line
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(exc, (SQLAlchemyError, OSError)):
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            click.echo(f"error: {type(exc).__name__}: {first}", err=True)
+            return 1
+        raise
     return 0

@@ -69,12 +69,12 @@ def show(ctx: Context, name: str, depth: int | None, as_json: bool) -> None:
 
     per_level = tree.count_by_depth()
     summary = " / ".join(f"{n} {lvl}" for n, lvl in zip(per_level, tree.levels + [""] * len(per_level)))
-    root = Tree(f"[bold]{escape(inert(tree.title))}[/] ({escape(tree.name)}: {summary})")
+    root = Tree(f"[bold]{escape(inert(tree.title))}[/] ({escape(tree.name)}: {summary}; prompts per node)")
 
     def add(parent, node):
-        label = escape(inert(node.short_name or node.name))
-        full = f" [dim]{escape(inert(node.name))}[/]" if node.short_name and node.depth < 2 else ""
-        branch = parent.add(f"[cyan]{escape(node.code)}[/] {label}{full} [green]{node.prompts}[/]")
+        # Leaf names can be long "Name: description" texts; their short name reads better.
+        shown = node.short_name if node.short_name and not node.children else node.name
+        branch = parent.add(f"{escape(inert(shown))} [dim]({escape(node.code)})[/] [green]{node.prompts}[/]")
         if depth is None or node.depth + 1 < depth:
             for c in node.children:
                 add(branch, c)

@@ -72,7 +72,7 @@ class TaxonomyNode(Base):
     taxonomy_id: Mapped[int] = mapped_column(ForeignKey("taxonomies.id", ondelete="CASCADE"))
     parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("taxonomy_nodes.id", ondelete="CASCADE"))
     code: Mapped[str] = mapped_column(String(100))
-    name: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(Text)
     short_name: Mapped[Optional[str]] = mapped_column(String(100))
     description: Mapped[Optional[str]] = mapped_column(Text)
     depth: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,205 @@
+"""`tstore init`, `db` and `taxonomy`: real subprocesses, real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_tstore
+
+
+def _ok(result):
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def _one_line_error(result, *needles: str):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("error: "), result.stderr
+    assert all(line.startswith(("error: ", "hint: ")) for line in lines), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _nodes_by_depth(tree: dict) -> list[int]:
+    counts: dict[int, int] = {}
+
+    def walk(node, depth):
+        for child in node["children"]:
+            counts[depth] = counts.get(depth, 0) + 1
+            walk(child, depth + 1)
+
+    walk(tree, 0)
+    return [counts[d] for d in sorted(counts)]
+
+
+def test_init_load_show(tmp_path):
+    store = str(tmp_path / "s")
+    _ok(run_tstore("--store", store, "init"))
+    _ok(run_tstore("--store", store, "taxonomy", "load", "do-not-answer"))
+    tree = json.loads(_ok(run_tstore("--store", store, "taxonomy", "show", "do-not-answer", "--json")).stdout)
+    assert _nodes_by_depth(tree) == [5, 12, 61]
+    assert tree["levels"] == ["risk_area", "harm_type", "specific_harm"]
+    names = {c["name"] for c in tree["children"]}
+    assert "Information Hazards" in names
+    adult = [h for r in tree["children"] for h in r["children"] if h["code"] == "adult_content"][0]
+    assert adult["name"] == "Adult Content" and all(c["children"] == [] for c in adult["children"])
+    text = _ok(run_tstore("--store", store, "taxonomy", "show", "do-not-answer")).stdout
+    assert "5 risk_area / 12 harm_type / 61 specific_harm" in text
+
+
+def test_taxonomy_load_is_idempotent_and_audited(store):
+    first = store.taxonomies.load("do-not-answer")
+    rev = store.data_revision()
+    second = store.taxonomies.load("do-not-answer")
+    assert (first.created, first.nodes_added) == (True, 78)
+    assert (second.created, second.nodes_added, second.nodes_updated, second.nodes_unchanged) == (False, 0, 0, 78)
+    assert rev == 79  # one audit entry for the taxonomy, one per node
+    assert store.data_revision() == rev
+
+
+def test_all_builtin_taxonomies(store):
+    for name, per_level in (("xstest-pair-types", [10]), ("ailuminate-v1", [3, 12]), ("do-not-answer", [5, 12, 61])):
+        store.taxonomies.load(name)
+        assert store.taxonomies.tree(name).count_by_depth() == per_level
+    group = next(n for n in store.taxonomies.tree("xstest-pair-types").walk() if n.code == "group")
+    assert group.name == "Discrimination (nonsense group)"
+
+
+def test_taxonomy_names_match_do_not_answer_csv(store, shared_datasets):
+    import csv
+
+    store.taxonomies.load("do-not-answer")
+    tree = store.taxonomies.tree("do-not-answer")
+    names_by_depth = {0: set(), 1: set(), 2: set()}
+    for node in tree.walk():
+        names_by_depth[node.depth].add(node.name)
+    with open(shared_datasets / "do_not_answer.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["risk_area"] for r in rows} == names_by_depth[0]
+    assert {r["types_of_harm"] for r in rows} == names_by_depth[1]
+    assert {r["specific_harms"] for r in rows} == names_by_depth[2]
+
+
+def _store_files(path):
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*")) if path.exists() else []
+
+
+def test_unknown_taxonomy(tmp_path):
+    store = tmp_path / "s"
+    _ok(run_tstore("--store", str(store), "init"))
+    before = _store_files(store)
+    line = _one_line_error(run_tstore("--store", str(store), "taxonomy", "load", "no-such-taxonomy"), "unknown taxonomy 'no-such-taxonomy'")
+    assert line
+    _one_line_error(run_tstore("--store", str(store), "taxonomy", "show", "do-not-answer"), "no taxonomy 'do-not-answer'")
+    assert _store_files(store) == before
+    con = sqlite3.connect(store / "tstore.db")
+    assert con.execute("select count(*) from taxonomies").fetchone() == (0,)
+    assert con.execute("select count(*) from audit_log").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("name: x\nnodes: [\n", "invalid YAML"),
+        ("name: x\nnodes:\n  - code: a\n", "nodes[0]: missing 'name'"),
+        ("name: x\nnodes:\n  - {code: a, name: A}\n  - {code: a, name: B}\n", "code 'a' is already used"),
+        ("nodes:\n  - {code: a, name: A}\n", "missing 'name'"),
+        ("name: x\nnodes: []\n", "'nodes' must be a non-empty list"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("name: x\nnodes:\n  - {code: a, name: A, children: 3}\n", "'children' must be a list"),
+    ],
+)
+def test_malformed_taxonomy_file(tmp_path, content, needle):
+    store = tmp_path / "s"
+    _ok(run_tstore("--store", str(store), "init"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content, encoding="utf-8")
+    line = _one_line_error(run_tstore("--store", str(store), "taxonomy", "load", str(bad)), str(bad), needle)
+    assert line
+    con = sqlite3.connect(store / "tstore.db")
+    assert con.execute("select count(*) from taxonomy_nodes").fetchone() == (0,)
+    assert con.execute("select count(*) from audit_log").fetchone() == (0,)
+
+
+def test_not_a_store(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("hello")
+    _one_line_error(run_tstore("--store", str(plain), "taxonomy", "list"), "is not a tstore store")
+    _one_line_error(run_tstore("--store", str(plain), "init"), "is not empty and is not a tstore store")
+    _one_line_error(run_tstore("--store", str(tmp_path / "missing"), "taxonomy", "list"), "does not exist")
+    assert sorted(p.name for p in plain.iterdir()) == ["notes.txt"]
+    assert not (tmp_path / "missing").exists()
+
+
+def test_unreachable_database(tmp_path):
+    store = tmp_path / "s"
+    # Nothing listens on port 1 of loopback.
+    result = run_tstore("--store", str(store), "--db-url", "postgresql://nobody@127.0.0.1:1/none", "init")
+    _one_line_error(result, "cannot connect to postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert not store.exists()
+
+
+def test_env_store_location(tmp_path):
+    store = tmp_path / "from-env"
+    _ok(run_tstore("init", env={"TSTORE_HOME": str(store)}))
+    assert (store / "tstore-store.json").is_file()
+    out = _ok(run_tstore("taxonomy", "list", env={"TSTORE_HOME": str(store)})).stdout
+    assert "no taxonomies yet" in out
+
+
+def test_default_store_location(tmp_path):
+    _ok(run_tstore("init", env={"TSTORE_HOME": "", "XDG_DATA_HOME": str(tmp_path / "xdg")}))
+    assert (tmp_path / "xdg" / "tstore" / "tstore-store.json").is_file()
+
+
+def test_outdated_schema_is_refused(tmp_path):
+    store = tmp_path / "s"
+    _ok(run_tstore("--store", str(store), "init"))
+    _ok(run_tstore("--store", str(store), "db", "downgrade", "base"))
+    _one_line_error(run_tstore("--store", str(store), "taxonomy", "list"), "schema none")
+    assert "tstore db upgrade" in run_tstore("--store", str(store), "taxonomy", "list").stderr
+    _ok(run_tstore("--store", str(store), "db", "upgrade"))
+    current = json.loads(_ok(run_tstore("--store", str(store), "db", "current", "--json")).stdout)
+    assert current["current"] == current["head"]
+
+
+@pytest.mark.postgres
+def test_postgres_store(tmp_path, pg_url):
+    store = str(tmp_path / "pg")
+    _ok(run_tstore("--store", store, "--db-url", pg_url, "init"))
+    # The store remembers its database: later commands need no --db-url.
+    _ok(run_tstore("--store", store, "taxonomy", "load", "do-not-answer", env={"TSTORE_DB_URL": ""}))
+    tree = json.loads(_ok(run_tstore("--store", store, "taxonomy", "show", "do-not-answer", "--json", env={"TSTORE_DB_URL": ""})).stdout)
+    assert _nodes_by_depth(tree) == [5, 12, 61]
+    assert not (tmp_path / "pg" / "tstore.db").exists()
+
+
+def test_light_commands_do_not_import_heavy_modules():
+    code = (
+        "import sys\n"
+        "from taxonomy_store.cli import cli\n"
+        "try:\n"
+        "    cli.main(args=['--help'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'chromadb', 'textual', 'transformers') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "Commands:" in out
+    assert out.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_core_library_does_not_import_ui():
+    code = "import sys, taxonomy_store, taxonomy_store.store\nprint([m for m in ('textual', 'rich', 'torch') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
