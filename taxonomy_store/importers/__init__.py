@@ -1,0 +1,118 @@
+"""Importers: each turns a data file into validated plain records (no SQL) or raises InputFileError.
+
+`parse_file(path)` reads the bytes once, detects the format from the header unless one is
+given, and returns a `ParsedFile`; `Imports` (taxonomy_store/imports.py) writes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputFileError
+from .contrast import parse_contrast_json, parse_contrast_long, parse_contrast_wide, variant_columns
+from .do_not_answer import parse_do_not_answer
+from .generic import PAIRS_EXPORT_COLUMNS, PROMPTS_EXPORT_COLUMNS, parse_generic, parse_pairs_export, parse_prompts_export
+from .records import LABELS, MAX_TEXT_CHARS, PairRecord, ParsedFile, PromptRecord
+from .tabular import Table, read_table
+from .xstest import parse_pairs, parse_xstest_prompts
+
+FORMATS = (
+    "xstest",
+    "xstest-aug",
+    "pairs",
+    "do-not-answer",
+    "contrast-wide",
+    "contrast-long",
+    "contrast-jsonl",
+    "generic",
+    "tstore-prompts",
+    "tstore-pairs",
+)
+# Bare file kinds are accepted as --format too: they mean "generic, read as this kind".
+KINDS = ("csv", "tsv", "jsonl", "json", "parquet")
+
+__all__ = [
+    "FORMATS", "KINDS", "LABELS", "MAX_TEXT_CHARS", "PairRecord", "ParsedFile", "PromptRecord", "detect_format",
+    "parse_file", "read_file_bytes",
+]
+
+
+def detect_format(table: Table) -> str | None:
+    cols = set(table.columns)
+    if {"risk_area", "types_of_harm", "specific_harms", "question"} <= cols:
+        return "do-not-answer"
+    if {"unsafe_text", "safe_text"} <= cols:
+        return "tstore-pairs"
+    if {"unsafe_prompt", "safe_prompt", "type"} <= cols:
+        return "xstest-aug" if "type_id" in cols else "pairs"
+    if {"id", "prompt", "type", "label", "focus"} <= cols:
+        return "xstest"
+    if {"set_id", "label", "prompt"} <= cols:
+        return "contrast-long"
+    if "prompt" in cols and variant_columns(table.columns):
+        return "contrast-wide"
+    if {"prompt", "variants"} <= cols:
+        return "contrast-jsonl"
+    if set(PROMPTS_EXPORT_COLUMNS) <= cols:
+        return "tstore-prompts"
+    return None
+
+
+def read_file_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise InputFileError(path, "no such file")
+    if path.is_dir():
+        raise InputFileError(path, "is a directory, not a data file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read: {exc.strerror}") from exc
+
+
+def parse_file(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    mapping: dict[str, str] | None = None,
+    label: str | None = None,
+    data: bytes | None = None,
+) -> ParsedFile:
+    path = Path(path)
+    if data is None:
+        data = read_file_bytes(path)
+    kind = format if format in KINDS else None
+    if format is not None and format not in FORMATS and format not in KINDS:
+        raise InputFileError(path, f"unknown format {format!r}", hint=f"formats: {', '.join(FORMATS + KINDS)}")
+    table = read_table(path, data, kind)
+    fmt = format if format in FORMATS else None
+    if fmt is None:
+        fmt = "generic" if (mapping or label or kind) else detect_format(table)
+    if fmt is None:
+        if any(c in table.columns for c in ("text", "prompt")) and "label" in table.columns:
+            fmt = "generic"
+        else:
+            raise InputFileError(
+                path,
+                f"cannot tell the format from the header (columns: {', '.join(table.columns)})",
+                row=1,
+                hint="give --format, or --map text=COLUMN with --map label=COLUMN or --label",
+            )
+    if (mapping or label) and fmt != "generic":
+        raise InputFileError(path, f"--map and --label apply to generic files, not to the {fmt} format", hint="add --format generic")
+    if fmt == "xstest":
+        return parse_xstest_prompts(table)
+    if fmt in ("xstest-aug", "pairs"):
+        return parse_pairs(table, fmt)
+    if fmt == "do-not-answer":
+        return parse_do_not_answer(table)
+    if fmt == "contrast-wide":
+        return parse_contrast_wide(table)
+    if fmt == "contrast-long":
+        return parse_contrast_long(table)
+    if fmt == "contrast-jsonl":
+        return parse_contrast_json(table)
+    if fmt == "tstore-prompts":
+        return parse_prompts_export(table)
+    if fmt == "tstore-pairs":
+        return parse_pairs_export(table)
+    return parse_generic(table, mapping, label)

@@ -1,0 +1,284 @@
+"""Reading CSV, TSV, JSON lines, JSON arrays and Parquet into (row number, dict) rows.
+
+Every problem becomes an InputFileError naming the file, the row and the column.
+Row numbers: for CSV/TSV the header is row 1 and the first record row 2 (as a spreadsheet shows
+them; a record with line breaks inside quotes is still one row); for JSON lines the line number;
+for JSON arrays and Parquet the element index + 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputFileError
+from .records import MAX_TEXT_CHARS
+
+# Response columns of Do-Not-Answer run to tens of KB; anything beyond this is a broken file.
+MAX_FIELD_CHARS = 1_000_000
+TABLE_KINDS = ("csv", "tsv", "jsonl", "json", "parquet")
+
+
+@dataclass
+class Table:
+    path: Path
+    kind: str
+    columns: list[str]
+    rows: list[tuple[int, dict[str, Any]]]
+
+    def require(self, *names: str, what: str = "this format") -> None:
+        missing = [n for n in names if n not in self.columns]
+        if missing:
+            raise InputFileError(
+                self.path,
+                f"missing column {missing[0]!r} needed by {what} (columns: {', '.join(self.columns) or 'none'})",
+                row=1,
+                column=missing[0],
+                hint="check the header, or give --format / --map",
+            )
+
+
+def guess_kind(path: Path, data: bytes) -> str:
+    suffix = path.suffix.lower()
+    if data[:4] == b"PAR1" or suffix == ".parquet":
+        return "parquet"
+    if suffix == ".tsv":
+        return "tsv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if head == b"[":
+        return "json"
+    if head == b"{":
+        return "jsonl"
+    return "csv"
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputFileError(
+            path,
+            f"not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line})",
+            row=line,
+            hint="save the file as UTF-8",
+        ) from exc
+
+
+def _check_binary(path: Path, data: bytes) -> None:
+    nul = data.find(b"\x00", 0, 65536)
+    if nul >= 0:
+        line = data[:nul].count(b"\n") + 1
+        raise InputFileError(
+            path,
+            f"looks like a binary file (NUL byte at offset {nul}), not CSV/TSV/JSON text",
+            row=line,
+            hint="give a CSV, TSV, JSON lines, JSON or Parquet file",
+        )
+
+
+def read_table(path: Path, data: bytes, kind: str | None = None) -> Table:
+    if not data.strip():
+        raise InputFileError(path, "the file is empty", hint="give a file with a header and at least one row")
+    kind = kind or guess_kind(path, data)
+    if kind == "parquet":
+        return _read_parquet(path, data)
+    _check_binary(path, data)
+    text = _decode(path, data)
+    if kind in ("csv", "tsv"):
+        return _read_csv(path, text, "\t" if kind == "tsv" else ",", kind)
+    if kind == "jsonl":
+        return _read_jsonl(path, text)
+    if kind == "json":
+        return _read_json(path, text)
+    raise InputFileError(path, f"unknown file kind {kind!r}", hint=f"one of {', '.join(TABLE_KINDS)}")
+
+
+def _read_csv(path: Path, text: str, delimiter: str, kind: str) -> Table:
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    header: list[str] | None = None
+    record = 0
+    try:
+        for record, values in enumerate(reader, start=1):
+            if header is None:
+                header = [h.strip() for h in values]
+                if not any(header):
+                    raise InputFileError(path, "the header row is empty", row=1)
+                seen: set[str] = set()
+                for h in header:
+                    if h in seen:
+                        raise InputFileError(path, f"column {h!r} appears twice in the header", row=1, column=h)
+                    seen.add(h)
+                continue
+            if not values or (len(values) == 1 and not values[0].strip()):
+                continue  # blank line
+            if len(values) > len(header):
+                raise InputFileError(
+                    path,
+                    f"{len(values)} fields but the header has {len(header)} (an unquoted {delimiter!r} in a field?)",
+                    row=record,
+                    column=f"#{len(header) + 1}",
+                )
+            rows.append((record, dict(zip(header, values))))
+    except csv.Error as exc:
+        bad_row = record + 1
+        msg = str(exc)
+        column = None
+        if "field larger than field limit" in msg:
+            reason = f"a field is larger than {MAX_FIELD_CHARS:,} characters (an unclosed quote?)"
+        elif "unexpected end of data" in msg or "EOF" in msg:
+            reason = "the file ends inside a quoted field (a quote is never closed)"
+        else:
+            reason = f"malformed {kind.upper()}: {msg}"
+        # Find the record that broke: the last row parsed ends before it.
+        if rows or header is not None:
+            column = _broken_column(text, delimiter, bad_row, header)
+        raise InputFileError(path, reason, row=bad_row, column=column, hint="check the quoting around that row") from exc
+    if header is None:
+        raise InputFileError(path, "the file is empty", hint="give a file with a header and at least one row")
+    if not rows:
+        raise InputFileError(path, "the file has a header but no rows", row=2)
+    for rownum, r in rows:
+        for k, v in r.items():
+            if isinstance(v, str) and len(v) > MAX_FIELD_CHARS:
+                raise InputFileError(path, f"field of {len(v):,} characters is too large", row=rownum, column=k)
+    return Table(path, kind, header, rows)
+
+
+def _broken_column(text: str, delimiter: str, bad_row: int, header: list[str] | None) -> str | None:
+    """The column whose quoted field never closes: parse the broken record leniently."""
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        csv.field_size_limit(2**31 - 1)
+        for i, values in enumerate(reader, start=1):
+            if i == bad_row:
+                idx = len(values) - 1
+                if header and 0 <= idx < len(header):
+                    return header[idx]
+                return f"#{idx + 1}"
+    except csv.Error:
+        return None
+    finally:
+        csv.field_size_limit(MAX_FIELD_CHARS)
+    return None
+
+
+def _scalarise(path: Path, rownum: int, obj: Any) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise InputFileError(path, f"expected a JSON object, found {type(obj).__name__}", row=rownum)
+    return obj
+
+
+def _read_jsonl(path: Path, text: str) -> Table:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    columns: dict[str, None] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(
+                path, f"invalid JSON: {exc.msg} (character {exc.colno})", row=lineno, hint="one JSON object per line"
+            ) from exc
+        obj = _scalarise(path, lineno, obj)
+        for k in obj:
+            columns.setdefault(k, None)
+        rows.append((lineno, obj))
+    if not rows:
+        raise InputFileError(path, "the file has no JSON objects")
+    return Table(path, "jsonl", list(columns), rows)
+
+
+def _read_json(path: Path, text: str) -> Table:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, f"invalid JSON: {exc.msg} (line {exc.lineno}, character {exc.colno})", row=exc.lineno) from exc
+    if isinstance(data, dict):
+        for key in ("rows", "data", "prompts", "items"):
+            if isinstance(data.get(key), list):
+                data = data[key]
+                break
+    if not isinstance(data, list):
+        raise InputFileError(path, "expected a JSON array of objects", hint="or use JSON lines (.jsonl)")
+    rows, columns = [], {}
+    for i, obj in enumerate(data, start=1):
+        obj = _scalarise(path, i, obj)
+        for k in obj:
+            columns.setdefault(k, None)
+        rows.append((i, obj))
+    if not rows:
+        raise InputFileError(path, "the JSON array is empty")
+    return Table(path, "json", list(columns), rows)
+
+
+def _read_parquet(path: Path, data: bytes) -> Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except Exception as exc:  # pyarrow raises several kinds for a damaged file
+        raise InputFileError(path, f"not a readable Parquet file: {exc}") from exc
+    columns = table.column_names
+    rows = [(i, r) for i, r in enumerate(table.to_pylist(), start=1)]
+    if not rows:
+        raise InputFileError(path, "the Parquet file has no rows")
+    return Table(path, "parquet", columns, rows)
+
+
+def cell(table: Table, rownum: int, row: dict[str, Any], column: str, *, required: bool = True, what: str = "text") -> str:
+    """One cell as stripped text; empty → error when required."""
+    value = row.get(column)
+    if value is None:
+        value = ""
+    elif not isinstance(value, str):
+        if isinstance(value, (dict, list)):
+            raise InputFileError(table.path, f"expected {what}, found a JSON {type(value).__name__}", row=rownum, column=column)
+        value = str(value)
+    value = value.strip()
+    if required and not value:
+        raise InputFileError(table.path, f"empty {what}", row=rownum, column=column)
+    return value
+
+
+def prompt_text(table: Table, rownum: int, row: dict[str, Any], column: str) -> str:
+    text = cell(table, rownum, row, column, what="prompt text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputFileError(
+            table.path, f"prompt text of {len(text):,} characters exceeds the limit of {MAX_TEXT_CHARS:,}", row=rownum, column=column
+        )
+    return text
+
+
+_LABEL_WORDS = {
+    "safe": "safe",
+    "unsafe": "unsafe",
+    "unlabeled": "unlabeled",
+    "unlabelled": "unlabeled",
+}
+
+
+def parse_label(table: Table, rownum: int, value: Any, column: str | None) -> str:
+    word = ("" if value is None else str(value)).strip().lower()
+    if word in _LABEL_WORDS:
+        return _LABEL_WORDS[word]
+    shown = str(value)[:40]
+    raise InputFileError(
+        table.path,
+        f"unknown label {shown!r}" if word else "empty label",
+        row=rownum,
+        column=column,
+        hint="labels are safe, unsafe or unlabeled; give --label for a file of one class",
+    )

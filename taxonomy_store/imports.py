@@ -1,0 +1,591 @@
+"""Importing data files: parse (importers/) then write in ONE transaction, all rows or none.
+
+Keys and semantics:
+- Each file row is a `PromptSource` keyed by (dataset, source key). Re-importing the same bytes
+  with the same options is detected by the dataset's sha256 and writes nothing. A changed file
+  updates the rows whose content changed (text, label, category; an edited text bumps the
+  prompt's revision and text hash) and leaves the others — and any curation edits — alone.
+- The same normalised text is one live prompt: a row whose text is already stored (from any
+  dataset) gets a new source on the existing prompt ("linked"), never a second prompt. A label
+  conflict (safe vs unsafe) is an error unless one side is unlabeled.
+- Exact duplicate texts inside one file are reported; each row keeps its own source.
+- tstore's own exports match existing prompts by text (that is what makes export → import a
+  no-op on the same store).
+- Every change goes to the audit log. `dry_run` does all the work and rolls it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from sqlalchemy import func, insert, select, update
+
+from .db.models import Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow
+from .errors import InputFileError
+from .importers import ParsedFile, PromptRecord, parse_file, read_file_bytes
+from .text import text_sha256
+
+if TYPE_CHECKING:
+    from .store import Store
+
+Progress = Callable[[str, int, int], None]
+_IN_BATCH = 900
+
+
+@dataclass
+class ImportSummary:
+    dataset: str
+    format: str
+    path: str
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates_in_file: int = 0
+    linked_existing: int = 0
+    pairs_added: int = 0
+    pairs_updated: int = 0
+    pairs_unchanged: int = 0
+    # All or nothing: a bad row aborts the whole import with an error, so a summary never has
+    # rejected rows; the field is kept so scripts can rely on the key.
+    rejected: int = 0
+    not_in_file: int = 0  # sources of this dataset that the file no longer has (kept)
+    categories_created: int = 0
+    taxonomies_loaded: list[str] = field(default_factory=list)
+    unchanged_file: bool = False
+    dry_run: bool = False
+    sha256: str = ""
+    changes: list[str] = field(default_factory=list)  # the first few changed rows, for people
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        if self.unchanged_file:
+            return f"{self.dataset}: unchanged ({self.rows} rows, same file as the last import; nothing written)"
+        head = "dry run, nothing written: " if self.dry_run else ""
+        parts = [
+            f"{self.added} added", f"{self.updated} updated", f"{self.unchanged} unchanged",
+            f"{self.linked_existing} linked to existing prompts", f"{self.duplicates_in_file} duplicate texts in file",
+            f"pairs {self.pairs_added} added/{self.pairs_updated} updated/{self.pairs_unchanged} unchanged",
+            f"{self.rejected} rejected",
+        ]
+        if self.categories_created:
+            parts.append(f"{self.categories_created} categories created")
+        return f"{head}{self.dataset} ({self.format}, {self.rows} rows): " + ", ".join(parts) + f" in {self.seconds:.2f}s"
+
+
+class _DryRun(Exception):
+    def __init__(self, summary: ImportSummary):
+        self.summary = summary
+
+
+def _row_sha(rec: PromptRecord, taxonomy: str | None) -> str:
+    payload = [rec.text, rec.label, rec.taxonomy or taxonomy, rec.category, sorted((rec.extra or {}).items())]
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")).hexdigest()
+
+
+def _slug(value: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")[:90] or "category"
+
+
+def _chunks(seq: list, n: int = _IN_BATCH):
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+class _Categories:
+    """Resolves category references (code, exact name, or a path of names) to node ids."""
+
+    def __init__(self, session, audit, imports: "Imports", summary: ImportSummary, create: bool, path: Path):
+        self.session, self.audit, self.imports, self.summary = session, audit, imports, summary
+        self.create, self.path = create, path
+        self.taxonomies: dict[str, dict[str, Any]] = {}
+        self.cache: dict[tuple, tuple[int, str, str]] = {}
+
+    def taxonomy(self, name: str, *, row: int | None = None, column: str | None = None) -> dict[str, Any]:
+        if name in self.taxonomies:
+            return self.taxonomies[name]
+        tax = self.session.scalar(select(Taxonomy).where(Taxonomy.name == name))
+        if tax is None:
+            from .taxonomy_files import builtin_names, locate, read_taxonomy_file
+
+            if name in builtin_names():
+                self.imports.store.taxonomies._upsert(self.session, self.audit, read_taxonomy_file(locate(name)))
+                self.summary.taxonomies_loaded.append(name)
+                tax = self.session.scalar(select(Taxonomy).where(Taxonomy.name == name))
+            elif self.create:
+                tax = Taxonomy(name=name, title=name, levels=[])
+                self.session.add(tax)
+                self.session.flush()
+                self.audit.record("insert", "taxonomy", tax.id, None, {"name": name, "title": name})
+            else:
+                known = self.session.scalars(select(Taxonomy.name).order_by(Taxonomy.name)).all()
+                raise InputFileError(
+                    self.path, f"unknown taxonomy {name!r}", row=row, column=column,
+                    hint=f"loaded: {', '.join(known) or 'none'}; load one with `tstore taxonomy load`, or add --create-categories",
+                )
+        nodes = self.session.execute(
+            select(TaxonomyNode.id, TaxonomyNode.code, TaxonomyNode.name, TaxonomyNode.parent_id).where(
+                TaxonomyNode.taxonomy_id == tax.id
+            )
+        ).all()
+        info = {"id": tax.id, "name": name, "by_code": {}, "by_name": {}, "by_parent_name": {}}
+        for nid, code, nname, parent in nodes:
+            info["by_code"][code] = nid
+            info["by_name"].setdefault(nname, []).append(nid)
+            info["by_parent_name"][(parent, nname)] = nid
+        info["codes"] = {nid: code for code, nid in info["by_code"].items()}
+        self.taxonomies[name] = info
+        return info
+
+    def _all_taxonomy_names(self) -> list[str]:
+        return list(self.session.scalars(select(Taxonomy.name).order_by(Taxonomy.name)))
+
+    def resolve(self, rec: PromptRecord, taxonomy: str | None) -> int | None:
+        ref = rec.category
+        if ref is None or ref == "":
+            return None
+        tax_name = rec.taxonomy or taxonomy
+        key = (tax_name, ref)
+        if key in self.cache:
+            return self.cache[key][0]
+        if isinstance(ref, tuple):
+            t = self.taxonomy(tax_name, row=rec.row, column=rec.category_column)
+            parent = None
+            for depth, part in enumerate(ref):
+                nid = t["by_parent_name"].get((parent, part))
+                if nid is None:
+                    where = f" under {ref[depth - 1]!r}" if depth else " at the top level"
+                    raise InputFileError(
+                        self.path, f"no category named {part!r}{where} in taxonomy {tax_name!r}", row=rec.row,
+                        column=rec.category_column, hint="names must match the taxonomy's node names exactly",
+                    )
+                parent = nid
+            self.cache[key] = (parent, tax_name, t["codes"][parent])
+            return parent
+        if tax_name is None:
+            hits = []
+            for name in self._all_taxonomy_names():
+                t = self.taxonomy(name)
+                if ref in t["by_code"] or len(t["by_name"].get(ref, [])) == 1:
+                    hits.append(name)
+            if len(hits) > 1:
+                raise InputFileError(
+                    self.path, f"category {ref!r} exists in several taxonomies ({', '.join(hits)})", row=rec.row,
+                    column=rec.category_column, hint="choose one with --taxonomy",
+                )
+            if not hits:
+                raise InputFileError(
+                    self.path, f"unknown category {ref!r} (no taxonomy in the store has it)", row=rec.row,
+                    column=rec.category_column,
+                    hint="load its taxonomy, or give --taxonomy NAME --create-categories to add it",
+                )
+            tax_name = hits[0]
+        t = self.taxonomy(tax_name, row=rec.row, column=rec.category_column)
+        nid = t["by_code"].get(ref)
+        if nid is None:
+            named = t["by_name"].get(ref, [])
+            if len(named) > 1:
+                raise InputFileError(
+                    self.path, f"category name {ref!r} matches {len(named)} nodes of {tax_name!r}", row=rec.row,
+                    column=rec.category_column, hint="use the node's code instead",
+                )
+            nid = named[0] if named else None
+        if nid is None:
+            if not self.create:
+                raise InputFileError(
+                    self.path, f"unknown category {ref!r} in taxonomy {tax_name!r}", row=rec.row, column=rec.category_column,
+                    hint="use a node code or exact node name (`tstore taxonomy show`), or add --create-categories",
+                )
+            nid = self._create(t, ref)
+        self.cache[key] = (nid, tax_name, t["codes"][nid])
+        return nid
+
+    def _create(self, t: dict[str, Any], value: str) -> int:
+        code, n = _slug(value), 2
+        while code in t["by_code"]:
+            code, n = f"{_slug(value)}_{n}", n + 1
+        position = len([1 for (p, _), _ in t["by_parent_name"].items() if p is None])
+        values = dict(taxonomy_id=t["id"], parent_id=None, code=code, name=value, depth=0, position=position, attributes={})
+        nid = self.session.execute(insert(TaxonomyNode).returning(TaxonomyNode.id), [values]).scalar_one()
+        self.audit.record("insert", "taxonomy_node", nid, None, {k: v for k, v in values.items() if k != "taxonomy_id"})
+        t["by_code"][code] = nid
+        t["by_name"].setdefault(value, []).append(nid)
+        t["by_parent_name"][(None, value)] = nid
+        t["codes"][nid] = code
+        self.summary.categories_created += 1
+        return nid
+
+
+class Imports:
+    def __init__(self, store: "Store"):
+        self.store = store
+
+    def import_file(
+        self,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        dataset: str | None = None,
+        taxonomy: str | None = None,
+        mapping: dict[str, str] | None = None,
+        label: str | None = None,
+        create_categories: bool = False,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> ImportSummary:
+        started = time.perf_counter()
+        path = Path(path)
+        data = read_file_bytes(path)
+        if progress:
+            progress("read", 0, 1)
+        parsed = parse_file(path, format=format, mapping=mapping, label=label, data=data)
+        if progress:
+            progress("read", 1, 1)
+        summary = ImportSummary(
+            dataset=dataset or path.stem, format=parsed.format, path=str(path), rows=len(parsed.prompts),
+            sha256=hashlib.sha256(data).hexdigest(), dry_run=dry_run, notes=list(parsed.notes),
+        )
+        options = {"format": parsed.format, "taxonomy": taxonomy, "mapping": dict(mapping or {}), "label": label}
+        try:
+            with self.store.write(reason=f"import {path.name} into {summary.dataset}") as (session, audit):
+                self._write(session, audit, parsed, summary, dataset, taxonomy, options, create_categories, progress)
+                if dry_run:
+                    raise _DryRun(summary)
+        except _DryRun:
+            pass
+        summary.seconds = round(time.perf_counter() - started, 3)
+        return summary
+
+    # -- the one transaction ----------------------------------------------------------
+    def _write(self, session, audit, parsed: ParsedFile, summary: ImportSummary, dataset_arg, taxonomy, options, create, progress):
+        path = parsed.path
+        taxonomy = taxonomy or parsed.taxonomy
+        main_ds = session.scalar(select(Dataset).where(Dataset.name == summary.dataset))
+        if (
+            main_ds is not None
+            and not parsed.match_by_text
+            and main_ds.sha256 == summary.sha256
+            and (main_ds.options or {}) == options
+        ):
+            summary.unchanged_file = True
+            summary.unchanged = len(parsed.prompts)
+            summary.pairs_unchanged = len(parsed.pairs)
+            summary.duplicates_in_file = len(parsed.prompts) - len({text_sha256(r.text) for r in parsed.prompts})
+            return
+
+        cats = _Categories(session, audit, self, summary, create, path)
+        now = utcnow()
+
+        # Datasets: one per import, or (tstore exports) the dataset each row names.
+        datasets: dict[str, int] = {}
+
+        def dataset_id(name: str) -> int:
+            if name in datasets:
+                return datasets[name]
+            ds = session.scalar(select(Dataset).where(Dataset.name == name))
+            if ds is None:
+                values = dict(name=name, source_uri=str(path.resolve()), format=parsed.format, options={}, row_count=0)
+                ds_id = session.execute(insert(Dataset).returning(Dataset.id), [values]).scalar_one()
+                audit.record("insert", "dataset", ds_id, None, {"name": name, "format": parsed.format, "source_uri": values["source_uri"]})
+            else:
+                ds_id = ds.id
+            datasets[name] = ds_id
+            return ds_id
+
+        main_id = dataset_id(summary.dataset)
+        rec_ds: list[int] = []
+        for rec in parsed.prompts:
+            rec_ds.append(dataset_id(rec.dataset) if (parsed.match_by_text and rec.dataset and not dataset_arg) else main_id)
+        if parsed.match_by_text and not dataset_arg:
+            names = sorted({n for n, i in datasets.items() if i in set(rec_ds)})
+            summary.dataset = ", ".join(names) if names else summary.dataset
+
+        # Resolve categories and hashes up front (errors name the row).
+        n = len(parsed.prompts)
+        hashes = [text_sha256(r.text) for r in parsed.prompts]
+        cat_ids = [cats.resolve(r, taxonomy) for r in parsed.prompts]
+        row_shas = [_row_sha(r, taxonomy) for r in parsed.prompts]
+
+        # Existing sources of these datasets, and existing live prompts with these texts.
+        ds_ids = sorted(set(rec_ds))
+        sources: dict[tuple[int, str], tuple[int, int, str | None]] = {}
+        for sid, ds_id, key, pid, rsha in session.execute(
+            select(PromptSource.id, PromptSource.dataset_id, PromptSource.source_key, PromptSource.prompt_id, PromptSource.row_sha256)
+            .where(PromptSource.dataset_id.in_(ds_ids))
+        ):
+            sources[(ds_id, key)] = (sid, pid, rsha)
+        file_keys = {(d, r.key) for d, r in zip(rec_ds, parsed.prompts)}
+        summary.not_in_file = sum(1 for k in sources if k[0] == main_id and k not in file_keys) if not parsed.match_by_text else 0
+
+        cols = (Prompt.id, Prompt.text, Prompt.text_sha256, Prompt.label, Prompt.category_id, Prompt.revision)
+        live: dict[str, dict[str, Any]] = {}
+        by_id: dict[int, dict[str, Any]] = {}
+        wanted = list(set(hashes))
+        live_count = session.scalar(select(func.count(Prompt.id)).where(Prompt.deleted_at.is_(None))) or 0
+        if live_count:
+            if live_count <= 4 * len(wanted):
+                queries = [select(*cols).where(Prompt.deleted_at.is_(None))]
+            else:
+                queries = [select(*cols).where(Prompt.deleted_at.is_(None), Prompt.text_sha256.in_(c)) for c in _chunks(wanted)]
+            for q in queries:
+                for row in session.execute(q):
+                    p = dict(zip(("id", "text", "text_sha256", "label", "category_id", "revision"), row))
+                    live[p["text_sha256"]] = p
+                    by_id[p["id"]] = p
+        src_pids = [v[1] for v in sources.values() if v[1] not in by_id]
+        for c in _chunks(src_pids):
+            for row in session.execute(select(*cols).where(Prompt.id.in_(c))):
+                p = dict(zip(("id", "text", "text_sha256", "label", "category_id", "revision"), row))
+                by_id[p["id"]] = p
+
+        new_prompts: list[dict[str, Any]] = []  # rows to insert
+        new_rec: list[int] = []  # record index of each new prompt
+        new_sources: list[tuple[int, int, str, str, dict, object]] = []  # (rec index, ds, key, sha, extra, prompt ref)
+        source_updates: list[dict[str, Any]] = []
+        prompt_updates: dict[int, dict[str, Any]] = {}  # prompt id -> {field: (old, new)}
+        seen_text: dict[str, tuple[object, int]] = {}  # hash -> (prompt ref, record index)
+        key_ref: dict[str, object] = {}  # record key -> prompt id (int) or ("new", i)
+        taken_keys: set[tuple[int, str]] = set(sources)
+
+        def conflict(rec: PromptRecord, existing_label: str, where: str) -> None:
+            raise InputFileError(
+                path, f"label conflict: this text is {rec.label} here but {existing_label} in {where}", row=rec.row,
+                column=rec.label_column or rec.text_column,
+                hint="fix the label in the file, or relabel the stored prompt with `tstore prompt edit ID --label`",
+            )
+
+        def change(pid: int, fields: dict[str, Any]) -> None:
+            p = by_id[pid]
+            pending = prompt_updates.setdefault(pid, {})
+            for k, v in fields.items():
+                if p[k] != v:
+                    old = pending[k][0] if k in pending else p[k]
+                    pending[k] = (old, v)
+                    p[k] = v
+
+        def merge_label(rec: PromptRecord, pid: int, where: str) -> None:
+            existing = by_id[pid]["label"]
+            if rec.label == existing or rec.label == "unlabeled":
+                return
+            if existing == "unlabeled":
+                change(pid, {"label": rec.label})
+                return
+            conflict(rec, existing, where)
+
+        for i, rec in enumerate(parsed.prompts):
+            if progress and i % 5000 == 0:
+                progress("check", i, n)
+            h, ds_id, cat = hashes[i], rec_ds[i], cat_ids[i]
+            first = seen_text.get(h)
+            if first is not None:
+                summary.duplicates_in_file += 1
+                first_rec = parsed.prompts[first[1]]
+                if "unlabeled" not in (rec.label, first_rec.label) and rec.label != first_rec.label:
+                    conflict(rec, first_rec.label, f"row {first_rec.row} of this file")
+            src = None if parsed.match_by_text else sources.get((ds_id, rec.key))
+            if src is not None:
+                sid, pid, old_sha = src
+                key_ref[rec.key] = pid
+                seen_text.setdefault(h, (pid, i))
+                if old_sha == row_shas[i]:
+                    summary.unchanged += 1
+                    continue
+                p = by_id[pid]
+                fields: dict[str, Any] = {"label": rec.label, "category_id": cat}
+                if p["text"] != rec.text:
+                    other = live.get(h)
+                    if other is not None and other["id"] != pid:
+                        raise InputFileError(
+                            path, f"the edited text of row {rec.key!r} is already stored as prompt {other['id']}", row=rec.row,
+                            column=rec.text_column, hint="remove the duplicate row, or edit the stored prompt instead",
+                        )
+                    fields.update(text=rec.text, text_sha256=h)
+                    live.pop(p["text_sha256"], None)
+                    live[h] = p
+                before = dict(prompt_updates.get(pid, {}))
+                change(pid, fields)
+                changed = prompt_updates.get(pid, {}) != before
+                source_updates.append({"id": sid, "row_sha256": row_shas[i], "extra": rec.extra or {}, "_old": old_sha})
+                if changed:
+                    summary.updated += 1
+                    if len(summary.changes) < 20:
+                        summary.changes.append(f"row {rec.row} ({rec.key}): " + ", ".join(sorted(prompt_updates[pid])))
+                else:
+                    summary.unchanged += 1
+                continue
+            if first is not None:
+                ref = first[0]
+                key_ref[rec.key] = ref
+                if not parsed.match_by_text:
+                    new_sources.append((i, ds_id, rec.key, row_shas[i], rec.extra, ref))
+                continue
+            existing = live.get(h)
+            if existing is not None:
+                pid = existing["id"]
+                key_ref[rec.key] = pid
+                seen_text[h] = (pid, i)
+                if parsed.match_by_text:
+                    # tstore's own export: the file is the curated truth for label and category.
+                    before = set(prompt_updates.get(pid, {}))
+                    change(pid, {"label": rec.label, "category_id": cat})
+                    if set(prompt_updates.get(pid, {})) != before:
+                        summary.updated += 1
+                    else:
+                        summary.unchanged += 1
+                    continue
+                merge_label(rec, pid, f"prompt {pid}")
+                if existing["category_id"] is None and cat is not None:
+                    change(pid, {"category_id": cat})
+                summary.linked_existing += 1
+                new_sources.append((i, ds_id, rec.key, row_shas[i], rec.extra, pid))
+                continue
+            ref = ("new", len(new_prompts))
+            key_ref[rec.key] = ref
+            seen_text[h] = (ref, i)
+            key = rec.key
+            if (ds_id, key) in taken_keys:
+                key = f"{key}#{h[:12]}"
+            taken_keys.add((ds_id, key))
+            new_prompts.append(
+                dict(text=rec.text, text_sha256=h, label=rec.label, category_id=cat, dataset_id=ds_id, source_key=key,
+                     created_at=now, updated_at=now, revision=1)
+            )
+            new_rec.append(i)
+            new_sources.append((i, ds_id, key, row_shas[i], rec.extra, ref))
+            summary.added += 1
+        if progress:
+            progress("check", n, n)
+
+        # Apply: new prompts (bulk, ids back in order), their sources, updates, pairs.
+        new_ids: list[int] = []
+        for c in _chunks(new_prompts, 5000):
+            new_ids.extend(
+                session.execute(insert(Prompt).returning(Prompt.id, sort_by_parameter_order=True), c).scalars().all()
+            )
+            if progress:
+                progress("write", len(new_ids), len(new_prompts))
+        for pid, values in zip(new_ids, new_prompts):
+            audit.record(
+                "insert", "prompt", pid, None,
+                {k: values[k] for k in ("text", "label", "category_id", "dataset_id", "source_key")},
+            )
+
+        def pid_of(ref: object) -> int:
+            return new_ids[ref[1]] if isinstance(ref, tuple) else ref  # type: ignore[index]
+
+        source_rows = [
+            dict(dataset_id=ds_id, source_key=key, prompt_id=pid_of(ref), row_sha256=sha, extra=extra or {})
+            for (_i, ds_id, key, sha, extra, ref) in new_sources
+        ]
+        if source_rows:
+            session.execute(insert(PromptSource), source_rows)
+        for (i, ds_id, key, _sha, _extra, ref) in new_sources:
+            if not isinstance(ref, tuple):  # a link to a prompt that existed before this import
+                audit.record("insert", "prompt_source", None, None, {"dataset_id": ds_id, "source_key": key, "prompt_id": ref})
+        for su in source_updates:
+            old = su.pop("_old")
+            session.execute(update(PromptSource).where(PromptSource.id == su["id"]).values(row_sha256=su["row_sha256"], extra=su["extra"]))
+            audit.record("update", "prompt_source", su["id"], {"row_sha256": old}, {"row_sha256": su["row_sha256"]})
+        for pid, fields in prompt_updates.items():
+            values = {k: new for k, (_old, new) in fields.items()}
+            values["revision"] = by_id[pid]["revision"] + 1
+            values["updated_at"] = now
+            session.execute(update(Prompt).where(Prompt.id == pid).values(**values))
+            audit.record(
+                "update", "prompt", pid, {k: old for k, (old, _new) in fields.items()}, {k: new for k, (_o, new) in fields.items()}
+            )
+
+        key_pid = {k: pid_of(ref) for k, ref in key_ref.items()}
+        pair_count = self._write_pairs(session, audit, parsed, summary, key_pid, main_id)
+
+        # The dataset row: what the file was, so an identical re-import is a no-op.
+        if not (parsed.match_by_text and not dataset_arg and main_id not in set(rec_ds)):
+            ds = session.get(Dataset, main_id)
+            prompt_count = session.scalar(
+                select(func.count(func.distinct(PromptSource.prompt_id))).where(PromptSource.dataset_id == main_id)
+            )
+            new = dict(
+                sha256=summary.sha256 if not parsed.match_by_text else None, format=parsed.format,
+                row_count=len(parsed.prompts), prompt_count=prompt_count or 0, pair_count=pair_count,
+                options=options, source_uri=str(path.resolve()),
+            )
+            old = {k: getattr(ds, k) for k in new}
+            if old != new:
+                session.execute(update(Dataset).where(Dataset.id == main_id).values(imported_at=now, **new))
+                audit.record("update", "dataset", main_id, old, new)
+
+    def _write_pairs(self, session, audit, parsed: ParsedFile, summary: ImportSummary, key_pid: dict[str, int], main_id: int) -> int:
+        if not parsed.pairs:
+            return 0
+        sets: dict[str, int] = {}
+
+        def set_id(name: str, kind: str) -> int:
+            if name not in sets:
+                ps = session.scalar(select(PairSet).where(PairSet.name == name))
+                if ps is None:
+                    values = dict(name=name, kind=kind, dataset_id=main_id)
+                    ps_id = session.execute(insert(PairSet).returning(PairSet.id), [values]).scalar_one()
+                    audit.record("insert", "pair_set", ps_id, None, values)
+                    sets[name] = ps_id
+                else:
+                    sets[name] = ps.id
+            return sets[name]
+
+        default_set = summary.dataset
+        wanted = [(set_id(p.pair_set or default_set, p.kind or parsed.pair_kind), p) for p in parsed.pairs]
+        existing_by_key: dict[tuple[int, str], dict[str, Any]] = {}
+        existing_by_ids: dict[tuple[int, int, int], dict[str, Any]] = {}
+        for row in session.execute(
+            select(Pair.id, Pair.pair_set_id, Pair.unsafe_prompt_id, Pair.safe_prompt_id, Pair.pair_type, Pair.source_key, Pair.status, Pair.note)
+            .where(Pair.pair_set_id.in_(sorted(set(sets.values()))))
+        ):
+            e = dict(zip(("id", "pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "source_key", "status", "note"), row))
+            existing_by_key[(e["pair_set_id"], e["source_key"])] = e
+            existing_by_ids[(e["pair_set_id"], e["unsafe_prompt_id"], e["safe_prompt_id"])] = e
+        inserts, seen = [], set()
+        now = utcnow()
+        for ps_id, p in wanted:
+            u, s = key_pid[p.unsafe_key], key_pid[p.safe_key]
+            if u == s:
+                raise InputFileError(parsed.path, "the unsafe and the safe side of this pair are the same text", row=p.row)
+            ids = (ps_id, u, s)
+            if ids in seen:
+                summary.pairs_unchanged += 1
+                continue
+            seen.add(ids)
+            e = existing_by_ids.get(ids) if parsed.match_by_text else (existing_by_key.get((ps_id, p.key)) or existing_by_ids.get(ids))
+            if e is None:
+                inserts.append(
+                    dict(pair_set_id=ps_id, unsafe_prompt_id=u, safe_prompt_id=s, pair_type=p.pair_type, source_key=p.key,
+                         status=p.status, note=p.note, created_at=now, decided_at=None)
+                )
+                continue
+            values = {"unsafe_prompt_id": u, "safe_prompt_id": s, "pair_type": p.pair_type}
+            if parsed.match_by_text:
+                values.update(status=p.status, note=p.note)
+            old = {k: e[k] for k in values if e[k] != values[k]}
+            if not old:
+                summary.pairs_unchanged += 1
+                continue
+            new = {k: values[k] for k in old}
+            session.execute(update(Pair).where(Pair.id == e["id"]).values(**new))
+            audit.record("update", "pair", e["id"], old, new)
+            summary.pairs_updated += 1
+        if inserts:
+            ids = session.execute(insert(Pair).returning(Pair.id, sort_by_parameter_order=True), inserts).scalars().all()
+            for pid, values in zip(ids, inserts):
+                audit.record("insert", "pair", pid, None, {k: values[k] for k in ("pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "source_key", "status")})
+            summary.pairs_added += len(inserts)
+        if default_set in sets:
+            return session.scalar(select(func.count(Pair.id)).where(Pair.pair_set_id == sets[default_set])) or 0
+        return len(parsed.pairs)
