@@ -1,5 +1,98 @@
-"""tstore embed / verify (issue 3)."""
+"""`tstore embed` and `tstore verify` (issue 3)."""
 
 from __future__ import annotations
 
-from .app import cli  # noqa: F401
+from contextlib import contextmanager
+
+import click
+
+from ..errors import IndexOutOfSync
+from .app import Context, cli, emit_json, json_option, pass_ctx, stderr_console
+
+encoder_option = click.option(
+    "--encoder", "-e", "encoder", metavar="NAME", envvar="TSTORE_ENCODER",
+    help="Encoder to use [env TSTORE_ENCODER; default minilm].",
+)
+all_option = click.option("--all", "all_encoders", is_flag=True, help="Every registered encoder.")
+
+
+@contextmanager
+def _progress_bar(verb: str):
+    """A rich progress bar on stderr, one task per encoder; yields the callback the index calls."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    tasks: dict[str, int] = {}
+    with Progress(
+        TextColumn(f"{verb} [bold]{{task.description}}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console(), transient=False,
+    ) as bar:
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        yield progress
+
+
+@cli.command("embed")
+@encoder_option
+@all_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the encoder's batch size for this run.")
+@json_option
+@pass_ctx
+def embed(ctx: Context, encoder: str | None, all_encoders: bool, batch_size: int | None, as_json: bool) -> None:
+    """Embed new and changed prompts, drop vectors of deleted ones, refresh changed labels/categories.
+
+    Only prompts whose text that encoder has not embedded yet are encoded. Safe to interrupt:
+    run it again and it finishes the job.
+    """
+    store = ctx.store
+    with _progress_bar("embedding") as progress:
+        s = store.index.embed(None if all_encoders else encoder, all=all_encoders, progress=progress, batch_size=batch_size)
+    if as_json:
+        emit_json(s.to_dict())
+        return
+    click.echo(
+        f"{', '.join(s.encoders)}: {s.embedded} embedded, {s.updated} updated, {s.deleted} deleted, "
+        f"{s.unchanged} unchanged in {s.seconds:.1f} s ({s.sentences_per_s:.1f} sentences/s)"
+    )
+
+
+@cli.command("verify")
+@encoder_option
+@all_option
+@click.option("--repair", is_flag=True, help="Fix what differs (re-embeds missing and stale prompts).")
+@json_option
+@pass_ctx
+def verify(ctx: Context, encoder: str | None, all_encoders: bool, repair: bool, as_json: bool) -> None:
+    """Compare SQL with each encoder's Chroma collection: missing, orphaned, stale, wrong metadata.
+
+    Exits non-zero when something differs and --repair was not given. Without --repair it never
+    loads a model.
+    """
+    store = ctx.store
+    if repair:
+        with _progress_bar("repairing") as progress:
+            result = store.index.verify(None if all_encoders else encoder, all=all_encoders, repair=True, progress=progress)
+    else:
+        result = store.index.verify(None if all_encoders else encoder, all=all_encoders)
+    reports = result if isinstance(result, list) else [result]
+    for r in reports:
+        if as_json:
+            emit_json(r.to_dict())
+            continue
+        state = "ok" if r.ok else ("repaired" if r.repaired is not None else "OUT OF SYNC")
+        click.echo(
+            f"{r.encoder}: {state} — {r.prompts} prompts, {r.vectors} vectors; missing {r.missing}, orphaned {r.orphaned}, "
+            f"stale {r.stale}, wrong metadata {r.wrong_metadata}, bookkeeping {r.bookkeeping}"
+        )
+        if r.repaired is not None:
+            x = r.repaired
+            click.echo(f"  repair: {x['embedded']} embedded, {x['updated']} updated, {x['deleted']} deleted")
+    bad = [r for r in reports if not r.ok and r.repaired is None]
+    if bad:
+        raise IndexOutOfSync(
+            f"{len(bad)} encoder(s) disagree with SQL: {', '.join(r.encoder for r in bad)}",
+            "run `tstore verify --repair` (or `tstore embed`)",
+        )

