@@ -103,3 +103,62 @@ def run_tstore(*args: str, env: dict | None = None, cwd: Path | None = None, inp
     return subprocess.run(
         [str(exe), *args], capture_output=True, text=True, env=full_env, cwd=cwd, input=input, timeout=timeout
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chroma_alive(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def chroma_server_url(tmp_path_factory):
+    """A real Chroma server: TSTORE_TEST_CHROMA_URL (CI starts one), else our own `chroma run` on loopback.
+
+    Ours is stopped by its PID at the end of the session. In CI a server that cannot be had fails
+    the tests instead of skipping them.
+    """
+    import time
+
+    url = os.environ.get("TSTORE_TEST_CHROMA_URL")
+    if url:
+        url = url.rstrip("/")
+        need_or_skip(_chroma_alive(url), f"the Chroma server at TSTORE_TEST_CHROMA_URL={url} does not answer")
+        yield url
+        return
+    exe = Path(sys.executable).parent / "chroma"
+    need_or_skip(exe.is_file(), f"no `chroma` command next to {sys.executable} to start a server")
+    data = tmp_path_factory.mktemp("chroma_server")
+    port = _free_port()
+    log = open(data.parent / f"chroma_server_{port}.log", "wb")
+    proc = subprocess.Popen(
+        [str(exe), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, ANONYMIZED_TELEMETRY="False"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and not _chroma_alive(url):
+            time.sleep(0.3)
+        need_or_skip(_chroma_alive(url), f"`chroma run` did not start on port {port} (see {log.name})")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        log.close()
