@@ -302,13 +302,29 @@ class Imports:
             datasets[name] = ds_id
             return ds_id
 
-        main_id = dataset_id(summary.dataset)
+        # tstore exports name each row's dataset; a dataset is only created when a new prompt needs it.
+        per_row = parsed.match_by_text and not dataset_arg
+        known = dict(session.execute(select(Dataset.name, Dataset.id)).all())
+        placeholders: dict[int, str] = {}
+
+        def ds_ref(name: str) -> int:
+            if name in known:
+                return known[name]
+            ref = -(len(placeholders) + 1)
+            placeholders[ref] = name
+            known[name] = ref
+            return ref
+
+        def real_ds(ref: int) -> int:
+            return dataset_id(placeholders[ref]) if ref < 0 else ref
+
+        main_id = None if per_row else dataset_id(summary.dataset)
         rec_ds: list[int] = []
         for rec in parsed.prompts:
-            rec_ds.append(dataset_id(rec.dataset) if (parsed.match_by_text and rec.dataset and not dataset_arg) else main_id)
-        if parsed.match_by_text and not dataset_arg:
-            names = sorted({n for n, i in datasets.items() if i in set(rec_ds)})
-            summary.dataset = ", ".join(names) if names else summary.dataset
+            rec_ds.append(ds_ref(rec.dataset or summary.dataset) if per_row else main_id)
+        if per_row:
+            used = set(rec_ds)
+            summary.dataset = ", ".join(sorted(n for n, i in known.items() if i in used))
 
         # Resolve categories and hashes up front (errors name the row).
         n = len(parsed.prompts)
@@ -366,9 +382,9 @@ class Imports:
 
         def change(pid: int, fields: dict[str, Any]) -> None:
             p = by_id[pid]
-            pending = prompt_updates.setdefault(pid, {})
             for k, v in fields.items():
                 if p[k] != v:
+                    pending = prompt_updates.setdefault(pid, {})
                     old = pending[k][0] if k in pending else p[k]
                     pending[k] = (old, v)
                     p[k] = v
@@ -437,7 +453,10 @@ class Imports:
                 if parsed.match_by_text:
                     # tstore's own export: the file is the curated truth for label and category.
                     before = set(prompt_updates.get(pid, {}))
-                    change(pid, {"label": rec.label, "category_id": cat})
+                    fields = {"label": rec.label}
+                    if rec.category_column is not None:  # a pair export says nothing about categories
+                        fields["category_id"] = cat
+                    change(pid, fields)
                     if set(prompt_updates.get(pid, {})) != before:
                         summary.updated += 1
                     else:
@@ -457,7 +476,7 @@ class Imports:
                 key = f"{key}#{h[:12]}"
             taken_keys.add((ds_id, key))
             new_prompts.append(
-                dict(text=rec.text, text_sha256=h, label=rec.label, category_id=cat, dataset_id=ds_id, source_key=key,
+                dict(text=rec.text, text_sha256=h, label=rec.label, category_id=cat, dataset_id=real_ds(ds_id), source_key=key,
                      created_at=now, updated_at=now, revision=1)
             )
             new_rec.append(i)
@@ -484,14 +503,14 @@ class Imports:
             return new_ids[ref[1]] if isinstance(ref, tuple) else ref  # type: ignore[index]
 
         source_rows = [
-            dict(dataset_id=ds_id, source_key=key, prompt_id=pid_of(ref), row_sha256=sha, extra=extra or {})
+            dict(dataset_id=real_ds(ds_id), source_key=key, prompt_id=pid_of(ref), row_sha256=sha, extra=extra or {})
             for (_i, ds_id, key, sha, extra, ref) in new_sources
         ]
         if source_rows:
             session.execute(insert(PromptSource), source_rows)
         for (i, ds_id, key, _sha, _extra, ref) in new_sources:
             if not isinstance(ref, tuple):  # a link to a prompt that existed before this import
-                audit.record("insert", "prompt_source", None, None, {"dataset_id": ds_id, "source_key": key, "prompt_id": ref})
+                audit.record("insert", "prompt_source", None, None, {"dataset_id": real_ds(ds_id), "source_key": key, "prompt_id": ref})
         for su in source_updates:
             old = su.pop("_old")
             session.execute(update(PromptSource).where(PromptSource.id == su["id"]).values(row_sha256=su["row_sha256"], extra=su["extra"]))
@@ -509,7 +528,7 @@ class Imports:
         pair_count = self._write_pairs(session, audit, parsed, summary, key_pid, main_id)
 
         # The dataset row: what the file was, so an identical re-import is a no-op.
-        if not (parsed.match_by_text and not dataset_arg and main_id not in set(rec_ds)):
+        if main_id is not None:
             ds = session.get(Dataset, main_id)
             prompt_count = session.scalar(
                 select(func.count(func.distinct(PromptSource.prompt_id))).where(PromptSource.dataset_id == main_id)
@@ -533,7 +552,7 @@ class Imports:
             if name not in sets:
                 ps = session.scalar(select(PairSet).where(PairSet.name == name))
                 if ps is None:
-                    values = dict(name=name, kind=kind, dataset_id=main_id)
+                    values = dict(name=name, kind=kind, dataset_id=main_id)  # None for tstore exports
                     ps_id = session.execute(insert(PairSet).returning(PairSet.id), [values]).scalar_one()
                     audit.record("insert", "pair_set", ps_id, None, values)
                     sets[name] = ps_id
@@ -541,7 +560,7 @@ class Imports:
                     sets[name] = ps.id
             return sets[name]
 
-        default_set = summary.dataset
+        default_set = summary.dataset if main_id is not None else parsed.path.stem
         wanted = [(set_id(p.pair_set or default_set, p.kind or parsed.pair_kind), p) for p in parsed.pairs]
         existing_by_key: dict[tuple[int, str], dict[str, Any]] = {}
         existing_by_ids: dict[tuple[int, int, int], dict[str, Any]] = {}
