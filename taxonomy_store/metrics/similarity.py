@@ -1,0 +1,393 @@
+"""Exact k nearest neighbours by cosine similarity, in bounded memory.
+
+How it stays exact and cheap:
+- The screen is float32 matrix products over tiles whose size adapts to the memory available
+  (a tile never exceeds `max_tile_bytes`, default 256 MB or 1/8 of the available memory).
+  For the self graph only the upper triangle of tiles is computed; each tile updates its rows
+  and (transposed) its columns.
+- Each row keeps a running top-(k + SLACK) list; a tile only offers the entries that reach the
+  row's current threshold, so selection costs a comparison per entry, not a sort.
+- The decision is float64: the retained candidates are re-scored in float64 and ordered by
+  (similarity descending, index ascending). A row whose float32 window cannot prove that no
+  outsider could beat its k-th neighbour (near-ties closer than the float32 error bound) is
+  recomputed in float64 against every vector.
+
+Ties: equal similarities are broken by the lower index (for the store: the lower prompt id,
+since vectors are ordered by prompt id). A row never counts itself (by index, not by value:
+a duplicate vector at another index is a neighbour like any other).
+Rows with fewer than k other vectors get -1 / -inf padding at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+SLACK = 6
+DEFAULT_MAX_TILE_BYTES = 256 * 1024 * 1024
+
+Progress = Callable[[int, int], None] | None
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, float32, C-contiguous (all-zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-d array of vectors, got shape {x.shape}")
+    norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray((x / norms).astype(np.float32))
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo, else free physical pages, else 2 GB."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2 * 1024**3
+
+
+def tile_rows(n_cols: int, max_tile_bytes: int | None = None, *, itemsize: int = 4) -> int:
+    """Rows per similarity tile so that one tile (and its boolean mask) stays within budget."""
+    budget = max_tile_bytes or min(DEFAULT_MAX_TILE_BYTES, available_memory_bytes() // 8)
+    budget = max(budget, 1 << 20)
+    return int(max(1, min(4096, budget // max(1, n_cols * (itemsize + 1)))))
+
+
+def _eps(dim: int) -> float:
+    # Bound on |float32 dot - exact dot| for vectors of norm <= 1 (recursive summation: d * 2^-24).
+    return 1.01 * max(dim, 8) * 2.0**-24 + 1e-7
+
+
+def _exact_dots(q64: np.ndarray, cand64: np.ndarray) -> np.ndarray:
+    """q (b, d) · cand (b, c, d) -> (b, c) in float64; one summation order everywhere, so equal
+    vectors always give bit-equal similarities."""
+    return (cand64 * q64[:, None, :]).sum(axis=-1)
+
+
+class _RunningTopK:
+    """Per-row running top-K by float32 similarity, ties to the lower index."""
+
+    def __init__(self, n_rows: int, K: int):
+        self.K = K
+        self.idx = np.full((n_rows, K), -1, dtype=np.int64)
+        self.sim = np.full((n_rows, K), -np.inf, dtype=np.float32)
+        self.full = np.zeros(n_rows, dtype=bool)
+
+    def offer(self, rows: np.ndarray, tile: np.ndarray, col0: int, *, by_columns: bool = False, self_offset: int | None = None) -> None:
+        """Offer a tile. rows: the global row ids the tile's rows (or, by_columns, its columns) stand for.
+        col0: global index of the tile's first candidate. self_offset: tile position where row i meets itself."""
+        K = self.K
+        view = tile.T if by_columns else tile  # (len(rows), n_candidates), possibly a view
+        n_cand = view.shape[1]
+        thr = self.sim[rows, K - 1].copy()
+        unfilled = ~self.full[rows]
+        if unfilled.any() and n_cand > K:
+            # Seed a threshold from a sample of this tile: the K-th largest of any subset is a lower
+            # bound of the K-th largest overall, so nothing below it can make the top K.
+            ns = min(n_cand, max(4 * K, 256))
+            sample = np.array(view[unfilled][:, :ns], dtype=np.float32)
+            if self_offset is not None:
+                r = np.flatnonzero(unfilled)
+                c = r + self_offset
+                ok = (c >= 0) & (c < ns)
+                sample[np.flatnonzero(ok), c[ok]] = -np.inf
+            if ns > K:
+                seed = np.partition(sample, ns - K, axis=1)[:, ns - K]
+                thr[unfilled] = np.maximum(thr[unfilled], seed)
+        if by_columns:
+            mask = tile >= thr[None, :]
+            cr, rr = np.nonzero(mask)
+        else:
+            mask = tile >= thr[:, None]
+            rr, cr = np.nonzero(mask)
+        if self_offset is not None:
+            keep = (cr - rr) != self_offset
+            rr, cr = rr[keep], cr[keep]
+        if rr.size == 0:
+            return
+        vals = tile[cr, rr] if by_columns else tile[rr, cr]
+        self._merge(rows, rr, cr.astype(np.int64) + col0, vals)
+
+    def _merge(self, rows: np.ndarray, rr: np.ndarray, cand: np.ndarray, vals: np.ndarray) -> None:
+        K = self.K
+        local = np.unique(rr)
+        g = rows[local]
+        pos = np.searchsorted(local, rr)
+        m = local.size
+        all_row = np.concatenate([np.repeat(np.arange(m), K), pos])
+        all_idx = np.concatenate([self.idx[g].ravel(), cand])
+        all_sim = np.concatenate([self.sim[g].ravel(), vals.astype(np.float32)])
+        # Empty slots (-1, -inf) must sort after every real candidate.
+        key_idx = np.where(all_idx < 0, np.iinfo(np.int64).max, all_idx)
+        order = np.lexsort((key_idx, -all_sim.astype(np.float64), all_row))
+        all_row, all_idx, all_sim = all_row[order], all_idx[order], all_sim[order]
+        starts = np.searchsorted(all_row, np.arange(m))
+        take = starts[:, None] + np.arange(K)[None, :]
+        counts = np.diff(np.append(starts, all_row.size))
+        valid = np.arange(K)[None, :] < counts[:, None]
+        take = np.where(valid, take, 0)
+        new_idx = np.where(valid, all_idx[take], -1)
+        new_sim = np.where(valid, all_sim[take], -np.inf).astype(np.float32)
+        self.idx[g] = new_idx
+        self.sim[g] = new_sim
+        self.full[g] = new_idx[:, K - 1] >= 0
+
+
+def _finish(
+    q: np.ndarray, x: np.ndarray, top: _RunningTopK, k: int, exclude: np.ndarray | None, max_tile_bytes: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """float64 decision over the float32 candidates; exact fallback rows where the window is too tight."""
+    n_q, K = top.idx.shape
+    out_idx = np.full((n_q, k), -1, dtype=np.int64)
+    out_sim = np.full((n_q, k), -np.inf, dtype=np.float64)
+    if k == 0 or n_q == 0:
+        return out_idx, out_sim
+    eps = _eps(x.shape[1])
+    n_avail = x.shape[0] - (0 if exclude is None else 1)
+    # Complete: the K-th float32 candidate lies below the k-th by more than twice the float32 error,
+    # or the row already holds every other vector.
+    kth = top.sim[:, min(k, K) - 1].astype(np.float64)
+    last = top.sim[:, K - 1].astype(np.float64)
+    complete = (top.idx[:, K - 1] < 0) | (last < kth - 2 * eps) | (K >= n_avail)
+    step = max(1, min(4096, (64 << 20) // max(1, K * x.shape[1] * 8)))
+    for s in range(0, n_q, step):
+        e = min(n_q, s + step)
+        ci = top.idx[s:e]
+        cand = x[np.where(ci < 0, 0, ci)].astype(np.float64)
+        sims = _exact_dots(q[s:e].astype(np.float64), cand)
+        sims = np.where(ci < 0, -np.inf, sims)
+        key_idx = np.where(ci < 0, np.iinfo(np.int64).max, ci)
+        order = _row_order(key_idx, sims)
+        ci_sorted = np.take_along_axis(ci, order, axis=1)[:, :k]
+        si_sorted = np.take_along_axis(sims, order, axis=1)[:, :k]
+        out_idx[s:e, : ci_sorted.shape[1]] = ci_sorted
+        out_sim[s:e, : si_sorted.shape[1]] = si_sorted
+    redo = np.flatnonzero(~complete)
+    if redo.size:
+        ex = None if exclude is None else exclude[redo]
+        ri, rs = _exact_rows(q[redo], x, k, ex, max_tile_bytes)
+        out_idx[redo], out_sim[redo] = ri, rs
+    out_idx[out_idx < 0] = -1
+    return out_idx, out_sim
+
+
+def _row_order(key_idx: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """Per row: order by similarity descending, then index ascending."""
+    order = np.argsort(key_idx, axis=1, kind="stable")
+    s2 = np.take_along_axis(sims, order, axis=1)
+    o2 = np.argsort(-s2, axis=1, kind="stable")
+    return np.take_along_axis(order, o2, axis=1)
+
+
+def _exact_rows(q: np.ndarray, x: np.ndarray, k: int, exclude: np.ndarray | None, max_tile_bytes: int | None):
+    """Slow path: float64 against every vector (rare: rows with near-ties at the k-th place)."""
+    n = x.shape[0]
+    out_idx = np.full((q.shape[0], k), -1, dtype=np.int64)
+    out_sim = np.full((q.shape[0], k), -np.inf)
+    x64 = None
+    step = max(1, tile_rows(n, max_tile_bytes, itemsize=8) // 2)
+    for s in range(0, q.shape[0], step):
+        e = min(q.shape[0], s + step)
+        q64 = q[s:e].astype(np.float64)
+        if x64 is None:
+            x64 = x.astype(np.float64)
+        full = q64 @ x64.T
+        if exclude is not None:
+            ex = exclude[s:e]
+            ok = ex >= 0
+            full[np.flatnonzero(ok), ex[ok]] = -np.inf
+        kk = min(k, n - (0 if exclude is None else 1))
+        if kk <= 0:
+            continue
+        kth = -np.partition(-full, kk - 1, axis=1)[:, kk - 1]
+        for r in range(e - s):
+            cand = np.flatnonzero(full[r] >= kth[r] - 1e-9)
+            if exclude is not None:
+                cand = cand[cand != exclude[s + r]]
+            sims = _exact_dots(q64[r : r + 1], x64[cand][None, :, :])[0]
+            order = np.lexsort((cand, -sims))[:kk]
+            out_idx[s + r, :kk] = cand[order]
+            out_sim[s + r, :kk] = sims[order]
+    return out_idx, out_sim
+
+
+def knn(
+    x: np.ndarray,
+    k: int,
+    *,
+    max_tile_bytes: int | None = None,
+    block_size: int | None = None,
+    progress: Progress = None,
+    assume_normalised: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest other rows of every row of x: (indices (n, k) int64, cosine similarities (n, k) float64)."""
+    x = x if assume_normalised and x.dtype == np.float32 and x.flags.c_contiguous else normalise(x)
+    n = x.shape[0]
+    k = int(k)
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    K = max(1, min(k + SLACK, n - 1))
+    top = _RunningTopK(n, K)
+    if n > 1:
+        if block_size:
+            b = int(block_size)
+        else:
+            b = tile_rows(n, max_tile_bytes) if n <= 4096 else min(2048, tile_rows(2048, max_tile_bytes))
+        b = min(max(b, K + 1), n)
+        starts = list(range(0, n, b))
+        total = len(starts) * (len(starts) + 1) // 2
+        done = 0
+        for bi, i0 in enumerate(starts):
+            i1 = min(n, i0 + b)
+            rows_i = np.arange(i0, i1)
+            for j0 in starts[bi:]:
+                j1 = min(n, j0 + b)
+                tile = x[i0:i1] @ x[j0:j1].T
+                if j0 == i0:
+                    top.offer(rows_i, tile, j0, self_offset=0)
+                else:
+                    top.offer(rows_i, tile, j0)
+                    top.offer(np.arange(j0, j1), tile, i0, by_columns=True)
+                done += 1
+                if progress:
+                    progress(done, total)
+    exclude = np.arange(n)
+    return _finish(x, x, top, k, exclude, max_tile_bytes)
+
+
+def knn_query(
+    q: np.ndarray,
+    x: np.ndarray,
+    k: int,
+    *,
+    exclude: np.ndarray | None = None,
+    max_tile_bytes: int | None = None,
+    block_size: int | None = None,
+    progress: Progress = None,
+    assume_normalised: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of x for each row of q; exclude[i] (a row of x, or -1) is never i's neighbour."""
+    if not assume_normalised:
+        q, x = normalise(q), normalise(x)
+    n_q, n = q.shape[0], x.shape[0]
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=np.int64)
+    K = max(1, min(k + SLACK, n - (0 if exclude is None else 1)))
+    top = _RunningTopK(n_q, K)
+    if n_q and n:
+        bc = max(K + 1, min(n, block_size or 8192))
+        br = int(block_size) if block_size else max(1, tile_rows(bc, max_tile_bytes))
+        total = -(-n_q // br) * -(-n // bc)
+        done = 0
+        for i0 in range(0, n_q, br):
+            i1 = min(n_q, i0 + br)
+            rows = np.arange(i0, i1)
+            for j0 in range(0, n, bc):
+                j1 = min(n, j0 + bc)
+                tile = q[i0:i1] @ x[j0:j1].T
+                if exclude is not None:
+                    ex = exclude[i0:i1]
+                    hit = (ex >= j0) & (ex < j1)
+                    tile[np.flatnonzero(hit), ex[hit] - j0] = -np.inf
+                top.offer(rows, tile, j0)
+                done += 1
+                if progress:
+                    progress(done, total)
+        # -inf entries (the excluded self) never become neighbours.
+        bad = ~np.isfinite(top.sim)
+        top.idx[bad] = -1
+    return _finish(q, x, top, k, exclude, max_tile_bytes)
+
+
+def merge_topk(
+    idx_a: np.ndarray, sim_a: np.ndarray, idx_b: np.ndarray, sim_b: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k of two candidate lists (-1 = empty slot), ties to the lower index."""
+    ci = np.concatenate([idx_a, idx_b], axis=1)
+    cs = np.concatenate([sim_a.astype(np.float64), sim_b.astype(np.float64)], axis=1)
+    cs = np.where(ci < 0, -np.inf, cs)
+    key = np.where(ci < 0, np.iinfo(np.int64).max, ci)
+    order = _row_order(key, cs)[:, :k]
+    oi = np.take_along_axis(ci, order, axis=1)
+    os_ = np.take_along_axis(cs, order, axis=1)
+    oi = np.where(np.isfinite(os_), oi, -1)
+    if oi.shape[1] < k:
+        pad = k - oi.shape[1]
+        oi = np.pad(oi, ((0, 0), (0, pad)), constant_values=-1)
+        os_ = np.pad(os_, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return oi, os_
+
+
+def update_knn(
+    old_keys: np.ndarray,
+    old_idx: np.ndarray,
+    old_sim: np.ndarray,
+    new_keys: np.ndarray,
+    x: np.ndarray,
+    k: int,
+    *,
+    max_changed_share: float = 0.25,
+    max_tile_bytes: int | None = None,
+    block_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The self kNN graph of x, reusing a graph built on an earlier version of the same rows.
+
+    old_keys / new_keys identify each row's vector (e.g. "prompt id:text hash"); rows are matched
+    by key. New or changed rows get their neighbours against everything; an unchanged row whose
+    old neighbours are all still there merges its list with the new/changed vectors; an unchanged
+    row that lost a neighbour (removed or changed) is recomputed. The result equals `knn(x, k)`.
+    """
+    x = normalise(x)
+    n = x.shape[0]
+    old_keys = np.asarray(old_keys)
+    new_keys = np.asarray(new_keys)
+    stats = {"rows": n, "recomputed": 0, "merged": 0, "reused": 0, "full": False}
+    if old_idx.shape[1] < k or n == 0 or old_keys.size == 0:
+        stats.update(full=True, recomputed=n)
+        i, s = knn(x, k, max_tile_bytes=max_tile_bytes, block_size=block_size, assume_normalised=True)
+        return i, s, stats
+    old_pos = {key: p for p, key in enumerate(old_keys.tolist())}
+    new_to_old = np.array([old_pos.get(key, -1) for key in new_keys.tolist()], dtype=np.int64)
+    old_to_new = np.full(old_keys.size, -1, dtype=np.int64)
+    kept = new_to_old >= 0
+    old_to_new[new_to_old[kept]] = np.flatnonzero(kept)
+    fresh = np.flatnonzero(~kept)
+    old_nb = old_idx[new_to_old[kept]][:, :k]
+    remapped = np.where(old_nb >= 0, old_to_new[np.where(old_nb < 0, 0, old_nb)], -1)
+    lost = ((old_nb >= 0) & (remapped < 0)).any(axis=1)
+    kept_rows = np.flatnonzero(kept)
+    dirty = np.concatenate([fresh, kept_rows[lost]])
+    clean = kept_rows[~lost]
+    if dirty.size > max_changed_share * n:
+        stats.update(full=True, recomputed=n)
+        i, s = knn(x, k, max_tile_bytes=max_tile_bytes, block_size=block_size, assume_normalised=True)
+        return i, s, stats
+    out_idx = np.full((n, k), -1, dtype=np.int64)
+    out_sim = np.full((n, k), -np.inf)
+    if dirty.size:
+        di, ds = knn_query(x[dirty], x, k, exclude=dirty, max_tile_bytes=max_tile_bytes, block_size=block_size, assume_normalised=True)
+        out_idx[dirty], out_sim[dirty] = di, ds
+    if clean.size:
+        ci = remapped[~lost]
+        cs = old_sim[new_to_old[clean]][:, :k].astype(np.float64)
+        if fresh.size:
+            # Candidates among the fresh vectors: float32 screen, float64 decision (as in knn).
+            fi, fs = knn_query(x[clean], x[fresh], min(k, fresh.size), max_tile_bytes=max_tile_bytes, block_size=block_size, assume_normalised=True)
+            fi = np.where(fi >= 0, fresh[np.where(fi < 0, 0, fi)], -1)
+            ci, cs = merge_topk(ci, cs, fi, fs, k)
+            stats["merged"] = int(clean.size)
+        else:
+            stats["reused"] = int(clean.size)
+        out_idx[clean], out_sim[clean] = ci, cs
+    stats["recomputed"] = int(dirty.size)
+    return out_idx, out_sim, stats
