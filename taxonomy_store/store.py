@@ -185,6 +185,13 @@ class Store:
 
         return Querying(self)
 
+    @cached_property
+    def review(self):
+        """Read-only views for the curators' TUI: suspects, neighbours, metric tables (issue 7): `taxonomy_store/review.py`."""
+        from .review import Review
+
+        return Review(self)
+
 
 def init_store(
     store: str | os.PathLike | None = None, *, db_url: str | None = None, chroma_url: str | None = None

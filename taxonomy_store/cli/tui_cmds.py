@@ -1,5 +1,23 @@
-"""tstore tui (issue 7)."""
+"""`tstore tui` (issue 7): the curators' Textual app over the store."""
 
 from __future__ import annotations
 
-from .app import cli  # noqa: F401
+import click
+
+from .app import Context, cli, pass_ctx
+
+SCREENS = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query")
+
+
+@cli.command("tui")
+@click.option("-e", "--encoder", envvar="TSTORE_ENCODER", default=None,
+              help="Encoder whose scores and neighbours to show [env TSTORE_ENCODER; default minilm].")
+@click.option("--taxonomy", default="do-not-answer", show_default=True, help="Taxonomy to browse and score against.")
+@click.option("--screen", type=click.Choice(SCREENS), default="taxonomy", show_default=True, help="Screen to open first.")
+@pass_ctx
+def tui(ctx: Context, encoder: str | None, taxonomy: str, screen: str) -> None:
+    """Open the curators' app: taxonomy, prompts, pair review, suspects, metrics, query."""
+    from ..tui import make_app  # textual loads only for this command
+
+    store = ctx.store
+    make_app(store, encoder=encoder, taxonomy=taxonomy, start=screen).run()

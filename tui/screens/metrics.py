@@ -1,0 +1,144 @@
+"""Metrics: CP per category × encoder, separation per pair type × encoder (a heat table), detection
+AUROC; stale runs marked; recompute in a worker with a progress bar, tables update when it ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, Static
+
+from ..widgets import heat, safe_text
+from .base import StoreScreen
+
+STALE = Text(" stale", style="bold magenta")
+
+
+class MetricsScreen(StoreScreen):
+    BINDINGS = [
+        Binding("r", "recompute(False)", "Recompute (encoder)", id="metrics.recompute"),
+        Binding("R", "recompute(True)", "Recompute (all encoders)", id="metrics.recompute_all"),
+        Binding("f5", "refresh", "Reload", id="metrics.reload"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        overview: Any
+
+    @dataclass
+    class Progress(Message):
+        label: str
+        done: int
+        total: int
+
+    @dataclass
+    class Recomputed(Message):
+        runs: int
+
+    def __init__(self):
+        super().__init__()
+        self.overview: Any = None
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="metrics-status", classes="status-line")
+        yield ProgressBar(id="metrics-progress", show_eta=False)
+        with VerticalScroll(id="metrics-body"):
+            yield Label("Detection AUROC and primary values", classes="metrics-title")
+            yield DataTable(id="metrics-summary", cursor_type="row")
+            yield Label("Separation per pair type × encoder", classes="metrics-title")
+            yield DataTable(id="metrics-separation", cursor_type="row")
+            yield Label("CP per category × encoder", classes="metrics-title")
+            yield DataTable(id="metrics-cp", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ProgressBar).display = False
+        super().on_mount()
+
+    # -- loading ------------------------------------------------------------------------------
+    def refresh_data(self) -> None:
+        self.load(self.app.taxonomy, self.app.level_for(self.app.taxonomy))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="metrics.load")
+    def load(self, taxonomy: str, level: str) -> None:
+        self.post_message(self.Loaded(self.store.review.metrics_overview(taxonomy=taxonomy, level=level)))
+
+    def on_metrics_screen_loaded(self, msg: Loaded) -> None:
+        ov = self.overview = msg.overview
+        encs = ov.encoders
+        status = Text.assemble((f"{len(encs)} encoders", "bold"), f"  taxonomy {ov.taxonomy}  level {ov.level}  data revision {ov.data_revision}")
+        if ov.stale:
+            status.append(f"  {len(ov.stale)} stale runs", style="bold magenta")
+        if not ov.runs:
+            status.append("  no metric runs yet: press r to compute", style="yellow")
+        self.query_one("#metrics-status", Static).update(status)
+
+        summary = self.query_one("#metrics-summary", DataTable)
+        summary.clear(columns=True)
+        summary.add_columns("metric", *encs)
+        for metric, per_enc in ov.primary.items():
+            cells = []
+            for e in encs:
+                cell = heat(per_enc.get(e), *ov.ranges.get(metric, (0.0, 1.0)))
+                if (metric, e) in ov.stale:
+                    cell.append_text(STALE)
+                cells.append(cell)
+            summary.add_row(safe_text(ov.primary_names.get(metric, metric), "bold"), *cells, key=metric)
+
+        sep = self.query_one("#metrics-separation", DataTable)
+        sep.clear(columns=True)
+        sep.add_columns("pair type", *encs)
+        lo, hi = ov.ranges.get("separation", (0.0, 1.0))
+        for ptype, per_enc in ov.separation.items():
+            sep.add_row(safe_text(ptype, "cyan"), *[heat(per_enc.get(e), lo, hi) for e in encs], key=ptype)
+
+        cp = self.query_one("#metrics-cp", DataTable)
+        cp.clear(columns=True)
+        cp.add_columns("category", "prompts", *encs)
+        for code, per_enc in ov.cp.items():
+            cp.add_row(safe_text(ov.category_names.get(code, code)), Text(str(ov.category_sizes.get(code, "")), style="dim"),
+                       *[heat(per_enc.get(e), 0.0, 1.0) for e in encs], key=code)
+
+    # -- recompute ----------------------------------------------------------------------------
+    def action_recompute(self, all_encoders: bool) -> None:
+        if self.running:
+            self.notify("a recompute is already running", severity="warning")
+            return
+        encoders = None if all_encoders else ([self.encoder] if self.encoder else None)
+        self.running = True
+        bar = self.query_one(ProgressBar)
+        bar.display = True
+        bar.update(total=None, progress=0)
+        self.recompute(encoders, self.app.taxonomy, self.app.level_for(self.app.taxonomy))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="metrics.recompute")
+    def recompute(self, encoders: list[str] | None, taxonomy: str, level: str) -> None:
+        def progress(label: str, done: int, total: int) -> None:
+            self.post_message(self.Progress(label, done, total))
+
+        try:
+            runs = self.store.review.recompute(encoders=encoders, taxonomy=taxonomy, level=level, progress=progress)
+        finally:
+            self.app.call_from_thread(self._recompute_ended)
+        self.post_message(self.Recomputed(len(runs)))
+
+    def _recompute_ended(self) -> None:
+        self.running = False
+        self.query_one(ProgressBar).display = False
+
+    def on_metrics_screen_progress(self, msg: Progress) -> None:
+        bar = self.query_one(ProgressBar)
+        bar.update(total=max(msg.total, 1), progress=msg.done)
+        self.query_one("#metrics-status", Static).update(Text(f"computing {msg.label} ({msg.done}/{msg.total})", style="bold yellow"))
+
+    def on_metrics_screen_recomputed(self, msg: Recomputed) -> None:
+        self.notify(f"{msg.runs} metric runs computed")
+        self.refresh_data()

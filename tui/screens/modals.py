@@ -1,0 +1,209 @@
+"""Modal dialogs: errors, prompt edits, the category picker, notes, new pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static, TextArea
+
+from taxonomy_store.text import inert
+
+from ..widgets import CategoryTree, PromptCard, safe_text
+
+LABELS = ("unsafe", "safe", "unlabeled")
+
+
+class ErrorModal(ModalScreen[None]):
+    """Any worker failure ends here: the message, the hint, and a key to dismiss."""
+
+    BINDINGS = [Binding("escape,enter,q", "dismiss", "Close", id="error.close")]
+
+    def __init__(self, title: str, message: str, hint: str | None = None):
+        super().__init__()
+        self.title_text, self.message, self.hint = title, message, hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="error-dialog"):
+            yield Label(Text(self.title_text, style="bold"), id="error-title")
+            yield Static(safe_text(self.message, keep_newlines=True), id="error-message")
+            if self.hint:
+                yield Static(Text.assemble(("hint: ", "bold"), inert(self.hint)), id="error-hint")
+            yield Button("Close", variant="error", id="error-close")
+
+    @on(Button.Pressed, "#error-close")
+    def _close(self) -> None:
+        self.dismiss(None)
+
+
+class CategoryPicker(ModalScreen[str | None]):
+    """Pick a category from the taxonomy tree; returns its code (None when cancelled)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="picker.cancel")]
+
+    def __init__(self, tree: Any, current: str | None = None):
+        super().__init__()
+        self.tax_tree, self.current = tree, current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="picker-dialog"):
+            yield Label(Text(f"Category in {self.tax_tree.name} (enter picks)", style="bold"))
+            yield CategoryTree(id="picker-tree")
+
+    def on_mount(self) -> None:
+        tree = self.query_one(CategoryTree)
+        tree.load(self.tax_tree, expand_depth=9)
+        tree.focus()
+        if self.current:
+            for line in range(tree.last_line + 1):
+                node = tree.get_node_at_line(line)
+                if node is not None and node.data == self.current:
+                    tree.move_cursor(node)
+                    break
+
+    @on(CategoryTree.NodeSelected)
+    def _picked(self, event: CategoryTree.NodeSelected) -> None:
+        event.stop()
+        if event.node.data:
+            self.dismiss(event.node.data)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class EditPromptModal(ModalScreen[dict | None]):
+    """Edit a prompt's text, label and category; returns only the fields that changed."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="edit.cancel"),
+        Binding("ctrl+s", "save", "Save", id="edit.save"),
+        Binding("ctrl+t", "pick_category", "Category", id="edit.category"),
+    ]
+
+    def __init__(self, prompt: Any, tree: Any | None):
+        super().__init__()
+        self.prompt, self.tax_tree = prompt, tree
+        self.category = prompt.category_code
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="edit-dialog"):
+            yield Label(Text(f"Edit prompt #{self.prompt.id}", style="bold"))
+            yield TextArea(self.prompt.text, id="edit-text", soft_wrap=True, show_line_numbers=False)
+            with Horizontal(classes="edit-row"):
+                yield Select([(lbl, lbl) for lbl in LABELS], value=self.prompt.label, allow_blank=False, id="edit-label")
+                yield Button(self._category_label(), id="edit-category")
+            with Horizontal(classes="buttons"):
+                yield Button("Save (ctrl+s)", variant="primary", id="edit-save")
+                yield Button("Cancel", id="edit-cancel")
+
+    def _category_label(self) -> Text:
+        return Text.assemble("Category: ", inert(self.category or "none"), " (ctrl+t)")
+
+    def on_mount(self) -> None:
+        self.query_one("#edit-text", TextArea).focus()
+
+    @on(Button.Pressed, "#edit-category")
+    def action_pick_category(self) -> None:
+        if self.tax_tree is None:
+            self.notify("no taxonomy loaded", severity="warning")
+            return
+
+        def chosen(code: str | None) -> None:
+            if code:
+                self.category = code
+                self.query_one("#edit-category", Button).label = self._category_label()
+
+        self.app.push_screen(CategoryPicker(self.tax_tree, self.category), chosen)
+
+    @on(Button.Pressed, "#edit-save")
+    def action_save(self) -> None:
+        changes: dict[str, Any] = {}
+        text = self.query_one("#edit-text", TextArea).text
+        if text.strip() and text != self.prompt.text:
+            changes["text"] = text
+        label = self.query_one("#edit-label", Select).value
+        if label != self.prompt.label:
+            changes["label"] = label
+        if self.category != self.prompt.category_code:
+            changes["category"] = self.category
+            if self.tax_tree is not None:
+                changes["taxonomy"] = self.tax_tree.name
+        self.dismiss(changes or None)
+
+    @on(Button.Pressed, "#edit-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextInputModal(ModalScreen[str | None]):
+    """One line of input (a note, a search); returns the text or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="input.cancel")]
+
+    def __init__(self, title: str, value: str = "", placeholder: str = ""):
+        super().__init__()
+        self.title_text, self.value, self.placeholder = title, value, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="input-dialog"):
+            yield Label(Text(self.title_text, style="bold"))
+            yield Input(self.value, placeholder=self.placeholder, id="modal-input")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class NewPairModal(ModalScreen[dict | None]):
+    """Write a safe variant of an unsafe prompt (the Safety-Contrast workflow)."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="newpair.cancel"),
+        Binding("ctrl+s", "save", "Create", id="newpair.save"),
+    ]
+
+    def __init__(self, unsafe: Any, pair_types: list[str], default_type: str | None = None):
+        super().__init__()
+        self.unsafe, self.pair_types, self.default_type = unsafe, pair_types, default_type
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="edit-dialog"):
+            yield Label(Text("New pair: write a safe variant", style="bold"))
+            card = PromptCard(id="newpair-unsafe")
+            yield card
+            yield TextArea("", id="newpair-text", soft_wrap=True, show_line_numbers=False)
+            options = [(t, t) for t in self.pair_types]
+            yield Select(options, value=self.default_type if self.default_type in self.pair_types else Select.BLANK,
+                         prompt="pair type", id="newpair-type")
+            with Horizontal(classes="buttons"):
+                yield Button("Create (ctrl+s)", variant="primary", id="newpair-save")
+                yield Button("Cancel", id="newpair-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(PromptCard).show(self.unsafe, "unsafe prompt")
+        self.query_one("#newpair-text", TextArea).focus()
+
+    @on(Button.Pressed, "#newpair-save")
+    def action_save(self) -> None:
+        text = self.query_one("#newpair-text", TextArea).text.strip()
+        if not text:
+            self.notify("write the safe variant first", severity="warning")
+            return
+        value = self.query_one("#newpair-type", Select).value
+        self.dismiss({"safe_text": text, "pair_type": None if value is Select.BLANK else value})
+
+    @on(Button.Pressed, "#newpair-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,302 @@
+"""Pair review queue: keyboard-first accept / reject / skip / edit / note / undo, side by side.
+
+Each pair shows both prompts, their cosine similarity under every encoder, and the nearest
+stored neighbours of each side (under the current encoder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..widgets import PromptCard, heat, safe_text
+from ..widgets.prompt_card import LABEL_STYLES
+from .base import StoreScreen
+from .modals import EditPromptModal, NewPairModal, TextInputModal
+
+STATUSES = ("proposed", "accepted", "rejected", None)
+STATUS_STYLES = {"proposed": "bold yellow", "accepted": "bold green", "rejected": "bold red"}
+
+
+def side_id(pair: Any, side: str) -> int:
+    """The prompt id of one side of a pair view ("unsafe" or "safe")."""
+    for name in (f"{side}_prompt_id", f"{side}_id"):
+        if getattr(pair, name, None) is not None:
+            return int(getattr(pair, name))
+    return int(getattr(pair, side).id)
+
+
+class NeighbourTable(DataTable):
+    DEFAULT_CSS = """
+    NeighbourTable { height: 1fr; }
+    """
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.border_title = "nearest stored prompts"
+        self.add_columns("cos", "label", "category", "text")
+
+    def show(self, neighbours: list[Any]) -> None:
+        self.clear()
+        for n in neighbours:
+            self.add_row(
+                heat(n.similarity, 0.2, 1.0, digits=2),
+                Text(n.label, style=LABEL_STYLES.get(n.label, "")),
+                safe_text(n.category or "", "cyan"),
+                safe_text(n.text, limit=90),
+                key=str(n.prompt_id),
+            )
+
+
+class PairsScreen(StoreScreen):
+    BINDINGS = [
+        Binding("a", "decide('accepted')", "Accept", id="pairs.accept"),
+        Binding("r", "decide('rejected')", "Reject", id="pairs.reject"),
+        Binding("s", "skip", "Skip", id="pairs.skip"),
+        Binding("b", "back", "Back", id="pairs.back"),
+        Binding("e", "edit('unsafe')", "Edit unsafe", id="pairs.edit_unsafe"),
+        Binding("E", "edit('safe')", "Edit safe", id="pairs.edit_safe"),
+        Binding("n", "note", "Note", id="pairs.note"),
+        Binding("u", "undo", "Undo", id="pairs.undo"),
+        Binding("c", "new_pair", "New pair", id="pairs.new"),
+        Binding("f", "cycle_status", "Status filter", id="pairs.status"),
+        Binding("t", "cycle_type", "Type filter", id="pairs.type"),
+        Binding("f5", "refresh", "Reload", id="pairs.reload"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        pairs: list[Any]
+        types: list[str]
+        counts: dict[str, int]
+
+    @dataclass
+    class Details(Message):
+        pair_id: int
+        unsafe: Any
+        safe: Any
+        similarities: dict[str, float | None]
+        unsafe_neighbours: list[Any]
+        safe_neighbours: list[Any]
+
+    @dataclass
+    class Changed(Message):
+        what: str
+        pair_id: int | None
+
+    def __init__(self, status: str | None = "proposed"):
+        super().__init__()
+        self.status = status
+        self.pair_type: str | None = None
+        self.pairs: list[Any] = []
+        self.types: list[str] = []
+        self.pos = 0
+        self.follow_id: int | None = None  # after a reload, land on this pair if it is still listed
+        self.shown: "PairsScreen.Details | None" = None
+        self.counts: dict[str, int] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="pair-status", classes="status-line")
+        yield Static(id="pair-sims", classes="status-line")
+        with Horizontal(id="pair-sides"):
+            with Vertical(classes="pair-side"):
+                yield PromptCard(id="pair-unsafe")
+                yield NeighbourTable(id="pair-unsafe-nn")
+            with Vertical(classes="pair-side"):
+                yield PromptCard(id="pair-safe")
+                yield NeighbourTable(id="pair-safe-nn")
+        yield Footer()
+
+    @property
+    def current(self) -> Any | None:
+        return self.pairs[self.pos] if 0 <= self.pos < len(self.pairs) else None
+
+    # -- loading ------------------------------------------------------------------------------
+    def refresh_data(self) -> None:
+        self.load(self.status, self.pair_type)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pairs.load")
+    def load(self, status: str | None, pair_type: str | None) -> None:
+        curation = self.store.curation
+        every = curation.list_pairs()
+        counts: dict[str, int] = {}
+        types: set[str] = set()
+        for p in every:
+            counts[p.status] = counts.get(p.status, 0) + 1
+            if p.pair_type:
+                types.add(p.pair_type)
+        pairs = [p for p in every if (status is None or p.status == status) and (pair_type is None or p.pair_type == pair_type)]
+        self.post_message(self.Loaded(pairs, sorted(types), counts))
+
+    def on_pairs_screen_loaded(self, msg: Loaded) -> None:
+        self.pairs, self.types = msg.pairs, msg.types
+        self.app.pair_types = sorted(set(self.app.pair_types) | set(msg.types))
+        ids = [p.id for p in self.pairs]
+        if self.follow_id in ids:
+            self.pos = ids.index(self.follow_id)
+        self.pos = max(0, min(self.pos, len(self.pairs) - 1))
+        self.follow_id = None
+        self.counts = msg.counts
+        self._render_status()
+        self.show_current()
+
+    def _render_status(self) -> None:
+        status = Text()
+        status.append(f"pair {self.pos + 1 if self.pairs else 0}/{len(self.pairs)}", style="bold")
+        status.append(f"  status: {self.status or 'all'}  type: ", style="")
+        status.append_text(safe_text(self.pair_type or "all", "cyan"))
+        status.append("   ")
+        for name in ("proposed", "accepted", "rejected"):
+            status.append(f"{name} {self.counts.get(name, 0)}  ", style=STATUS_STYLES[name])
+        self.query_one("#pair-status", Static).update(status)
+
+    def show_current(self) -> None:
+        pair = self.current
+        if pair is None:
+            self.query_one("#pair-unsafe", PromptCard).show(None, "unsafe")
+            self.query_one("#pair-safe", PromptCard).show(None, "safe")
+            self.query_one("#pair-sims", Static).update(Text("no pairs match the filters", style="dim"))
+            for t in self.query(NeighbourTable):
+                t.clear()
+            return
+        self.load_details(pair, self.encoder)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pairs.details")
+    def load_details(self, pair: Any, encoder: str | None) -> None:
+        uid, sid = side_id(pair, "unsafe"), side_id(pair, "safe")
+        unsafe = self.store.curation.get_prompt(uid)
+        safe = self.store.curation.get_prompt(sid)
+        review = self.store.review
+        sims = review.pair_similarities(uid, sid)
+        nu = review.neighbours(uid, encoder=encoder, k=5) if encoder else []
+        ns = review.neighbours(sid, encoder=encoder, k=5) if encoder else []
+        self.post_message(self.Details(pair.id, unsafe, safe, sims, nu, ns))
+
+    def on_pairs_screen_details(self, msg: Details) -> None:
+        pair = self.current
+        if pair is None or pair.id != msg.pair_id:
+            return
+        self.shown = msg
+        head = Text.assemble(f"pair #{pair.id} ", (pair.status, STATUS_STYLES.get(pair.status, "")))
+        if pair.pair_type:
+            head.append("  ")
+            head.append_text(safe_text(pair.pair_type, "cyan"))
+        self.query_one("#pair-unsafe", PromptCard).show(msg.unsafe, "unsafe")
+        self.query_one("#pair-safe", PromptCard).show(msg.safe, "safe")
+        sims = Text()
+        sims.append_text(head)
+        sims.append("   cos ")
+        for name, value in msg.similarities.items():
+            sims.append(f" {name} ")
+            sims.append_text(heat(value, 0.0, 1.0, digits=3))
+        note = getattr(pair, "note", None)
+        if note:
+            sims.append("   note: ", style="bold")
+            sims.append_text(safe_text(note, "italic"))
+        self.query_one("#pair-sims", Static).update(sims)
+        self.query_one("#pair-unsafe-nn", NeighbourTable).show(msg.unsafe_neighbours)
+        self.query_one("#pair-safe-nn", NeighbourTable).show(msg.safe_neighbours)
+
+    # -- navigation and filters ------------------------------------------------------------------
+    def action_skip(self) -> None:
+        if self.pos < len(self.pairs) - 1:
+            self.pos += 1
+            self._render_status()
+            self.show_current()
+
+    def action_back(self) -> None:
+        if self.pos > 0:
+            self.pos -= 1
+            self._render_status()
+            self.show_current()
+
+    def action_cycle_status(self) -> None:
+        self.status = STATUSES[(STATUSES.index(self.status) + 1) % len(STATUSES)]
+        self.pos = 0
+        self.refresh_data()
+
+    def action_cycle_type(self) -> None:
+        order: list[str | None] = [None, *self.types]
+        self.pair_type = order[(order.index(self.pair_type) + 1) % len(order)] if self.pair_type in order else None
+        self.pos = 0
+        self.refresh_data()
+
+    # -- decisions and edits ---------------------------------------------------------------------
+    def _next_id(self) -> int | None:
+        return self.pairs[self.pos + 1].id if self.pos + 1 < len(self.pairs) else None
+
+    def action_decide(self, status: str) -> None:
+        pair = self.current
+        if pair is None:
+            return
+        self.follow_id = self._next_id()
+        if self.follow_id is None:
+            self.follow_id = pair.id
+        self.write("decide", pair.id, {"status": status})
+
+    def action_note(self) -> None:
+        pair = self.current
+        if pair is None:
+            return
+
+        def done(note: str | None) -> None:
+            if note is not None:
+                self.follow_id = pair.id
+                self.write("decide", pair.id, {"status": pair.status, "note": note})
+
+        self.app.push_screen(TextInputModal(f"Note on pair #{pair.id}", getattr(pair, "note", None) or ""), done)
+
+    def action_edit(self, side: str) -> None:
+        pair, shown = self.current, self.shown
+        if pair is None or shown is None or shown.pair_id != pair.id:
+            return
+        prompt = shown.unsafe if side == "unsafe" else shown.safe
+
+        def done(changes: dict | None) -> None:
+            if changes:
+                self.follow_id = pair.id
+                self.write("edit", prompt.id, changes)
+
+        self.app.push_screen(EditPromptModal(prompt, None), done)
+
+    def action_new_pair(self) -> None:
+        pair, shown = self.current, self.shown
+        if pair is None or shown is None or shown.pair_id != pair.id:
+            return
+
+        def done(value: dict | None) -> None:
+            if value:
+                self.follow_id = pair.id
+                self.write("pair", shown.unsafe.id, value)
+
+        self.app.push_screen(NewPairModal(shown.unsafe, self.types, pair.pair_type), done)
+
+    def action_undo(self) -> None:
+        self.follow_id = self.current.id if self.current else None
+        self.write("undo", None, {})
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pairs.write")
+    def write(self, what: str, target: int | None, args: dict[str, Any]) -> None:
+        curation = self.store.curation
+        if what == "decide":
+            curation.decide_pair(target, args["status"], note=args.get("note"))
+        elif what == "edit":
+            curation.update_prompt(target, **args)
+        elif what == "pair":
+            curation.create_pair(target, safe_text=args["safe_text"], pair_type=args.get("pair_type"))
+        elif what == "undo":
+            curation.undo()
+        self.post_message(self.Changed(what, target))
+
+    def on_pairs_screen_changed(self, msg: Changed) -> None:
+        self.notify({"decide": "decision saved", "edit": "prompt updated", "pair": "pair created", "undo": "undone"}[msg.what])
+        self.refresh_data()

@@ -1,0 +1,200 @@
+"""Prompts: a searchable, filterable table; edit text/label/category through the facade; undo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Footer, Header, Input, Select, Static
+
+from ..widgets import PromptCard, PromptTable, safe_text
+from .base import StoreScreen
+from .modals import CategoryPicker, EditPromptModal, NewPairModal
+
+PAGE = 200
+
+
+class PromptsScreen(StoreScreen):
+    BINDINGS = [
+        Binding("slash", "focus_search", "Search", id="prompts.search"),
+        Binding("e", "edit", "Edit", id="prompts.edit"),
+        Binding("c", "filter_category", "Category filter", id="prompts.category"),
+        Binding("l", "cycle_label", "Label filter", id="prompts.label"),
+        Binding("x", "toggle_deleted", "Deleted", id="prompts.deleted"),
+        Binding("p", "new_pair", "New pair", id="prompts.new_pair"),
+        Binding("delete", "delete", "Delete", id="prompts.delete"),
+        Binding("u", "undo", "Undo", id="prompts.undo"),
+        Binding("escape", "clear_filters", "Clear filters", id="prompts.clear"),
+        Binding("f5", "refresh", "Reload", id="prompts.reload"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        prompts: list[Any]
+        total: int
+        tree: Any
+
+    @dataclass
+    class Changed(Message):
+        what: str
+
+    def __init__(self):
+        super().__init__()
+        self.search = ""
+        self.label: str | None = None
+        self.category: str | None = None
+        self.include_deleted = False
+        self.tax_tree: Any = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="prompt-filters", classes="filters"):
+            yield Input(placeholder="search text (/)", id="prompt-search")
+            yield Select([(x, x) for x in ("unsafe", "safe", "unlabeled")], prompt="any label", id="prompt-label")
+        yield Static(id="prompt-status", classes="status-line")
+        yield PromptTable(id="prompt-table")
+        yield PromptCard(id="prompt-card")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(PromptTable).focus()
+
+    # -- loading ------------------------------------------------------------------------------
+    def filters(self) -> dict[str, Any]:
+        return dict(
+            search=self.search or None,
+            label=self.label,
+            category=self.category,
+            taxonomy=self.app.taxonomy if self.category else None,
+            include_deleted=self.include_deleted,
+        )
+
+    def refresh_data(self) -> None:
+        self.load(self.filters(), self.app.taxonomy)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prompts.load")
+    def load(self, filters: dict[str, Any], taxonomy: str) -> None:
+        prompts = self.store.curation.list_prompts(**filters, limit=PAGE)
+        total = self.store.curation.count_prompts(**filters)
+        tree = self.store.taxonomies.tree(taxonomy)
+        self.post_message(self.Loaded(prompts, total, tree))
+
+    def on_prompts_screen_loaded(self, msg: Loaded) -> None:
+        self.tax_tree = msg.tree
+        table = self.query_one(PromptTable)
+        table.show(msg.prompts)
+        status = Text(f"{msg.total} prompts", style="bold")
+        if msg.total > len(msg.prompts):
+            status.append(f" (first {len(msg.prompts)})", style="dim")
+        for name, value in (("search", self.search), ("label", self.label), ("category", self.category)):
+            if value:
+                status.append(f"  {name}: ")
+                status.append_text(safe_text(value, "cyan"))
+        if self.include_deleted:
+            status.append("  +deleted", style="magenta")
+        self.query_one("#prompt-status", Static).update(status)
+        self._show_card()
+
+    @on(PromptTable.RowHighlighted)
+    def _show_card(self) -> None:
+        self.query_one(PromptCard).show(self.query_one(PromptTable).current(), "prompt")
+
+    # -- filters ------------------------------------------------------------------------------
+    @on(Input.Submitted, "#prompt-search")
+    def _search(self, event: Input.Submitted) -> None:
+        self.search = event.value.strip()
+        self.query_one(PromptTable).focus()
+        self.refresh_data()
+
+    @on(Select.Changed, "#prompt-label")
+    def _label(self, event: Select.Changed) -> None:
+        value = None if event.value is Select.BLANK else str(event.value)
+        if value != self.label:
+            self.label = value
+            self.refresh_data()
+
+    def action_focus_search(self) -> None:
+        self.query_one("#prompt-search", Input).focus()
+
+    def action_cycle_label(self) -> None:
+        order = [None, "unsafe", "safe", "unlabeled"]
+        nxt = order[(order.index(self.label) + 1) % len(order)]
+        self.query_one("#prompt-label", Select).value = Select.BLANK if nxt is None else nxt
+
+    def action_toggle_deleted(self) -> None:
+        self.include_deleted = not self.include_deleted
+        self.refresh_data()
+
+    def action_filter_category(self) -> None:
+        if self.tax_tree is None:
+            return
+
+        def chosen(code: str | None) -> None:
+            if code:
+                self.category = code
+                self.refresh_data()
+
+        self.app.push_screen(CategoryPicker(self.tax_tree, self.category), chosen)
+
+    def action_clear_filters(self) -> None:
+        self.search, self.label, self.category, self.include_deleted = "", None, None, False
+        self.query_one("#prompt-search", Input).value = ""
+        self.query_one("#prompt-label", Select).value = Select.BLANK
+        self.query_one(PromptTable).focus()
+        self.refresh_data()
+
+    # -- edits (all through the facade, in workers) -------------------------------------------
+    def action_edit(self) -> None:
+        prompt = self.query_one(PromptTable).current()
+        if prompt is None:
+            return
+
+        def done(changes: dict | None) -> None:
+            if changes:
+                self.write("update", prompt.id, changes)
+
+        self.app.push_screen(EditPromptModal(prompt, self.tax_tree), done)
+
+    def action_delete(self) -> None:
+        prompt = self.query_one(PromptTable).current()
+        if prompt is not None and not prompt.deleted:
+            self.write("delete", prompt.id, {})
+
+    def action_undo(self) -> None:
+        self.write("undo", None, {})
+
+    def action_new_pair(self) -> None:
+        prompt = self.query_one(PromptTable).current()
+        if prompt is None:
+            return
+        if prompt.label != "unsafe":
+            self.notify("pick an unsafe prompt to write a safe variant of", severity="warning")
+            return
+        types = [n.code for n in self.tax_tree.walk()] if self.tax_tree and self.app.taxonomy == "xstest-pair-types" else []
+        self.app.push_screen(NewPairModal(prompt, self.app.pair_types or types),
+                             lambda v: v and self.write("pair", prompt.id, v))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prompts.write")
+    def write(self, what: str, prompt_id: int | None, changes: dict[str, Any]) -> None:
+        curation = self.store.curation
+        if what == "update":
+            curation.update_prompt(prompt_id, **changes)
+        elif what == "delete":
+            curation.delete_prompt(prompt_id)
+        elif what == "undo":
+            curation.undo()
+        elif what == "pair":
+            curation.create_pair(prompt_id, safe_text=changes["safe_text"], pair_type=changes.get("pair_type"))
+        self.post_message(self.Changed(what))
+
+    def on_prompts_screen_changed(self, msg: Changed) -> None:
+        self.notify({"update": "prompt updated", "delete": "prompt deleted", "undo": "undone",
+                     "pair": "pair created"}[msg.what])
+        self.refresh_data()

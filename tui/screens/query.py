@@ -1,0 +1,114 @@
+"""Query: type a prompt, see the nearest categories and stored neighbours as you type."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.worker import get_current_worker
+
+from ..widgets import heat, safe_text
+from ..widgets.prompt_card import LABEL_STYLES
+from .base import StoreScreen
+
+DEBOUNCE_S = 0.35
+VERDICT_STYLES = {"unsafe": "bold white on red", "safe": "bold white on green"}
+
+
+class QueryScreen(StoreScreen):
+    BINDINGS = [
+        Binding("escape", "clear", "Clear", id="query.clear"),
+        Binding("f5", "refresh", "Re-run", id="query.rerun"),
+    ]
+
+    @dataclass
+    class Answered(Message):
+        text: str
+        result: Any
+
+    def __init__(self, k: int = 10, debounce_s: float = DEBOUNCE_S):
+        super().__init__()
+        self.k, self.debounce_s = k, debounce_s
+        self.text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="type a prompt: nearest categories and neighbours update as you type", id="query-input")
+        yield Static(Text("—", style="dim"), id="query-verdict", classes="status-line")
+        with Horizontal(id="query-results"):
+            yield DataTable(id="query-categories", cursor_type="row")
+            yield DataTable(id="query-neighbours", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#query-categories", DataTable).add_columns("category", "name", "share", "n")
+        self.query_one("#query-neighbours", DataTable).add_columns("cos", "label", "category", "text")
+        self.query_one(Input).focus()
+        super().on_mount()
+
+    def refresh_data(self) -> None:
+        if self.text.strip() and self.encoder:
+            self.ask(self.text, self.encoder, self.app.taxonomy, self.app.level_for(self.app.taxonomy), 0.0)
+
+    @on(Input.Changed, "#query-input")
+    def _changed(self, event: Input.Changed) -> None:
+        self.text = event.value
+        if self.text.strip() and self.encoder:
+            # exclusive: a newer keystroke cancels the waiting worker before it queries
+            self.ask(self.text, self.encoder, self.app.taxonomy, self.app.level_for(self.app.taxonomy), self.debounce_s)
+
+    @on(Input.Submitted, "#query-input")
+    def _submitted(self) -> None:
+        self.refresh_data()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="query.ask")
+    def ask(self, text: str, encoder: str, taxonomy: str, level: str, delay: float) -> None:
+        worker = get_current_worker()
+        if delay:
+            time.sleep(delay)
+        if worker.is_cancelled:
+            return
+        result = self.store.search.query([text], encoder=encoder, k=self.k, taxonomy=taxonomy, level=level)[0]
+        if not worker.is_cancelled:
+            self.post_message(self.Answered(text, result))
+
+    def on_query_screen_answered(self, msg: Answered) -> None:
+        if msg.text != self.text:
+            return
+        r = msg.result
+        line = Text()
+        line.append(f" {r.verdict} ", style=VERDICT_STYLES.get(r.verdict, "bold reverse"))
+        line.append("  unsafe score ")
+        line.append_text(heat(r.unsafe_score, 0.0, 1.0, higher_is_better=False, digits=2))
+        if r.threshold is not None:
+            line.append(f"  threshold {r.threshold:.2f}", style="dim")
+        line.append("  ")
+        line.append_text(safe_text(r.verdict_reason, "dim"))
+        top = r.top_category
+        if top is not None:
+            line.append("  top: ")
+            line.append_text(safe_text(top.name, "bold cyan"))
+        self.query_one("#query-verdict", Static).update(line)
+        cats = self.query_one("#query-categories", DataTable)
+        cats.clear()
+        for v in r.categories:
+            cats.add_row(safe_text(v.code, "cyan"), safe_text(v.short_name or v.name), heat(v.score, 0.0, 1.0, digits=2), Text(str(v.count)))
+        nn = self.query_one("#query-neighbours", DataTable)
+        nn.clear()
+        for n in r.neighbours:
+            nn.add_row(heat(n.similarity, 0.2, 1.0, digits=2), Text(n.label, style=LABEL_STYLES.get(n.label, "")),
+                       safe_text(n.category or "", "cyan"), safe_text(n.text, limit=120))
+
+    def action_clear(self) -> None:
+        self.query_one(Input).value = ""
+        self.query_one("#query-verdict", Static).update(Text("—", style="dim"))
+        self.query_one("#query-categories", DataTable).clear()
+        self.query_one("#query-neighbours", DataTable).clear()

@@ -1,0 +1,148 @@
+"""Suspects: prompts whose neighbours mostly carry another label or category (lowest purity).
+
+One key (`r`) relabels the highlighted prompt to what its neighbours suggest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..widgets import PromptCard, heat, safe_text
+from ..widgets.prompt_card import LABEL_STYLES
+from .base import StoreScreen
+from .modals import EditPromptModal
+
+LIMIT = 100
+
+
+class SuspectsScreen(StoreScreen):
+    BINDINGS = [
+        Binding("r", "relabel", "Relabel to suggestion", id="suspects.relabel"),
+        Binding("e", "edit", "Edit", id="suspects.edit"),
+        Binding("b", "toggle_by", "By label/category", id="suspects.by"),
+        Binding("u", "undo", "Undo", id="suspects.undo"),
+        Binding("f5", "refresh", "Reload", id="suspects.reload"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        by: str
+        suspects: list[Any]
+        tree: Any
+
+    @dataclass
+    class Changed(Message):
+        what: str
+
+    def __init__(self, by: str = "label"):
+        super().__init__()
+        self.by = by
+        self.suspects: dict[int, Any] = {}
+        self.tax_tree: Any = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="suspects-status", classes="status-line")
+        yield DataTable(id="suspects-table", cursor_type="row", zebra_stripes=True)
+        yield PromptCard(id="suspects-card")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("purity", "id", "label", "category", "suggested", "text")
+        table.focus()
+        super().on_mount()
+
+    def refresh_data(self) -> None:
+        if self.encoder:
+            self.load(self.encoder, self.by, self.app.taxonomy)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="suspects.load")
+    def load(self, encoder: str, by: str, taxonomy: str) -> None:
+        suspects = self.store.review.suspects(encoder, by=by, taxonomy=taxonomy, limit=LIMIT)
+        tree = self.store.taxonomies.tree(taxonomy)
+        self.post_message(self.Loaded(by, suspects, tree))
+
+    def on_suspects_screen_loaded(self, msg: Loaded) -> None:
+        if msg.by != self.by:
+            return
+        self.tax_tree = msg.tree
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        self.suspects = {}
+        for s in msg.suspects:
+            self.suspects[s.prompt.id] = s
+            suggestion = s.suggested_label if self.by == "label" else s.suggested_category
+            table.add_row(
+                heat(s.purity, 0.0, 1.0, digits=2),
+                Text(str(s.prompt.id), style="dim"),
+                Text(s.prompt.label, style=LABEL_STYLES.get(s.prompt.label, "")),
+                safe_text(s.prompt.category_code or "", "cyan"),
+                safe_text(suggestion or "", "bold"),
+                safe_text(s.prompt.text, limit=160),
+                key=str(s.prompt.id),
+            )
+        if table.row_count:
+            table.move_cursor(row=min(keep, table.row_count - 1))
+        status = Text.assemble(
+            (f"{len(msg.suspects)} suspects", "bold"),
+            f"  by {self.by}  encoder {self.encoder}  lowest neighbour purity first (k={getattr(msg.suspects[0], 'k', '?') if msg.suspects else '?'})",
+        )
+        self.query_one("#suspects-status", Static).update(status)
+        self._card()
+
+    def current(self) -> Any | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.suspects.get(int(key)) if key is not None else None
+
+    @on(DataTable.RowHighlighted)
+    def _card(self) -> None:
+        s = self.current()
+        self.query_one(PromptCard).show(s.prompt if s else None, "prompt")
+
+    def action_toggle_by(self) -> None:
+        self.by = "category" if self.by == "label" else "label"
+        self.refresh_data()
+
+    def action_relabel(self) -> None:
+        s = self.current()
+        if s is None:
+            return
+        if self.by == "label" and s.suggested_label and s.suggested_label != s.prompt.label:
+            self.write("relabel", s.prompt.id, {"label": s.suggested_label})
+        elif self.by == "category" and s.suggested_category and s.suggested_category != s.prompt.category_code:
+            self.write("relabel", s.prompt.id, {"category": s.suggested_category, "taxonomy": self.app.taxonomy})
+
+    def action_edit(self) -> None:
+        s = self.current()
+        if s is None:
+            return
+        self.app.push_screen(EditPromptModal(s.prompt, self.tax_tree),
+                             lambda changes: changes and self.write("edit", s.prompt.id, changes))
+
+    def action_undo(self) -> None:
+        self.write("undo", None, {})
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="suspects.write")
+    def write(self, what: str, prompt_id: int | None, changes: dict[str, Any]) -> None:
+        if what == "undo":
+            self.store.curation.undo()
+        else:
+            self.store.curation.update_prompt(prompt_id, **changes)
+        self.post_message(self.Changed(what))
+
+    def on_suspects_screen_changed(self, msg: Changed) -> None:
+        self.notify({"relabel": "relabelled", "edit": "prompt updated", "undo": "undone"}[msg.what])
+        self.refresh_data()

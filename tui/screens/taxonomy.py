@@ -1,0 +1,115 @@
+"""Taxonomy: the tree with prompt counts and CP@k per category; selecting a node lists its prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Header, Static
+
+from ..widgets import CategoryTree, PromptCard, PromptTable
+from .base import StoreScreen
+
+
+class TaxonomyScreen(StoreScreen):
+    BINDINGS = [
+        Binding("t", "next_taxonomy", "Next taxonomy", id="taxonomy.next"),
+        Binding("f5", "refresh", "Reload", id="taxonomy.reload"),
+    ]
+
+    @dataclass
+    class TreeLoaded(Message):
+        tree: Any
+        scores: dict[str, float]
+        taxonomies: list[str]
+
+    @dataclass
+    class PromptsLoaded(Message):
+        code: str
+        prompts: list[Any]
+        total: int
+
+    def __init__(self):
+        super().__init__()
+        self.taxonomies: list[str] = []
+        self.selected: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with Vertical(id="tax-left"):
+                yield Static(id="tax-title", classes="section-title")
+                yield CategoryTree(id="tax-tree")
+            with Vertical(id="tax-right"):
+                yield Static(Text("select a category", style="dim"), id="tax-node-title", classes="section-title")
+                yield PromptTable(id="tax-prompts")
+                yield PromptCard(id="tax-card")
+        yield Footer()
+
+    # -- loading ----------------------------------------------------------------------------
+    def refresh_data(self) -> None:
+        self.load_tree(self.app.taxonomy, self.encoder)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="taxonomy.tree")
+    def load_tree(self, name: str, encoder: str | None) -> None:
+        taxonomies = [t["name"] for t in self.store.taxonomies.list()]
+        tree = self.store.taxonomies.tree(name)
+        scores = self.store.review.category_scores(encoder, taxonomy=name) if encoder else {}
+        self.post_message(self.TreeLoaded(tree, scores, taxonomies))
+
+    def on_taxonomy_screen_tree_loaded(self, msg: TreeLoaded) -> None:
+        self.taxonomies = msg.taxonomies
+        self.tax_tree = msg.tree
+        total = sum(r.prompts for r in msg.tree.roots)
+        title = Text.assemble((msg.tree.title, "bold"), f"  {total} prompts")
+        if msg.scores:
+            title.append(f"  CP@k under {self.encoder}", style="dim")
+        elif self.encoder:
+            title.append("  no CP run for this encoder yet", style="dim")
+        self.query_one("#tax-title", Static).update(title)
+        self.query_one(CategoryTree).load(msg.tree, msg.scores)
+
+    @on(CategoryTree.NodeHighlighted, "#tax-tree")
+    @on(CategoryTree.NodeSelected, "#tax-tree")
+    def _node_chosen(self, event: CategoryTree.NodeSelected) -> None:
+        code = event.node.data
+        if code and code != self.selected:
+            self.selected = code
+            self.load_prompts(self.app.taxonomy, code)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="taxonomy.prompts")
+    def load_prompts(self, taxonomy: str, code: str) -> None:
+        prompts = self.store.curation.list_prompts(taxonomy=taxonomy, category=code, limit=300)
+        total = self.store.curation.count_prompts(taxonomy=taxonomy, category=code)
+        self.post_message(self.PromptsLoaded(code, prompts, total))
+
+    def on_taxonomy_screen_prompts_loaded(self, msg: PromptsLoaded) -> None:
+        if msg.code != self.selected:
+            return
+        title = Text.assemble((msg.code, "bold cyan"), f"  {msg.total} prompts")
+        if msg.total > len(msg.prompts):
+            title.append(f" (first {len(msg.prompts)} shown)", style="dim")
+        self.query_one("#tax-node-title", Static).update(title)
+        table = self.query_one(PromptTable)
+        table.show(msg.prompts)
+        self.query_one(PromptCard).show(table.current(), "prompt")
+
+    @on(PromptTable.RowHighlighted, "#tax-prompts")
+    def _row(self) -> None:
+        self.query_one(PromptCard).show(self.query_one(PromptTable).current(), "prompt")
+
+    def action_next_taxonomy(self) -> None:
+        if not self.taxonomies:
+            return
+        names = self.taxonomies
+        i = names.index(self.app.taxonomy) if self.app.taxonomy in names else -1
+        self.app.taxonomy = names[(i + 1) % len(names)]
+        self.app.update_subtitle()
+        self.selected = None
+        self.refresh_data()

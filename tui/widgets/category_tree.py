@@ -1,0 +1,55 @@
+"""A taxonomy tree: node name, prompt count and (optionally) a per-category score, colour-coded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Tree
+
+from .heat import heat
+from .safe_text import safe_text
+
+
+class CategoryTree(Tree[str]):
+    """Nodes carry the category code as data; labels are Text (never markup)."""
+
+    DEFAULT_CSS = """
+    CategoryTree {
+        min-width: 30;
+    }
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__("taxonomy", *args, **kwargs)
+        self.show_root = False
+        self.guide_depth = 3
+
+    def load(self, tree: Any | None, scores: dict[str, float] | None = None, *, expand_depth: int = 1) -> None:
+        """Rebuild from a `TaxonomyTree`; `scores` maps node code → value in [0, 1] (e.g. CP@k)."""
+        self.clear()
+        if tree is None:
+            return
+        self.root.label = safe_text(tree.title or tree.name)
+        self.root.data = None
+        scores = scores or {}
+
+        def label_for(n: Any) -> Text:
+            label = safe_text(n.name)
+            label.append(f"  {n.prompts}", style="dim")
+            if n.code in scores:
+                label.append("  CP ")
+                label.append_text(heat(scores[n.code], 0.0, 1.0, digits=2))
+            return label
+
+        def add(parent, node: Any) -> None:
+            if node.children:
+                branch = parent.add(label_for(node), data=node.code, expand=node.depth < expand_depth)
+                for c in node.children:
+                    add(branch, c)
+            else:
+                parent.add_leaf(label_for(node), data=node.code)
+
+        for r in tree.roots:
+            add(self.root, r)
+        self.root.expand()
