@@ -28,7 +28,8 @@ def _set(table, rownum, key, unsafe_text, safe_texts, category, pair_type, promp
     prompts.append(PromptRecord(f"{key}/unsafe", unsafe_text, "unsafe", rownum, category, "category", unsafe_col))
     for j, (text, col, row_of) in enumerate(safe_texts, start=1):
         skey = f"{key}/variant_{j}"
-        prompts.append(PromptRecord(skey, text, "safe", row_of, category, "category", col))
+        # The category names the harm of the unsafe prompt; its safe variants are not that harm.
+        prompts.append(PromptRecord(skey, text, "safe", row_of, None, None, col))
         pairs.append(PairRecord(key=skey, unsafe_key=f"{key}/unsafe", safe_key=skey, row=row_of, pair_type=pair_type))
 
 

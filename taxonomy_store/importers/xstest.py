@@ -85,10 +85,6 @@ def parse_xstest_prompts(table: Table) -> ParsedFile:
         if rec.extra.get("focus") != twin.extra.get("focus"):
             focus_mismatch.append(f"{rec.key}/{twin.key}")
         pairs.append(PairRecord(key=f"{rec.key}-{twin.key}", unsafe_key=rec.key, safe_key=twin.key, row=rec.row, pair_type=twin.category))
-    for rec in prompts:
-        if rec.label == "unsafe" and rec.category is None:
-            # An unsafe prompt that is no contrast twin: no pair type to place it under.
-            pass
     parsed = ParsedFile(table.path, "xstest", prompts, pairs, taxonomy=PAIR_TYPES_TAXONOMY)
     if focus_mismatch:
         parsed.notes.append(f"focus differs within {len(focus_mismatch)} twin pair(s): {', '.join(focus_mismatch[:5])}")

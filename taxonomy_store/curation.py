@@ -1,0 +1,410 @@
+"""Curation: read, edit, soft-delete and restore prompts; review and create pairs; undo.
+
+Every method is one transaction through `store.write`, and every change is audited with its
+old and new values, which is what `undo` replays backwards. Curation batches carry a reason
+starting with "curation:"; an undo batch carries "undo <batch id>" and action "undo".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from .catalog import node_index
+from .db.models import (
+    PAIR_STATUSES, AuditEntry, Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow,
+)
+from .errors import InvalidValue, NotFound
+from .importers.records import LABELS, MAX_TEXT_CHARS
+from .text import normalise, text_sha256
+
+if TYPE_CHECKING:
+    from .store import Store
+
+CURATED_DATASET = "curated"
+_DATES = ("deleted_at", "decided_at", "updated_at")
+
+
+@dataclass
+class PromptView:
+    id: int
+    text: str
+    label: str
+    category_code: str | None
+    category_path: tuple[str, ...]
+    taxonomy: str | None
+    dataset: str | None
+    revision: int
+    deleted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["category_path"] = list(self.category_path)
+        return d
+
+
+@dataclass
+class PairView:
+    id: int
+    pair_set: str
+    kind: str
+    pair_type: str | None
+    status: str
+    note: str | None
+    unsafe_prompt_id: int
+    safe_prompt_id: int
+    unsafe_text: str
+    safe_text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class UndoResult:
+    undone_batch: str
+    undo_batch: str
+    changes: int
+    entities: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _jsonable(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def _from_json(k: str, v: Any) -> Any:
+    if k in _DATES and isinstance(v, str):
+        return datetime.fromisoformat(v)
+    return v
+
+
+class Curation:
+    def __init__(self, store: "Store"):
+        self.store = store
+
+    # -- reading -----------------------------------------------------------------------
+    def _views(self, s, q) -> list[PromptView]:
+        nodes = node_index(s)
+        out = []
+        for pid, text, label, cat, ds, rev, deleted_at in s.execute(q):
+            info = nodes.get(cat) if cat is not None else None
+            out.append(
+                PromptView(
+                    pid, text, label, info.code if info else None, info.path if info else (), info.taxonomy if info else None,
+                    ds, rev, deleted_at is not None,
+                )
+            )
+        return out
+
+    def _query(self, s, *, search=None, label=None, category=None, taxonomy=None, dataset=None, include_deleted=False):
+        q = select(
+            Prompt.id, Prompt.text, Prompt.label, Prompt.category_id, Dataset.name, Prompt.revision, Prompt.deleted_at
+        ).join(Dataset, Dataset.id == Prompt.dataset_id, isouter=True)
+        if not include_deleted:
+            q = q.where(Prompt.deleted_at.is_(None))
+        if search:
+            q = q.where(func.lower(Prompt.text).contains(search.lower(), autoescape=True))
+        if label:
+            if label not in LABELS:
+                raise InvalidValue(f"unknown label {label!r}", f"one of {', '.join(LABELS)}")
+            q = q.where(Prompt.label == label)
+        if category:
+            root = self._node(s, category, taxonomy)
+            ids = [n.id for n in node_index(s).values() if root in n.id_path]
+            q = q.where(Prompt.category_id.in_(ids))
+        elif taxonomy:
+            tax_id = s.scalar(select(Taxonomy.id).where(Taxonomy.name == taxonomy))
+            if tax_id is None:
+                raise NotFound(f"no taxonomy {taxonomy!r} in this store", "see `tstore taxonomy list`")
+            q = q.where(Prompt.category_id.in_(select(TaxonomyNode.id).where(TaxonomyNode.taxonomy_id == tax_id)))
+        if dataset:
+            ds_id = s.scalar(select(Dataset.id).where(Dataset.name == dataset))
+            if ds_id is None:
+                raise NotFound(f"no dataset {dataset!r} in this store")
+            q = q.where(Prompt.id.in_(select(PromptSource.prompt_id).where(PromptSource.dataset_id == ds_id)))
+        return q
+
+    def get_prompt(self, prompt_id: int) -> PromptView:
+        with self.store.session() as s:
+            views = self._views(s, self._query(s, include_deleted=True).where(Prompt.id == prompt_id))
+            if not views:
+                raise NotFound(f"no prompt {prompt_id}", "see `tstore prompt list`")
+            return views[0]
+
+    def list_prompts(self, *, limit: int | None = None, offset: int = 0, **filters) -> list[PromptView]:
+        with self.store.session() as s:
+            q = self._query(s, **filters).order_by(Prompt.id).offset(offset)
+            if limit is not None:
+                q = q.limit(limit)
+            return self._views(s, q)
+
+    def count_prompts(self, **filters) -> int:
+        with self.store.session() as s:
+            return s.scalar(select(func.count()).select_from(self._query(s, **filters).subquery())) or 0
+
+    def _node(self, s, category: str, taxonomy: str | None) -> int:
+        q = select(TaxonomyNode.id, Taxonomy.name).join(Taxonomy, Taxonomy.id == TaxonomyNode.taxonomy_id)
+        if taxonomy:
+            q = q.where(Taxonomy.name == taxonomy)
+        hits = s.execute(q.where(TaxonomyNode.code == category)).all() or s.execute(q.where(TaxonomyNode.name == category)).all()
+        if not hits:
+            where = f" in taxonomy {taxonomy!r}" if taxonomy else ""
+            raise NotFound(f"no category {category!r}{where}", "use a node code from `tstore taxonomy show NAME`")
+        if len(hits) > 1:
+            raise InvalidValue(f"category {category!r} is in several taxonomies ({', '.join(sorted(t for _, t in hits))})", "add --taxonomy")
+        return hits[0][0]
+
+    # -- prompt edits --------------------------------------------------------------------
+    def _prompt(self, s, prompt_id: int) -> Prompt:
+        p = s.get(Prompt, prompt_id)
+        if p is None:
+            raise NotFound(f"no prompt {prompt_id}", "see `tstore prompt list`")
+        return p
+
+    def _set_prompt(self, s, audit, p: Prompt, values: dict[str, Any], action: str = "update") -> None:
+        old = {k: _jsonable(getattr(p, k)) for k in values}
+        new = {k: _jsonable(v) for k, v in values.items()}
+        if old == new:
+            return
+        if "text_sha256" in values or ("deleted_at" in values and values["deleted_at"] is None):
+            h = values.get("text_sha256", p.text_sha256)
+            other = s.scalar(select(Prompt.id).where(Prompt.text_sha256 == h, Prompt.deleted_at.is_(None), Prompt.id != p.id))
+            if other is not None:
+                raise InvalidValue(f"prompt {other} already has this text", f"edit or delete prompt {other} instead")
+        for k, v in values.items():
+            setattr(p, k, v)
+        p.revision = (p.revision or 1) + 1
+        p.updated_at = utcnow()
+        s.flush()
+        audit.record(action, "prompt", p.id, old, new)
+
+    def update_prompt(
+        self, prompt_id: int, *, text: str | None = None, label: str | None = None, category: str | None = None,
+        taxonomy: str | None = None,
+    ) -> PromptView:
+        with self.store.write(reason=f"curation: edit prompt {prompt_id}") as (s, audit):
+            p = self._prompt(s, prompt_id)
+            if p.deleted_at is not None:
+                raise InvalidValue(f"prompt {prompt_id} is deleted", f"restore it first with `tstore prompt restore {prompt_id}`")
+            values: dict[str, Any] = {}
+            if text is not None:
+                clean = text.strip()
+                if not clean:
+                    raise InvalidValue("the new text is empty")
+                if len(clean) > MAX_TEXT_CHARS:
+                    raise InvalidValue(f"the new text has {len(clean):,} characters; the limit is {MAX_TEXT_CHARS:,}")
+                if normalise(clean) != normalise(p.text) or clean != p.text:
+                    values.update(text=clean, text_sha256=text_sha256(clean))
+            if label is not None:
+                if label not in LABELS:
+                    raise InvalidValue(f"unknown label {label!r}", f"one of {', '.join(LABELS)}")
+                values["label"] = label
+            if category is not None:
+                values["category_id"] = None if category in ("", "none") else self._node(s, category, taxonomy)
+            self._set_prompt(s, audit, p, values)
+        return self.get_prompt(prompt_id)
+
+    def delete_prompt(self, prompt_id: int) -> PromptView:
+        with self.store.write(reason=f"curation: delete prompt {prompt_id}") as (s, audit):
+            p = self._prompt(s, prompt_id)
+            if p.deleted_at is not None:
+                raise InvalidValue(f"prompt {prompt_id} is already deleted")
+            self._set_prompt(s, audit, p, {"deleted_at": utcnow()}, action="delete")
+        return self.get_prompt(prompt_id)
+
+    def restore_prompt(self, prompt_id: int) -> PromptView:
+        with self.store.write(reason=f"curation: restore prompt {prompt_id}") as (s, audit):
+            p = self._prompt(s, prompt_id)
+            if p.deleted_at is None:
+                raise InvalidValue(f"prompt {prompt_id} is not deleted")
+            self._set_prompt(s, audit, p, {"deleted_at": None})
+        return self.get_prompt(prompt_id)
+
+    # -- pairs ---------------------------------------------------------------------------
+    def list_pairs(
+        self, *, status: str | None = None, pair_type: str | None = None, pair_set: str | None = None, limit: int | None = None
+    ) -> list[PairView]:
+        from sqlalchemy.orm import aliased
+
+        u, sp = aliased(Prompt), aliased(Prompt)
+        with self.store.session() as s:
+            q = (
+                select(Pair.id, PairSet.name, PairSet.kind, Pair.pair_type, Pair.status, Pair.note, u.id, sp.id, u.text, sp.text)
+                .join(PairSet, PairSet.id == Pair.pair_set_id)
+                .join(u, u.id == Pair.unsafe_prompt_id)
+                .join(sp, sp.id == Pair.safe_prompt_id)
+                .order_by(Pair.id)
+            )
+            if status:
+                if status not in PAIR_STATUSES:
+                    raise InvalidValue(f"unknown pair status {status!r}", f"one of {', '.join(PAIR_STATUSES)}")
+                q = q.where(Pair.status == status)
+            if pair_type:
+                q = q.where(Pair.pair_type == pair_type)
+            if pair_set:
+                q = q.where(PairSet.name == pair_set)
+            if limit:
+                q = q.limit(limit)
+            return [PairView(*r) for r in s.execute(q)]
+
+    def get_pair(self, pair_id: int) -> PairView:
+        for v in self.list_pairs():
+            if v.id == pair_id:
+                return v
+        raise NotFound(f"no pair {pair_id}", "see `tstore pair list`")
+
+    def _set_pair(self, s, audit, pair: Pair, values: dict[str, Any]) -> None:
+        old = {k: _jsonable(getattr(pair, k)) for k in values}
+        new = {k: _jsonable(v) for k, v in values.items()}
+        if old == new:
+            return
+        for k, v in values.items():
+            setattr(pair, k, v)
+        s.flush()
+        audit.record("update", "pair", pair.id, old, new)
+
+    def decide_pair(self, pair_id: int, status: str, note: str | None = None) -> PairView:
+        if status not in PAIR_STATUSES:
+            raise InvalidValue(f"unknown pair status {status!r}", f"one of {', '.join(PAIR_STATUSES)}")
+        with self.store.write(reason=f"curation: {status} pair {pair_id}") as (s, audit):
+            pair = s.get(Pair, pair_id)
+            if pair is None:
+                raise NotFound(f"no pair {pair_id}", "see `tstore pair list`")
+            values: dict[str, Any] = {"status": status, "decided_at": utcnow()}
+            if note is not None:
+                values["note"] = note
+            self._set_pair(s, audit, pair, values)
+        return self.get_pair(pair_id)
+
+    def create_pair(
+        self, unsafe_prompt_id: int, *, safe_prompt_id: int | None = None, safe_text: str | None = None,
+        pair_type: str | None = None, pair_set: str = "curated", kind: str = "challenging",
+    ) -> PairView:
+        if (safe_prompt_id is None) == (safe_text is None):
+            raise InvalidValue("give either a safe prompt id or a safe text")
+        with self.store.write(reason=f"curation: new pair for prompt {unsafe_prompt_id}") as (s, audit):
+            unsafe = self._prompt(s, unsafe_prompt_id)
+            if unsafe.deleted_at is not None or unsafe.label != "unsafe":
+                raise InvalidValue(f"prompt {unsafe_prompt_id} is not a live unsafe prompt (label {unsafe.label})")
+            if safe_text is not None:
+                clean = safe_text.strip()
+                if not clean:
+                    raise InvalidValue("the safe text is empty")
+                h = text_sha256(clean)
+                safe = s.scalar(select(Prompt).where(Prompt.text_sha256 == h, Prompt.deleted_at.is_(None)))
+                if safe is None:
+                    safe = self._new_prompt(s, audit, clean, h)
+            else:
+                safe = self._prompt(s, safe_prompt_id)
+            if safe.deleted_at is not None or safe.label != "safe":
+                raise InvalidValue(f"prompt {safe.id} is not a live safe prompt (label {safe.label})")
+            if safe.id == unsafe.id:
+                raise InvalidValue("a pair needs two different prompts")
+            ps = s.scalar(select(PairSet).where(PairSet.name == pair_set))
+            if ps is None:
+                ps = PairSet(name=pair_set, kind=kind)
+                s.add(ps)
+                s.flush()
+                audit.record("insert", "pair_set", ps.id, None, {"name": pair_set, "kind": kind})
+            dup = s.scalar(
+                select(Pair.id).where(Pair.pair_set_id == ps.id, Pair.unsafe_prompt_id == unsafe.id, Pair.safe_prompt_id == safe.id)
+            )
+            if dup is not None:
+                raise InvalidValue(f"pair {dup} already joins these prompts in {pair_set!r}")
+            values = dict(
+                pair_set_id=ps.id, unsafe_prompt_id=unsafe.id, safe_prompt_id=safe.id, pair_type=pair_type,
+                source_key=f"{unsafe.id}|{safe.id}", status="proposed",
+            )
+            pair_id = s.execute(insert(Pair).returning(Pair.id), [dict(values, created_at=utcnow())]).scalar_one()
+            audit.record("insert", "pair", pair_id, None, values)
+        return self.get_pair(pair_id)
+
+    def _new_prompt(self, s, audit, text: str, h: str) -> Prompt:
+        ds = s.scalar(select(Dataset).where(Dataset.name == CURATED_DATASET))
+        if ds is None:
+            ds = Dataset(name=CURATED_DATASET, format="curated", options={})
+            s.add(ds)
+            s.flush()
+            audit.record("insert", "dataset", ds.id, None, {"name": CURATED_DATASET})
+        p = Prompt(text=text, text_sha256=h, label="safe", dataset_id=ds.id, revision=1)
+        s.add(p)
+        s.flush()
+        p.source_key = f"prompt-{p.id}"
+        s.add(PromptSource(dataset_id=ds.id, source_key=p.source_key, prompt_id=p.id, extra={}))
+        s.flush()
+        audit.record("insert", "prompt", p.id, None, {"text": text, "label": "safe", "dataset_id": ds.id, "source_key": p.source_key})
+        return p
+
+    # -- undo ----------------------------------------------------------------------------
+    def undo(self, batch_id: str | None = None) -> UndoResult:
+        with self.store.write() as (s, audit):
+            undone = {r[5:] for r in s.scalars(select(AuditEntry.reason).where(AuditEntry.action == "undo")) if r and r.startswith("undo ")}
+            if batch_id is None:
+                rows = s.execute(
+                    select(AuditEntry.batch_id, func.max(AuditEntry.id).label("last"))
+                    .where(AuditEntry.reason.like("curation: %"))
+                    .group_by(AuditEntry.batch_id)
+                    .order_by(func.max(AuditEntry.id).desc())
+                ).all()
+                batch_id = next((b for b, _ in rows if b not in undone), None)
+                if batch_id is None:
+                    raise NotFound("nothing to undo", "only curation edits (prompt/pair edits, deletes, decisions) can be undone")
+            else:
+                reason = s.scalar(select(AuditEntry.reason).where(AuditEntry.batch_id == batch_id).limit(1))
+                if reason is None:
+                    raise NotFound(f"no audit batch {batch_id}")
+                if not reason.startswith("curation: "):
+                    raise InvalidValue(
+                        f"batch {batch_id} ({reason}) is not a curation edit",
+                        "imports are reversed by importing the previous file again",
+                    )
+                if batch_id in undone:
+                    raise InvalidValue(f"batch {batch_id} is already undone")
+            audit.reason = f"undo {batch_id}"
+            entries = s.scalars(select(AuditEntry).where(AuditEntry.batch_id == batch_id).order_by(AuditEntry.id.desc())).all()
+            entities = []
+            for e in entries:
+                if e.entity == "prompt":
+                    p = self._prompt(s, e.entity_id)
+                    if e.action == "insert":
+                        values = {"deleted_at": utcnow()} if p.deleted_at is None else {}
+                    else:
+                        values = {k: _from_json(k, v) for k, v in (e.old or {}).items()}
+                    old = {k: _jsonable(getattr(p, k)) for k in values}
+                    if values:
+                        self._set_prompt(s, _Silent(), p, values)
+                        audit.record("undo", "prompt", p.id, old, {k: _jsonable(v) for k, v in values.items()})
+                        entities.append(f"prompt {p.id}")
+                elif e.entity == "pair":
+                    pair = s.get(Pair, e.entity_id)
+                    if pair is None:
+                        continue
+                    if e.action == "insert":
+                        old = {k: getattr(pair, k) for k in ("pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "status")}
+                        s.execute(delete(Pair).where(Pair.id == pair.id))
+                        audit.record("undo", "pair", e.entity_id, old, None)
+                    else:
+                        values = {k: _from_json(k, v) for k, v in (e.old or {}).items()}
+                        old = {k: _jsonable(getattr(pair, k)) for k in values}
+                        for k, v in values.items():
+                            setattr(pair, k, v)
+                        s.flush()
+                        audit.record("undo", "pair", pair.id, old, {k: _jsonable(v) for k, v in values.items()})
+                    entities.append(f"pair {e.entity_id}")
+            if not entities:
+                # Still record the undo, so the batch is not offered again.
+                audit.record("undo", "batch", None, None, {"batch_id": batch_id})
+            return UndoResult(batch_id, audit.batch_id, len(entities), entities)
+
+
+class _Silent:
+    """An audit sink for the inner write of an undo, whose own 'undo' entry is recorded instead."""
+
+    def record(self, *args, **kwargs) -> None:
+        pass
