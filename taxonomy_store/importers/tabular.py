@@ -162,7 +162,8 @@ def _broken_column(text: str, delimiter: str, bad_row: int, header: list[str] | 
         csv.field_size_limit(2**31 - 1)
         for i, values in enumerate(reader, start=1):
             if i == bad_row:
-                idx = len(values) - 1
+                big = [j for j, v in enumerate(values) if len(v) > MAX_FIELD_CHARS]
+                idx = big[0] if big else len(values) - 1
                 if header and 0 <= idx < len(header):
                     return header[idx]
                 return f"#{idx + 1}"
