@@ -398,6 +398,25 @@ class Imports:
                 return
             conflict(rec, existing, where)
 
+        source_counts: dict[int, int] = {}
+
+        def shared(pid: int) -> bool:
+            if pid not in source_counts:
+                source_counts[pid] = session.scalar(select(func.count()).select_from(PromptSource).where(PromptSource.prompt_id == pid)) or 0
+            return source_counts[pid] > 1
+
+        def add_new(i: int, rec: PromptRecord, h: str, cat: int | None, ds_id: int, key: str) -> tuple[str, int]:
+            if (ds_id, key) in taken_keys and not (rec.key == key and (ds_id, key) in sources and not parsed.match_by_text):
+                key = f"{key}#{h[:12]}"
+            taken_keys.add((ds_id, key))
+            new_prompts.append(
+                dict(text=rec.text, text_sha256=h, label=rec.label, category_id=cat, dataset_id=real_ds(ds_id), source_key=key,
+                     created_at=now, updated_at=now, revision=1)
+            )
+            new_rec.append(i)
+            summary.added += 1
+            return ("new", len(new_prompts) - 1)
+
         for i, rec in enumerate(parsed.prompts):
             if progress and i % 5000 == 0:
                 progress("check", i, n)
@@ -412,27 +431,43 @@ class Imports:
             if src is not None:
                 sid, pid, old_sha = src
                 key_ref[rec.key] = pid
-                seen_text.setdefault(h, (pid, i))
                 if old_sha == row_shas[i]:
+                    seen_text.setdefault(h, (pid, i))
                     summary.unchanged += 1
                     continue
                 p = by_id[pid]
                 fields: dict[str, Any] = {"label": rec.label, "category_id": cat}
+                target: object = pid
                 if p["text"] != rec.text:
                     other = live.get(h)
-                    if other is not None and other["id"] != pid:
-                        raise InputFileError(
-                            path, f"the edited text of row {rec.key!r} is already stored as prompt {other['id']}", row=rec.row,
-                            column=rec.text_column, hint="remove the duplicate row, or edit the stored prompt instead",
-                        )
-                    fields.update(text=rec.text, text_sha256=h)
-                    live.pop(p["text_sha256"], None)
-                    live[h] = p
+                    if first is not None:  # the new text is an earlier row's text in this file
+                        target = first[0]
+                    elif other is not None and other["id"] != pid:  # ... or an already stored prompt's
+                        target = other["id"]
+                    elif shared(pid):  # other rows or datasets keep the old text: this row forks
+                        target = add_new(i, rec, h, cat, ds_id, rec.key)
+                    else:
+                        fields.update(text=rec.text, text_sha256=h)
+                        live.pop(p["text_sha256"], None)
+                        live[h] = p
+                su = {"id": sid, "row_sha256": row_shas[i], "extra": rec.extra or {}, "_old": old_sha}
+                source_updates.append(su)
+                if target != pid:
+                    su["prompt_id"], su["_old_prompt"] = target, pid
+                    if not isinstance(target, tuple):
+                        merge_label(rec, target, f"prompt {target}")
+                        if by_id[target]["category_id"] is None and cat is not None:
+                            change(target, {"category_id": cat})
+                    key_ref[rec.key] = target
+                    seen_text.setdefault(h, (target, i))
+                    summary.updated += 1
+                    if len(summary.changes) < 20:
+                        summary.changes.append(f"row {rec.row} ({rec.key}): text (now a prompt of its own text)")
+                    continue
+                seen_text.setdefault(h, (pid, i))
                 before = dict(prompt_updates.get(pid, {}))
                 change(pid, fields)
-                changed = prompt_updates.get(pid, {}) != before
-                source_updates.append({"id": sid, "row_sha256": row_shas[i], "extra": rec.extra or {}, "_old": old_sha})
-                if changed:
+                if prompt_updates.get(pid, {}) != before:
                     summary.updated += 1
                     if len(summary.changes) < 20:
                         summary.changes.append(f"row {rec.row} ({rec.key}): " + ", ".join(sorted(prompt_updates[pid])))
@@ -468,20 +503,10 @@ class Imports:
                 summary.linked_existing += 1
                 new_sources.append((i, ds_id, rec.key, row_shas[i], rec.extra, pid))
                 continue
-            ref = ("new", len(new_prompts))
+            ref = add_new(i, rec, h, cat, ds_id, rec.key)
             key_ref[rec.key] = ref
             seen_text[h] = (ref, i)
-            key = rec.key
-            if (ds_id, key) in taken_keys:
-                key = f"{key}#{h[:12]}"
-            taken_keys.add((ds_id, key))
-            new_prompts.append(
-                dict(text=rec.text, text_sha256=h, label=rec.label, category_id=cat, dataset_id=real_ds(ds_id), source_key=key,
-                     created_at=now, updated_at=now, revision=1)
-            )
-            new_rec.append(i)
-            new_sources.append((i, ds_id, key, row_shas[i], rec.extra, ref))
-            summary.added += 1
+            new_sources.append((i, ds_id, new_prompts[-1]["source_key"], row_shas[i], rec.extra, ref))
         if progress:
             progress("check", n, n)
 
@@ -512,9 +537,13 @@ class Imports:
             if not isinstance(ref, tuple):  # a link to a prompt that existed before this import
                 audit.record("insert", "prompt_source", None, None, {"dataset_id": real_ds(ds_id), "source_key": key, "prompt_id": ref})
         for su in source_updates:
-            old = su.pop("_old")
-            session.execute(update(PromptSource).where(PromptSource.id == su["id"]).values(row_sha256=su["row_sha256"], extra=su["extra"]))
-            audit.record("update", "prompt_source", su["id"], {"row_sha256": old}, {"row_sha256": su["row_sha256"]})
+            old, new = {"row_sha256": su["_old"]}, {"row_sha256": su["row_sha256"]}
+            values = dict(row_sha256=su["row_sha256"], extra=su["extra"])
+            if "prompt_id" in su:
+                values["prompt_id"] = new["prompt_id"] = pid_of(su["prompt_id"])
+                old["prompt_id"] = su["_old_prompt"]
+            session.execute(update(PromptSource).where(PromptSource.id == su["id"]).values(**values))
+            audit.record("update", "prompt_source", su["id"], old, new)
         for pid, fields in prompt_updates.items():
             values = {k: new for k, (_old, new) in fields.items()}
             values["revision"] = by_id[pid]["revision"] + 1
