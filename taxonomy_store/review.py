@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 LABELED = ("safe", "unsafe")
+DEFAULT_K = 10
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,6 @@ def _view(row: PromptRow, nodes: dict[int, NodeInfo]) -> ReviewPrompt:
         category_path=node.path if node else (), taxonomy=node.taxonomy if node else None,
         dataset=row.dataset, revision=row.revision,
     )
-
-
-def neighbour_purity(neighbour_groups: np.ndarray, own: np.ndarray) -> np.ndarray:
-    """Per row: the share of its neighbours (columns, -1 = no vote) whose group equals its own."""
-    votes = neighbour_groups >= 0
-    agree = (neighbour_groups == own[:, None]) & votes
-    n = votes.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, agree.sum(axis=1) / np.maximum(n, 1), np.nan)
 
 
 class Review:
@@ -131,7 +123,8 @@ class Review:
     ) -> list[Suspect]:
         """Prompts whose k nearest neighbours mostly carry another label (`by="label"`) or another
         category at `level` of `taxonomy` (`by="category"`): lowest purity first, at most `limit`."""
-        from .querying import exact_top_k
+        from .metrics.purity import same_share
+        from .metrics.similarity import knn
 
         if by not in ("label", "category"):
             raise NotFound(f"no suspects view by {by!r}", "use by='label' or by='category'")
@@ -157,15 +150,17 @@ class Review:
         if member.sum() < 2:
             return []
         ids, vectors, groups = ids[member], vectors[member], groups[member]
-        idx, sims = exact_top_k(vectors, vectors, k, exclude=np.arange(len(ids)))
-        ngroups = groups[idx]
-        purity = neighbour_purity(ngroups, groups)
+        idx, sims = knn(vectors, k)
+        k = min(k, idx.shape[1])
+        idx, sims = idx[:, :k], sims[:, :k]
+        purity = same_share(idx, groups, k)  # the per-prompt term of CP@k
+        ngroups = np.where(idx >= 0, groups[np.maximum(idx, 0)], -1)
         order = np.lexsort((ids, purity))
         out: list[Suspect] = []
         for j in order:
             if len(out) >= limit or not purity[j] <= max_purity:
                 break
-            majority, _ = Counter(ngroups[j].tolist()).most_common(1)[0]
+            majority, _ = Counter(g for g in ngroups[j].tolist() if g >= 0).most_common(1)[0]
             row = rows[int(ids[j])]
             view = _view(row, nodes)
             if by == "label":
@@ -173,11 +168,11 @@ class Review:
             else:
                 # the most common leaf category among the neighbours in the majority group
                 leaves = Counter(
-                    rows[int(ids[m])].category_id for m in idx[j] if groups[m] == majority
+                    rows[int(ids[m])].category_id for m in idx[j] if m >= 0 and groups[m] == majority
                 ).most_common(1)[0][0]
                 s_label, s_cat = None, nodes[leaves].code
             out.append(Suspect(view, float(purity[j]), s_label, s_cat, by, k,
-                               [(int(ids[m]), float(s)) for m, s in zip(idx[j], sims[j])]))
+                               [(int(ids[m]), float(s)) for m, s in zip(idx[j], sims[j]) if m >= 0]))
         return out
 
     def _depth(self, taxonomy: str, level: str | None) -> int:
@@ -194,5 +189,106 @@ class Review:
         return levels.index(level)
 
     # -- metric tables -------------------------------------------------------------------
-    def category_scores(self, encoder: str, *, taxonomy: str) -> dict[str, float]:
-        return {}
+    def _levels(self, taxonomy: str) -> list[str]:
+        return next((list(t["levels"] or []) for t in self.store.taxonomies.list() if t["name"] == taxonomy), [])
+
+    def default_level(self, taxonomy: str) -> str:
+        levels = self._levels(taxonomy)
+        return "harm_type" if "harm_type" in levels else (levels[-1] if levels else "harm_type")
+
+    def category_scores(self, encoder: str, *, taxonomy: str, k: int = DEFAULT_K) -> dict[str, float]:
+        """CP@k per category code from the encoder's newest CP runs on this taxonomy (every level run)."""
+        out: dict[str, float] = {}
+        for r in self.store.metrics.latest():
+            p = r.params
+            if r.metric == "cp" and r.encoder == encoder and p.get("taxonomy") == taxonomy and p.get("k") == k:
+                for code, d in (r.details.get("per_category") or {}).items():
+                    if d.get("cp") is not None:
+                        out[code] = float(d["cp"])
+        return out
+
+    def metrics_overview(self, *, taxonomy: str = "do-not-answer", level: str | None = None, k: int = DEFAULT_K) -> "MetricsOverview":
+        """The newest runs arranged as tables: primary values, separation per pair type and CP per
+        category (rows) × encoder (columns), with the stale (row, encoder) cells."""
+        level = level or self.default_level(taxonomy)
+        encoders = [e.name for e in self.store.encoders.list()]
+        latest = self.store.metrics.latest()
+        stale_ids = {r.id for r in self.store.metrics.stale()}
+        ov = MetricsOverview(taxonomy=taxonomy, level=level, k=k, data_revision=self.store.data_revision(),
+                             encoders=encoders, runs=len(latest))
+        sep_sets = sorted({r.params.get("pair_set") or "" for r in latest if r.metric == "separation"})
+
+        def put(row: str, name: str, r, value, *, lower_is_better: bool = False, lo: float = 0.0, hi: float = 1.0) -> None:
+            ov.primary.setdefault(row, {})[r.encoder] = value
+            ov.primary_names[row] = name
+            ov.ranges[row] = (lo, hi)
+            if lower_is_better:
+                ov.lower_is_better.add(row)
+            if r.id in stale_ids:
+                ov.stale.add((row, r.encoder))
+
+        for r in latest:
+            p = r.params
+            if r.metric == "cp" and p.get("taxonomy") == taxonomy and str(p.get("level")) == level and p.get("k") == k:
+                put("cp", f"CP@{k} macro ({level})", r, r.primary_value)
+                for code, d in (r.details.get("per_category") or {}).items():
+                    ov.cp.setdefault(code, {})[r.encoder] = d.get("cp")
+                    ov.category_names[code] = d.get("name") or code
+                    ov.category_sizes[code] = int(d.get("prompts") or 0)
+            elif r.metric == "detect" and p.get("k") == k:
+                put("detect", f"detection AUROC (kNN, k={k})", r, r.values.get(f"detect_auroc@{k}", r.primary_value), lo=0.5)
+            elif r.metric == "separation":
+                name = p.get("pair_set") or ""
+                row = "separation" if len(sep_sets) <= 1 else f"separation:{name}"
+                put(row, f"separation, normalised ({name})", r, r.primary_value, lower_is_better=True)
+                for t, d in (r.details.get("per_type") or {}).items():
+                    trow = t if len(sep_sets) <= 1 else f"{name} · {t}"
+                    ov.separation.setdefault(trow, {})[r.encoder] = d.get("norm")
+            elif r.metric == "contrast":
+                name = p.get("pair_set") or ""
+                put(f"contrast:{name}", f"contrast boundary, max normalised ({name})", r, r.primary_value, lower_is_better=True)
+        ov.ranges["separation"] = ov.ranges.get("separation", (0.0, 1.0))
+        ov.cp = dict(sorted(ov.cp.items()))
+        ov.separation = dict(sorted(ov.separation.items()))
+        return ov
+
+    def recompute(
+        self,
+        *,
+        encoders: list[str] | None = None,
+        taxonomy: str = "do-not-answer",
+        level: str | None = None,
+        k: int = DEFAULT_K,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> list[Any]:
+        """Every metric the store can compute, for these encoders (default: all registered)."""
+        level = level or self.default_level(taxonomy)
+        names = encoders or [e.name for e in self.store.encoders.list()]
+        runs: list[Any] = []
+        for n, name in enumerate(names):
+            if progress:
+                progress(f"{name}: metrics", n, len(names))
+            inner = (lambda stage, done, total, name=name: progress(f"{name}: {stage}", done, total)) if progress else None
+            runs += self.store.metrics.compute("all", encoder=name, k=k, level=level, taxonomy=taxonomy, progress=inner)
+        if progress:
+            progress("done", len(names), len(names))
+        return runs
+
+
+@dataclass
+class MetricsOverview:
+    taxonomy: str
+    level: str
+    k: int
+    data_revision: int
+    encoders: list[str]
+    runs: int
+    primary: dict[str, dict[str, float | None]] = field(default_factory=dict)  # row -> encoder -> value
+    primary_names: dict[str, str] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    lower_is_better: set[str] = field(default_factory=set)
+    stale: set[tuple[str, str]] = field(default_factory=set)  # (row, encoder)
+    separation: dict[str, dict[str, float | None]] = field(default_factory=dict)  # pair type -> encoder -> norm
+    cp: dict[str, dict[str, float | None]] = field(default_factory=dict)  # category code -> encoder -> CP@k
+    category_names: dict[str, str] = field(default_factory=dict)
+    category_sizes: dict[str, int] = field(default_factory=dict)

@@ -162,3 +162,90 @@ def chroma_server_url(tmp_path_factory):
             proc.kill()
             proc.wait(timeout=15)
         log.close()
+
+
+# -- TUI (issue 7): stores built once per session, copied per test that writes ---------------------
+def build_tui_store(path: Path, files: list[Path], *, metrics: bool = False):
+    """A store with both built-in taxonomies, these files imported, embedded with minilm (closed)."""
+    from taxonomy_store.store import init_store
+
+    s = init_store(path)
+    try:
+        for name in ("do-not-answer", "xstest-pair-types"):
+            s.taxonomies.load(name)
+        for f in files:
+            s.imports.import_file(f)
+        s.index.embed()
+        if metrics:
+            s.review.recompute()
+    finally:
+        s.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tui_shared_store_dir(tmp_path_factory, shared_datasets) -> Path:
+    """XSTest prompts + Safe-Embed's XSTest pairs (a modest real subset of the shared data)."""
+    return build_tui_store(
+        tmp_path_factory.mktemp("tui_shared") / "store",
+        [shared_datasets / "xstest_prompts.csv", shared_datasets / "xstest_aug.csv"],
+    )
+
+
+@pytest.fixture(scope="session")
+def tui_demo_store_dir(tmp_path_factory) -> Path:
+    """Our own demo set (seeds/demo), with metric runs: snapshots render only our prompts."""
+    demo = REPO / "seeds" / "demo"
+    return build_tui_store(
+        tmp_path_factory.mktemp("tui_demo") / "store",
+        [demo / "prompts.csv", demo / "pairs.csv", demo / "contrast.jsonl"],
+        metrics=True,
+    )
+
+
+@pytest.fixture
+def tui_store(tui_shared_store_dir, tmp_path):
+    """A private copy of the shared-data TUI store, open (tests may write to it)."""
+    import shutil
+
+    from taxonomy_store.store import Store
+
+    dst = tmp_path / "store"
+    shutil.copytree(tui_shared_store_dir, dst)
+    s = Store.open(dst)
+    yield s
+    s.close()
+
+
+async def tui_settle(pilot, rounds: int = 200) -> None:
+    """Wait until the app's workers are done and their messages handled (they may start more)."""
+    from textual.worker import WorkerFailed
+
+    app = pilot.app
+    for _ in range(rounds):
+        await pilot.pause()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerFailed:
+            pass  # the app's error handler shows it; tests look at app.errors
+        await pilot.pause()
+        if all(w.is_finished for w in app.workers):
+            return
+    raise AssertionError("the TUI's workers never settled")
+
+
+def tui_screen_text(app) -> str:
+    """What the terminal would show, as plain text lines."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def tui_async(fn):
+    """Run an async pilot test in its own event loop (no pytest-asyncio needed)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return run

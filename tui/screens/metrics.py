@@ -53,7 +53,7 @@ class MetricsScreen(StoreScreen):
         with VerticalScroll(id="metrics-body"):
             yield Label("Detection AUROC and primary values", classes="metrics-title")
             yield DataTable(id="metrics-summary", cursor_type="row")
-            yield Label("Separation per pair type × encoder", classes="metrics-title")
+            yield Label("Separation per pair type × encoder (normalised pair similarity: lower is better)", classes="metrics-title")
             yield DataTable(id="metrics-separation", cursor_type="row")
             yield Label("CP per category × encoder", classes="metrics-title")
             yield DataTable(id="metrics-cp", cursor_type="row", zebra_stripes=True)
@@ -87,7 +87,8 @@ class MetricsScreen(StoreScreen):
         for metric, per_enc in ov.primary.items():
             cells = []
             for e in encs:
-                cell = heat(per_enc.get(e), *ov.ranges.get(metric, (0.0, 1.0)))
+                lo, hi = ov.ranges.get(metric, (0.0, 1.0))
+                cell = heat(per_enc.get(e), lo, hi, higher_is_better=metric not in ov.lower_is_better)
                 if (metric, e) in ov.stale:
                     cell.append_text(STALE)
                 cells.append(cell)
@@ -98,7 +99,7 @@ class MetricsScreen(StoreScreen):
         sep.add_columns("pair type", *encs)
         lo, hi = ov.ranges.get("separation", (0.0, 1.0))
         for ptype, per_enc in ov.separation.items():
-            sep.add_row(safe_text(ptype, "cyan"), *[heat(per_enc.get(e), lo, hi) for e in encs], key=ptype)
+            sep.add_row(safe_text(ptype, "cyan"), *[heat(per_enc.get(e), lo, hi, higher_is_better=False) for e in encs], key=ptype)
 
         cp = self.query_one("#metrics-cp", DataTable)
         cp.clear(columns=True)

@@ -73,7 +73,11 @@ class TaxonomyScreen(StoreScreen):
         elif self.encoder:
             title.append("  no CP run for this encoder yet", style="dim")
         self.query_one("#tax-title", Static).update(title)
-        self.query_one(CategoryTree).load(msg.tree, msg.scores)
+        widget = self.query_one(CategoryTree)
+        line = widget.cursor_line
+        widget.load(msg.tree, msg.scores)
+        widget.focus()
+        widget.cursor_line = max(line, 0)
 
     @on(CategoryTree.NodeHighlighted, "#tax-tree")
     @on(CategoryTree.NodeSelected, "#tax-tree")
