@@ -33,12 +33,17 @@ Progress = Callable[[int, int], None] | None
 
 def normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, float32, C-contiguous (all-zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-d array of vectors, got shape {x.shape}")
-    norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return np.ascontiguousarray((x / norms).astype(np.float32))
+    out = np.empty(x.shape, dtype=np.float32)
+    step = 8192  # in chunks: no float64 copy of the whole matrix
+    for s in range(0, x.shape[0], step):
+        chunk = x[s : s + step].astype(np.float64)
+        norms = np.sqrt((chunk * chunk).sum(axis=1, keepdims=True))
+        norms[norms == 0] = 1.0
+        out[s : s + step] = chunk / norms
+    return out
 
 
 def available_memory_bytes() -> int:
@@ -74,14 +79,41 @@ def _exact_dots(q64: np.ndarray, cand64: np.ndarray) -> np.ndarray:
     return (cand64 * q64[:, None, :]).sum(axis=-1)
 
 
+_EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+_LOW = np.uint64(0xFFFFFFFF)
+
+
+def _pack(sim: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """One uint64 per candidate whose ascending order is (similarity descending, index ascending)."""
+    u = np.ascontiguousarray(sim, dtype=np.float32).view(np.uint32)
+    asc = np.where(u & np.uint32(0x80000000), ~u, u | np.uint32(0x80000000))  # ascending with the float
+    return ((~asc).astype(np.uint64) << np.uint64(32)) | idx.astype(np.uint64)
+
+
+def _unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    empty = keys == _EMPTY
+    asc = ~((keys >> np.uint64(32)).astype(np.uint32))
+    u = np.where(asc & np.uint32(0x80000000), asc & np.uint32(0x7FFFFFFF), ~asc)
+    sim = u.view(np.float32)
+    idx = (keys & _LOW).astype(np.int64)
+    return np.where(empty, -1, idx), np.where(empty, np.float32(-np.inf), sim)
+
+
 class _RunningTopK:
-    """Per-row running top-K by float32 similarity, ties to the lower index."""
+    """Per-row running top-K by float32 similarity, ties to the lower index (packed sort keys)."""
 
     def __init__(self, n_rows: int, K: int):
         self.K = K
-        self.idx = np.full((n_rows, K), -1, dtype=np.int64)
-        self.sim = np.full((n_rows, K), -np.inf, dtype=np.float32)
-        self.full = np.zeros(n_rows, dtype=bool)
+        self.keys = np.full((n_rows, K), _EMPTY, dtype=np.uint64)
+        self.thr = np.full(n_rows, -np.inf, dtype=np.float32)
+
+    @property
+    def idx(self) -> np.ndarray:
+        return _unpack(self.keys)[0]
+
+    @property
+    def sim(self) -> np.ndarray:
+        return _unpack(self.keys)[1]
 
     def offer(self, rows: np.ndarray, tile: np.ndarray, col0: int, *, by_columns: bool = False, self_offset: int | None = None) -> None:
         """Offer a tile. rows: the global row ids the tile's rows (or, by_columns, its columns) stand for.
@@ -89,65 +121,58 @@ class _RunningTopK:
         K = self.K
         view = tile.T if by_columns else tile  # (len(rows), n_candidates), possibly a view
         n_cand = view.shape[1]
-        thr = self.sim[rows, K - 1].copy()
-        unfilled = ~self.full[rows]
+        thr = self.thr[rows].copy()
+        unfilled = self.keys[rows, K - 1] == _EMPTY
         if unfilled.any() and n_cand > K:
-            # Seed a threshold from a sample of this tile: the K-th largest of any subset is a lower
-            # bound of the K-th largest overall, so nothing below it can make the top K.
-            ns = min(n_cand, max(4 * K, 256))
-            sample = np.array(view[unfilled][:, :ns], dtype=np.float32)
+            # Seed a threshold from this tile: the K-th largest of any subset is a lower bound of
+            # the K-th largest overall, so nothing below it can make the top K.
+            sample = np.array(view[unfilled], dtype=np.float32)
             if self_offset is not None:
                 r = np.flatnonzero(unfilled)
                 c = r + self_offset
-                ok = (c >= 0) & (c < ns)
+                ok = (c >= 0) & (c < n_cand)
                 sample[np.flatnonzero(ok), c[ok]] = -np.inf
-            if ns > K:
-                seed = np.partition(sample, ns - K, axis=1)[:, ns - K]
-                thr[unfilled] = np.maximum(thr[unfilled], seed)
+            seed = np.partition(sample, n_cand - K, axis=1)[:, n_cand - K]
+            thr[unfilled] = np.maximum(thr[unfilled], seed)
+        # flatnonzero + divmod: several times faster than 2-d nonzero on a sparse mask.
         if by_columns:
-            mask = tile >= thr[None, :]
-            cr, rr = np.nonzero(mask)
+            cr, rr = np.divmod(np.flatnonzero(tile >= thr[None, :]), tile.shape[1])
         else:
-            mask = tile >= thr[:, None]
-            rr, cr = np.nonzero(mask)
+            rr, cr = np.divmod(np.flatnonzero(tile >= thr[:, None]), tile.shape[1])
         if self_offset is not None:
             keep = (cr - rr) != self_offset
             rr, cr = rr[keep], cr[keep]
         if rr.size == 0:
             return
         vals = tile[cr, rr] if by_columns else tile[rr, cr]
+        if by_columns:
+            o = np.argsort(rr, kind="stable")
+            rr, cr, vals = rr[o], cr[o], vals[o]
         self._merge(rows, rr, cr.astype(np.int64) + col0, vals)
 
     def _merge(self, rows: np.ndarray, rr: np.ndarray, cand: np.ndarray, vals: np.ndarray) -> None:
+        """rr sorted ascending: per affected row, sort its K kept keys with its new keys, keep K."""
         K = self.K
-        local = np.unique(rr)
+        local, starts, counts = np.unique(rr, return_index=True, return_counts=True)
         g = rows[local]
-        pos = np.searchsorted(local, rr)
-        m = local.size
-        all_row = np.concatenate([np.repeat(np.arange(m), K), pos])
-        all_idx = np.concatenate([self.idx[g].ravel(), cand])
-        all_sim = np.concatenate([self.sim[g].ravel(), vals.astype(np.float32)])
-        # Empty slots (-1, -inf) must sort after every real candidate.
-        key_idx = np.where(all_idx < 0, np.iinfo(np.int64).max, all_idx)
-        order = np.lexsort((key_idx, -all_sim.astype(np.float64), all_row))
-        all_row, all_idx, all_sim = all_row[order], all_idx[order], all_sim[order]
-        starts = np.searchsorted(all_row, np.arange(m))
-        take = starts[:, None] + np.arange(K)[None, :]
-        counts = np.diff(np.append(starts, all_row.size))
-        valid = np.arange(K)[None, :] < counts[:, None]
-        take = np.where(valid, take, 0)
-        new_idx = np.where(valid, all_idx[take], -1)
-        new_sim = np.where(valid, all_sim[take], -np.inf).astype(np.float32)
-        self.idx[g] = new_idx
-        self.sim[g] = new_sim
-        self.full[g] = new_idx[:, K - 1] >= 0
+        width = int(counts.max())
+        pos = np.arange(rr.size) - np.repeat(starts, counts)
+        slot = np.repeat(np.arange(local.size), counts)
+        pad = np.full((local.size, K + width), _EMPTY, dtype=np.uint64)
+        pad[:, :K] = self.keys[g]
+        pad[slot, K + pos] = _pack(vals, cand)
+        pad.sort(axis=1)
+        self.keys[g] = pad[:, :K]
+        _, s = _unpack(pad[:, K - 1])
+        self.thr[g] = s
 
 
 def _finish(
     q: np.ndarray, x: np.ndarray, top: _RunningTopK, k: int, exclude: np.ndarray | None, max_tile_bytes: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """float64 decision over the float32 candidates; exact fallback rows where the window is too tight."""
-    n_q, K = top.idx.shape
+    n_q, K = top.keys.shape
+    top_idx, top_sim = top.idx, top.sim
     out_idx = np.full((n_q, k), -1, dtype=np.int64)
     out_sim = np.full((n_q, k), -np.inf, dtype=np.float64)
     if k == 0 or n_q == 0:
@@ -156,13 +181,13 @@ def _finish(
     n_avail = x.shape[0] - (0 if exclude is None else 1)
     # Complete: the K-th float32 candidate lies below the k-th by more than twice the float32 error,
     # or the row already holds every other vector.
-    kth = top.sim[:, min(k, K) - 1].astype(np.float64)
-    last = top.sim[:, K - 1].astype(np.float64)
-    complete = (top.idx[:, K - 1] < 0) | (last < kth - 2 * eps) | (K >= n_avail)
+    kth = top_sim[:, min(k, K) - 1].astype(np.float64)
+    last = top_sim[:, K - 1].astype(np.float64)
+    complete = (top_idx[:, K - 1] < 0) | (last < kth - 2 * eps) | (K >= n_avail)
     step = max(1, min(4096, (64 << 20) // max(1, K * x.shape[1] * 8)))
     for s in range(0, n_q, step):
         e = min(n_q, s + step)
-        ci = top.idx[s:e]
+        ci = top_idx[s:e]
         cand = x[np.where(ci < 0, 0, ci)].astype(np.float64)
         sims = _exact_dots(q[s:e].astype(np.float64), cand)
         sims = np.where(ci < 0, -np.inf, sims)
@@ -304,8 +329,7 @@ def knn_query(
                 if progress:
                     progress(done, total)
         # -inf entries (the excluded self) never become neighbours.
-        bad = ~np.isfinite(top.sim)
-        top.idx[bad] = -1
+        top.keys[~np.isfinite(top.sim)] = _EMPTY
     return _finish(q, x, top, k, exclude, max_tile_bytes)
 
 
