@@ -45,6 +45,7 @@ class MetricsScreen(StoreScreen):
         super().__init__()
         self.overview: Any = None
         self.running = False
+        self.last_progress: tuple[str, int, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,6 +137,7 @@ class MetricsScreen(StoreScreen):
         self.query_one(ProgressBar).display = False
 
     def on_metrics_screen_progress(self, msg: Progress) -> None:
+        self.last_progress = (msg.label, msg.done, msg.total)
         bar = self.query_one(ProgressBar)
         bar.update(total=max(msg.total, 1), progress=msg.done)
         self.query_one("#metrics-status", Static).update(Text(f"computing {msg.label} ({msg.done}/{msg.total})", style="bold yellow"))
