@@ -1,0 +1,121 @@
+"""Embedding throughput: `store.index.embed` (Chroma writes and SQL bookkeeping included) against
+raw `SentenceTransformer.encode` on the same texts, in the same run. Target: ratio >= 0.90.
+
+The texts are ~1,000 prompts of ../shared/datasets (all of XSTest, then Do-Not-Answer), read at run
+time. The model is loaded once, before either is timed (load time excluded from both), and
+warmed up. Rounds alternate raw / ours so drift on a shared machine hits both; each "ours" round
+embeds a fresh store (every prompt encoded, nothing skipped), and the best round of each side
+is compared.
+
+    python benchmarks/embed.py [--texts 1000] [--rounds 2] [--batch-size 64] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+REPO = Path(__file__).resolve().parent.parent
+DATASETS = Path(os.environ.get("TSTORE_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+def load_texts(n: int) -> list[str]:
+    from taxonomy_store.text import text_sha256
+
+    texts, seen = [], set()
+    for name, column in (("xstest_prompts.csv", "prompt"), ("do_not_answer.csv", "question")):
+        with open(DATASETS / name, newline="", encoding="utf-8-sig") as f:
+            for row in csv.DictReader(f):
+                h = text_sha256(row[column])
+                if h not in seen:
+                    seen.add(h)
+                    texts.append(row[column])
+    return texts[:n]
+
+
+def fill_store(store, texts: list[str]) -> None:
+    from taxonomy_store.db.models import Prompt
+    from taxonomy_store.text import text_sha256
+
+    with store.write(reason="benchmark data") as (session, _audit):
+        session.add_all(Prompt(text=t, text_sha256=text_sha256(t), label="unlabeled") for t in texts)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--texts", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    from taxonomy_store.encoders import DEFAULT_MODEL_REF, resolve_model_ref
+    from taxonomy_store.encoding import load_model
+    from taxonomy_store.store import init_store
+
+    texts = load_texts(args.texts)
+    model = load_model(str(resolve_model_ref(DEFAULT_MODEL_REF)), "cpu")  # shared by both sides
+    model.encode(texts[:64], batch_size=args.batch_size)  # warm-up
+
+    raw_s, ours_s, summaries = [], [], []
+    with tempfile.TemporaryDirectory(prefix="tstore-bench-embed-") as tmp:
+        for r in range(args.rounds):
+            t0 = time.perf_counter()
+            model.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+            raw_s.append(time.perf_counter() - t0)
+
+            store = init_store(Path(tmp) / f"store{r}")
+            fill_store(store, texts)
+            store.encoders.get("minilm")  # registry opened (and weights hashed) before the clock starts
+            t0 = time.perf_counter()
+            summary = store.index.embed("minilm", batch_size=args.batch_size)
+            ours_s.append(time.perf_counter() - t0)
+            assert summary.embedded == len(texts), summary
+            assert store.index.collection_count("minilm") == len(texts)
+            summaries.append(summary.to_dict())
+            store.close()
+            print(f"round {r + 1}: raw {len(texts) / raw_s[-1]:.1f} sentences/s, "
+                  f"store.index.embed {len(texts) / ours_s[-1]:.1f} sentences/s", file=sys.stderr, flush=True)
+
+    raw = len(texts) / min(raw_s)
+    ours = len(texts) / min(ours_s)
+    ratio = ours / raw
+    out = {
+        "texts": len(texts),
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "raw_sentences_per_s": round(raw, 1),
+        "embed_sentences_per_s": round(ours, 1),
+        "ratio": round(ratio, 3),
+        "raw_seconds": [round(x, 2) for x in raw_s],
+        "embed_seconds": [round(x, 2) for x in ours_s],
+        "target": ">= 0.90",
+        "met": ratio >= 0.90,
+    }
+    if args.json:
+        print(json.dumps(out), file=sys.stderr)
+        print(json.dumps([{
+            "benchmark": "embed", "measure": f"sentences/s, {len(texts)} texts (Chroma + SQL bookkeeping included)",
+            "ours": round(ours, 1), "baseline_name": "SentenceTransformer.encode", "baseline": round(raw, 1),
+            "unit": "sentences/s", "ratio": round(ratio, 3), "target": ">= 0.90", "met": ratio >= 0.90,
+        }]))
+    else:
+        print(f"texts: {len(texts)}  batch size: {args.batch_size}  rounds: {args.rounds} (best of each)")
+        print(f"raw SentenceTransformer.encode : {raw:8.1f} sentences/s")
+        print(f"store.index.embed              : {ours:8.1f} sentences/s")
+        print(f"ratio                          : {ratio:8.3f}  (target >= 0.90: {'met' if out['met'] else 'MISSED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
