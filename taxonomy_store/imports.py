@@ -16,6 +16,7 @@ Keys and semantics:
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
@@ -89,8 +90,11 @@ class _DryRun(Exception):
 
 
 def _row_sha(rec: PromptRecord, taxonomy: str | None) -> str:
-    payload = [rec.text, rec.label, rec.taxonomy or taxonomy, rec.category, sorted((rec.extra or {}).items())]
-    return hashlib.sha256(json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")).hexdigest()
+    """What the file said about a row; a different hash on re-import means the row changed."""
+    category = "\x1e".join(rec.category) if isinstance(rec.category, tuple) else (rec.category or "")
+    extra = json.dumps(sorted(rec.extra.items()), ensure_ascii=False, default=str) if rec.extra else ""
+    payload = "\x1f".join((rec.text, rec.label, rec.taxonomy or taxonomy or "", category, extra))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def _slug(value: str) -> str:
@@ -256,6 +260,9 @@ class Imports:
             sha256=hashlib.sha256(data).hexdigest(), dry_run=dry_run, notes=list(parsed.notes),
         )
         options = {"format": parsed.format, "taxonomy": taxonomy, "mapping": dict(mapping or {}), "label": label}
+        # Hundreds of thousands of small dicts: the cyclic GC would rescan them over and over.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             with self.store.write(reason=f"import {path.name} into {summary.dataset}") as (session, audit):
                 self._write(session, audit, parsed, summary, dataset, taxonomy, options, create_categories, progress)
@@ -263,6 +270,9 @@ class Imports:
                     raise _DryRun(summary)
         except _DryRun:
             pass
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
@@ -511,13 +521,20 @@ class Imports:
             progress("check", n, n)
 
         # Apply: new prompts (bulk, ids back in order), their sources, updates, pairs.
-        new_ids: list[int] = []
+        # Plain executemany, then the ids back by text hash (unique among live prompts): RETURNING
+        # with a guaranteed order falls back to one statement per row on SQLite.
+        done = 0
         for c in _chunks(new_prompts, 5000):
-            new_ids.extend(
-                session.execute(insert(Prompt).returning(Prompt.id, sort_by_parameter_order=True), c).scalars().all()
-            )
+            session.execute(Prompt.__table__.insert(), c)
+            done += len(c)
             if progress:
-                progress("write", len(new_ids), len(new_prompts))
+                progress("write", done, len(new_prompts))
+        id_by_hash: dict[str, int] = {}
+        for c in _chunks([p["text_sha256"] for p in new_prompts]):
+            id_by_hash.update(
+                session.execute(select(Prompt.text_sha256, Prompt.id).where(Prompt.deleted_at.is_(None), Prompt.text_sha256.in_(c))).all()
+            )
+        new_ids = [id_by_hash[p["text_sha256"]] for p in new_prompts]
         for pid, values in zip(new_ids, new_prompts):
             audit.record(
                 "insert", "prompt", pid, None,
@@ -532,7 +549,7 @@ class Imports:
             for (_i, ds_id, key, sha, extra, ref) in new_sources
         ]
         if source_rows:
-            session.execute(insert(PromptSource), source_rows)
+            session.execute(PromptSource.__table__.insert(), source_rows)
         for (i, ds_id, key, _sha, _extra, ref) in new_sources:
             if not isinstance(ref, tuple):  # a link to a prompt that existed before this import
                 audit.record("insert", "prompt_source", None, None, {"dataset_id": real_ds(ds_id), "source_key": key, "prompt_id": ref})
@@ -630,7 +647,16 @@ class Imports:
             audit.record("update", "pair", e["id"], old, new)
             summary.pairs_updated += 1
         if inserts:
-            ids = session.execute(insert(Pair).returning(Pair.id, sort_by_parameter_order=True), inserts).scalars().all()
+            session.execute(Pair.__table__.insert(), inserts)
+            by_ids = {
+                (ps, u, s): pid
+                for pid, ps, u, s in session.execute(
+                    select(Pair.id, Pair.pair_set_id, Pair.unsafe_prompt_id, Pair.safe_prompt_id).where(
+                        Pair.pair_set_id.in_(sorted(set(sets.values())))
+                    )
+                )
+            }
+            ids = [by_ids[(v["pair_set_id"], v["unsafe_prompt_id"], v["safe_prompt_id"])] for v in inserts]
             for pid, values in zip(ids, inserts):
                 audit.record("insert", "pair", pid, None, {k: values[k] for k in ("pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "source_key", "status")})
             summary.pairs_added += len(inserts)
