@@ -151,6 +151,21 @@ class _Categories:
         self.taxonomies[name] = info
         return info
 
+    def _builtin_hits(self, ref: str) -> list[str]:
+        from .taxonomy_files import builtin_names, locate, read_taxonomy_file
+
+        if not hasattr(self, "_builtins"):
+            self._builtins = {}
+            for name in builtin_names():
+                if name in self.taxonomies:
+                    continue
+                nodes = [n for n, _ in read_taxonomy_file(locate(name)).walk()]
+                names: dict[str, int] = {}
+                for n in nodes:
+                    names[n.name] = names.get(n.name, 0) + 1
+                self._builtins[name] = ({n.code for n in nodes}, {k for k, v in names.items() if v == 1})
+        return [name for name, (codes, names) in self._builtins.items() if ref in codes or ref in names]
+
     def _all_taxonomy_names(self) -> list[str]:
         return list(self.session.scalars(select(Taxonomy.name).order_by(Taxonomy.name)))
 
@@ -182,6 +197,8 @@ class _Categories:
                 t = self.taxonomy(name)
                 if ref in t["by_code"] or len(t["by_name"].get(ref, [])) == 1:
                     hits.append(name)
+            if not hits:
+                hits = self._builtin_hits(ref)  # a built-in taxonomy not loaded yet: load it with this import
             if len(hits) > 1:
                 raise InputFileError(
                     self.path, f"category {ref!r} exists in several taxonomies ({', '.join(hits)})", row=rec.row,

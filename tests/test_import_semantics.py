@@ -195,3 +195,18 @@ def test_generic_import_on_postgresql(pg_url, tmp_path):
         assert store.imports.import_file(f, mapping={"pair_with": "pair_with"}).unchanged_file
     finally:
         store.close()
+
+
+def test_demo_set_imports_and_loads_its_taxonomies(store):
+    from taxonomy_store.paths import package_dir
+
+    demo = package_dir("seeds") / "demo"
+    if not (demo / "prompts.csv").is_file():
+        pytest.skip("seeds/demo not present in this checkout")
+    rp = store.imports.import_file(demo / "prompts.csv")  # categories are Do-Not-Answer codes: found in the built-in seed
+    rq = store.imports.import_file(demo / "pairs.csv")
+    rc = store.imports.import_file(demo / "contrast.jsonl")
+    assert (rp.format, rq.format, rc.format) == ("generic", "pairs", "contrast-jsonl")
+    assert rp.taxonomies_loaded == ["do-not-answer"] and rq.taxonomies_loaded == ["xstest-pair-types"]
+    assert (rp.added, rq.pairs_added, rc.pairs_added) == (300, 100, 100)
+    assert store.curation.count_prompts(taxonomy="do-not-answer", label="unsafe") == 240 + 20
