@@ -63,12 +63,7 @@ class LiveEncoder:
                 f"restore the folder, or `tstore encoder remove {info.name}` and add it again"
             )
             raise EncoderError(f"the model folder of encoder {info.name!r} is gone: {self.path}", hint)
-        live_fp = fingerprint(self.path)
-        if info.fingerprint and live_fp != info.fingerprint:
-            raise EncoderMismatch(
-                f"the weights of encoder {info.name!r} changed (fingerprint {live_fp[:12]}, registered {info.fingerprint[:12]})",
-                f"its vectors came from the old weights: `tstore encoder remove {info.name}` and add it again under the new weights",
-            )
+        self.check_weights()
         self.device = device or info.device
         self.model = load_model(str(self.path), self.device)
         dim = model_dimension(self.model)
@@ -78,6 +73,16 @@ class LiveEncoder:
                 f"`tstore encoder remove {info.name}` and add it again",
             )
         self.dimension = dim or info.dimension
+
+    def check_weights(self) -> None:
+        """EncoderMismatch when the folder's weights are not the registered ones (re-hashed only if the files changed)."""
+        info = self.info
+        live_fp = fingerprint(self.path)
+        if info.fingerprint and live_fp != info.fingerprint:
+            raise EncoderMismatch(
+                f"the weights of encoder {info.name!r} changed (fingerprint {live_fp[:12]}, registered {info.fingerprint[:12]})",
+                f"its vectors came from the old weights: `tstore encoder remove {info.name}` and add it again under the new weights",
+            )
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         return encode(self.model, texts, batch_size or self.info.batch_size)

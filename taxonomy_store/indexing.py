@@ -95,6 +95,8 @@ class VectorSet:
     prompt_ids: np.ndarray  # int64, shape (n,)
     vectors: np.ndarray  # float32, shape (n, d)
     encoder: str = ""
+    # Live prompts that were asked for (all of them, without prompt_ids) but have no current vector.
+    missing: int = 0
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -171,6 +173,8 @@ class Index:
         key = (info.name, info.fingerprint)
         if key not in self._live:
             self._live[key] = LiveEncoder(info)
+        else:
+            self._live[key].check_weights()
         return self._live[key]
 
     def _sql_state(self, info: "EncoderInfo"):
@@ -341,9 +345,11 @@ class Index:
 
     # -- reading -------------------------------------------------------------------------
     def load_vectors(self, encoder: str, *, prompt_ids: Iterable[int] | None = None) -> VectorSet:
-        """The stored vectors of live prompts (all, or these ids), read from Chroma, never re-encoded.
+        """The stored vectors of live prompts, read from Chroma in pages, never re-encoded.
 
-        Raises NotEmbedded when a requested prompt has no vector of its current text.
+        With prompt_ids: exactly those prompts, or NotEmbedded when one has no vector of its
+        current text. Without: every live prompt that has a current vector; `missing` counts
+        the live prompts left out (not embedded yet, or edited since), so callers can refuse.
         """
         info = self.store.encoders.get(encoder)
         wanted_ids = None if prompt_ids is None else sorted({int(i) for i in prompt_ids})
@@ -375,7 +381,7 @@ class Index:
                 if keep:
                     chunks.append(np.asarray(page["embeddings"], dtype=np.float32)[keep])
         missing = len(wanted) - len(got_ids)
-        if missing:
+        if missing and wanted_ids is not None:
             raise NotEmbedded(
                 f"{missing} of {len(wanted)} prompts have no vector of their current text for encoder {info.name!r}"
                 + (f" ({stale} stale)" if stale else ""),
@@ -386,7 +392,9 @@ class Index:
         order = np.argsort(ids, kind="stable")
         from .encoding import normalise_rows
 
-        return VectorSet(prompt_ids=ids[order], vectors=normalise_rows(vecs[order]) if len(ids) else vecs, encoder=info.name)
+        return VectorSet(
+            prompt_ids=ids[order], vectors=normalise_rows(vecs[order]) if len(ids) else vecs, encoder=info.name, missing=missing
+        )
 
     def encode(self, encoder: str, texts: list[str]) -> np.ndarray:
         """Encode new texts (queries) with a registered encoder: float32, L2-normalised."""

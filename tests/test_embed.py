@@ -407,3 +407,19 @@ def test_cli_embed_and_verify_output(tmp_path, shared_datasets):
     unknown = run_tstore("--store", str(d), "embed", "--encoder", "nope")
     assert unknown.returncode == 1 and "error: no encoder 'nope' in this store" in unknown.stderr
     assert "hint: registered: minilm" in unknown.stderr
+
+
+@pytest.mark.postgres
+def test_embed_and_verify_with_postgresql(tmp_path, pg_url, shared_datasets):
+    from taxonomy_store.store import init_store
+
+    store = init_store(tmp_path / "pg", db_url=pg_url)
+    ids = add_prompts(store, xstest_items(shared_datasets, 10), "xstest")
+    assert store.encoders.get("minilm").created_at  # a tz-aware timestamp on PostgreSQL, normalised
+    assert store.index.embed().embedded == 10
+    edit_prompt(store, ids[0], label="unsafe" if chroma_records(store, ids=[ids[0]])[ids[0]]["label"] == "safe" else "safe")
+    edit_prompt(store, ids[1], delete=True)
+    s = store.index.embed()
+    assert (s.embedded, s.updated, s.deleted, s.unchanged) == (0, 1, 1, 8)
+    assert store.index.verify().ok and bookkeeping_rows(store) == 9
+    store.close()
