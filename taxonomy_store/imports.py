@@ -392,7 +392,6 @@ class Imports:
                 by_id[p["id"]] = p
 
         new_prompts: list[dict[str, Any]] = []  # rows to insert
-        new_rec: list[int] = []  # record index of each new prompt
         new_sources: list[tuple[int, int, str, str, dict, object]] = []  # (rec index, ds, key, sha, extra, prompt ref)
         source_updates: list[dict[str, Any]] = []
         prompt_updates: dict[int, dict[str, Any]] = {}  # prompt id -> {field: (old, new)}
@@ -440,7 +439,6 @@ class Imports:
                 dict(text=rec.text, text_sha256=h, label=rec.label, category_id=cat, dataset_id=real_ds(ds_id), source_key=key,
                      created_at=now, updated_at=now, revision=1)
             )
-            new_rec.append(i)
             summary.added += 1
             return ("new", len(new_prompts) - 1)
 
@@ -504,6 +502,12 @@ class Imports:
             if first is not None:
                 ref = first[0]
                 key_ref[rec.key] = ref
+                if rec.label != "unlabeled":  # an unlabeled first occurrence takes this row's label
+                    if isinstance(ref, tuple):
+                        if new_prompts[ref[1]]["label"] == "unlabeled":
+                            new_prompts[ref[1]]["label"] = rec.label
+                    else:
+                        merge_label(rec, ref, f"prompt {ref}")
                 if not parsed.match_by_text:
                     new_sources.append((i, ds_id, rec.key, row_shas[i], rec.extra, ref))
                 continue

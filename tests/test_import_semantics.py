@@ -210,3 +210,10 @@ def test_demo_set_imports_and_loads_its_taxonomies(store):
     assert rp.taxonomies_loaded == ["do-not-answer"] and rq.taxonomies_loaded == ["xstest-pair-types"]
     assert (rp.added, rq.pairs_added, rc.pairs_added) == (300, 100, 100)
     assert store.curation.count_prompts(taxonomy="do-not-answer", label="unsafe") == 240 + 20
+
+
+def test_a_labeled_duplicate_labels_an_unlabeled_first_row(store, tmp_path):
+    f = _write(tmp_path / "u.csv", ["text", "label"], [["Maybe harmful", "unlabeled"], ["Maybe  harmful", "unsafe"]])
+    r = store.imports.import_file(f)
+    assert (r.added, r.duplicates_in_file) == (1, 1)
+    assert _prompt(store, "Maybe harmful").label == "unsafe"

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import InputFileError
 from .contrast import parse_contrast_json, parse_contrast_long, parse_contrast_wide, variant_columns
 from .do_not_answer import parse_do_not_answer
-from .generic import PAIRS_EXPORT_COLUMNS, PROMPTS_EXPORT_COLUMNS, parse_generic, parse_pairs_export, parse_prompts_export
+from .generic import PROMPTS_EXPORT_COLUMNS, parse_generic, parse_pairs_export, parse_prompts_export
 from .records import LABELS, MAX_TEXT_CHARS, PairRecord, ParsedFile, PromptRecord
 from .tabular import Table, read_table
 from .xstest import parse_pairs, parse_xstest_prompts
