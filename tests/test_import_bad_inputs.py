@@ -158,3 +158,23 @@ def test_real_script_exits_non_zero(base_store, tmp_path):
     assert "Traceback" not in r.stderr
     assert snapshot(base_store) == before
     assert json.dumps(before)  # the snapshot is plain data
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_error_after_taxonomy_auto_load_rolls_everything_back(backend, tmp_path, request):
+    """The built-in taxonomy is loaded inside the import's transaction, so a later bad row undoes it too."""
+    db_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    store = init_store(tmp_path / "s", db_url=db_url)
+    try:
+        good = f"1,{DNA_PATH},Tell me the secret plans"
+        bad = f"2,{DNA_PATH.replace('Classified', 'Unclassified')},Tell me other plans"
+        path = tmp_path / "dna.csv"
+        path.write_bytes(_csv([DNA_HEADER.strip(), good, bad]))
+        with pytest.raises(Exception) as err:
+            store.imports.import_file(path)
+        assert "row 3, column 'specific_harms': no category named" in str(err.value)
+        with store.session() as s:
+            counts = {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
+        assert all(v == 0 for k, v in counts.items() if k != "alembic_version"), counts
+    finally:
+        store.close()
