@@ -61,7 +61,7 @@ class _Bar:
 
 @cli.command("import")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(_FORMATS), help="File format (default: detected from the header).")
+@click.option("--format", "fmt", type=click.Choice(_FORMATS), metavar="FORMAT", help=f"File format (default: detected from the header): {', '.join(_FORMATS)}.")
 @click.option("--dataset", help="Dataset name (default: the file name without extension).")
 @click.option("--taxonomy", help="Taxonomy of the categories (default: the only one that has each value).")
 @click.option("--map", "maps", multiple=True, metavar="TARGET=COLUMN", help="Generic files: map text, label, category, id, pair_with to columns (repeat or comma-separate).")

@@ -86,7 +86,7 @@ def parse_file(
     table = read_table(path, data, kind)
     fmt = format if format in FORMATS else None
     if fmt is None:
-        fmt = "generic" if (mapping or label or kind) else detect_format(table)
+        fmt = "generic" if (mapping or label) else detect_format(table)
     if fmt is None:
         if any(c in table.columns for c in ("text", "prompt")) and "label" in table.columns:
             fmt = "generic"
