@@ -198,7 +198,7 @@ def tui_demo_store_dir(tmp_path_factory) -> Path:
     demo = REPO / "seeds" / "demo"
     return build_tui_store(
         tmp_path_factory.mktemp("tui_demo") / "store",
-        [demo / "prompts.csv", demo / "pairs.csv", demo / "contrast.jsonl"],
+        [demo / "prompts.csv", demo / "pairs.csv"],
         metrics=True,
     )
 

@@ -49,7 +49,7 @@ class QueryScreen(StoreScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#query-categories", DataTable).add_columns("category", "name", "share", "n")
+        self.query_one("#query-categories", DataTable).add_columns("category", "share", "n")
         self.query_one("#query-neighbours", DataTable).add_columns("cos", "label", "category", "text")
         self.query_one(Input).focus()
         super().on_mount()
@@ -95,12 +95,12 @@ class QueryScreen(StoreScreen):
         top = r.top_category
         if top is not None:
             line.append("  top: ")
-            line.append_text(safe_text(top.name, "bold cyan"))
+            line.append_text(safe_text(top.short_name or top.code, "bold cyan"))
         self.query_one("#query-verdict", Static).update(line)
         cats = self.query_one("#query-categories", DataTable)
         cats.clear()
         for v in r.categories:
-            cats.add_row(safe_text(v.code, "cyan"), safe_text(v.short_name or v.name), heat(v.score, 0.0, 1.0, digits=2), Text(str(v.count)))
+            cats.add_row(safe_text(v.code, "cyan"), heat(v.score, 0.0, 1.0, digits=2), Text(str(v.count)))
         nn = self.query_one("#query-neighbours", DataTable)
         nn.clear()
         for n in r.neighbours:

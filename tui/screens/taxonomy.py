@@ -48,7 +48,7 @@ class TaxonomyScreen(StoreScreen):
                 yield CategoryTree(id="tax-tree")
             with Vertical(id="tax-right"):
                 yield Static(Text("select a category", style="dim"), id="tax-node-title", classes="section-title")
-                yield PromptTable(id="tax-prompts")
+                yield PromptTable(id="tax-prompts", compact=True)
                 yield PromptCard(id="tax-card")
         yield Footer()
 

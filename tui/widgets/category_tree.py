@@ -11,6 +11,9 @@ from .heat import heat
 from .safe_text import safe_text
 
 
+NAME_WIDTH = 40
+
+
 class CategoryTree(Tree[str]):
     """Nodes carry the category code as data; labels are Text (never markup)."""
 
@@ -35,7 +38,8 @@ class CategoryTree(Tree[str]):
         scores = scores or {}
 
         def label_for(n: Any) -> Text:
-            label = safe_text(n.name)
+            # Long names ("Name: description") are cut so the count and score stay in view.
+            label = safe_text(n.name.split(":")[0] if ":" in n.name[:60] else n.name, limit=NAME_WIDTH)
             label.append(f"  {n.prompts}", style="dim")
             if n.code in scores:
                 label.append("  CP ")

@@ -11,6 +11,7 @@ from .prompt_card import LABEL_STYLES
 from .safe_text import safe_text
 
 COLUMNS = ("id", "label", "category", "dataset", "rev", "text")
+COMPACT = ("id", "label", "text")
 
 
 class PromptTable(DataTable):
@@ -20,29 +21,27 @@ class PromptTable(DataTable):
     }
     """
 
-    def __init__(self, *args, extra_columns: tuple[str, ...] = (), **kwargs):
+    def __init__(self, *args, compact: bool = False, **kwargs):
         super().__init__(*args, cursor_type="row", zebra_stripes=True, **kwargs)
-        self.extra_columns = extra_columns
+        self.compact = compact  # id, label, text only
         self.prompts: dict[int, Any] = {}
 
     def on_mount(self) -> None:
-        self.add_columns(*self.extra_columns, *COLUMNS)
+        self.add_columns(*(COMPACT if self.compact else COLUMNS))
 
-    def show(self, prompts: Iterable[Any], extras: dict[int, tuple] | None = None) -> None:
+    def show(self, prompts: Iterable[Any]) -> None:
         keep = self.cursor_row
         self.clear()
         self.prompts = {}
         for p in prompts:
             self.prompts[p.id] = p
-            cells = list((extras or {}).get(p.id, ()))
-            cells += [
-                Text(str(p.id), style="dim"),
-                Text(p.label, style=LABEL_STYLES.get(p.label, "")),
-                safe_text(p.category_code or "", "cyan"),
-                safe_text(p.dataset or "", "dim"),
-                Text(str(p.revision)),
-                safe_text(p.text, limit=200),
-            ]
+            ident = Text(str(p.id), style="dim")
+            label = Text(p.label, style=LABEL_STYLES.get(p.label, ""))
+            if self.compact:
+                cells = [ident, label, safe_text(p.text, limit=200)]
+            else:
+                cells = [ident, label, safe_text(p.category_code or "", "cyan"), safe_text(p.dataset or "", "dim"),
+                         Text(str(p.revision)), safe_text(p.text, limit=200)]
             self.add_row(*cells, key=str(p.id))
         if self.row_count:
             self.move_cursor(row=min(keep, self.row_count - 1))
