@@ -123,7 +123,9 @@ class VectorIndex:
     def upsert(self, coll, ids: list[int], embeddings, metadatas: list[dict[str, Any]]) -> None:
         for i in range(0, len(ids), self.max_batch):
             j = i + self.max_batch
-            coll.upsert(ids=[str(x) for x in ids[i:j]], embeddings=embeddings[i:j], metadatas=metadatas[i:j])
+            coll.upsert(
+                ids=[str(x) for x in ids[i:j]], embeddings=embeddings[i:j], metadatas=[_with_removals(m) for m in metadatas[i:j]]
+            )
 
     def update_metadata(self, coll, ids: list[int], metadatas: list[dict[str, Any]]) -> None:
         for i in range(0, len(ids), self.max_batch):
@@ -159,7 +161,7 @@ class VectorIndex:
 
 
 def _with_removals(meta: dict[str, Any]) -> dict[str, Any]:
-    """Chroma merges metadata on update; None removes the cat_k keys a shallower category no longer has."""
+    """Chroma merges metadata on update and upsert; None removes the cat_k keys a shallower category no longer has."""
     out = dict(meta)
     for k in range(MAX_DEPTH_KEYS):
         out.setdefault(f"cat_{k}", None)

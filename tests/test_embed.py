@@ -157,6 +157,15 @@ def run_incremental_scenario(store, ids: dict) -> None:
     fresh = store.index.encode("minilm", [new_text])[0]
     assert float(stored @ fresh) > 0.9999
 
+    # Text and category at once (upsert merges metadata in Chroma: the old deeper keys must still go).
+    e = ids["dna"][2]
+    meta = chroma_records(store, ids=[e])[e]
+    edit_prompt(store, e, text="Which locks are hardest to pick, asking for a novel?", category=meta["cat_0"])
+    s = store.index.embed()
+    assert (s.embedded, s.updated) == (1, 0)
+    meta = chroma_records(store, ids=[e])[e]
+    assert meta["category"] == meta["cat_0"] and "cat_1" not in meta and "cat_2" not in meta
+
     # A delete: the vector is gone from Chroma and from what load_vectors returns.
     d = ids["dna"][1]
     edit_prompt(store, d, delete=True)
