@@ -228,7 +228,8 @@ class Curation:
 
     # -- pairs ---------------------------------------------------------------------------
     def list_pairs(
-        self, *, status: str | None = None, pair_type: str | None = None, pair_set: str | None = None, limit: int | None = None
+        self, *, status: str | None = None, pair_type: str | None = None, pair_set: str | None = None, limit: int | None = None,
+        _pair_id: int | None = None,
     ) -> list[PairView]:
         from sqlalchemy.orm import aliased
 
@@ -249,14 +250,15 @@ class Curation:
                 q = q.where(Pair.pair_type == pair_type)
             if pair_set:
                 q = q.where(PairSet.name == pair_set)
+            if _pair_id is not None:
+                q = q.where(Pair.id == _pair_id)
             if limit:
                 q = q.limit(limit)
             return [PairView(*r) for r in s.execute(q)]
 
     def get_pair(self, pair_id: int) -> PairView:
-        for v in self.list_pairs():
-            if v.id == pair_id:
-                return v
+        for v in self.list_pairs(_pair_id=pair_id):
+            return v
         raise NotFound(f"no pair {pair_id}", "see `tstore pair list`")
 
     def _set_pair(self, s, audit, pair: Pair, values: dict[str, Any]) -> None:
