@@ -62,6 +62,7 @@ def parse_generic(table: Table, mapping: dict[str, str] | None = None, label: st
     prompts: list[PromptRecord] = []
     by_key: dict[str, PromptRecord] = {}
     partner: list[tuple[PromptRecord, str]] = []
+    extra_columns = [c for c in table.columns if c not in m.values()]
     for rownum, row in table.rows:
         key = cell(table, rownum, row, m["id"], what="id") if "id" in m else str(rownum)
         if key in by_key:
@@ -69,7 +70,7 @@ def parse_generic(table: Table, mapping: dict[str, str] | None = None, label: st
         text = prompt_text(table, rownum, row, m["text"])
         lab = label if label is not None else parse_label(table, rownum, row.get(m["label"]), m["label"])
         category = cell(table, rownum, row, m["category"], required=False) or None if "category" in m else None
-        extra = {k: v for k, v in row.items() if k not in m.values() and v not in (None, "") and isinstance(v, (str, int, float, bool))}
+        extra = {k: v for k in extra_columns if (v := row.get(k)) not in (None, "") and isinstance(v, (str, int, float, bool))}
         rec = PromptRecord(key, text, lab, rownum, category, m.get("category"), m["text"], m.get("label"), extra)
         by_key[key] = rec
         prompts.append(rec)
