@@ -572,8 +572,12 @@ class Imports:
         if source_rows:
             session.execute(PromptSource.__table__.insert(), source_rows)
         for (i, ds_id, key, _sha, _extra, ref) in new_sources:
-            if not isinstance(ref, tuple):  # a link to a prompt that existed before this import
-                audit.record("insert", "prompt_source", None, None, {"dataset_id": real_ds(ds_id), "source_key": key, "prompt_id": ref})
+            if isinstance(ref, tuple):
+                own = new_prompts[ref[1]]
+                if (own["dataset_id"], own["source_key"]) == (real_ds(ds_id), key):
+                    continue  # the new prompt's own row: its insert entry names dataset and source key
+            # A link to a stored prompt, or a duplicate row of this file.
+            audit.record("insert", "prompt_source", None, None, {"dataset_id": real_ds(ds_id), "source_key": key, "prompt_id": pid_of(ref)})
         for su in source_updates:
             old, new = {"row_sha256": su["_old"]}, {"row_sha256": su["row_sha256"]}
             values = dict(row_sha256=su["row_sha256"], extra=su["extra"])

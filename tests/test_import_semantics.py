@@ -177,7 +177,19 @@ def test_imports_are_audited(store, tmp_path):
     with store.session() as s:
         rows = s.execute(select(AuditEntry.action, AuditEntry.entity, AuditEntry.reason)).all()
     assert sum(1 for a, e, _ in rows if (a, e) == ("insert", "prompt")) == 2
+    assert sum(1 for a, e, _ in rows if (a, e) == ("insert", "prompt_source")) == 0
     assert {r for *_, r in rows} == {"import x.csv into x"}
+
+
+def test_duplicate_rows_and_links_are_audited_as_sources(store, tmp_path):
+    store.imports.import_file(_write(tmp_path / "a.csv", ["text", "label"], [["Kept once", "safe"]]))
+    rev = store.data_revision()
+    store.imports.import_file(_write(tmp_path / "b.csv", ["id", "text", "label"], [["1", "Kept once", "safe"], ["2", "Fresh", "safe"], ["3", "Fresh", "safe"]]))
+    with store.session() as s:
+        rows = s.execute(select(AuditEntry.entity, AuditEntry.new).where(AuditEntry.id > rev, AuditEntry.action == "insert")).all()
+    sources = sorted(new["source_key"] for e, new in rows if e == "prompt_source")
+    assert sources == ["1", "3"]  # the link to a stored prompt and the duplicate row
+    assert [new["source_key"] for e, new in rows if e == "prompt"] == ["2"]
 
 
 def test_generic_import_on_postgresql(pg_url, tmp_path):
