@@ -1,8 +1,11 @@
 # The two commands of the README:
 #   make demo   set up .venv (CPU torch, tstore and its deps) and run the demo on the embedded defaults
 #   make test   set up .venv and run every test (PostgreSQL at TSTORE_TEST_PG_URL, Chroma server started by the tests)
+# Works from any directory: `make -f PATH/Makefile demo VENV=DIR` builds the venv in DIR and the
+# demo store in the current directory.
+SRC := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PYTHON ?= python3
-VENV ?= .venv
+VENV ?= $(SRC)/.venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -13,12 +16,12 @@ PYTEST_ARGS ?=
 
 .PHONY: setup setup-sbert demo test bench clean
 
-$(BIN)/tstore: pyproject.toml
+$(BIN)/tstore: $(SRC)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: on these machines 2.13.0 is a CPU build on disk (see README "CPU or CUDA").
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '$(SRC)[test]'
 	touch $(BIN)/tstore
 
 setup: $(BIN)/tstore
@@ -32,10 +35,10 @@ demo: setup
 	$(BIN)/tstore demo
 
 test: setup-sbert
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	cd $(SRC) && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup-sbert
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python $(SRC)/benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(SRC)/build $(SRC)/dist $(SRC)/*.egg-info

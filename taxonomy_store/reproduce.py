@@ -116,11 +116,12 @@ def reproduce_safe_embed(
         (sep,) = store.metrics.compute("separation", encoder=name, pair_set=PAIR_SET, progress=progress)
         (cp,) = store.metrics.compute("cp", encoder=name, k=10, level="harm_type", taxonomy="do-not-answer", progress=progress)
         per_type = sep.details["per_type"]
+        provenance = store.encoders.get(name).baseline_provenance or {}
         results.append(
             EncoderReport(
                 encoder=name,
                 baseline=sep.details["baseline"],
-                baseline_source=(sep.details.get("baseline_source") or {}).get("source", ""),
+                baseline_source=str(provenance.get("source", "")),
                 separation={t: row["norm"] for t, row in per_type.items()},
                 separation_cos={t: row["cos"] for t, row in per_type.items()},
                 separation_macro=sep.values["separation_norm_macro"],

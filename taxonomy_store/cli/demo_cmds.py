@@ -72,11 +72,15 @@ def safe_embed(ctx: Context, data_dir: str, encoders: tuple[str, ...], out_dir: 
     """Import the Safe-Embed data, embed with each encoder, and write a report (Markdown, JSON, PNG charts)
     beside the paper's published SBERT-all row. Running it twice re-encodes nothing."""
     from ..reproduce import reproduce_safe_embed
+    from ..store import init_store
     from .metrics_cmds import _progress
 
+    # The store is created if it does not exist yet: one command from nothing to the report.
+    store = init_store(ctx.store_arg, db_url=ctx.db_url, chroma_url=ctx.chroma_url)
+    store.chroma_token = ctx.chroma_token
     with _progress() as progress:
         report = reproduce_safe_embed(
-            ctx.store, Path(data_dir), list(encoders) or None, Path(out_dir), progress=progress,
+            store, Path(data_dir), list(encoders) or None, Path(out_dir), progress=progress,
             say=lambda m: click.echo(m, err=True),
         )
     if as_json:
