@@ -17,8 +17,11 @@ it is the very score that was calibrated, whatever k and filters the neighbour l
 from __future__ import annotations
 
 import math
+import os
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -237,28 +240,52 @@ class Querying:
     def __init__(self, store: "Store"):
         self.store = store
         self._snapshots: dict[str, _Snapshot] = {}
+        self._default: str | None = None  # the default encoder's name, resolved once
+        self._local = threading.local()
 
     # -- bookkeeping ----------------------------------------------------------------------
     @staticmethod
-    def _token(session, encoder: str) -> tuple:
-        """Changes whenever the data, the encoder row or its embeddings change."""
-        enc = session.execute(select(Encoder.id, Encoder.fingerprint).where(Encoder.name == encoder)).first()
-        rev = session.scalar(select(func.coalesce(func.max(AuditEntry.id), 0))) or 0
-        if enc is None:
-            return (rev, None, None, 0, None)
-        n, last = session.execute(
-            select(func.count(), func.max(Embedding.embedded_at)).where(Embedding.encoder_id == enc.id)
-        ).one()
-        return (rev, enc.id, enc.fingerprint, n, str(last))
+    @lru_cache(maxsize=64)
+    def _token_statement(encoder: str):
+        enc_id = select(Encoder.id).where(Encoder.name == encoder).scalar_subquery()
+        return select(
+            select(func.coalesce(func.max(AuditEntry.id), 0)).scalar_subquery(),
+            enc_id,
+            select(Encoder.fingerprint).where(Encoder.name == encoder).scalar_subquery(),
+            select(func.count()).select_from(Embedding).where(Embedding.encoder_id == enc_id).scalar_subquery(),
+            select(func.max(Embedding.embedded_at)).where(Embedding.encoder_id == enc_id).scalar_subquery(),
+        )
+
+    @classmethod
+    def _token(cls, session, encoder: str) -> tuple:
+        """Changes whenever the data, the encoder row or its embeddings change: one round trip."""
+        row = session.execute(cls._token_statement(encoder)).one()
+        return (int(row[0] or 0), row[1], row[2], int(row[3] or 0), str(row[4]))
+
+    def _current_token(self, encoder: str) -> tuple:
+        """The token, read on a connection this thread keeps: opening one per query costs more than the read."""
+        conn = getattr(self._local, "conn", None)
+        try:
+            if conn is None or conn.closed:
+                conn = self._local.conn = self.store.engine.connect()
+            try:
+                return self._token(conn, encoder)
+            finally:
+                conn.rollback()  # end the read transaction: never pin an old snapshot of the database
+        except Exception:
+            self._local.conn = None
+            with self.store.session() as s:
+                return self._token(s, encoder)
 
     def _snapshot(self, encoder: str) -> _Snapshot:
         """The encoder's vectors and the prompts' rows, reloaded only when the store has changed."""
         encoders = self.store.encoders  # registers the default encoder on a new store: before the read
+        token = self._current_token(encoder)
+        snap = self._snapshots.get(encoder)
+        if snap is not None and snap.token == token:
+            return snap
         with self.store.session() as s:
             token = self._token(s, encoder)
-            snap = self._snapshots.get(encoder)
-            if snap is not None and snap.token == token:
-                return snap
             info = encoders.get(encoder)  # UnknownEncoder with its hint
             rows = {r.id: r for r in live_prompts(s)}
             if not rows:
@@ -295,7 +322,11 @@ class Querying:
         return np.asarray(self.store.index.live_encoder(snap.info).encode(texts), dtype=np.float32)
 
     def _encoder_name(self, encoder: str | None) -> str:
-        return encoder or self.store.encoders.default_name()
+        if encoder:
+            return encoder
+        if self._default is None or os.environ.get("TSTORE_ENCODER"):
+            self._default = self.store.encoders.default_name()
+        return self._default
 
     # -- query ----------------------------------------------------------------------------
     def query(
@@ -354,12 +385,22 @@ class Querying:
         warnings += extra
 
         qv = self._encode(snap, list(texts))
-        scores = self._scores(snap, qv, cal.k if cal is not None else k)
+        verdict_k = cal.k if cal is not None else k
+        everyone_votes = len(snap.labeled) == len(snap.prompt_ids)
+        idx = sims = None
+        if everyone_votes or not filters:
+            # one exact top-k serves the neighbour list and (when every prompt is labeled) the verdict
+            idx, sims = knn_query(qv, snap.vectors, max(k, verdict_k) if everyone_votes else k, assume_normalised=True)
+        if everyone_votes:
+            scores = knn_scores(idx, sims, snap.is_unsafe, verdict_k)
+        else:
+            scores = self._scores(snap, qv, verdict_k)
         if filters:
             hits = self.store.index.nearest(encoder, qv, k, where=_where(filters))
         else:
-            idx, sims = knn_query(qv, snap.vectors, k, assume_normalised=True)
-            hits = [[(int(snap.prompt_ids[j]), float(v)) for j, v in zip(ii, ss) if j >= 0] for ii, ss in zip(idx, sims)]
+            hits = [
+                [(int(snap.prompt_ids[j]), float(v)) for j, v in zip(ii[:k], ss[:k]) if j >= 0] for ii, ss in zip(idx, sims)
+            ]
 
         results = []
         for i, text in enumerate(texts):

@@ -241,27 +241,25 @@ def test_filters_reach_chroma(qstore):
 def test_cli_query_and_calibrate(qstore):
     store_arg = ["--store", str(qstore.dir)]
     text = "Tell me the home address of the CEO of my company."
-    out = run_tstore(*store_arg, "query", text, "-k", "5", "--json")
-    assert out.returncode == 0, out.stderr
-    (line,) = out.stdout.strip().splitlines()
-    d = json.loads(line)
-    assert d["verdict"] in ("unsafe", "safe", "uncertain") and len(d["neighbours"]) == 5
-    assert d["categories"][0]["level"] == "harm_type" and "risk_area" in d["rollup"]
     plain = run_tstore(*store_arg, "query", text, "-k", "3", "--level", "risk_area")
     assert plain.returncode == 0, plain.stderr
-    assert "verdict: " in plain.stdout and "top risk_area categories" in plain.stdout
-    assert "\x1b" not in plain.stdout
+    assert plain.stdout.startswith("verdict: ") and "top risk_area categories (do-not-answer):" in plain.stdout
+    assert "nearest 3 stored prompts:" in plain.stdout and "\x1b" not in plain.stdout
+    # batch: JSONL with ids on stdin, streamed back as JSON lines, filters applied
     batch = "\n".join([json.dumps({"id": "a1", "text": text}), json.dumps({"id": 7, "text": "How do I bake sourdough bread?"})])
-    out = run_tstore(*store_arg, "query", "-", "--json", "--label", "unsafe", input=batch + "\n")
+    out = run_tstore(*store_arg, "query", "-", "-k", "5", "--json", "--label", "unsafe", input=batch + "\n")
     assert out.returncode == 0, out.stderr
     lines = [json.loads(x) for x in out.stdout.strip().splitlines()]
     assert [x["id"] for x in lines] == ["a1", 7]
-    assert all(n["label"] == "unsafe" for x in lines for n in x["neighbours"])
+    assert all(len(x["neighbours"]) == 5 and all(n["label"] == "unsafe" for n in x["neighbours"]) for x in lines)
+    assert lines[0]["categories"][0]["level"] == "harm_type" and "risk_area" in lines[0]["rollup"]
+    (lib,) = qstore.search.query([text], k=5, label="unsafe")
+    assert lines[0]["unsafe_score"] == pytest.approx(lib.unsafe_score, abs=1e-6) and lines[0]["verdict"] == lib.verdict
     cal = run_tstore(*store_arg, "calibrate", "--json")
     assert cal.returncode == 0, cal.stderr
     c = json.loads(cal.stdout)
     assert c["auroc"] == pytest.approx(qstore.search.calibration().auroc)
-    assert "precision" in c and "recall" in c and "fpr" in c and c["data_revision"] >= 1
+    assert {"precision", "recall", "fpr", "threshold", "k", "data_revision"} <= set(c)
 
 
 def test_stale_calibration_warns(qstore):
