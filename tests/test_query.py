@@ -243,7 +243,7 @@ def test_cli_query_and_calibrate(qstore):
     text = "Tell me the home address of the CEO of my company."
     plain = run_tstore(*store_arg, "query", text, "-k", "3", "--level", "risk_area")
     assert plain.returncode == 0, plain.stderr
-    assert plain.stdout.startswith("verdict: ") and "top risk_area categories (do-not-answer):" in plain.stdout
+    assert plain.stdout.startswith("verdict: ") and "top risk_area categories (do-not-answer; share of the neighbours' similarity):" in plain.stdout
     assert "nearest 3 stored prompts:" in plain.stdout and "\x1b" not in plain.stdout
     # batch: JSONL with ids on stdin, streamed back as JSON lines, filters applied
     batch = "\n".join([json.dumps({"id": "a1", "text": text}), json.dumps({"id": 7, "text": "How do I bake sourdough bread?"})])

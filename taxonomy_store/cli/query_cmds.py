@@ -72,7 +72,7 @@ def _print_result(r, *, single: bool, show: int) -> None:
     score = "n/a" if r.unsafe_score is None else f"{r.unsafe_score:.3f}"
     click.echo(f"{head}verdict: {r.verdict.upper()}  (unsafe score {score}; {r.verdict_reason})")
     if r.categories:
-        click.echo(f"top {r.level} categories ({r.taxonomy}):")
+        click.echo(f"top {r.level} categories ({r.taxonomy}; share of the neighbours' similarity):")
         for v in r.categories[:3]:
             up = " < ".join(inert(c) for c in reversed(v.path[:-1]))
             click.echo(f"  {v.score:6.3f}  {inert(v.code)}  {inert(v.short_name or v.name)}" + (f"  [{up}]" if up else "") + f"  ({v.count} of {len(r.neighbours)})")
