@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from sqlalchemy import select
@@ -41,7 +41,8 @@ METRICS = ("cp", "separation", "contrast", "detect", "baseline")
 ALL_ORDER = ("baseline", "cp", "separation", "contrast", "detect")
 # progress(stage, done, total)
 Progress = Callable[[str, int, int], None] | None
-GRAPH_MIN_K = 10
+GRAPH_MIN_K = 20
+GRAPH_EXTRA = 10
 LOWEST_SHOWN = 20
 
 
@@ -102,7 +103,7 @@ class MetricRuns:
     # -- public API ----------------------------------------------------------------------
     def compute(
         self,
-        metric: str,
+        metric: str | Sequence[str],
         *,
         encoder: str | None = None,
         k: int = 10,
@@ -112,14 +113,17 @@ class MetricRuns:
         weighting: str = "similarity",
         progress: Progress = None,
     ) -> list[RunResult]:
-        """Compute one metric ("cp", "separation", "contrast", "detect", "baseline") or "all" for one
-        encoder (default: the store's default encoder), store each run, return them.
+        """Compute one metric ("cp", "separation", "contrast", "detect", "baseline"), a list of them
+        (one SQL read for all), or "all", for one encoder (default: the store's default encoder);
+        store each run and return them.
 
         "all" skips metrics whose inputs the store does not hold (e.g. no contrast sets) and
         says so in the first result's details["skipped"].
         """
-        if metric not in METRICS + ("all",):
-            raise InvalidValue(f"unknown metric {metric!r}", f"use one of {', '.join(METRICS + ('all',))}")
+        names = ALL_ORDER if metric == "all" else (metric,) if isinstance(metric, str) else tuple(metric)
+        for name in names:
+            if name not in METRICS:
+                raise InvalidValue(f"unknown metric {name!r}", f"use one of {', '.join(METRICS + ('all',))}")
         if int(k) < 1:
             raise InvalidValue(f"k must be at least 1, not {k}")
         if weighting not in ("similarity", "uniform"):
@@ -129,7 +133,7 @@ class MetricRuns:
         params = dict(k=int(k), level=level, taxonomy=taxonomy, pair_set=pair_set, weighting=weighting)
         results: list[RunResult] = []
         skipped: dict[str, str] = {}
-        for name in ALL_ORDER if metric == "all" else (metric,):
+        for name in names:
             try:
                 results += getattr(ctx, f"run_{name}")(**params)
             except (NotFound, NotEmbedded) as exc:
@@ -252,22 +256,32 @@ class MetricRuns:
     ) -> _Graph:
         """The kNN graph of these prompts (ordered by id), from the cache when it still fits."""
         keys = np.array([f"{p}:{h}" for p, h in zip(prompt_ids.tolist(), text_hashes)])
-        kg = max(int(k), GRAPH_MIN_K)
+        # Keep more neighbours than asked: a removed neighbour is then replaced from the row's own
+        # list, so removals and label edits never need the vectors again.
+        kg = max(int(k) + GRAPH_EXTRA, GRAPH_MIN_K)
         path = self.graph_path(info, tag)
         old = self._load_graph(path) if path.exists() else None
         t0 = time.perf_counter()
         if old is not None and old.idx.shape[1] >= k and old.keys.shape == keys.shape and (old.keys == keys).all():
-            old.stats = {"source": "cache", "rows": int(keys.size), "recomputed": 0, "seconds": round(time.perf_counter() - t0, 4)}
-            return old
-        vs = self.store.index.load_vectors(info.name, prompt_ids=prompt_ids.tolist()) if keys.size else None
-        x = vs.vectors if vs is not None else np.zeros((0, info.dimension or 1), dtype=np.float32)
+            need = min(int(k), keys.size - 1)
+            if keys.size == 0 or int((old.idx >= 0).sum(axis=1).min()) >= need:
+                old.stats = {"source": "cache", "rows": int(keys.size), "recomputed": 0, "vectors_loaded": False,
+                             "seconds": round(time.perf_counter() - t0, 4)}
+                return old
         cb = (lambda d, t: progress(f"kNN {tag}", d, t)) if progress else None
-        if old is not None and old.idx.shape[1] >= kg and keys.size:
-            idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, x, kg)
+
+        def vectors() -> np.ndarray:
+            return self.store.index.load_vectors(info.name, prompt_ids=prompt_ids.tolist()).vectors
+
+        if old is not None and old.idx.shape[1] >= k and keys.size:
+            idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, vectors, int(k))
             st["source"] = "full" if st.get("full") else "incremental"
+        elif keys.size:
+            idx, sims = knn(vectors(), kg, progress=cb, assume_normalised=True)
+            st = {"source": "full", "rows": int(keys.size), "recomputed": int(keys.size), "vectors_loaded": True}
         else:
-            idx, sims = knn(x, kg, progress=cb, assume_normalised=True) if keys.size else (np.zeros((0, kg), np.int64), np.zeros((0, kg)))
-            st = {"source": "full", "rows": int(keys.size), "recomputed": int(keys.size)}
+            idx, sims = np.zeros((0, kg), np.int64), np.zeros((0, kg))
+            st = {"source": "full", "rows": 0, "recomputed": 0, "vectors_loaded": False}
         st["seconds"] = round(time.perf_counter() - t0, 4)
         g = _Graph(keys=keys, idx=idx, sims=sims, stats=st)
         self._save_graph(path, g)

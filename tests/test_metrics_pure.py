@@ -111,26 +111,50 @@ def test_merge_topk():
     assert s.tolist() == [[0.95, 0.9, 0.5, 0.5]]
 
 
+def assert_prefix_exact(got_idx, got_sim, x, k):
+    """First k columns equal brute force; every kept entry after them is an exact prefix too."""
+    wi, ws = brute_knn(x, got_idx.shape[1])
+    np.testing.assert_array_equal(got_idx[:, :k], wi[:, :k])
+    kept = got_idx >= 0
+    np.testing.assert_array_equal(np.where(kept, got_idx, -1), np.where(kept, wi, -1))
+    np.testing.assert_allclose(got_sim[kept], ws[kept], atol=1e-12)
+    assert (kept.sum(axis=1) >= k).all()
+
+
+def no_vectors():
+    raise AssertionError("vectors were loaded")
+
+
 def test_update_knn_equals_full_recompute():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((400, 16)).astype(np.float32)
     keys = np.array([f"{i}:a" for i in range(400)])
-    old_i, old_s = knn(x, 10)
-    # Unchanged: everything reused.
-    i, s, st = update_knn(keys, old_i, old_s, keys, x, 10)
+    old_i, old_s = knn(x, 20)
+    # Unchanged: everything reused, no vectors needed.
+    i, s, st = update_knn(keys, old_i, old_s, keys, no_vectors, 10)
     assert_same_graph((i, s), (old_i, old_s))
-    assert st["recomputed"] == 0 and st["reused"] == 400
+    assert st["recomputed"] == 0 and st["reused"] == 400 and not st["vectors_loaded"]
+    # Removals only (a label edit moves a prompt out of the CP set): no vectors needed either.
+    keep = np.setdiff1d(np.arange(400), [10, 11, 300])
+    i, s, st = update_knn(keys, old_i, old_s, keys[keep], no_vectors, 10)
+    assert_prefix_exact(i, s, x[keep], 10)
+    assert st["recomputed"] == 0 and not st["vectors_loaded"]
     # Two texts changed, three rows removed, five added (ids kept in order).
     x2 = x.copy()
     x2[[3, 200]] = rng.standard_normal((2, 16))
     keys2 = keys.copy()
     keys2[[3, 200]] = ["3:b", "200:b"]
-    keep = np.setdiff1d(np.arange(400), [10, 11, 300])
     new_x = np.concatenate([x2[keep], rng.standard_normal((5, 16)).astype(np.float32)])
     new_keys = np.concatenate([keys2[keep], [f"{400 + j}:a" for j in range(5)]])
-    i, s, st = update_knn(keys, old_i, old_s, new_keys, new_x, 10)
-    assert_same_graph((i, s), brute_knn(new_x, 10))
-    assert not st["full"] and 7 <= st["recomputed"] < 100 and st["merged"] > 250
+    i, s, st = update_knn(keys, old_i, old_s, new_keys, lambda: new_x, 10)
+    assert_prefix_exact(i, s, new_x, 10)
+    assert not st["full"] and st["recomputed"] == 7 and st["merged"] > 300 and st["vectors_loaded"]
+    # Chained updates stay exact: remove many rows' neighbours until some rows run short.
+    gone = np.arange(0, 405, 3)
+    keep2 = np.setdiff1d(np.arange(new_keys.size), gone)
+    i2, s2, st2 = update_knn(new_keys, i, s, new_keys[keep2], lambda: new_x[keep2], 10, max_changed_share=1.0)
+    assert_prefix_exact(i2, s2, new_x[keep2], 10)
+    assert st2["recomputed"] > 0
     # Many changes: falls back to a full pass, same result.
     many = keys.copy()
     many[:150] = [f"{j}:c" for j in range(150)]
@@ -142,10 +166,10 @@ def test_update_knn_equals_full_recompute():
 def test_update_knn_with_ties():
     x = tie_vectors(120, seed=5)
     keys = np.arange(120)
-    old_i, old_s = knn(x, 10)
+    old_i, old_s = knn(x, 20)
     new_x = np.concatenate([x, tie_vectors(3, seed=9)])
     i, s, _ = update_knn(keys, old_i, old_s, np.arange(123), new_x, 10)
-    assert_same_graph((i, s), brute_knn(new_x, 10))
+    assert_prefix_exact(i, s, new_x, 10)
 
 
 # -- categorical purity ------------------------------------------------------------------------

@@ -352,66 +352,100 @@ def merge_topk(
     return oi, os_
 
 
+def _key_lt(sim_a: np.ndarray, idx_a: np.ndarray, sim_b: np.ndarray, idx_b: np.ndarray) -> np.ndarray:
+    """(sim_a, idx_a) ranks before (sim_b, idx_b): higher similarity, then lower index."""
+    return (sim_a > sim_b) | ((sim_a == sim_b) & (idx_a < idx_b))
+
+
 def update_knn(
     old_keys: np.ndarray,
     old_idx: np.ndarray,
     old_sim: np.ndarray,
     new_keys: np.ndarray,
-    x: np.ndarray,
+    vectors: np.ndarray | Callable[[], np.ndarray],
     k: int,
     *,
     max_changed_share: float = 0.25,
     max_tile_bytes: int | None = None,
     block_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The self kNN graph of x, reusing a graph built on an earlier version of the same rows.
+    """The self kNN graph of the new rows, reusing a graph built on an earlier version of them.
 
     old_keys / new_keys identify each row's vector (e.g. "prompt id:text hash"); rows are matched
-    by key. New or changed rows get their neighbours against everything; an unchanged row whose
-    old neighbours are all still there merges its list with the new/changed vectors; an unchanged
-    row that lost a neighbour (removed or changed) is recomputed. The result equals `knn(x, k)`.
+    by key, and both lists must be in the same order as the vectors (ascending ids). A stored
+    row is an exact prefix of that row's neighbour list: -1 after it means "not kept", since a
+    graph stored with width kg only holds each row's kg best. Rules:
+    - a kept row drops neighbours that were removed or changed; it still holds an exact prefix;
+    - fresh (new or changed) vectors join a kept row's list when they rank before its last entry;
+    - a row left with fewer than k entries, and every fresh row, is recomputed against all rows.
+    So removals and label edits need no vectors at all (`vectors` may be a callable, called only
+    when needed). The first k columns equal `knn(x, k)`; the result keeps the old width.
     """
-    x = normalise(x)
-    n = x.shape[0]
     old_keys = np.asarray(old_keys)
     new_keys = np.asarray(new_keys)
-    stats = {"rows": n, "recomputed": 0, "merged": 0, "reused": 0, "full": False}
-    if old_idx.shape[1] < k or n == 0 or old_keys.size == 0:
-        stats.update(full=True, recomputed=n)
-        i, s = knn(x, k, max_tile_bytes=max_tile_bytes, block_size=block_size, assume_normalised=True)
-        return i, s, stats
+    kg = max(int(k), old_idx.shape[1])
+    n = new_keys.size
+    loaded: list[np.ndarray] = []
+
+    def x() -> np.ndarray:
+        if not loaded:
+            v = vectors() if callable(vectors) else vectors
+            loaded.append(normalise(v))
+        return loaded[0]
+
+    stats = {"rows": int(n), "recomputed": 0, "merged": 0, "reused": 0, "full": False, "vectors_loaded": False}
+
+    def full():
+        stats.update(full=True, recomputed=int(n), merged=0, reused=0, vectors_loaded=True)
+        i, s_ = knn(x(), kg, max_tile_bytes=max_tile_bytes, block_size=block_size, assume_normalised=True)
+        return i, s_, stats
+
+    n_old = old_keys.size
+    # Small sets: a -1 may mean "no more rows" rather than "not kept"; recomputing is cheap anyway.
+    if old_idx.shape[1] < k or n == 0 or n_old - 1 <= kg or n - 1 <= kg:
+        return full()
     old_pos = {key: p for p, key in enumerate(old_keys.tolist())}
     new_to_old = np.array([old_pos.get(key, -1) for key in new_keys.tolist()], dtype=np.int64)
-    old_to_new = np.full(old_keys.size, -1, dtype=np.int64)
-    kept = new_to_old >= 0
-    old_to_new[new_to_old[kept]] = np.flatnonzero(kept)
-    fresh = np.flatnonzero(~kept)
-    old_nb = old_idx[new_to_old[kept]][:, :k]
-    remapped = np.where(old_nb >= 0, old_to_new[np.where(old_nb < 0, 0, old_nb)], -1)
-    lost = ((old_nb >= 0) & (remapped < 0)).any(axis=1)
-    kept_rows = np.flatnonzero(kept)
-    dirty = np.concatenate([fresh, kept_rows[lost]])
-    clean = kept_rows[~lost]
+    kept_rows = np.flatnonzero(new_to_old >= 0)
+    fresh = np.flatnonzero(new_to_old < 0)
+    old_to_new = np.full(n_old, -1, dtype=np.int64)
+    old_to_new[new_to_old[kept_rows]] = kept_rows
+    nb = old_idx[new_to_old[kept_rows]]
+    ns = old_sim[new_to_old[kept_rows]].astype(np.float64)
+    mapped = np.where(nb >= 0, old_to_new[np.where(nb < 0, 0, nb)], -1)
+    # Compact: surviving neighbours first, in their order (a stable sort on "dropped").
+    order = np.argsort(mapped < 0, axis=1, kind="stable")
+    ci = np.take_along_axis(mapped, order, axis=1)
+    cs = np.where(ci >= 0, np.take_along_axis(ns, order, axis=1), -np.inf)
+    length = (ci >= 0).sum(axis=1)
+    short = length < k
+    dirty = np.concatenate([fresh, kept_rows[short]])
     if dirty.size > max_changed_share * n:
-        stats.update(full=True, recomputed=n)
-        i, s = knn(x, k, max_tile_bytes=max_tile_bytes, block_size=block_size, assume_normalised=True)
-        return i, s, stats
-    out_idx = np.full((n, k), -1, dtype=np.int64)
-    out_sim = np.full((n, k), -np.inf)
+        return full()
+    clean_sel = ~short
+    clean = kept_rows[clean_sel]
+    ci, cs, length = ci[clean_sel], cs[clean_sel], length[clean_sel]
+    out_idx = np.full((n, kg), -1, dtype=np.int64)
+    out_sim = np.full((n, kg), -np.inf)
+    if fresh.size and clean.size:
+        fi, fs = knn_query(x()[clean], x()[fresh], min(kg, fresh.size), max_tile_bytes=max_tile_bytes,
+                           block_size=block_size, assume_normalised=True)
+        fi = np.where(fi >= 0, fresh[np.where(fi < 0, 0, fi)], -1)
+        # A fresh candidate is provably in a row's list only if it ranks before the row's last kept entry.
+        last = np.maximum(length - 1, 0)
+        last_i = ci[np.arange(clean.size), last][:, None]
+        last_s = cs[np.arange(clean.size), last][:, None]
+        ok = (fi >= 0) & _key_lt(fs, fi, last_s, last_i)
+        fi, fs = np.where(ok, fi, -1), np.where(ok, fs, -np.inf)
+        ci, cs = merge_topk(ci, cs, fi, fs, kg)
+        stats["merged"] = int(clean.size)
+    else:
+        stats["reused"] = int(clean.size)
+    out_idx[clean], out_sim[clean] = ci[:, :kg], cs[:, :kg]
     if dirty.size:
-        di, ds = knn_query(x[dirty], x, k, exclude=dirty, max_tile_bytes=max_tile_bytes, block_size=block_size, assume_normalised=True)
+        di, ds = knn_query(x()[dirty], x(), kg, exclude=dirty, max_tile_bytes=max_tile_bytes, block_size=block_size,
+                           assume_normalised=True)
         out_idx[dirty], out_sim[dirty] = di, ds
-    if clean.size:
-        ci = remapped[~lost]
-        cs = old_sim[new_to_old[clean]][:, :k].astype(np.float64)
-        if fresh.size:
-            # Candidates among the fresh vectors: float32 screen, float64 decision (as in knn).
-            fi, fs = knn_query(x[clean], x[fresh], min(k, fresh.size), max_tile_bytes=max_tile_bytes, block_size=block_size, assume_normalised=True)
-            fi = np.where(fi >= 0, fresh[np.where(fi < 0, 0, fi)], -1)
-            ci, cs = merge_topk(ci, cs, fi, fs, k)
-            stats["merged"] = int(clean.size)
-        else:
-            stats["reused"] = int(clean.size)
-        out_idx[clean], out_sim[clean] = ci, cs
     stats["recomputed"] = int(dirty.size)
+    stats["vectors_loaded"] = bool(loaded)
     return out_idx, out_sim, stats
