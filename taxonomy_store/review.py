@@ -79,6 +79,11 @@ class Review:
             nodes = node_index(s)
         return rows, nodes
 
+    def datasets(self) -> list[str]:
+        """Names of the datasets live prompts were first seen in (for the prompt filters)."""
+        with self.store.session() as s:
+            return sorted({r.dataset for r in live_prompts(s) if r.dataset})
+
     def neighbours(self, prompt_id: int, *, encoder: str, k: int = 5) -> list[ReviewNeighbour]:
         """The k stored prompts nearest to a stored prompt (itself left out), most similar first."""
         try:

@@ -93,6 +93,15 @@ async def test_prompts_search_edit_and_undo(tui_store):
         undone = tui_store.curation.get_prompt(first.id)
         assert undone.text == before.text
         assert undone.revision == before.revision + 2
+
+        # soft delete: gone from the list, back with the deleted toggle, undone by undo
+        await press(pilot, "delete")
+        assert tui_store.curation.get_prompt(first.id).deleted
+        assert first.id not in table.prompts
+        await press(pilot, "x")
+        assert table.prompts[first.id].deleted
+        await press(pilot, "u")
+        assert not tui_store.curation.get_prompt(first.id).deleted
         assert app.errors == []
 
 
@@ -122,6 +131,16 @@ async def test_prompts_label_filter_and_category_pick(tui_store):
         moved = tui_store.curation.get_prompt(target.id)
         assert moved.category_code == "figurative_language"
         assert moved.label == "unsafe"
+
+        await press(pilot, "escape", "d")  # clear the filters, then the first dataset
+        assert app.errors == []
+        assert app.screen.dataset == "xstest_aug"
+        total = tui_store.curation.count_prompts(dataset="xstest_aug")
+        assert total > 200 and table.row_count == 200
+        assert f"{total} prompts (1–200)" in tui_screen_text(app)
+        await press(pilot, "right_square_bracket")  # next page
+        assert table.row_count == min(200, total - 200)
+        assert min(table.prompts) == tui_store.curation.list_prompts(dataset="xstest_aug", offset=200, limit=1)[0].id
         assert app.errors == []
 
 
@@ -174,6 +193,12 @@ async def test_pairs_accept_reject_undo_note(tui_store):
         assert f"minilm {sims['minilm']:.3f}" in text
         assert screen.shown.unsafe_neighbours and screen.shown.safe_neighbours
         assert noted.unsafe_prompt_id not in {n.prompt_id for n in screen.shown.unsafe_neighbours}
+
+        # edit the safe side in place
+        safe_before = tui_store.curation.get_prompt(noted.safe_prompt_id)
+        await press(pilot, "E", "end", *" today", "ctrl+s")
+        assert tui_store.curation.get_prompt(noted.safe_prompt_id).text == safe_before.text + " today"
+        assert screen.current.id == noted.id
         assert app.errors == []
     final = statuses(tui_store)
     assert sum(1 for s in final.values() if s == "rejected") == 2

@@ -185,7 +185,7 @@ class NewPairModal(ModalScreen[dict | None]):
             yield card
             yield TextArea("", id="newpair-text", soft_wrap=True, show_line_numbers=False)
             options = [(t, t) for t in self.pair_types]
-            yield Select(options, value=self.default_type if self.default_type in self.pair_types else Select.BLANK,
+            yield Select(options, value=self.default_type if self.default_type in self.pair_types else Select.NULL,
                          prompt="pair type", id="newpair-type")
             with Horizontal(classes="buttons"):
                 yield Button("Create (ctrl+s)", variant="primary", id="newpair-save")
@@ -202,7 +202,7 @@ class NewPairModal(ModalScreen[dict | None]):
             self.notify("write the safe variant first", severity="warning")
             return
         value = self.query_one("#newpair-type", Select).value
-        self.dismiss({"safe_text": text, "pair_type": None if value is Select.BLANK else value})
+        self.dismiss({"safe_text": text, "pair_type": None if value is Select.NULL else value})
 
     @on(Button.Pressed, "#newpair-cancel")
     def action_cancel(self) -> None:

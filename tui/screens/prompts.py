@@ -26,6 +26,9 @@ class PromptsScreen(StoreScreen):
         Binding("e", "edit", "Edit", id="prompts.edit"),
         Binding("c", "filter_category", "Category filter", id="prompts.category"),
         Binding("l", "cycle_label", "Label filter", id="prompts.label"),
+        Binding("right_square_bracket", "page(1)", "Next page", id="prompts.next_page"),
+        Binding("left_square_bracket", "page(-1)", "Previous page", id="prompts.previous_page"),
+        Binding("d", "cycle_dataset", "Dataset filter", id="prompts.dataset"),
         Binding("x", "toggle_deleted", "Deleted", id="prompts.deleted"),
         Binding("p", "new_pair", "New pair", id="prompts.new_pair"),
         Binding("delete", "delete", "Delete", id="prompts.delete"),
@@ -39,6 +42,7 @@ class PromptsScreen(StoreScreen):
         prompts: list[Any]
         total: int
         tree: Any
+        datasets: list[str]
 
     @dataclass
     class Changed(Message):
@@ -49,7 +53,11 @@ class PromptsScreen(StoreScreen):
         self.search = ""
         self.label: str | None = None
         self.category: str | None = None
+        self.dataset: str | None = None
+        self.datasets: list[str] = []
         self.include_deleted = False
+        self.page_offset = 0
+        self.total = 0
         self.tax_tree: Any = None
 
     def compose(self) -> ComposeResult:
@@ -73,27 +81,31 @@ class PromptsScreen(StoreScreen):
             label=self.label,
             category=self.category,
             taxonomy=self.app.taxonomy if self.category else None,
+            dataset=self.dataset,
             include_deleted=self.include_deleted,
         )
 
-    def refresh_data(self) -> None:
-        self.load(self.filters(), self.app.taxonomy)
+    def refresh_data(self, *, keep_page: bool = False) -> None:
+        if not keep_page:
+            self.page_offset = 0
+        self.load(self.filters(), self.app.taxonomy, self.page_offset)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="prompts.load")
-    def load(self, filters: dict[str, Any], taxonomy: str) -> None:
-        prompts = self.store.curation.list_prompts(**filters, limit=PAGE)
+    def load(self, filters: dict[str, Any], taxonomy: str, offset: int) -> None:
+        prompts = self.store.curation.list_prompts(**filters, limit=PAGE, offset=offset)
         total = self.store.curation.count_prompts(**filters)
         tree = self.store.taxonomies.tree(taxonomy)
-        self.post_message(self.Loaded(prompts, total, tree))
+        self.post_message(self.Loaded(prompts, total, tree, self.store.review.datasets()))
 
     def on_prompts_screen_loaded(self, msg: Loaded) -> None:
-        self.tax_tree = msg.tree
+        self.tax_tree, self.datasets = msg.tree, msg.datasets
         table = self.query_one(PromptTable)
         table.show(msg.prompts)
+        self.total = msg.total
         status = Text(f"{msg.total} prompts", style="bold")
         if msg.total > len(msg.prompts):
-            status.append(f" (first {len(msg.prompts)})", style="dim")
-        for name, value in (("search", self.search), ("label", self.label), ("category", self.category)):
+            status.append(f" ({self.page_offset + 1}–{self.page_offset + len(msg.prompts)})", style="dim")
+        for name, value in (("search", self.search), ("label", self.label), ("category", self.category), ("dataset", self.dataset)):
             if value:
                 status.append(f"  {name}: ")
                 status.append_text(safe_text(value, "cyan"))
@@ -115,7 +127,7 @@ class PromptsScreen(StoreScreen):
 
     @on(Select.Changed, "#prompt-label")
     def _label(self, event: Select.Changed) -> None:
-        value = None if event.value is Select.BLANK else str(event.value)
+        value = None if event.value is Select.NULL else str(event.value)
         if value != self.label:
             self.label = value
             self.refresh_data()
@@ -126,7 +138,22 @@ class PromptsScreen(StoreScreen):
     def action_cycle_label(self) -> None:
         order = [None, "unsafe", "safe", "unlabeled"]
         nxt = order[(order.index(self.label) + 1) % len(order)]
-        self.query_one("#prompt-label", Select).value = Select.BLANK if nxt is None else nxt
+        select = self.query_one("#prompt-label", Select)
+        if nxt is None:
+            select.clear()
+        else:
+            select.value = nxt
+
+    def action_page(self, step: int) -> None:
+        offset = self.page_offset + step * PAGE
+        if 0 <= offset < max(self.total, 1):
+            self.page_offset = offset
+            self.refresh_data(keep_page=True)
+
+    def action_cycle_dataset(self) -> None:
+        order: list[str | None] = [None, *self.datasets]
+        self.dataset = order[(order.index(self.dataset) + 1) % len(order)] if self.dataset in order else None
+        self.refresh_data()
 
     def action_toggle_deleted(self) -> None:
         self.include_deleted = not self.include_deleted
@@ -144,9 +171,9 @@ class PromptsScreen(StoreScreen):
         self.app.push_screen(CategoryPicker(self.tax_tree, self.category), chosen)
 
     def action_clear_filters(self) -> None:
-        self.search, self.label, self.category, self.include_deleted = "", None, None, False
+        self.search, self.label, self.category, self.dataset, self.include_deleted = "", None, None, None, False
         self.query_one("#prompt-search", Input).value = ""
-        self.query_one("#prompt-label", Select).value = Select.BLANK
+        self.query_one("#prompt-label", Select).clear()
         self.query_one(PromptTable).focus()
         self.refresh_data()
 
@@ -197,4 +224,4 @@ class PromptsScreen(StoreScreen):
     def on_prompts_screen_changed(self, msg: Changed) -> None:
         self.notify({"update": "prompt updated", "delete": "prompt deleted", "undo": "undone",
                      "pair": "pair created"}[msg.what])
-        self.refresh_data()
+        self.refresh_data(keep_page=True)
