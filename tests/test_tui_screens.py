@@ -313,7 +313,25 @@ async def test_prompt_with_escapes_and_markup_renders_inert(tui_store):
         segments = [seg for strip in card.render_lines(card.region.reset_offset) for seg in strip]
         loud = [seg for seg in segments if "loud" in seg.text]
         assert loud and not any(seg.style and (seg.style.bold or seg.style.link) for seg in loud)
+        assert raw_controls(app) == []
+
+        # the editor shows the inert form too; saving it untouched changes nothing
+        revision = tui_store.curation.get_prompt(target.id).revision
+        await press(pilot, "e")
+        assert raw_controls(app) == []
+        assert "\\x1b[31mred" in tui_screen_text(app)
+        await press(pilot, "ctrl+s")
+        assert tui_store.curation.get_prompt(target.id).text == HOSTILE
+        assert tui_store.curation.get_prompt(target.id).revision == revision
         assert app.errors == []
+
+
+def raw_controls(app) -> list[str]:
+    """Segments about to be written to the terminal that still carry control or bidi characters."""
+    import re
+
+    bad = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+    return [seg.text for strip in app.screen._compositor.render_strips() for seg in strip if bad.search(seg.text)]
 
 
 # -- the event loop never blocks ------------------------------------------------------------------

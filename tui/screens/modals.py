@@ -89,11 +89,16 @@ class EditPromptModal(ModalScreen[dict | None]):
         super().__init__()
         self.prompt, self.tax_tree = prompt, tree
         self.category = prompt.category_code
+        # The editor shows (and edits) the inert form: a TextArea would send raw escapes to the terminal.
+        self.shown_text = inert(prompt.text, keep_newlines=True)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="edit-dialog"):
             yield Label(Text(f"Edit prompt #{self.prompt.id}", style="bold"))
-            yield TextArea(self.prompt.text, id="edit-text", soft_wrap=True, show_line_numbers=False)
+            if self.shown_text != self.prompt.text:
+                yield Label(Text("control characters are shown as \\xNN escapes; an edited text keeps them as plain text",
+                                 style="italic yellow"), id="edit-inert-note")
+            yield TextArea(self.shown_text, id="edit-text", soft_wrap=True, show_line_numbers=False)
             with Horizontal(classes="edit-row"):
                 yield Select([(lbl, lbl) for lbl in LABELS], value=self.prompt.label, allow_blank=False, id="edit-label")
                 yield Button(self._category_label(), id="edit-category")
@@ -124,7 +129,7 @@ class EditPromptModal(ModalScreen[dict | None]):
     def action_save(self) -> None:
         changes: dict[str, Any] = {}
         text = self.query_one("#edit-text", TextArea).text
-        if text.strip() and text != self.prompt.text:
+        if text.strip() and text != self.shown_text:
             changes["text"] = text
         label = self.query_one("#edit-label", Select).value
         if label != self.prompt.label:

@@ -17,6 +17,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from taxonomy_store.text import inert
+
 from ..widgets import PromptCard, heat, safe_text
 from ..widgets.prompt_card import LABEL_STYLES
 from .base import StoreScreen
@@ -253,7 +255,7 @@ class PairsScreen(StoreScreen):
                 self.follow_id = pair.id
                 self.write("decide", pair.id, {"status": pair.status, "note": note})
 
-        self.app.push_screen(TextInputModal(f"Note on pair #{pair.id}", getattr(pair, "note", None) or ""), done)
+        self.app.push_screen(TextInputModal(f"Note on pair #{pair.id}", inert(getattr(pair, "note", None) or "")), done)
 
     def action_edit(self, side: str) -> None:
         pair, shown = self.current, self.shown
