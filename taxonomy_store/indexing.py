@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -30,6 +31,9 @@ from .vector_index import VectorIndex, collection_name
 if TYPE_CHECKING:
     from .encoders import EncoderInfo
     from .store import Store
+
+# A write batch of `embed` = this many forward passes of the encoder's batch size (unless given).
+WRITE_BATCH_FORWARD_PASSES = 4
 
 # progress(encoder name, prompts encoded so far, prompts to encode)
 Progress = Callable[[str, int, int], None]
@@ -150,6 +154,9 @@ def _where(where: dict | None) -> dict | None:
 class Index:
     """`store.index`: embed, verify, and read the vectors of each encoder."""
 
+    # Write batch k to Chroma and SQL while batch k+1 is encoded (off: strictly one after the other).
+    overlap_writes = True
+
     def __init__(self, store: "Store"):
         self.store = store
         self._live: dict[tuple[str, str | None], Any] = {}
@@ -226,9 +233,12 @@ class Index:
         return total
 
     def _embed_one(self, info: "EncoderInfo", *, progress: Progress | None, batch_size: int | None) -> EmbedSummary:
-        batch = int(batch_size or info.batch_size)
+        # The write batch (the unit of crash safety) spans a few forward passes: Chroma pays per call.
+        batch = int(batch_size or info.batch_size * WRITE_BATCH_FORWARD_PASSES)
         if batch < 1:
             raise InvalidValue(f"batch size must be at least 1, not {batch}")
+        batch = min(batch, self.vectors.max_batch)
+        forward = min(info.batch_size, batch)
         rows, nodes, book = self._sql_state(info)
         coll = self.vectors.collection(info)
         present = self.vectors.ids(coll)
@@ -269,14 +279,30 @@ class Index:
             done = 0
             if progress:
                 progress(info.name, 0, len(to_encode))
-            for i in range(0, len(to_encode), batch):
-                part = to_encode[i : i + batch]
-                vecs = live.encode([r.text for r, _ in part], batch_size=batch)
+
+            def write(part: list[tuple[PromptRow, dict]], vecs: np.ndarray) -> None:
+                # Chroma first, then the bookkeeping: a kill in between only costs this batch again.
                 self.vectors.upsert(coll, [r.id for r, _ in part], vecs, [m for _, m in part])
                 self._write_bookkeeping(info, [(r.id, r.text_sha256, meta_sha256(m)) for r, m in part], reason)
+                nonlocal done
                 done += len(part)
                 if progress:
                     progress(info.name, done, len(to_encode))
+
+            # One writer thread: batch k is written while batch k+1 is encoded. At most one write is
+            # in flight, so Chroma is never more than one batch ahead of the bookkeeping.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tstore-embed-writer") as writer:
+                pending = None
+                for i in range(0, len(to_encode), batch):
+                    part = to_encode[i : i + batch]
+                    vecs = live.encode([r.text for r, _ in part], batch_size=forward)
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(write, part, vecs) if self.overlap_writes else None
+                    if pending is None:
+                        write(part, vecs)
+                if pending is not None:
+                    pending.result()
             summary.embedded = len(to_encode)
         return summary
 
