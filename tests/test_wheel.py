@@ -27,8 +27,22 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
+def _expected_modules() -> set[str]:
+    """Every .py file of the checkout's packages, under the name it has inside the wheel."""
+    mapping = {"taxonomy_store": "taxonomy_store", "migrations": "taxonomy_store/migrations", "seeds": "taxonomy_store/seeds", "tui": "taxonomy_store/tui"}
+    out = set()
+    for src, dst in mapping.items():
+        for path in (REPO / src).rglob("*.py"):
+            if "__pycache__" not in path.parts:
+                out.add(f"{dst}/{path.relative_to(REPO / src).as_posix()}")
+    return out
+
+
 def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
+    assert _expected_modules() <= names, sorted(_expected_modules() - names)
+    assert "taxonomy_store/tui/app.tcss" in names
+    assert {"taxonomy_store/seeds/demo/prompts.csv", "taxonomy_store/seeds/demo/pairs.csv", "taxonomy_store/seeds/demo/contrast.jsonl"} <= names
     assert "taxonomy_store/migrations/env.py" in names
     assert "taxonomy_store/migrations/script.py.mako" in names
     assert any(n.startswith("taxonomy_store/migrations/versions/0001_") for n in names)
@@ -66,3 +80,6 @@ def test_installed_wheel_outside_checkout(wheel, tmp_path):
     tree = json.loads(tstore("--store", "X", "taxonomy", "show", "do-not-answer", "--json").stdout)
     assert [len(tree["children"]), sum(len(r["children"]) for r in tree["children"])] == [5, 12]
     assert (work / "X" / "tstore.db").is_file()
+    # The TUI (screens, widgets, styles) imports from the installed package.
+    tui = subprocess.run([str(py), "-c", "import taxonomy_store.tui.app as a, pathlib; print(a.__file__)"], cwd=work, env=env, capture_output=True, text=True)
+    assert tui.returncode == 0 and tui.stdout.startswith(site), tui.stderr
