@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--singles", type=int, default=200, help="single-prompt queries per path")
     ap.add_argument("--batch", type=int, default=1000, help="prompts in the batch run")
+    ap.add_argument("--batch-repeats", type=int, default=2, help="batch runs per path (alternating; the best counts)")
     ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads for both paths (default: torch's)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -150,13 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         t_chroma.append(time.perf_counter() - t)
 
     batch = [pool[i % len(pool)] for i in range(args.batch)]
-    t = time.perf_counter()
-    raw(batch)
-    b_raw = time.perf_counter() - t
-    t = time.perf_counter()
-    results = ours(batch)
-    b_ours = time.perf_counter() - t
-    assert len(results) == len(batch)
+    b_raw_runs, b_ours_runs = [], []
+    for rep in range(args.batch_repeats):  # alternating, best of each: the machine's noise hits both
+        for fn, acc in ((raw, b_raw_runs), (ours, b_ours_runs)) if rep % 2 == 0 else ((ours, b_ours_runs), (raw, b_raw_runs)):
+            t = time.perf_counter()
+            res = fn(batch)
+            acc.append(time.perf_counter() - t)
+            assert len(res) == len(batch)
+    b_raw, b_ours = min(b_raw_runs), min(b_ours_runs)
 
     out = {
         "machine": machine(),
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  store.search.query         p50 {s['ours_p50_ms']:7.2f} ms   p95 {s['ours_p95_ms']:7.2f} ms")
         print(f"  ratio                      p50 {s['ratio_p50']:7.2f}x     p95 {s['ratio_p95']:7.2f}x   (target p50 <= 1.3x: {'met' if s['target_met'] else 'MISSED'})")
         print(f"  filtered (Chroma where)    p50 {s['chroma_filtered_p50_ms']:7.2f} ms   p95 {s['chroma_filtered_p95_ms']:7.2f} ms")
-        print(f"batch of {b['n']}:")
+        print(f"batch of {b['n']} (best of {args.batch_repeats}, alternating):")
         print(f"  raw  {b['raw_s']:6.2f} s  {b['raw_prompts_per_s']:7.1f} prompts/s")
         print(f"  ours {b['ours_s']:6.2f} s  {b['ours_prompts_per_s']:7.1f} prompts/s  ({b['ratio']:.2f}x the raw time)")
     store.close()
