@@ -282,7 +282,7 @@ class Index:
 
             def write(part: list[tuple[PromptRow, dict]], vecs: np.ndarray) -> None:
                 # Chroma first, then the bookkeeping: a kill in between only costs this batch again.
-                self.vectors.upsert(coll, [r.id for r, _ in part], vecs, [m for _, m in part])
+                self.vectors.upsert(coll, [r.id for r, _ in part], vecs, [m for _, m in part], present=present)
                 self._write_bookkeeping(info, [(r.id, r.text_sha256, meta_sha256(m)) for r, m in part], reason)
                 nonlocal done
                 done += len(part)

@@ -120,12 +120,12 @@ class VectorIndex:
         return dropped
 
     # -- writing -------------------------------------------------------------------------
-    def upsert(self, coll, ids: list[int], embeddings, metadatas: list[dict[str, Any]]) -> None:
+    def upsert(self, coll, ids: list[int], embeddings, metadatas: list[dict[str, Any]], *, present: set[int] | None = None) -> None:
+        """Write vectors; ids in `present` (None: all) may hold old metadata keys, which are removed."""
         for i in range(0, len(ids), self.max_batch):
             j = i + self.max_batch
-            coll.upsert(
-                ids=[str(x) for x in ids[i:j]], embeddings=embeddings[i:j], metadatas=[_with_removals(m) for m in metadatas[i:j]]
-            )
+            metas = [m if present is not None and pid not in present else _with_removals(m) for pid, m in zip(ids[i:j], metadatas[i:j])]
+            coll.upsert(ids=[str(x) for x in ids[i:j]], embeddings=embeddings[i:j], metadatas=metas)
 
     def update_metadata(self, coll, ids: list[int], metadatas: list[dict[str, Any]]) -> None:
         for i in range(0, len(ids), self.max_batch):
