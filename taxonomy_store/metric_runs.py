@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from . import metrics as M
 from .catalog import live_prompts, node_index
-from .db.models import Embedding, Encoder, MetricRun, MetricValue, Pair, PairSet, Prompt
+from .db.models import Encoder, MetricRun, MetricValue, Pair, PairSet, Prompt
 from .errors import InvalidValue, NotEmbedded, NotFound
 from .metrics.detection import confusion, majority_category, neighbour_mix
 from .metrics.purity import same_share
@@ -241,7 +241,8 @@ class MetricRuns:
     def _load_graph(self, path: Path) -> _Graph | None:
         try:
             with np.load(path, allow_pickle=False) as z:
-                return _Graph(keys=z["keys"], idx=z["idx"], sims=z["sims"], stats={})
+                g = _Graph(keys=z["keys"], idx=z["idx"], sims=z["sims"], stats={})
+            return g if g.keys.dtype.kind == "S" and g.idx.shape[0] == g.keys.shape[0] else None
         except (OSError, KeyError, ValueError):
             return None
 
@@ -252,10 +253,12 @@ class MetricRuns:
         tmp.replace(path)
 
     def graph(
-        self, info: "EncoderInfo", tag: str, prompt_ids: np.ndarray, text_hashes: list[str], k: int, progress: Progress = None
+        self, info: "EncoderInfo", tag: str, prompt_ids: np.ndarray, text_hashes: list[str], k: int, progress: Progress = None,
+        *, vectors: Callable[[], np.ndarray] | None = None,
     ) -> _Graph:
         """The kNN graph of these prompts (ordered by id), from the cache when it still fits."""
-        keys = np.array([f"{p}:{h}" for p, h in zip(prompt_ids.tolist(), text_hashes)])
+        # Row identity: prompt id and (80 bits of) its text hash, as compact bytes.
+        keys = np.array([f"{p}:{h[:20]}".encode() for p, h in zip(prompt_ids.tolist(), text_hashes)], dtype="S")
         # Keep more neighbours than asked: a removed neighbour is then replaced from the row's own
         # list, so removals and label edits never need the vectors again.
         kg = max(int(k) + GRAPH_EXTRA, GRAPH_MIN_K)
@@ -270,11 +273,13 @@ class MetricRuns:
                 return old
         cb = (lambda d, t: progress(f"kNN {tag}", d, t)) if progress else None
 
-        def vectors() -> np.ndarray:
-            return self.store.index.load_vectors(info.name, prompt_ids=prompt_ids.tolist()).vectors
+        if vectors is None:
+
+            def vectors() -> np.ndarray:
+                return self.store.index.load_vectors(info.name, prompt_ids=prompt_ids.tolist()).vectors
 
         if old is not None and old.idx.shape[1] >= k and keys.size:
-            idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, vectors, int(k))
+            idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, vectors, int(k), assume_normalised=True)
             st["source"] = "full" if st.get("full") else "incremental"
         elif keys.size:
             idx, sims = knn(vectors(), kg, progress=cb, assume_normalised=True)
@@ -286,6 +291,14 @@ class MetricRuns:
         g = _Graph(keys=keys, idx=idx, sims=sims, stats=st)
         self._save_graph(path, g)
         return g
+
+
+@dataclass(frozen=True)
+class _PromptLite:
+    id: int
+    text_sha256: str
+    label: str
+    category_id: int | None
 
 
 def _run_key(r: RunResult) -> tuple:
@@ -303,11 +316,16 @@ class _Context:
         self.progress = progress
         self.revision = self.store.data_revision()
         with self.store.session() as s:
-            self.prompts = live_prompts(s)
+            # Only what the metrics need (no texts): cheap on large stores.
+            self.prompts = [
+                _PromptLite(*r)
+                for r in s.execute(
+                    select(Prompt.id, Prompt.text_sha256, Prompt.label, Prompt.category_id)
+                    .where(Prompt.deleted_at.is_(None))
+                    .order_by(Prompt.id)
+                )
+            ]
             self.nodes = node_index(s)
-            self.embedded = dict(
-                s.execute(select(Embedding.prompt_id, Embedding.text_sha256).where(Embedding.encoder_id == info.id)).all()
-            )
             self._session_pairs = s.execute(
                 select(Pair.unsafe_prompt_id, Pair.safe_prompt_id, Pair.pair_type, Pair.status, PairSet.name, PairSet.kind)
                 .join(PairSet, PairSet.id == Pair.pair_set_id)
@@ -317,16 +335,31 @@ class _Context:
             ).all()
         self.by_id = {p.id: p for p in self.prompts}
         self._baseline_cache: dict[str, Any] | None = None
+        self._pool = None  # vectors read from Chroma in this call, reused by every metric of it
+        self._graphs: dict[tuple, _Graph] = {}
+        self._cp_sets: dict[tuple, tuple] = {}
+
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """Stored vectors of these prompts (ascending ids), read from Chroma at most once or twice
+        per compute(): the first read takes the whole collection when the store is not much larger."""
+        if self._pool is not None:
+            try:
+                return self._pool.take(ids)
+            except KeyError:
+                pass
+        whole = len(self.prompts) <= max(4 * len(ids), 50_000)
+        vs = self.store.index.load_vectors(self.info.name) if whole else self.store.index.load_vectors(self.info.name, prompt_ids=ids)
+        if self._pool is None or whole:
+            self._pool = vs
+        try:
+            return vs.take(ids)
+        except KeyError as exc:
+            raise NotEmbedded(
+                f"some prompts have no vector of their current text for encoder {self.info.name!r} ({exc.args[0]})",
+                f"run `tstore embed --encoder {self.info.name}`",
+            ) from None
 
     # -- helpers -------------------------------------------------------------------------
-    def _require_embedded(self, ids: list[int]) -> None:
-        missing = [i for i in ids if self.embedded.get(i) != self.by_id[i].text_sha256]
-        if missing:
-            raise NotEmbedded(
-                f"{len(missing)} of {len(ids)} prompts have no vector of their current text for encoder {self.info.name!r}",
-                f"run `tstore embed --encoder {self.info.name}`",
-            )
-
     def _result(self, metric: str, params: dict, primary: str, values: dict, details: dict, t0: float) -> RunResult:
         return RunResult(
             metric=metric, encoder=self.info.name, params=params, data_revision=self.revision, primary_name=primary,
@@ -334,6 +367,11 @@ class _Context:
         )
 
     def _cp_set(self, taxonomy: str, level: str | int):
+        if (taxonomy, str(level)) not in self._cp_sets:
+            self._cp_sets[(taxonomy, str(level))] = self._find_cp_set(taxonomy, level)
+        return self._cp_sets[(taxonomy, str(level))]
+
+    def _find_cp_set(self, taxonomy: str, level: str | int):
         with self.store.session() as s:
             tax = get_taxonomy(s, taxonomy)
             depth = level_depth(tax, level)
@@ -358,9 +396,14 @@ class _Context:
         return np.asarray(ids, dtype=np.int64), np.asarray(cats), level_name, depth
 
     def _graph(self, tag: str, ids: np.ndarray, k: int):
-        self._require_embedded(ids.tolist())
-        hashes = [self.by_id[i].text_sha256 for i in ids.tolist()]
-        return self.runs.graph(self.info, tag, ids, hashes, k, self.progress)
+        # The graph's keys carry each prompt's text hash: a graph whose keys match the current
+        # texts is right whatever the index's state; vectors are read (and must be current)
+        # only when rows changed.
+        memo = (tag, int(k))
+        if memo not in self._graphs:
+            hashes = [self.by_id[i].text_sha256 for i in ids.tolist()]
+            self._graphs[memo] = self.runs.graph(self.info, tag, ids, hashes, k, self.progress, vectors=lambda: self.vectors(ids.tolist()))
+        return self._graphs[memo]
 
     def _baseline(self) -> tuple[float, dict[str, Any]]:
         if self.info.baseline is not None:
@@ -399,11 +442,9 @@ class _Context:
 
     def _pair_cos(self, pairs: list) -> np.ndarray:
         ids = sorted({p[0] for p in pairs} | {p[1] for p in pairs})
-        self._require_embedded(ids)
-        vs = self.store.index.load_vectors(self.info.name, prompt_ids=ids)
-        u = vs.take([p[0] for p in pairs])
-        s_ = vs.take([p[1] for p in pairs])
-        return M.pair_cosines(u, s_)
+        x = self.vectors(ids)
+        pos = {pid: i for i, pid in enumerate(ids)}
+        return M.pair_cosines(x[[pos[p[0]] for p in pairs]], x[[pos[p[1]] for p in pairs]])
 
     # -- the metrics ---------------------------------------------------------------------
     def run_baseline(self, **params) -> list[RunResult]:

@@ -204,3 +204,33 @@ def test_incremental_after_text_edit_equals_full(dna_store):
     assert_same_values(cp, _full_recompute(dna_store, "cp"))
     with dna_store.session() as s:
         assert s.scalar(select(MetricRun.id).order_by(MetricRun.id.desc()).limit(1)) == dna_store.metrics.history()[-1].id
+
+
+def test_contrast_boundary_from_an_imported_contrast_set(dna_store, tmp_path):
+    import csv
+
+    unsafe = [t for _, t, _ in cp_set(dna_store)[:12]]
+    with dna_store.session() as s:
+        safe = [p.text for p in live_prompts(s) if p.label == "safe" and p.dataset == "xstest_prompts"][:36]
+    path = tmp_path / "contrast.csv"  # built at test time from the shared files, never kept
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "variant_1", "variant_2", "variant_3"])
+        for i, u in enumerate(unsafe):
+            w.writerow([u, *safe[3 * i : 3 * i + 3]])
+    dna_store.imports.import_file(path, dataset="contrast_test")
+    assert dna_store.index.embed("minilm").embedded == 0  # every text was already there
+    [run] = dna_store.metrics.compute("contrast", encoder="minilm")
+    b = run.details["baseline"]
+    vs = dna_store.index.load_vectors("minilm")
+    with dna_store.session() as s:
+        by_text = {p.text: p.id for p in live_prompts(s)}
+    want = []
+    for i, u in enumerate(unsafe):
+        uv = vs.take([by_text[u]])[0].astype(np.float64)
+        cos = [float(uv @ vs.take([by_text[t]])[0].astype(np.float64)) for t in safe[3 * i : 3 * i + 3]]
+        want.append((max(cos) - b) / (1 - b))
+    assert run.values["unsafe_prompts"] == 12 and run.values["variants_mean"] == 3
+    assert run.values["contrast_max_norm_mean"] == pytest.approx(np.mean(want), abs=1e-6)
+    assert run.values["contrast_max_norm_q50"] == pytest.approx(np.median(want), abs=1e-6)
+    assert sum(run.details["histogram"]["counts"]) == 12

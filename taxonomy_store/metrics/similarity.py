@@ -73,10 +73,10 @@ def _eps(dim: int) -> float:
     return 1.01 * max(dim, 8) * 2.0**-24 + 1e-7
 
 
-def _exact_dots(q64: np.ndarray, cand64: np.ndarray) -> np.ndarray:
-    """q (b, d) · cand (b, c, d) -> (b, c) in float64; one summation order everywhere, so equal
-    vectors always give bit-equal similarities."""
-    return (cand64 * q64[:, None, :]).sum(axis=-1)
+def _exact_dots(q: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """q (b, d) · cand (b, c, d) -> (b, c), products and sums in float64. One routine (the same
+    einsum inner loop over d for every pair) everywhere, so equal vectors give bit-equal values."""
+    return np.einsum("bkd,bd->bk", cand, q, dtype=np.float64, casting="safe")
 
 
 _EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -188,8 +188,8 @@ def _finish(
     for s in range(0, n_q, step):
         e = min(n_q, s + step)
         ci = top_idx[s:e]
-        cand = x[np.where(ci < 0, 0, ci)].astype(np.float64)
-        sims = _exact_dots(q[s:e].astype(np.float64), cand)
+        cand = x[np.where(ci < 0, 0, ci)]
+        sims = _exact_dots(q[s:e], cand)
         sims = np.where(ci < 0, -np.inf, sims)
         key_idx = np.where(ci < 0, np.iinfo(np.int64).max, ci)
         order = _row_order(key_idx, sims)
@@ -239,7 +239,7 @@ def _exact_rows(q: np.ndarray, x: np.ndarray, k: int, exclude: np.ndarray | None
             cand = np.flatnonzero(full[r] >= kth[r] - 1e-9)
             if exclude is not None:
                 cand = cand[cand != exclude[s + r]]
-            sims = _exact_dots(q64[r : r + 1], x64[cand][None, :, :])[0]
+            sims = _exact_dots(q[s + r : s + r + 1], x[cand][None, :, :])[0]
             order = np.lexsort((cand, -sims))[:kk]
             out_idx[s + r, :kk] = cand[order]
             out_sim[s + r, :kk] = sims[order]
@@ -368,6 +368,7 @@ def update_knn(
     max_changed_share: float = 0.25,
     max_tile_bytes: int | None = None,
     block_size: int | None = None,
+    assume_normalised: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """The self kNN graph of the new rows, reusing a graph built on an earlier version of them.
 
@@ -390,7 +391,10 @@ def update_knn(
     def x() -> np.ndarray:
         if not loaded:
             v = vectors() if callable(vectors) else vectors
-            loaded.append(normalise(v))
+            # Vectors given as normalised float32 are used bit for bit (re-normalising would move
+            # similarities by ~1e-8 and make an updated graph differ from a fresh one).
+            ok = assume_normalised and v.dtype == np.float32 and v.flags.c_contiguous
+            loaded.append(v if ok else normalise(v))
         return loaded[0]
 
     stats = {"rows": int(n), "recomputed": 0, "merged": 0, "reused": 0, "full": False, "vectors_loaded": False}
