@@ -8,7 +8,6 @@ reuse or update the stored kNN graph) must equal a full recompute.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 

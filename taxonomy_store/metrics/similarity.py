@@ -115,17 +115,15 @@ class _RunningTopK:
     def sim(self) -> np.ndarray:
         return _unpack(self.keys)[1]
 
-    def offer(self, rows: np.ndarray, tile: np.ndarray, col0: int, *, by_columns: bool = False, self_offset: int | None = None) -> None:
-        """Offer a tile. rows: the global row ids the tile's rows (or, by_columns, its columns) stand for.
-        col0: global index of the tile's first candidate. self_offset: tile position where row i meets itself."""
+    def _thresholds(self, rows: np.ndarray, view: np.ndarray, self_offset: int | None) -> np.ndarray:
+        """Each row's entry threshold for this tile: its current K-th value, or for rows not yet
+        full a seed from this tile. The K-th largest of any subset is a lower bound of the K-th
+        largest overall, so nothing below the seed can make the top K."""
         K = self.K
-        view = tile.T if by_columns else tile  # (len(rows), n_candidates), possibly a view
         n_cand = view.shape[1]
         thr = self.thr[rows].copy()
         unfilled = self.keys[rows, K - 1] == _EMPTY
         if unfilled.any() and n_cand > K:
-            # Seed a threshold from this tile: the K-th largest of any subset is a lower bound of
-            # the K-th largest overall, so nothing below it can make the top K.
             sample = np.array(view[unfilled], dtype=np.float32)
             if self_offset is not None:
                 r = np.flatnonzero(unfilled)
@@ -134,21 +132,52 @@ class _RunningTopK:
                 sample[np.flatnonzero(ok), c[ok]] = -np.inf
             seed = np.partition(sample, n_cand - K, axis=1)[:, n_cand - K]
             thr[unfilled] = np.maximum(thr[unfilled], seed)
-        # flatnonzero + divmod: several times faster than 2-d nonzero on a sparse mask.
-        if by_columns:
-            cr, rr = np.divmod(np.flatnonzero(tile >= thr[None, :]), tile.shape[1])
+        return thr
+
+    @staticmethod
+    def _above(tile: np.ndarray, thr_r: np.ndarray | None, thr_c: np.ndarray | None):
+        """(rows, cols, values) of tile entries reaching the row threshold (thr_r) or the column
+        threshold (thr_c). One scalar comparison pass at the lowest threshold (cheap), then the
+        exact per-row/column test on the few survivors; a broadcast pass when thresholds spread."""
+        ths = [t for t in (thr_r, thr_c) if t is not None]
+        lo = min(float(t.min()) for t in ths)
+        med = min(float(np.median(t)) for t in ths)
+        if np.isfinite(lo) and lo >= med - 0.05:
+            flat = np.flatnonzero(tile >= np.float32(lo))
         else:
-            rr, cr = np.divmod(np.flatnonzero(tile >= thr[:, None]), tile.shape[1])
+            mask = None
+            if thr_r is not None:
+                mask = tile >= thr_r[:, None]
+            if thr_c is not None:
+                mc = tile >= thr_c[None, :]
+                mask = mc if mask is None else (mask | mc)
+            flat = np.flatnonzero(mask)
+        rr, cr = np.divmod(flat, tile.shape[1])
+        return rr, cr, tile.ravel()[flat]
+
+    def offer(self, rows: np.ndarray, tile: np.ndarray, col0: int, *, self_offset: int | None = None) -> None:
+        """Offer a tile (rows of `tile` = `rows`, C-contiguous). col0: global index of the tile's
+        first column. self_offset: tile column where row i meets itself (excluded)."""
+        thr = self._thresholds(rows, tile, self_offset)
+        rr, cr, vals = self._above(tile, thr, None)
+        keep = vals >= thr[rr]
         if self_offset is not None:
-            keep = (cr - rr) != self_offset
-            rr, cr = rr[keep], cr[keep]
-        if rr.size == 0:
-            return
-        vals = tile[cr, rr] if by_columns else tile[rr, cr]
-        if by_columns:
-            o = np.argsort(rr, kind="stable")
-            rr, cr, vals = rr[o], cr[o], vals[o]
-        self._merge(rows, rr, cr.astype(np.int64) + col0, vals)
+            keep &= (cr - rr) != self_offset
+        if keep.any():
+            self._merge(rows, rr[keep], cr[keep].astype(np.int64) + col0, vals[keep])
+
+    def offer_pair(self, rows_i: np.ndarray, rows_j: np.ndarray, tile: np.ndarray) -> None:
+        """An off-diagonal tile of the self graph: rows_i x rows_j, updating both sides."""
+        thr_i = self._thresholds(rows_i, tile, None)
+        thr_j = self._thresholds(rows_j, tile.T, None)
+        rr, cr, vals = self._above(tile, thr_i, thr_j)
+        a = vals >= thr_i[rr]
+        if a.any():
+            self._merge(rows_i, rr[a], rows_j[cr[a]], vals[a])
+        b = vals >= thr_j[cr]
+        if b.any():
+            o = np.argsort(cr[b], kind="stable")
+            self._merge(rows_j, cr[b][o], rows_i[rr[b][o]], vals[b][o])
 
     def _merge(self, rows: np.ndarray, rr: np.ndarray, cand: np.ndarray, vals: np.ndarray) -> None:
         """rr sorted ascending: per affected row, sort its K kept keys with its new keys, keep K."""
@@ -281,8 +310,7 @@ def knn(
                 if j0 == i0:
                     top.offer(rows_i, tile, j0, self_offset=0)
                 else:
-                    top.offer(rows_i, tile, j0)
-                    top.offer(np.arange(j0, j1), tile, i0, by_columns=True)
+                    top.offer_pair(rows_i, np.arange(j0, j1), tile)
                 done += 1
                 if progress:
                     progress(done, total)
