@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -142,6 +143,16 @@ def vector_metadata(row: PromptRow, nodes: dict[int, NodeInfo]) -> dict[str, Any
 def meta_sha256(meta: dict[str, Any]) -> str:
     clean = {k: v for k, v in meta.items() if v is not None}
     return hashlib.sha256(json.dumps(clean, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _yield_to_encoder() -> None:
+    """Run the writer thread at a lower priority (Linux: per thread), so the encoder's threads keep the CPUs."""
+    try:
+        import threading
+
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 def _where(where: dict | None) -> dict | None:
@@ -291,7 +302,7 @@ class Index:
 
             # One writer thread: batch k is written while batch k+1 is encoded. At most one write is
             # in flight, so Chroma is never more than one batch ahead of the bookkeeping.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tstore-embed-writer") as writer:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tstore-embed-writer", initializer=_yield_to_encoder) as writer:
                 pending = None
                 for i in range(0, len(to_encode), batch):
                     part = to_encode[i : i + batch]
