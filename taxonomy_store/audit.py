@@ -68,6 +68,14 @@ class AuditBatch:
             self._pending = []
 
 
+# Audit entries that change no prompt, label, category, pair or taxonomy: registering an encoder,
+# setting its baseline or calibration. They do not move the data revision, so they make no
+# metric run or calibration stale (a run that used a baseline checks the baseline itself).
+NON_DATA_ENTITIES = ("encoder", "calibration", "metric_run")
+
+
 def data_revision(session: Session) -> int:
-    """The store's data revision: the id of the newest audit entry (0 for an empty store)."""
-    return session.scalar(select(func.coalesce(func.max(AuditEntry.id), 0))) or 0
+    """The store's data revision: the id of the newest audit entry about data (0 for an empty store)."""
+    return session.scalar(
+        select(func.coalesce(func.max(AuditEntry.id), 0)).where(AuditEntry.entity.not_in(NON_DATA_ENTITIES))
+    ) or 0

@@ -180,9 +180,17 @@ class MetricRuns:
         return sorted(seen.values(), key=lambda r: r.id or 0)
 
     def stale(self) -> list[RunResult]:
-        """Newest runs whose inputs changed since: the store's data revision moved past theirs."""
+        """Newest runs whose inputs changed since: the store's data revision moved past theirs, or
+        (separation, contrast) the encoder's baseline b is no longer the one they used."""
         rev = self.store.data_revision()
-        return [r for r in self.latest() if r.data_revision < rev]
+        baselines = {e.name: e.baseline for e in self.store.encoders.list()}
+
+        def baseline_moved(r: RunResult) -> bool:
+            used = r.details.get("baseline")
+            current = baselines.get(r.encoder)
+            return r.metric in ("separation", "contrast") and used is not None and current is not None and abs(used - current) > 1e-12
+
+        return [r for r in self.latest() if r.data_revision < rev or baseline_moved(r)]
 
     def recompute_stale(self, progress: Progress = None) -> list[RunResult]:
         out: list[RunResult] = []

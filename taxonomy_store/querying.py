@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import func, select
 
+from .audit import data_revision
 from .catalog import NodeInfo, PromptRow, live_prompts, node_index
 from .db.models import AuditEntry, Embedding, Encoder, Taxonomy
 from .errors import EmptyPrompt, EmptyStore, InvalidValue, NotEmbedded, NotEnoughLabels, UnknownTaxonomy
@@ -42,8 +43,6 @@ DEFAULT_K = 10
 DEFAULT_MARGIN = 0.05
 DEFAULT_TAXONOMY = "do-not-answer"
 SCORE_NAME = "similarity_weighted_unsafe_share"
-# Audit entries that change no prompt, label, category or vector: they do not make a calibration stale.
-NON_DATA_ENTITIES = ("encoder", "metric_run", "metric_runs", "calibration")
 LABEL_CODE = {"unsafe": 1, "safe": 0}
 
 
@@ -228,12 +227,6 @@ class _Snapshot:
         return self.info.name
 
 
-def _data_revision(session) -> int:
-    return session.scalar(
-        select(func.coalesce(func.max(AuditEntry.id), 0)).where(AuditEntry.entity.not_in(NON_DATA_ENTITIES))
-    ) or 0
-
-
 class Querying:
     """`store.search`: query and calibrate."""
 
@@ -297,7 +290,7 @@ class Querying:
                 raise NotEmbedded(f"encoder {encoder!r} has no vectors yet", f"run `tstore embed --encoder {encoder}`")
             nodes = node_index(s)
             taxonomies = {n: list(lv or []) for n, lv in s.execute(select(Taxonomy.name, Taxonomy.levels)).all()}
-            data_rev = _data_revision(s)
+            data_rev = data_revision(s)
         vs = self.store.index.load_vectors(encoder)  # EncoderMismatch when the collection holds other weights
         ids = np.asarray(vs.prompt_ids, dtype=np.int64)
         keep = np.fromiter((int(i) in rows for i in ids), dtype=bool, count=len(ids))
