@@ -37,6 +37,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("TSTORE_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
 
@@ -233,14 +236,7 @@ def row(bench, measure, ours, baseline_name, baseline, unit, ratio, target, met=
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     load = ""
     if hasattr(os, "getloadavg"):
         load = f", load average {os.getloadavg()[0]:.1f}"

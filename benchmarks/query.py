@@ -27,6 +27,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("TSTORE_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
 FILES = ("xstest_prompts.csv", "xstest_aug.csv", "do_not_answer.csv")
@@ -52,14 +55,7 @@ def build_store(path: Path, encoder: str):
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

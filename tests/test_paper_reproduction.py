@@ -11,20 +11,9 @@ import pytest
 
 from conftest import need_or_skip
 
-# Kim et al. (2024), Safe-Embed, Safety-Challenging results, SBERT-all row.
-PAPER_SBERT_ALL = {
-    "homonyms": 0.394,
-    "figurative_language": 0.296,
-    "target": 0.494,
-    "context": 0.653,
-    "definitions": 0.534,
-    "group": 0.514,
-    "action": 0.385,
-    "history": 0.698,
-    "privacy_publicity": 0.396,
-    "privacy_fictionality": 0.511,
-}
-PAPER_BASELINE = 0.092
+# Kim et al. (2024), Safe-Embed, Safety-Challenging results, SBERT-all row (one copy, in reproduce.py).
+from taxonomy_store.reproduce import PAPER_SBERT_ALL_BASELINE as PAPER_BASELINE  # noqa: E402
+from taxonomy_store.reproduce import PAPER_SBERT_ALL_SEPARATION as PAPER_SBERT_ALL  # noqa: E402
 
 
 @pytest.fixture(scope="module")
