@@ -74,7 +74,7 @@ def main() -> int:
         ratio = "" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
         met = {True: "yes", False: "NO", None: ""}[r.get("met")]
         table.add_row(r["benchmark"], r["measure"], f"{r['ours']:.4g} {unit}", base, ratio, str(r.get("target", "")), met)
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 180).print(table)
     for f in failed:
         print(f"FAILED {f}", file=sys.stderr)
     return 1 if failed else 0
