@@ -37,7 +37,9 @@ def json_option(f):
 
 
 def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
+    # JSON escapes C0 controls (ESC among them) by itself; on a terminal escape everything
+    # non-ASCII too, so C1 controls and bidi overrides in prompt text stay inert.
+    click.echo(json.dumps(obj, ensure_ascii=sys.stdout.isatty(), default=str))
 
 
 def stderr_console():
