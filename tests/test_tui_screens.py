@@ -160,8 +160,9 @@ async def test_pairs_accept_reject_undo_note(tui_store):
     async with app.run_test(size=SIZE) as pilot:
         await tui_settle(pilot)
         screen: PairsScreen = app.screen
-        assert screen.pairs == []  # the default queue is the proposed pairs: none yet
-        await press(pilot, "f")  # -> accepted
+        # The queue opens on the proposed pairs; with none proposed yet it shows them all.
+        assert screen.status is None and [p.id for p in screen.pairs] == ids
+        await press(pilot, "f", "f")  # all -> proposed -> accepted
         assert [p.id for p in screen.pairs] == ids
         assert screen.current.id == ids[0]
 
@@ -212,7 +213,7 @@ async def test_pairs_type_filter_and_new_safe_variant(tui_store):
     async with app.run_test(size=SIZE) as pilot:
         await tui_settle(pilot)
         screen = app.screen
-        await press(pilot, "f", "t")  # accepted, first pair type
+        await press(pilot, "f", "f", "t")  # all -> proposed -> accepted, first pair type
         first_type = screen.types[0]
         assert screen.pairs and {p.pair_type for p in screen.pairs} == {first_type}
         assert len(screen.pairs) == len(tui_store.curation.list_pairs(status="accepted", pair_type=first_type))

@@ -104,6 +104,8 @@ class PairsScreen(StoreScreen):
         self.follow_id: int | None = None  # after a reload, land on this pair if it is still listed
         self.shown: "PairsScreen.Details | None" = None
         self.counts: dict[str, int] = {}
+        # An imported store often holds only accepted pairs: then the queue opens on all of them.
+        self._first_load = True
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -140,6 +142,11 @@ class PairsScreen(StoreScreen):
         self.post_message(self.Loaded(pairs, sorted(types), counts))
 
     def on_pairs_screen_loaded(self, msg: Loaded) -> None:
+        first, self._first_load = self._first_load, False
+        if first and self.status == "proposed" and not msg.pairs and sum(msg.counts.values()):
+            self.status = None
+            self.load(None, self.pair_type)
+            return
         self.pairs, self.types = msg.pairs, msg.types
         self.app.pair_types = sorted(set(self.app.pair_types) | set(msg.types))
         ids = [p.id for p in self.pairs]
