@@ -371,7 +371,7 @@ async def test_no_facade_call_runs_on_the_event_loop(tui_store):
         await tui_settle(pilot)
         await press(pilot, "down", "enter", "f2")
         await press(pilot, "2", "e", "end", *" x", "ctrl+s", "u", "delete", "u")
-        await press(pilot, "3", "f", "a", "r", "u", "s")
+        await press(pilot, "3", "f", "f", "a", "r", "u", "s")  # all -> proposed -> accepted
         await press(pilot, "4", "r", "u", "b")
         await press(pilot, "5", "r")
         await press(pilot, "6", *"kill a process")
