@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .catalog import NodeInfo, PromptRow, live_prompts, node_index
+from .curation import PromptView
 from .errors import NotEmbedded, NotFound, TStoreError
 
 if TYPE_CHECKING:
@@ -22,21 +23,6 @@ if TYPE_CHECKING:
 
 LABELED = ("safe", "unsafe")
 DEFAULT_K = 10
-
-
-@dataclass(frozen=True)
-class ReviewPrompt:
-    """A live prompt as the review views show it (the fields of curation's PromptView they use)."""
-
-    id: int
-    text: str
-    label: str
-    category_code: str | None
-    category_path: tuple[str, ...]
-    taxonomy: str | None
-    dataset: str | None
-    revision: int
-    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,7 +36,7 @@ class ReviewNeighbour:
 
 @dataclass
 class Suspect:
-    prompt: ReviewPrompt
+    prompt: PromptView
     purity: float  # share of the k nearest labelled/categorised prompts that agree with it
     suggested_label: str | None
     suggested_category: str | None
@@ -59,12 +45,12 @@ class Suspect:
     neighbours: list[tuple[int, float]] = field(default_factory=list)
 
 
-def _view(row: PromptRow, nodes: dict[int, NodeInfo]) -> ReviewPrompt:
+def _view(row: PromptRow, nodes: dict[int, NodeInfo]) -> PromptView:
     node = nodes.get(row.category_id) if row.category_id is not None else None
-    return ReviewPrompt(
+    return PromptView(
         id=row.id, text=row.text, label=row.label, category_code=node.code if node else None,
         category_path=node.path if node else (), taxonomy=node.taxonomy if node else None,
-        dataset=row.dataset, revision=row.revision,
+        dataset=row.dataset, revision=row.revision, deleted=False,
     )
 
 
