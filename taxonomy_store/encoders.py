@@ -160,7 +160,7 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def model_dimension(folder: Path) -> int | None:
+def dimension_from_config(folder: Path) -> int | None:
     """The sentence embedding size, from the configs: the last Dense layer, else the pooling, else the transformer."""
     modules = _read_json(folder / "modules.json") or []
     dim = None
@@ -283,7 +283,7 @@ class Encoders:
             raise InvalidValue(f"batch size must be at least 1, not {batch_size}")
         model_ref, folder = _resolve_model_arg(model)
         fp = fingerprint(folder)
-        dim = model_dimension(folder)
+        dim = dimension_from_config(folder)
         with self.store.write(reason=_reason or f"encoder add {name}") as (session, audit):
             if session.scalar(select(Encoder.id).where(Encoder.name == name)) is not None:
                 raise EncoderError(

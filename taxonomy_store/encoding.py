@@ -66,7 +66,7 @@ class LiveEncoder:
         self.check_weights()
         self.device = device or info.device
         self.model = load_model(str(self.path), self.device)
-        dim = model_dimension(self.model)
+        dim = loaded_model_dimension(self.model)
         if info.dimension and dim and dim != info.dimension:
             raise EncoderMismatch(
                 f"encoder {info.name!r} now makes {dim}-dimensional vectors, its collection holds {info.dimension}",
@@ -91,14 +91,15 @@ class LiveEncoder:
 def encode(model, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """float32 vectors, each L2-normalised (rows of zeros stay zero)."""
     if len(texts) == 0:
-        return np.zeros((0, model_dimension(model)), dtype=np.float32)
+        return np.zeros((0, loaded_model_dimension(model)), dtype=np.float32)
     vecs = model.encode(
         list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False
     )
     return normalise_rows(np.asarray(vecs, dtype=np.float32))
 
 
-def model_dimension(model) -> int:
+def loaded_model_dimension(model) -> int:
+    """The embedding size a loaded sentence-transformers model reports."""
     get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     return int(get() or 0)
 

@@ -80,15 +80,15 @@ class InvalidValue(TStoreError):
 
 
 class EmptyStore(TStoreError):
-    """The store holds no prompts to compare against (issue 6)."""
+    """The store holds no prompts to compare against."""
 
 
 class EmptyPrompt(InvalidValue):
-    """A query text that is empty or only whitespace (issue 6)."""
+    """A query text that is empty or only whitespace."""
 
 
 class NotEnoughLabels(TStoreError):
-    """Calibration needs labeled safe and unsafe prompts (issue 6)."""
+    """Calibration needs labeled safe and unsafe prompts."""
 
 
 class IndexOutOfSync(TStoreError):

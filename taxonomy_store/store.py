@@ -138,56 +138,56 @@ class Store:
     # Each part lives in a module of its own; the CLI and the TUI reach them only through here.
     @cached_property
     def imports(self):
-        """Importing data files into the store (issue 4): `taxonomy_store/imports.py`."""
+        """Importing data files into the store: `taxonomy_store/imports.py`."""
         from .imports import Imports
 
         return Imports(self)
 
     @cached_property
     def exports(self):
-        """Writing prompts and pairs back out (issue 4): `taxonomy_store/exports.py`."""
+        """Writing prompts and pairs back out: `taxonomy_store/exports.py`."""
         from .exports import Exports
 
         return Exports(self)
 
     @cached_property
     def curation(self):
-        """Edits of prompts and pairs, pair review, undo (issues 4 and 7): `taxonomy_store/curation.py`."""
+        """Edits of prompts and pairs, pair review, undo: `taxonomy_store/curation.py`."""
         from .curation import Curation
 
         return Curation(self)
 
     @cached_property
     def encoders(self):
-        """The encoder registry (issue 3): `taxonomy_store/encoders.py`."""
+        """The encoder registry: `taxonomy_store/encoders.py`."""
         from .encoders import Encoders
 
         return Encoders(self)
 
     @cached_property
     def index(self):
-        """Per-encoder Chroma collections: embed, verify, read vectors (issue 3): `taxonomy_store/indexing.py`."""
+        """Per-encoder Chroma collections: embed, verify, read vectors: `taxonomy_store/indexing.py`."""
         from .indexing import Index
 
         return Index(self)
 
     @cached_property
     def metrics(self):
-        """Metric runs from stored vectors (issue 5): `taxonomy_store/metric_runs.py`."""
+        """Metric runs from stored vectors: `taxonomy_store/metric_runs.py`."""
         from .metric_runs import MetricRuns
 
         return MetricRuns(self)
 
     @cached_property
     def search(self):
-        """Nearest categories for new prompts, calibration (issue 6): `taxonomy_store/querying.py`."""
+        """Nearest categories for new prompts, calibration: `taxonomy_store/querying.py`."""
         from .querying import Querying
 
         return Querying(self)
 
     @cached_property
     def review(self):
-        """Read-only views for the curators' TUI: suspects, neighbours, metric tables (issue 7): `taxonomy_store/review.py`."""
+        """Read-only views for the curators' TUI: suspects, neighbours, metric tables: `taxonomy_store/review.py`."""
         from .review import Review
 
         return Review(self)

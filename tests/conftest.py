@@ -164,7 +164,7 @@ def chroma_server_url(tmp_path_factory):
         log.close()
 
 
-# -- TUI (issue 7): stores built once per session, copied per test that writes ---------------------
+# -- TUI: stores built once per session, copied per test that writes ---------------------
 def build_tui_store(path: Path, files: list[Path], *, metrics: bool = False):
     """A store with both built-in taxonomies, these files imported, embedded with minilm (closed)."""
     from taxonomy_store.store import init_store

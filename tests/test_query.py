@@ -1,4 +1,4 @@
-"""`tstore query` / `tstore calibrate` (issue 6): nearest categories and a calibrated unsafe verdict.
+"""`tstore query` / `tstore calibrate`: nearest categories and a calibrated unsafe verdict.
 
 The maths is checked against brute force; the behaviour on the shared data (XSTest prompts and
 pairs, Do-Not-Answer) embedded with the default encoder, built once for the module.

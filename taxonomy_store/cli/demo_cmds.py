@@ -1,4 +1,4 @@
-"""`tstore demo` and `tstore reproduce safe-embed` (issue 8)."""
+"""`tstore demo` and `tstore reproduce safe-embed`: the Safe-Embed demo and the paper's tables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`tstore embed` and `tstore verify` (issue 3)."""
+"""`tstore embed` and `tstore verify`: keeping each encoder's Chroma collection in step with SQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`tstore encoder list|add|remove|set-baseline|install` (issue 3)."""
+"""`tstore encoder list|add|remove|set-baseline|install`: the store's sentence encoders."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""tstore import / export / prompt and pair curation commands (issue 4)."""
+"""tstore import / export / prompt and pair curation commands."""
 
 from __future__ import annotations
 

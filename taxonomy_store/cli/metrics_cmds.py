@@ -1,4 +1,4 @@
-"""`tstore metrics cp|separation|contrast|detect|baseline|all|history`, `tstore metrics --stale` (issue 5).
+"""`tstore metrics cp|separation|contrast|detect|baseline|all|history`, `tstore metrics --stale`.
 
 Thin client of `store.metrics`; no torch, sentence-transformers or chromadb import here (the
 vectors are read through the facade only when a run needs them).

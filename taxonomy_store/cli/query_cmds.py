@@ -1,4 +1,4 @@
-"""`tstore query` and `tstore calibrate` (issue 6): thin clients of `store.search`."""
+"""`tstore query` and `tstore calibrate`: thin clients of `store.search`."""
 
 from __future__ import annotations
 

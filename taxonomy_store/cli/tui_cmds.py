@@ -1,4 +1,4 @@
-"""`tstore tui` (issue 7): the curators' Textual app over the store."""
+"""`tstore tui`: the curators' Textual app over the store."""
 
 from __future__ import annotations
 
