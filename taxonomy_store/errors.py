@@ -75,6 +75,10 @@ class NotFound(TStoreError):
     pass
 
 
+class StoreBusy(TStoreError):
+    """Another process holds the store's write lock for longer than we wait."""
+
+
 class InvalidValue(TStoreError):
     exit_code = 2
 

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from sqlalchemy import func, insert, select, update
 
 from .db.models import Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow
-from .errors import InputFileError
+from .errors import InputFileError, StoreBusy
 from .importers import ParsedFile, PromptRecord, parse_file, read_file_bytes
-from .text import text_sha256
+from .text import inert, text_sha256
 
 if TYPE_CHECKING:
     from .store import Store
@@ -70,8 +70,9 @@ class ImportSummary:
         return asdict(self)
 
     def line(self) -> str:
+        # The dataset name comes from the user (file name or --dataset): printed inert.
         if self.unchanged_file:
-            return f"{self.dataset}: unchanged ({self.rows} rows, same file as the last import; nothing written)"
+            return inert(f"{self.dataset}: unchanged ({self.rows} rows, same file as the last import; nothing written)")
         head = "dry run, nothing written: " if self.dry_run else ""
         parts = [
             f"{self.added} added", f"{self.updated} updated", f"{self.unchanged} unchanged",
@@ -81,7 +82,42 @@ class ImportSummary:
         ]
         if self.categories_created:
             parts.append(f"{self.categories_created} categories created")
-        return f"{head}{self.dataset} ({self.format}, {self.rows} rows): " + ", ".join(parts) + f" in {self.seconds:.2f}s"
+        return inert(f"{head}{self.dataset} ({self.format}, {self.rows} rows): " + ", ".join(parts) + f" in {self.seconds:.2f}s")
+
+
+# Imports of one store run one at a time: a second import of the same file then finds the first
+# one's dataset and is a no-op, instead of both inserting it (a UNIQUE failure on datasets.name).
+IMPORT_LOCK_KEY = 0x7473746F7265  # "tstore": PostgreSQL advisory lock key
+IMPORT_WAIT_SECONDS = 600.0
+
+
+def hold_import_lock(session) -> None:
+    """Take the store-wide import lock for this transaction; it is released at commit or rollback.
+
+    PostgreSQL: a transaction-level advisory lock (waits as long as the other import runs).
+    SQLite: the database write lock, taken before the import reads anything (BEGIN IMMEDIATE),
+    retried past the busy timeout until IMPORT_WAIT_SECONDS.
+    """
+    from sqlalchemy import text as sql
+    from sqlalchemy.exc import OperationalError
+
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK_KEY})
+        return
+    deadline = time.monotonic() + IMPORT_WAIT_SECONDS
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig):
+                raise
+            if time.monotonic() > deadline:
+                raise StoreBusy(
+                    "another process has been writing to the store for too long (an import or embed still running?)",
+                    "wait for it to finish, then run the import again",
+                ) from exc
 
 
 class _DryRun(Exception):
@@ -282,6 +318,7 @@ class Imports:
         gc.disable()
         try:
             with self.store.write(reason=f"import {path.name} into {summary.dataset}") as (session, audit):
+                hold_import_lock(session)
                 self._write(session, audit, parsed, summary, dataset, taxonomy, options, create_categories, progress)
                 if dry_run:
                     raise _DryRun(summary)

@@ -7,8 +7,10 @@ import re
 import unicodedata
 
 _WS = re.compile(r"\s+")
-# C0/C1 controls (ESC, CSI, BEL, ...), DEL, and bidi overrides that can reorder what a terminal shows.
-_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0/C1 controls (ESC, CSI, BEL, NEL, ...), DEL; the bidi marks, embeddings, overrides and isolates
+# that can reorder what a terminal shows (ALM, LRM, RLM, LRE..RLO, LRI..PDI); and the Unicode line
+# and paragraph separators, which break a one-line message in two.
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def normalise(text: str) -> str:

@@ -11,6 +11,7 @@ import click
 
 from .. import __version__
 from ..errors import TStoreError
+from ..text import inert
 
 
 class Context:
@@ -74,9 +75,10 @@ def run(group: click.Group, argv: list[str] | None) -> int:
     try:
         group.main(args=argv, prog_name="tstore", standalone_mode=False)
     except TStoreError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+        # Messages quote file names and cell values: printed inert, like any untrusted text.
+        click.echo(f"error: {inert(exc.message)}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            click.echo(f"hint: {inert(exc.hint)}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

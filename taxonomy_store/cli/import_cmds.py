@@ -59,8 +59,16 @@ class _Bar:
         self.progress.update(self.tasks[stage], completed=done, total=total)
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0  # the import itself reports what is wrong with the path
+
+
 @cli.command("import")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+# No existence or kind checks here: the importer says what is wrong with the path as `error:` + `hint:`.
+@click.argument("path", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(_FORMATS), metavar="FORMAT", help=f"File format (default: detected from the header): {', '.join(_FORMATS)}.")
 @click.option("--dataset", help="Dataset name (default: the file name without extension).")
 @click.option("--taxonomy", help="Taxonomy of the categories (default: the only one that has each value).")
@@ -82,7 +90,7 @@ def import_cmd(ctx: Context, path: Path, fmt, dataset, taxonomy, maps, label, cr
         format=fmt, dataset=dataset, taxonomy=taxonomy, mapping=mapping or None, label=label,
         create_categories=create_categories, dry_run=dry_run,
     )
-    big = path.is_file() and path.stat().st_size >= PROGRESS_MIN_BYTES and not os.environ.get("TSTORE_NO_PROGRESS")
+    big = _file_size(path) >= PROGRESS_MIN_BYTES and not os.environ.get("TSTORE_NO_PROGRESS")
     if big:
         with _Bar() as bar:
             summary = ctx.store.imports.import_file(path, progress=bar, **kwargs)
@@ -92,9 +100,9 @@ def import_cmd(ctx: Context, path: Path, fmt, dataset, taxonomy, maps, label, cr
         emit_json(summary.to_dict())
         return
     for note in summary.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {inert(note)}", err=True)
     for c in summary.changes:
-        click.echo(f"changed: {c}", err=True)
+        click.echo(f"changed: {inert(c)}", err=True)
     click.echo(summary.line())
 
 

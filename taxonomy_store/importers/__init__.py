@@ -6,6 +6,7 @@ given, and returns a `ParsedFile`; `Imports` (taxonomy_store/imports.py) writes 
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from ..errors import InputFileError
@@ -59,14 +60,19 @@ def detect_format(table: Table) -> str | None:
 
 
 def read_file_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise InputFileError(path, "no such file")
-    if path.is_dir():
-        raise InputFileError(path, "is a directory, not a data file")
+    """The file's bytes; each way of not being a readable file gets its own message."""
     try:
         return path.read_bytes()
+    except IsADirectoryError:
+        raise InputFileError(path, "is a directory, not a data file", hint="give the path of a CSV, TSV, JSON lines, JSON or Parquet file") from None
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file", hint="check the path (relative paths start from the current directory)") from None
+    except PermissionError:
+        raise InputFileError(path, "permission denied: cannot read the file", hint="check its permissions (e.g. `chmod u+r FILE`)") from None
     except OSError as exc:
-        raise InputFileError(path, f"cannot read: {exc.strerror}") from exc
+        if exc.errno == errno.ELOOP:
+            raise InputFileError(path, "a symbolic link loop: the link never reaches a file", hint="point the link at a real file") from None
+        raise InputFileError(path, f"cannot read: {exc.strerror}", hint="check that the path is a readable file") from exc
 
 
 def parse_file(

@@ -8,10 +8,11 @@ for JSON arrays and Parquet the element index + 1.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ class Table:
     kind: str
     columns: list[str]
     rows: list[tuple[int, dict[str, Any]]]
+    # Parquet only: each column's Arrow type, so a text column of numbers or bytes is refused
+    # instead of being turned into "12345" or "b'...'".
+    arrow_types: dict[str, Any] = field(default_factory=dict)
 
     def require(self, *names: str, what: str = "this format") -> None:
         missing = [n for n in names if n not in self.columns]
@@ -73,9 +77,34 @@ def _decode(path: Path, data: bytes) -> str:
         ) from exc
 
 
+def _check_utf16(path: Path, data: bytes) -> None:
+    """UTF-16 text is half NUL bytes: name the encoding rather than calling the file binary."""
+    head = data[:4096]
+    bom = head[:2] in (b"\xff\xfe", b"\xfe\xff")
+    half = len(head) // 2
+    zeros = sorted((head[0::2].count(0), head[1::2].count(0)))
+    # ASCII-range text in UTF-16 puts a NUL in every other byte, on one side only.
+    zero_side = half >= 2 and zeros[1] > 0.4 * half and zeros[0] < 0.05 * half
+    if bom or zero_side:
+        raise InputFileError(
+            path, "the file is UTF-16 text; tstore reads UTF-8",
+            hint="save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8.csv`)",
+        )
+
+
 def _check_binary(path: Path, data: bytes) -> None:
-    nul = data.find(b"\x00", 0, 65536)
-    if nul >= 0:
+    head = data[:65536]
+    nul = head.find(b"\x00")
+    if nul < 0:
+        return
+    # A text file with a stray NUL inside one cell is reported at that cell (after parsing);
+    # undecodable bytes or many NULs mean the file is not text at all.
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        text_like = head.count(b"\x00") <= max(4, len(head) // 100)
+    except UnicodeDecodeError:
+        text_like = False
+    if not text_like:
         line = data[:nul].count(b"\n") + 1
         raise InputFileError(
             path,
@@ -85,21 +114,57 @@ def _check_binary(path: Path, data: bytes) -> None:
         )
 
 
+def _nul_in(value: Any) -> int:
+    """Offset of the first NUL in a cell (looking into JSON lists and objects), or -1."""
+    if isinstance(value, str):
+        return value.find("\x00")
+    if isinstance(value, (list, tuple)):
+        values = value
+    elif isinstance(value, dict):
+        values = list(value.keys()) + list(value.values())
+    else:
+        return -1
+    for v in values:
+        at = _nul_in(v)
+        if at >= 0:
+            return at
+    return -1
+
+
+def reject_nul_cells(table: Table) -> None:
+    """NUL anywhere in a cell is refused with its row and column: PostgreSQL cannot store it,
+    and SQLite would keep a text that no terminal shows as it is."""
+    for rownum, row in table.rows:
+        for column, value in row.items():
+            at = _nul_in(value)
+            if at >= 0:
+                raise InputFileError(
+                    table.path, f"NUL character (\\x00) in the cell at character {at + 1}", row=rownum, column=column,
+                    hint="remove the NUL bytes from the file (e.g. `tr -d '\\000' < FILE > FIXED`)",
+                )
+
+
 def read_table(path: Path, data: bytes, kind: str | None = None) -> Table:
     if not data.strip():
         raise InputFileError(path, "the file is empty", hint="give a file with a header and at least one row")
     kind = kind or guess_kind(path, data)
     if kind == "parquet":
         return _read_parquet(path, data)
+    _check_utf16(path, data)
     _check_binary(path, data)
     text = _decode(path, data)
     if kind in ("csv", "tsv"):
-        return _read_csv(path, text, "\t" if kind == "tsv" else ",", kind)
-    if kind == "jsonl":
-        return _read_jsonl(path, text)
-    if kind == "json":
-        return _read_json(path, text)
-    raise InputFileError(path, f"unknown file kind {kind!r}", hint=f"one of {', '.join(TABLE_KINDS)}")
+        table = _read_csv(path, text, "\t" if kind == "tsv" else ",", kind)
+    elif kind == "jsonl":
+        table = _read_jsonl(path, text)
+    elif kind == "json":
+        table = _read_json(path, text)
+    else:
+        raise InputFileError(path, f"unknown file kind {kind!r}", hint=f"one of {', '.join(TABLE_KINDS)}")
+    # A NUL reaches a cell as a raw byte (CSV/TSV) or as a \u0000 escape (JSON): only then look.
+    if "\x00" in text or "\\u0000" in text:
+        reject_nul_cells(table)
+    return table
 
 
 def _read_csv(path: Path, text: str, delimiter: str, kind: str) -> Table:
@@ -132,23 +197,43 @@ def _read_csv(path: Path, text: str, delimiter: str, kind: str) -> Table:
             rows.append((record, dict(zip(header, values))))
     except csv.Error as exc:
         bad_row = record + 1
-        msg = str(exc)
-        column = None
-        if "field larger than field limit" in msg:
-            reason = f"a field is larger than {MAX_FIELD_CHARS:,} characters (an unclosed quote?)"
-        elif "unexpected end of data" in msg or "EOF" in msg:
-            reason = "the file ends inside a quoted field (a quote is never closed)"
-        else:
-            reason = f"malformed {kind.upper()}: {msg}"
-        # Find the record that broke: the last row parsed ends before it.
-        if rows or header is not None:
-            column = _broken_column(text, delimiter, bad_row, header)
-        raise InputFileError(path, reason, row=bad_row, column=column, hint="check the quoting around that row") from exc
+        column = _broken_column(text, delimiter, bad_row, header) if (rows or header is not None) else None
+        reason, hint = _csv_error_reason(exc, text, delimiter, kind)
+        raise InputFileError(path, reason, row=bad_row, column=column, hint=hint) from exc
     if header is None:
         raise InputFileError(path, "the file is empty", hint="give a file with a header and at least one row")
     if not rows:
         raise InputFileError(path, "the file has a header but no rows", row=2)
     return Table(path, kind, header, rows)  # field sizes are bounded by csv.field_size_limit
+
+
+def _csv_error_reason(exc: csv.Error, text: str, delimiter: str, kind: str) -> tuple[str, str]:
+    """(reason, hint) for a CSV/TSV the csv module gave up on."""
+    msg = str(exc)
+    unclosed = ("the file ends inside a quoted field (a quote is never closed)", "check the quoting around that row")
+    if "field larger than field limit" in msg:
+        # Blame a quote only when one is really left open: a huge but well-formed field is just huge.
+        if _quote_left_open(text, delimiter):
+            return unclosed
+        return (
+            f"a field is larger than {MAX_FIELD_CHARS:,} characters (prompt texts are limited to {MAX_TEXT_CHARS:,})",
+            "shorten that field, or check that the row is not several records run together",
+        )
+    if "unexpected end of data" in msg or "EOF" in msg:
+        return unclosed
+    return f"malformed {kind.upper()}: {msg}", "check the quoting around that row"
+
+
+def _quote_left_open(text: str, delimiter: str) -> bool:
+    try:
+        csv.field_size_limit(2**31 - 1)
+        for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc) or "EOF" in str(exc)
+    finally:
+        csv.field_size_limit(MAX_FIELD_CHARS)
+    return False
 
 
 def _broken_column(text: str, delimiter: str, bad_row: int, header: list[str] | None) -> str | None:
@@ -232,7 +317,36 @@ def _read_parquet(path: Path, data: bytes) -> Table:
     rows = [(i, r) for i, r in enumerate(table.to_pylist(), start=1)]
     if not rows:
         raise InputFileError(path, "the Parquet file has no rows")
-    return Table(path, "parquet", columns, rows)
+    parsed = Table(path, "parquet", columns, rows, arrow_types={f.name: f.type for f in table.schema})
+    if any(_has_nul(table.column(i)) for i in range(table.num_columns)):
+        reject_nul_cells(parsed)
+    return parsed
+
+
+def _has_nul(column) -> bool:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    while pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        column, kind = pc.list_flatten(column), kind.value_type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return False
+    return bool(pc.any(pc.match_substring(column, "\x00")).as_py())
+
+
+def _not_text_type(arrow_type) -> str | None:
+    """The Arrow type's name when a column of it cannot hold prompt text, else None."""
+    import pyarrow as pa
+
+    kind = arrow_type
+    while pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        kind = kind.value_type  # contrast variants: a list of strings
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+        return None
+    return str(arrow_type)
 
 
 def cell(table: Table, rownum: int, row: dict[str, Any], column: str, *, required: bool = True, what: str = "text") -> str:
@@ -251,6 +365,13 @@ def cell(table: Table, rownum: int, row: dict[str, Any], column: str, *, require
 
 
 def prompt_text(table: Table, rownum: int, row: dict[str, Any], column: str) -> str:
+    if column in table.arrow_types:
+        wrong = _not_text_type(table.arrow_types[column])
+        if wrong is not None:
+            raise InputFileError(
+                table.path, f"text column {column!r} has Arrow type {wrong}, not string", column=column,
+                hint="write the prompt texts as strings (Arrow type string), not numbers or bytes",
+            )
     text = cell(table, rownum, row, column, what="prompt text")
     if len(text) > MAX_TEXT_CHARS:
         raise InputFileError(
