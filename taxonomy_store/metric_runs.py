@@ -7,10 +7,10 @@ one `MetricValue` per flat metric name. Runs are derived data: they write no aud
 leave the data revision where it was.
 
 Incremental recompute: the kNN graph of each evaluated set (the CP set of a taxonomy level, the
-labeled set for detection) is kept in `<store>/cache/knn_*.npz`, keyed by the encoder's weights
-and the (prompt id, text hash) of every row. Label or category edits reuse the graph as it is
-(no vectors are read); text edits, additions and removals update only the affected rows
-(`metrics.similarity.update_knn`).
+labeled set for detection) comes from the neighbour service's graph cache (`knn_graphs.py`,
+`<store>/cache/knn_*.npz`), keyed by the encoder's weights and the (prompt id, text hash) of
+every row. Label or category edits reuse the graph as it is (no vectors are read); text edits,
+additions and removals update only the affected rows. Calibration and suspects read the same graphs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -27,22 +26,21 @@ from sqlalchemy import select
 from . import metrics as M
 from .catalog import live_prompts, node_index
 from .db.models import Encoder, MetricRun, MetricValue, Pair, PairSet, Prompt
-from .errors import InvalidValue, NotEmbedded, NotFound
+from .errors import InvalidValue, NotEmbedded, NotFound, UnknownTaxonomy
 from .metrics.detection import confusion, majority_category, neighbour_mix
 from .metrics.purity import same_share
-from .metrics.similarity import knn, update_knn
+from .knn_graphs import Graph
 from .taxonomy import get_taxonomy, level_depth
 
 if TYPE_CHECKING:
     from .encoders import EncoderInfo
+    from .neighbours import Neighbours
     from .store import Store
 
 METRICS = ("cp", "separation", "contrast", "detect", "baseline")
 ALL_ORDER = ("baseline", "cp", "separation", "contrast", "detect")
 # progress(stage, done, total)
 Progress = Callable[[str, int, int], None] | None
-GRAPH_MIN_K = 20
-GRAPH_EXTRA = 10
 LOWEST_SHOWN = 20
 
 
@@ -86,19 +84,12 @@ def _num(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-@dataclass
-class _Graph:
-    keys: np.ndarray
-    idx: np.ndarray
-    sims: np.ndarray
-    stats: dict[str, Any]
-
-
 class MetricRuns:
     """`store.metrics`: compute, store and revisit metric runs."""
 
-    def __init__(self, store: "Store"):
+    def __init__(self, store: "Store", neighbours: "Neighbours"):
         self.store = store
+        self.neighbours = neighbours  # the kNN graphs of the evaluated sets come from the one neighbour service
 
     # -- public API ----------------------------------------------------------------------
     def compute(
@@ -237,70 +228,6 @@ class MetricRuns:
         r.values, r.details = values, details
         return r
 
-    # -- graph cache ---------------------------------------------------------------------
-    @property
-    def cache_dir(self) -> Path:
-        return self.store.dir / "cache"
-
-    def graph_path(self, info: "EncoderInfo", tag: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag)
-        return self.cache_dir / f"knn_{info.name}_{(info.fingerprint or 'nofp')[:12]}_{safe}.npz"
-
-    def _load_graph(self, path: Path) -> _Graph | None:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                g = _Graph(keys=z["keys"], idx=z["idx"], sims=z["sims"], stats={})
-            return g if g.keys.dtype.kind == "S" and g.idx.shape[0] == g.keys.shape[0] else None
-        except (OSError, KeyError, ValueError):
-            return None
-
-    def _save_graph(self, path: Path, g: _Graph) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=g.keys, idx=g.idx, sims=g.sims)
-        tmp.replace(path)
-
-    def graph(
-        self, info: "EncoderInfo", tag: str, prompt_ids: np.ndarray, text_hashes: list[str], k: int, progress: Progress = None,
-        *, vectors: Callable[[], np.ndarray] | None = None,
-    ) -> _Graph:
-        """The kNN graph of these prompts (ordered by id), from the cache when it still fits."""
-        # Row identity: prompt id and (80 bits of) its text hash, as compact bytes.
-        keys = np.array([f"{p}:{h[:20]}".encode() for p, h in zip(prompt_ids.tolist(), text_hashes)], dtype="S")
-        # Keep more neighbours than asked: a removed neighbour is then replaced from the row's own
-        # list, so removals and label edits never need the vectors again.
-        kg = max(int(k) + GRAPH_EXTRA, GRAPH_MIN_K)
-        path = self.graph_path(info, tag)
-        old = self._load_graph(path) if path.exists() else None
-        t0 = time.perf_counter()
-        if old is not None and old.idx.shape[1] >= k and old.keys.shape == keys.shape and (old.keys == keys).all():
-            need = min(int(k), keys.size - 1)
-            if keys.size == 0 or int((old.idx >= 0).sum(axis=1).min()) >= need:
-                old.stats = {"source": "cache", "rows": int(keys.size), "recomputed": 0, "vectors_loaded": False,
-                             "seconds": round(time.perf_counter() - t0, 4)}
-                return old
-        cb = (lambda d, t: progress(f"kNN {tag}", d, t)) if progress else None
-
-        if vectors is None:
-
-            def vectors() -> np.ndarray:
-                return self.store.index.load_vectors(info.name, prompt_ids=prompt_ids.tolist()).vectors
-
-        if old is not None and old.idx.shape[1] >= k and keys.size:
-            idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, vectors, int(k), assume_normalised=True)
-            st["source"] = "full" if st.get("full") else "incremental"
-        elif keys.size:
-            idx, sims = knn(vectors(), kg, progress=cb, assume_normalised=True)
-            st = {"source": "full", "rows": int(keys.size), "recomputed": int(keys.size), "vectors_loaded": True}
-        else:
-            idx, sims = np.zeros((0, kg), np.int64), np.zeros((0, kg))
-            st = {"source": "full", "rows": 0, "recomputed": 0, "vectors_loaded": False}
-        st["seconds"] = round(time.perf_counter() - t0, 4)
-        g = _Graph(keys=keys, idx=idx, sims=sims, stats=st)
-        self._save_graph(path, g)
-        return g
-
-
 @dataclass(frozen=True)
 class _PromptLite:
     id: int
@@ -344,7 +271,7 @@ class _Context:
         self.by_id = {p.id: p for p in self.prompts}
         self._baseline_cache: dict[str, Any] | None = None
         self._pool = None  # vectors read from Chroma in this call, reused by every metric of it
-        self._graphs: dict[tuple, _Graph] = {}
+        self._graphs: dict[tuple, Graph] = {}
         self._cp_sets: dict[tuple, tuple] = {}
 
     def vectors(self, ids: list[int]) -> np.ndarray:
@@ -410,7 +337,7 @@ class _Context:
         memo = (tag, int(k))
         if memo not in self._graphs:
             hashes = [self.by_id[i].text_sha256 for i in ids.tolist()]
-            self._graphs[memo] = self.runs.graph(self.info, tag, ids, hashes, k, self.progress, vectors=lambda: self.vectors(ids.tolist()))
+            self._graphs[memo] = self.runs.neighbours.graph(self.info, tag, ids, hashes, k, lambda: self.vectors(ids.tolist()), self.progress)
         return self._graphs[memo]
 
     def _baseline(self) -> tuple[float, dict[str, Any]]:
@@ -535,7 +462,7 @@ class _Context:
         level_name = None
         try:
             cp_ids, cats, level_name, _ = self._cp_set(taxonomy, level)
-        except NotFound:
+        except (NotFound, UnknownTaxonomy):  # no categories to predict: detection alone
             cp_ids = None
         if cp_ids is not None:
             cg = self._graph(f"cp-{taxonomy}-{level_name}", cp_ids, k)

@@ -1,49 +1,38 @@
 """Query: the stored prompts nearest to new text, a category vote, and a calibrated unsafe verdict.
 
-Two read paths, chosen by measurement (benchmarks/query.py):
-- unfiltered queries use an exact in-memory index: the encoder's vectors are read once per
-  process from Chroma (`store.index.load_vectors`) and top-k is one matrix product. It is
-  reloaded when the store's data revision or the encoder's embeddings change.
-- filtered queries (dataset, label) go to Chroma with a `where` (`store.index.nearest`).
+Every neighbour comes from the exact neighbour service (`neighbours.py`): the encoder's vectors
+are read once per process and top-k is exact, filtered or not (filters are masks).
 
 The unsafe score of a prompt is the metrics package's kNN detection score
 (`metrics.detection.knn_scores`): the similarity-weighted share of unsafe prompts among its k
 nearest labeled prompts (weights: cosine clipped at 0). `calibrate` computes it for every
-labeled prompt leave-one-out (a prompt never votes for itself) and picks the threshold; the
-verdict of `query` always uses the unfiltered labeled neighbourhood and the calibration's k, so
-it is the very score that was calibrated, whatever k and filters the neighbour list uses.
+labeled prompt leave-one-out (a prompt never votes for itself; the labeled prompts' cached kNN
+graph, the detection metric's) and picks the threshold; the verdict of `query` always uses the
+unfiltered labeled neighbourhood and the calibration's k, so it is the very score that was
+calibrated, whatever k and filters the neighbour list uses.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 
-from .audit import data_revision
-from .catalog import NodeInfo, PromptRow, live_prompts, node_index
-from .db.models import AuditEntry, Embedding, Encoder, Taxonomy
-from .errors import EmptyPrompt, EmptyStore, InvalidValue, NotEmbedded, NotEnoughLabels, UnknownTaxonomy
+from .catalog import NodeInfo
+from .errors import EmptyPrompt, InvalidValue, NotEnoughLabels, UnknownTaxonomy
 from .metrics.detection import auroc, best_f1, knn_scores
-from .metrics.similarity import knn, knn_query
-
-if TYPE_CHECKING:
-    from .encoders import EncoderInfo
-    from .store import Store
+from .neighbours import LABELED, Filters, Neighbours, Pool
 
 DEFAULT_ENCODER = "minilm"
 DEFAULT_K = 10
 DEFAULT_MARGIN = 0.05
 DEFAULT_TAXONOMY = "do-not-answer"
 SCORE_NAME = "similarity_weighted_unsafe_share"
-LABEL_CODE = {"unsafe": 1, "safe": 0}
+DETECT_GRAPH = "detect"  # the labeled prompts' graph: calibration and the detection metric share it
 
 
 # -- the maths: the metrics package's kNN, scores, AUROC and best F1; here only what it lacks ----
@@ -206,120 +195,31 @@ class Calibration:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-# -- the in-memory exact index ----------------------------------------------------------------
-@dataclass
-class _Snapshot:
-    token: tuple
-    info: "EncoderInfo"
-    prompt_ids: np.ndarray  # every live prompt with a current vector, by id
-    vectors: np.ndarray  # float32 (n, d), L2-normalised
-    labeled: np.ndarray  # rows of the labeled (safe/unsafe) prompts: the voters of the unsafe score
-    is_unsafe: np.ndarray  # bool, per labeled row
-    missing: int  # live prompts without a current vector
-    rows: dict[int, PromptRow]
-    nodes: dict[int, NodeInfo]
-    taxonomies: dict[str, list[str]]  # name -> levels
-    calibration: Calibration | None
-    data_revision: int  # of the data, not counting encoder bookkeeping
-
-    @property
-    def encoder(self) -> str:
-        return self.info.name
-
-
 class Querying:
-    """`store.search`: query and calibrate."""
+    """`store.search`: query and calibrate, on the exact neighbour service."""
 
-    def __init__(self, store: "Store"):
-        self.store = store
-        self._snapshots: dict[str, _Snapshot] = {}
+    def __init__(self, neighbours: Neighbours, encoders, index):
+        # encoders: the registry (default name, calibrations); index: the live encoders.
+        self.neighbours = neighbours
+        self._encoders = encoders
+        self._index = index
         self._default: str | None = None  # the default encoder's name, resolved once
-        self._local = threading.local()
 
-    # -- bookkeeping ----------------------------------------------------------------------
-    @staticmethod
-    @lru_cache(maxsize=64)
-    def _token_statement(encoder: str):
-        enc_id = select(Encoder.id).where(Encoder.name == encoder).scalar_subquery()
-        return select(
-            select(func.coalesce(func.max(AuditEntry.id), 0)).scalar_subquery(),
-            enc_id,
-            select(Encoder.fingerprint).where(Encoder.name == encoder).scalar_subquery(),
-            select(func.count()).select_from(Embedding).where(Embedding.encoder_id == enc_id).scalar_subquery(),
-            select(func.max(Embedding.embedded_at)).where(Embedding.encoder_id == enc_id).scalar_subquery(),
-        )
-
-    @classmethod
-    def _token(cls, session, encoder: str) -> tuple:
-        """Changes whenever the data, the encoder row or its embeddings change: one round trip."""
-        row = session.execute(cls._token_statement(encoder)).one()
-        return (int(row[0] or 0), row[1], row[2], int(row[3] or 0), str(row[4]))
-
-    def _current_token(self, encoder: str) -> tuple:
-        """The token, read on a connection this thread keeps: opening one per query costs more than the read."""
-        conn = getattr(self._local, "conn", None)
-        try:
-            if conn is None or conn.closed:
-                conn = self._local.conn = self.store.engine.connect()
-            try:
-                return self._token(conn, encoder)
-            finally:
-                conn.rollback()  # end the read transaction: never pin an old snapshot of the database
-        except Exception:
-            self._local.conn = None
-            with self.store.session() as s:
-                return self._token(s, encoder)
-
-    def _snapshot(self, encoder: str) -> _Snapshot:
-        """The encoder's vectors and the prompts' rows, reloaded only when the store has changed."""
-        encoders = self.store.encoders  # registers the default encoder on a new store: before the read
-        token = self._current_token(encoder)
-        snap = self._snapshots.get(encoder)
-        if snap is not None and snap.token == token:
-            return snap
-        with self.store.session() as s:
-            token = self._token(s, encoder)
-            info = encoders.get(encoder)  # UnknownEncoder with its hint
-            rows = {r.id: r for r in live_prompts(s)}
-            if not rows:
-                raise EmptyStore(
-                    "the store holds no prompts",
-                    "import some first, e.g. `tstore import do_not_answer.csv`",
-                )
-            if token[3] == 0:
-                raise NotEmbedded(f"encoder {encoder!r} has no vectors yet", f"run `tstore embed --encoder {encoder}`")
-            nodes = node_index(s)
-            taxonomies = {n: list(lv or []) for n, lv in s.execute(select(Taxonomy.name, Taxonomy.levels)).all()}
-            data_rev = data_revision(s)
-        vs = self.store.index.load_vectors(encoder)  # EncoderMismatch when the collection holds other weights
-        ids = np.asarray(vs.prompt_ids, dtype=np.int64)
-        keep = np.fromiter((int(i) in rows for i in ids), dtype=bool, count=len(ids))
-        ids, vectors = ids[keep], np.ascontiguousarray(vs.vectors[keep], dtype=np.float32)
-        if len(ids) == 0:
-            raise NotEmbedded(
-                f"encoder {encoder!r} has no vectors of the store's current prompts", f"run `tstore embed --encoder {encoder}`"
-            )
-        labels = np.array([LABEL_CODE.get(rows[int(i)].label, -1) for i in ids], dtype=np.int8)
-        labeled = np.flatnonzero(labels >= 0)
-        snap = _Snapshot(
-            token=token, info=info, prompt_ids=ids, vectors=vectors, labeled=labeled, is_unsafe=labels[labeled] == 1,
-            missing=int(vs.missing), rows=rows, nodes=nodes, taxonomies=taxonomies,
-            calibration=Calibration.from_dict(info.calibration), data_revision=data_rev,
-        )
-        self._snapshots[encoder] = snap
-        return snap
-
-    def _encode(self, snap: _Snapshot, texts: list[str]) -> np.ndarray:
+    def _encode(self, pool: Pool, texts: list[str]) -> np.ndarray:
         # The live encoder checks the model's weights against the registry once per process
         # (EncoderMismatch when they changed since the vectors were made).
-        return np.asarray(self.store.index.live_encoder(snap.info).encode(texts), dtype=np.float32)
+        return np.asarray(self._index.live_encoder(pool.info).encode(texts), dtype=np.float32)
 
     def _encoder_name(self, encoder: str | None) -> str:
         if encoder:
             return encoder
         if self._default is None or os.environ.get("TSTORE_ENCODER"):
-            self._default = self.store.encoders.default_name()
+            self._default = self._encoders.default_name()
         return self._default
+
+    @staticmethod
+    def _calibration(pool: Pool) -> "Calibration | None":
+        return Calibration.from_dict(pool.info.calibration)
 
     # -- query ----------------------------------------------------------------------------
     def query(
@@ -332,13 +232,14 @@ class Querying:
         taxonomy: str | None = None,
         dataset: str | list[str] | None = None,
         label: str | list[str] | None = None,
+        category: str | list[str] | None = None,
         ids: list[Any] | None = None,
     ) -> list[QueryResult]:
         """The k nearest stored prompts of each text, a category vote, an unsafe score and verdict.
 
         `taxonomy` (default do-not-answer, when loaded) names whose categories vote, at `level`;
-        `dataset` / `label` filter the neighbours (in Chroma), never the verdict's voters.
-        `ids` (optional, one per text) are carried into the results, for batch input.
+        `dataset` / `label` / `category` (a node and everything under it) filter the neighbours,
+        never the verdict's voters. `ids` (optional, one per text) are carried into the results.
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -350,123 +251,92 @@ class Querying:
             if not isinstance(t, str) or not t.strip():
                 where = f" (input {ids[i] if ids is not None else i + 1})" if len(texts) > 1 else ""
                 raise EmptyPrompt(f"empty prompt{where}", "give some text to query")
-        filters = _filters(dataset, label)
+        filters = Filters.of(dataset=dataset, label=label, category=category)
         encoder = self._encoder_name(encoder)
-        snap = self._snapshot(encoder)
+        pool = self.neighbours.pool(encoder)
         if not texts:
             return []
-        vote_levels: list[str] = []
-        extra: list[str] = []
-        if (taxonomy or DEFAULT_TAXONOMY) in snap.taxonomies:
-            vote_levels = snap.taxonomies[taxonomy or DEFAULT_TAXONOMY]
-            if level not in vote_levels:
-                raise InvalidValue(
-                    f"taxonomy {taxonomy or DEFAULT_TAXONOMY!r} has no level {level!r}",
-                    f"levels: {', '.join(vote_levels) or 'none named'}",
-                )
-        elif taxonomy is not None:
-            known = ", ".join(sorted(snap.taxonomies))
-            raise UnknownTaxonomy(
-                f"no taxonomy {taxonomy!r} in this store",
-                f"loaded: {known}" if known else f"load one with `tstore taxonomy load {taxonomy}`",
-            )
-        else:
-            extra.append(f"taxonomy {DEFAULT_TAXONOMY!r} is not loaded: no category vote (`tstore taxonomy load {DEFAULT_TAXONOMY}`)")
-        taxonomy = taxonomy or DEFAULT_TAXONOMY
+        taxonomy, vote_levels, extra = _vote_taxonomy(pool, taxonomy, level)
         depth = vote_levels.index(level) if vote_levels else 0
-        cal, warnings, blocking = snap.calibration, *self._warnings(snap)
+        cal = self._calibration(pool)
+        warnings, blocking = self._warnings(pool, cal)
         warnings += extra
 
-        qv = self._encode(snap, list(texts))
-        verdict_k = cal.k if cal is not None else k
-        everyone_votes = len(snap.labeled) == len(snap.prompt_ids)
-        idx = sims = None
-        if everyone_votes or not filters:
-            # one exact top-k serves the neighbour list and (when every prompt is labeled) the verdict
-            idx, sims = knn_query(qv, snap.vectors, max(k, verdict_k) if everyone_votes else k, assume_normalised=True)
-        if everyone_votes:
-            scores = knn_scores(idx, sims, snap.is_unsafe, verdict_k)
-        else:
-            scores = self._scores(snap, qv, verdict_k)
-        if filters:
-            hits = self.store.index.nearest(encoder, qv, k, where=_where(filters))
-        else:
-            hits = [
-                [(int(snap.prompt_ids[j]), float(v)) for j, v in zip(ii[:k], ss[:k]) if j >= 0] for ii, ss in zip(idx, sims)
-            ]
-
+        qv = self._encode(pool, list(texts))
+        scores, hits = self._search(pool, qv, k, filters, cal.k if cal is not None else k)
         results = []
         for i, text in enumerate(texts):
-            neighbours = [self._neighbour(snap, pid, sim) for pid, sim in hits[i] if pid in snap.rows]
+            neighbours = [_neighbour(pool, int(pool.prompt_ids[j]), sim) for j, sim in zip(*hits[i]) if j >= 0]
             weights = np.clip(np.array([n.similarity for n in neighbours], dtype=np.float64), 0.0, None)
-            cat_ids = [snap.rows[n.prompt_id].category_id for n in neighbours]
-            votes = category_votes(cat_ids, weights, snap.nodes, taxonomy, depth, level) if vote_levels else []
+            cat_ids = [pool.rows[n.prompt_id].category_id for n in neighbours]
+            votes = category_votes(cat_ids, weights, pool.nodes, taxonomy, depth, level) if vote_levels else []
             rollup = {
-                vote_levels[d]: category_votes(cat_ids, weights, snap.nodes, taxonomy, d, vote_levels[d]) for d in range(depth - 1, -1, -1)
+                vote_levels[d]: category_votes(cat_ids, weights, pool.nodes, taxonomy, d, vote_levels[d]) for d in range(depth - 1, -1, -1)
             }
             score = None if scores is None or math.isnan(scores[i]) else float(scores[i])
             verdict, reason = ("uncertain", blocking) if blocking else decide(score, cal)
             results.append(
                 QueryResult(
                     index=i, id=ids[i] if ids is not None else None, text=text, encoder=encoder, k=k, taxonomy=taxonomy,
-                    level=level, filters=filters, neighbours=neighbours, categories=votes, rollup=rollup,
+                    level=level, filters=filters.as_dict(), neighbours=neighbours, categories=votes, rollup=rollup,
                     unsafe_score=score, verdict=verdict, verdict_reason=reason,
                     threshold=cal.threshold if cal else None, margin=cal.margin if cal else None, warnings=list(warnings),
                 )
             )
         return results
 
-    @staticmethod
-    def _scores(snap: _Snapshot, qv: np.ndarray, k: int) -> np.ndarray | None:
-        """Unsafe scores of new vectors: the calibrated definition, over the labeled prompts, unfiltered."""
-        if len(snap.labeled) == 0:
-            return None
-        voters = snap.vectors if len(snap.labeled) == len(snap.prompt_ids) else snap.vectors[snap.labeled]
-        nb, sims = knn_query(qv, voters, k, assume_normalised=True)
-        return knn_scores(nb, sims, snap.is_unsafe, k)
+    def _search(self, pool: Pool, qv: np.ndarray, k: int, filters: Filters, verdict_k: int):
+        """Unsafe scores (the calibrated definition: unfiltered labeled voters) and the filtered neighbour rows."""
+        voters = Filters(label=LABELED)
+        is_unsafe = pool.labels() == "unsafe"
+        vote_mask, shown_mask = pool.mask(voters), pool.mask(filters)
+        if not vote_mask.any():
+            idx, sims = self.neighbours.nearest(pool, qv, k, filters)
+            return None, list(zip(idx, sims))
+        if np.array_equal(vote_mask, shown_mask):  # one exact top-k serves the list and the verdict
+            idx, sims = self.neighbours.nearest(pool, qv, max(k, verdict_k), voters)
+            return knn_scores(idx, sims, is_unsafe, verdict_k), list(zip(idx[:, :k], sims[:, :k]))
+        vidx, vsims = self.neighbours.nearest(pool, qv, verdict_k, voters)
+        idx, sims = self.neighbours.nearest(pool, qv, k, filters)
+        return knn_scores(vidx, vsims, is_unsafe, verdict_k), list(zip(idx, sims))
 
     @staticmethod
-    def _warnings(snap: _Snapshot) -> tuple[list[str], str | None]:
+    def _warnings(pool: Pool, cal: "Calibration | None") -> tuple[list[str], str | None]:
         """Warnings for every result, and the reason the verdict cannot be trusted at all (or None)."""
-        cal, msgs, blocking = snap.calibration, [], None
-        if snap.missing:
+        msgs, blocking = [], None
+        if pool.missing:
             msgs.append(
-                f"{snap.missing} live prompts have no current vector for encoder {snap.encoder!r}; "
-                f"run `tstore embed --encoder {snap.encoder}`"
+                f"{pool.missing} live prompts have no current vector for encoder {pool.encoder!r}; "
+                f"run `tstore embed --encoder {pool.encoder}`"
             )
         if cal is None:
             return msgs, None
-        if cal.fingerprint and snap.info.fingerprint and cal.fingerprint != snap.info.fingerprint:
+        if cal.fingerprint and pool.info.fingerprint and cal.fingerprint != pool.info.fingerprint:
             blocking = (
-                f"the calibration of encoder {snap.encoder!r} was computed with other weights; "
-                f"run `tstore calibrate --encoder {snap.encoder}`"
+                f"the calibration of encoder {pool.encoder!r} was computed with other weights; "
+                f"run `tstore calibrate --encoder {pool.encoder}`"
             )
             msgs.append(blocking)
-        elif snap.data_revision > cal.data_revision:
+        elif pool.data_revision > cal.data_revision:
             msgs.append(
-                f"the store's data changed since encoder {snap.encoder!r} was calibrated "
-                f"(data revision {cal.data_revision} -> {snap.data_revision}); "
-                f"run `tstore calibrate --encoder {snap.encoder}`"
+                f"the store's data changed since encoder {pool.encoder!r} was calibrated "
+                f"(data revision {cal.data_revision} -> {pool.data_revision}); "
+                f"run `tstore calibrate --encoder {pool.encoder}`"
             )
         return msgs, blocking
 
-    @staticmethod
-    def _neighbour(snap: _Snapshot, pid: int, sim: float) -> Neighbour:
-        row = snap.rows[pid]
-        node = snap.nodes.get(row.category_id) if row.category_id is not None else None
-        return Neighbour(
-            prompt_id=pid, text=row.text, label=row.label, dataset=row.dataset,
-            category=node.code if node else None, category_path=list(node.path) if node else [], similarity=float(sim),
-        )
-
     # -- calibrate ------------------------------------------------------------------------
     def loo_scores(self, encoder: str | None = None, *, k: int = DEFAULT_K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Leave-one-out unsafe scores of the labeled prompts: (prompt ids, scores, is_unsafe)."""
-        snap = self._snapshot(self._encoder_name(encoder))
-        if len(snap.labeled) < 2:
-            return snap.prompt_ids[snap.labeled], np.zeros(len(snap.labeled)), snap.is_unsafe
-        nb, sims = knn(snap.vectors[snap.labeled], k, assume_normalised=True)
-        return snap.prompt_ids[snap.labeled], knn_scores(nb, sims, snap.is_unsafe, k), snap.is_unsafe
+        """Leave-one-out unsafe scores of the labeled prompts: (prompt ids, scores, is_unsafe).
+
+        The neighbours are the labeled prompts' cached kNN graph, the one the detection metric reads."""
+        pool = self.neighbours.pool(self._encoder_name(encoder))
+        members = pool.mask(Filters(label=LABELED))
+        is_unsafe = pool.labels()[members] == "unsafe"
+        if members.sum() < 2:
+            return pool.prompt_ids[members], np.zeros(int(members.sum())), is_unsafe
+        ids, g = self.neighbours.pool_graph(pool, DETECT_GRAPH, members, k)
+        return ids, knn_scores(g.idx, g.sims, is_unsafe, k), is_unsafe
 
     def calibrate(
         self,
@@ -491,9 +361,9 @@ class Querying:
         if not 0.0 <= margin < 1.0:
             raise InvalidValue(f"margin must lie in [0, 1), got {margin}")
         encoder = self._encoder_name(encoder)
-        snap = self._snapshot(encoder)
-        n_unsafe = int(snap.is_unsafe.sum())
-        n_safe = int(len(snap.is_unsafe) - n_unsafe)
+        pool = self.neighbours.pool(encoder)
+        labels = pool.labels()
+        n_unsafe, n_safe = int((labels == "unsafe").sum()), int((labels == "safe").sum())
         if n_safe == 0 or n_unsafe == 0 or n_safe + n_unsafe < 3:
             raise NotEnoughLabels(
                 f"calibration needs safe and unsafe prompts embedded with {encoder!r}; found {n_safe} safe, {n_unsafe} unsafe",
@@ -506,33 +376,42 @@ class Querying:
             encoder=encoder, threshold=chosen["threshold"], margin=float(margin), k=int(k),
             objective="target_fpr" if target_fpr is not None else "max_f1", target_fpr=target_fpr,
             precision=chosen["precision"], recall=chosen["recall"], fpr=chosen["fpr"], f1=chosen["f1"],
-            auroc=auroc(scores, y), n_safe=n_safe, n_unsafe=n_unsafe, n_reference=int(len(snap.labeled)),
-            data_revision=snap.data_revision, fingerprint=snap.info.fingerprint,
+            auroc=auroc(scores, y), n_safe=n_safe, n_unsafe=n_unsafe, n_reference=n_safe + n_unsafe,
+            data_revision=pool.data_revision, fingerprint=pool.info.fingerprint,
             computed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             tp=int(chosen["tp"]), fp=int(chosen["fp"]), fn=int(chosen["fn"]), tn=int(chosen["tn"]),
         )
-        self.store.encoders.set_calibration(encoder, cal.to_dict())  # audited as an encoder update
+        self._encoders.set_calibration(encoder, cal.to_dict())  # audited as an encoder update
         return cal
 
     def calibration(self, encoder: str | None = None) -> Calibration | None:
         """The encoder's stored calibration, or None."""
-        return Calibration.from_dict(self.store.encoders.get(self._encoder_name(encoder)).calibration)
+        return Calibration.from_dict(self._encoders.get(self._encoder_name(encoder)).calibration)
 
 
-def _where(filters: dict[str, Any]) -> dict[str, Any]:
-    """Chroma metadata filter (keys of `indexing.vector_metadata`): one value, or $in for several."""
-    return {key: ({"$in": list(v)} if isinstance(v, list) else v) for key, v in filters.items()}
+def _vote_taxonomy(pool: Pool, taxonomy: str | None, level: str) -> tuple[str, list[str], list[str]]:
+    """(the taxonomy whose categories vote, its level names or [] when it cannot vote, warnings)."""
+    name = taxonomy or DEFAULT_TAXONOMY
+    if name in pool.taxonomies:
+        levels = pool.taxonomies[name]
+        if level not in levels:
+            raise InvalidValue(f"taxonomy {name!r} has no level {level!r}", f"levels: {', '.join(levels) or 'none named'}")
+        return name, levels, []
+    if taxonomy is not None:
+        known = ", ".join(sorted(pool.taxonomies))
+        raise UnknownTaxonomy(
+            f"no taxonomy {taxonomy!r} in this store",
+            f"loaded: {known}" if known else f"load one with `tstore taxonomy load {taxonomy}`",
+        )
+    return name, [], [f"taxonomy {DEFAULT_TAXONOMY!r} is not loaded: no category vote (`tstore taxonomy load {DEFAULT_TAXONOMY}`)"]
 
 
-def _filters(dataset, label) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in (("dataset", dataset), ("label", label)):
-        if value is None or value == [] or value == ():
-            continue
-        values = [value] if isinstance(value, str) else list(value)
-        if key == "label":
-            bad = [v for v in values if v not in ("safe", "unsafe", "unlabeled")]
-            if bad:
-                raise InvalidValue(f"unknown label {bad[0]!r}", "labels: safe, unsafe, unlabeled")
-        out[key] = values[0] if len(values) == 1 else values
-    return out
+def _neighbour(pool: Pool, pid: int, sim: float) -> Neighbour:
+    row = pool.rows[pid]
+    node = pool.nodes.get(row.category_id) if row.category_id is not None else None
+    return Neighbour(
+        prompt_id=pid, text=row.text, label=row.label, dataset=row.dataset,
+        category=node.code if node else None, category_path=list(node.path) if node else [], similarity=float(sim),
+    )
+
+

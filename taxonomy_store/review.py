@@ -19,6 +19,7 @@ from .curation import PromptView
 from .errors import NotEmbedded, NotFound, TStoreError
 
 if TYPE_CHECKING:
+    from .neighbours import Neighbours
     from .store import Store
 
 LABELED = ("safe", "unsafe")
@@ -55,8 +56,9 @@ def _view(row: PromptRow, nodes: dict[int, NodeInfo]) -> PromptView:
 
 
 class Review:
-    def __init__(self, store: "Store"):
+    def __init__(self, store: "Store", neighbours: "Neighbours"):
         self.store = store
+        self._nearest = neighbours  # the one exact neighbour service: the same neighbours as query and the metrics
 
     # -- prompts and neighbours ------------------------------------------------------------
     def _rows(self, ids: list[int] | None = None) -> tuple[dict[int, PromptRow], dict[int, NodeInfo]]:
@@ -73,18 +75,14 @@ class Review:
     def neighbours(self, prompt_id: int, *, encoder: str, k: int = 5) -> list[ReviewNeighbour]:
         """The k stored prompts nearest to a stored prompt (itself left out), most similar first."""
         try:
-            vs = self.store.index.load_vectors(encoder, prompt_ids=[prompt_id])
+            pool = self._nearest.pool(encoder)
         except NotEmbedded:
             return []
-        hits = self.store.index.nearest(encoder, vs.vectors, k + 1)[0]
-        hits = [(pid, sim) for pid, sim in hits if pid != prompt_id][:k]
-        rows, nodes = self._rows([pid for pid, _ in hits])
+        (hits,) = self._nearest.of_stored(encoder, [prompt_id], k)
         out = []
         for pid, sim in hits:
-            row = rows.get(pid)
-            if row is None:
-                continue
-            node = nodes.get(row.category_id) if row.category_id is not None else None
+            row = pool.rows[pid]
+            node = pool.nodes.get(row.category_id) if row.category_id is not None else None
             out.append(ReviewNeighbour(pid, row.text, row.label, node.code if node else None, float(sim)))
         return out
 
@@ -115,35 +113,25 @@ class Review:
         """Prompts whose k nearest neighbours mostly carry another label (`by="label"`) or another
         category at `level` of `taxonomy` (`by="category"`): lowest purity first, at most `limit`."""
         from .metrics.purity import same_share
-        from .metrics.similarity import knn
 
         if by not in ("label", "category"):
             raise NotFound(f"no suspects view by {by!r}", "use by='label' or by='category'")
-        rows, nodes = self._rows()
-        vs = self.store.index.load_vectors(encoder)
-        keep = np.fromiter((int(i) in rows for i in vs.prompt_ids), dtype=bool, count=len(vs.prompt_ids))
-        ids, vectors = vs.prompt_ids[keep], vs.vectors[keep]
-
+        pool = self._nearest.pool(encoder)
+        rows, nodes = pool.rows, pool.nodes
         if by == "label":
-            groups = np.array([LABELED.index(rows[int(i)].label) if rows[int(i)].label in LABELED else -1 for i in ids])
-            names = list(LABELED)
+            groups, names, tag = self._label_groups(pool), list(LABELED), "detect"
         else:
             depth = self._depth(taxonomy, level)
-            group_of: list[int] = []
-            for i in ids:
-                node = nodes.get(rows[int(i)].category_id) if rows[int(i)].category_id is not None else None
-                group_of.append(node.at_depth(depth) if node is not None and node.taxonomy == taxonomy else None)
-            uniq = sorted({g for g in group_of if g is not None})
-            pos = {g: n for n, g in enumerate(uniq)}
-            groups = np.array([pos[g] if g is not None else -1 for g in group_of])
-            names = [nodes[g].code for g in uniq]
+            groups, names = self._category_groups(pool, taxonomy, depth)
+            tag = f"members-{taxonomy}-{depth}"
         member = groups >= 0
         if member.sum() < 2:
             return []
-        ids, vectors, groups = ids[member], vectors[member], groups[member]
-        idx, sims = knn(vectors, k)
-        k = min(k, idx.shape[1])
-        idx, sims = idx[:, :k], sims[:, :k]
+        # The graph of the members, from the cache the metric runs share (by label: the detection graph).
+        ids, g = self._nearest.pool_graph(pool, tag, member, k)
+        groups = groups[member]
+        k = min(k, g.idx.shape[1])
+        idx, sims = g.idx[:, :k], g.sims[:, :k]
         purity = same_share(idx, groups, k)  # the per-prompt term of CP@k
         ngroups = np.where(idx >= 0, groups[np.maximum(idx, 0)], -1)
         order = np.lexsort((ids, purity))
@@ -165,6 +153,24 @@ class Review:
             out.append(Suspect(view, float(purity[j]), s_label, s_cat, by, k,
                                [(int(ids[m]), float(s)) for m, s in zip(idx[j], sims[j]) if m >= 0]))
         return out
+
+    @staticmethod
+    def _label_groups(pool) -> np.ndarray:
+        labels = pool.labels()
+        return np.array([LABELED.index(lbl) if lbl in LABELED else -1 for lbl in labels], dtype=np.int64)
+
+    @staticmethod
+    def _category_groups(pool, taxonomy: str, depth: int) -> tuple[np.ndarray, list[str]]:
+        """Per pool row: its category's ancestor at `depth` in `taxonomy` as a group number (-1: none)."""
+        group_of: list[int | None] = []
+        for i in pool.prompt_ids:
+            row = pool.rows[int(i)]
+            node = pool.nodes.get(row.category_id) if row.category_id is not None else None
+            group_of.append(node.at_depth(depth) if node is not None and node.taxonomy == taxonomy else None)
+        uniq = sorted({g for g in group_of if g is not None})
+        pos = {g: n for n, g in enumerate(uniq)}
+        groups = np.array([pos[g] if g is not None else -1 for g in group_of], dtype=np.int64)
+        return groups, [pool.nodes[g].code for g in uniq]
 
     def _depth(self, taxonomy: str, level: str | None) -> int:
         levels = next((t["levels"] for t in self.store.taxonomies.list() if t["name"] == taxonomy), None)

@@ -124,6 +124,10 @@ class Store:
                 session.rollback()
                 raise
 
+    def connect(self):
+        """A raw connection, for readers that keep one open per thread."""
+        return self.engine.connect()
+
     def data_revision(self) -> int:
         with self.session() as s:
             return data_revision(s)
@@ -176,21 +180,29 @@ class Store:
         """Metric runs from stored vectors: `taxonomy_store/metric_runs.py`."""
         from .metric_runs import MetricRuns
 
-        return MetricRuns(self)
+        return MetricRuns(self, self.neighbours)
 
     @cached_property
     def search(self):
         """Nearest categories for new prompts, calibration: `taxonomy_store/querying.py`."""
         from .querying import Querying
 
-        return Querying(self)
+        return Querying(self.neighbours, self.encoders, self.index)
+
+    @cached_property
+    def neighbours(self):
+        """The one exact neighbour service (stored vectors, exact top-k, filters as masks): `taxonomy_store/neighbours.py`."""
+        from .knn_graphs import GraphCache
+        from .neighbours import Neighbours
+
+        return Neighbours(self, self.encoders, self.index, GraphCache(self.dir / "cache"))
 
     @cached_property
     def review(self):
         """Read-only views for the curators' TUI: suspects, neighbours, metric tables: `taxonomy_store/review.py`."""
         from .review import Review
 
-        return Review(self)
+        return Review(self, self.neighbours)
 
 
 def init_store(
