@@ -29,6 +29,7 @@ from sqlalchemy import func, insert, select, update
 
 from .db.models import Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow
 from .errors import InputFileError, StoreBusy
+from .import_plan import ImportPlan, PromptRef, RowFacts, SourceUpdate, StoredState, plan_import
 from .importers import ParsedFile, PromptRecord, parse_file, read_file_bytes
 from .text import inert, text_sha256
 
@@ -330,326 +331,35 @@ class Imports:
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
-    # -- the one transaction ----------------------------------------------------------
+    # -- the one transaction: prepare, plan, apply ------------------------------------------
     def _write(self, session, audit, parsed: ParsedFile, summary: ImportSummary, dataset_arg, taxonomy, options, create, progress):
-        path = parsed.path
         taxonomy = taxonomy or parsed.taxonomy
-        main_ds = session.scalar(select(Dataset).where(Dataset.name == summary.dataset))
-        if (
-            main_ds is not None
-            and not parsed.match_by_text
-            and main_ds.sha256 == summary.sha256
-            and (main_ds.options or {}) == options
-        ):
-            summary.unchanged_file = True
-            summary.unchanged = len(parsed.prompts)
-            summary.pairs_unchanged = len(parsed.pairs)
-            summary.duplicates_in_file = len(parsed.prompts) - len({text_sha256(r.text) for r in parsed.prompts})
+        if _same_file_again(session, parsed, summary, options):
             return
-
-        cats = _Categories(session, audit, self, summary, create, path)
-        now = utcnow()
-
-        # Datasets: one per import, or (tstore exports) the dataset each row names.
-        datasets: dict[str, int] = {}
-
-        def dataset_id(name: str) -> int:
-            if name in datasets:
-                return datasets[name]
-            ds = session.scalar(select(Dataset).where(Dataset.name == name))
-            if ds is None:
-                values = dict(name=name, source_uri=str(path.resolve()), format=parsed.format, options={}, row_count=0)
-                ds_id = session.execute(insert(Dataset).returning(Dataset.id), [values]).scalar_one()
-                audit.record("insert", "dataset", ds_id, None, {"name": name, "format": parsed.format, "source_uri": values["source_uri"]})
-            else:
-                ds_id = ds.id
-            datasets[name] = ds_id
-            return ds_id
-
-        # tstore exports name each row's dataset; a dataset is only created when a new prompt needs it.
-        per_row = parsed.match_by_text and not dataset_arg
-        known = dict(session.execute(select(Dataset.name, Dataset.id)).all())
-        placeholders: dict[int, str] = {}
-
-        def ds_ref(name: str) -> int:
-            if name in known:
-                return known[name]
-            ref = -(len(placeholders) + 1)
-            placeholders[ref] = name
-            known[name] = ref
-            return ref
-
-        def real_ds(ref: int) -> int:
-            return dataset_id(placeholders[ref]) if ref < 0 else ref
-
-        main_id = None if per_row else dataset_id(summary.dataset)
-        rec_ds: list[int] = []
-        for rec in parsed.prompts:
-            rec_ds.append(ds_ref(rec.dataset or summary.dataset) if per_row else main_id)
-        if per_row:
-            used = set(rec_ds)
-            summary.dataset = ", ".join(sorted(n for n, i in known.items() if i in used))
-
+        cats = _Categories(session, audit, self, summary, create, parsed.path)
+        datasets = _Datasets(session, audit, parsed)
+        main_id, rec_ds = datasets.for_rows(summary, per_row=parsed.match_by_text and not dataset_arg)
         # Resolve categories and hashes up front (errors name the row).
-        n = len(parsed.prompts)
-        hashes = [text_sha256(r.text) for r in parsed.prompts]
-        cat_ids = [cats.resolve(r, taxonomy) for r in parsed.prompts]
-        row_shas = [_row_sha(r, taxonomy) for r in parsed.prompts]
-
-        # Existing sources of these datasets, and existing live prompts with these texts.
-        ds_ids = sorted(set(rec_ds))
-        sources: dict[tuple[int, str], tuple[int, int, str | None]] = {}
-        for sid, ds_id, key, pid, rsha in session.execute(
-            select(PromptSource.id, PromptSource.dataset_id, PromptSource.source_key, PromptSource.prompt_id, PromptSource.row_sha256)
-            .where(PromptSource.dataset_id.in_(ds_ids))
-        ):
-            sources[(ds_id, key)] = (sid, pid, rsha)
-        file_keys = {(d, r.key) for d, r in zip(rec_ds, parsed.prompts)}
-        summary.not_in_file = sum(1 for k in sources if k[0] == main_id and k not in file_keys) if not parsed.match_by_text else 0
-
-        cols = (Prompt.id, Prompt.text, Prompt.text_sha256, Prompt.label, Prompt.category_id, Prompt.revision)
-        live: dict[str, dict[str, Any]] = {}
-        by_id: dict[int, dict[str, Any]] = {}
-        wanted = list(set(hashes))
-        live_count = session.scalar(select(func.count(Prompt.id)).where(Prompt.deleted_at.is_(None))) or 0
-        if live_count:
-            if live_count <= 4 * len(wanted):
-                queries = [select(*cols).where(Prompt.deleted_at.is_(None))]
-            else:
-                queries = [select(*cols).where(Prompt.deleted_at.is_(None), Prompt.text_sha256.in_(c)) for c in _chunks(wanted)]
-            for q in queries:
-                for row in session.execute(q):
-                    p = dict(zip(("id", "text", "text_sha256", "label", "category_id", "revision"), row))
-                    live[p["text_sha256"]] = p
-                    by_id[p["id"]] = p
-        src_pids = [v[1] for v in sources.values() if v[1] not in by_id]
-        for c in _chunks(src_pids):
-            for row in session.execute(select(*cols).where(Prompt.id.in_(c))):
-                p = dict(zip(("id", "text", "text_sha256", "label", "category_id", "revision"), row))
-                by_id[p["id"]] = p
-
-        new_prompts: list[dict[str, Any]] = []  # rows to insert
-        new_sources: list[tuple[int, int, str, str, dict, object]] = []  # (rec index, ds, key, sha, extra, prompt ref)
-        source_updates: list[dict[str, Any]] = []
-        prompt_updates: dict[int, dict[str, Any]] = {}  # prompt id -> {field: (old, new)}
-        seen_text: dict[str, tuple[object, int]] = {}  # hash -> (prompt ref, record index)
-        key_ref: dict[str, object] = {}  # record key -> prompt id (int) or ("new", i)
-        taken_keys: set[tuple[int, str]] = set(sources)
-
-        def conflict(rec: PromptRecord, existing_label: str, where: str) -> None:
-            raise InputFileError(
-                path, f"label conflict: this text is {rec.label} here but {existing_label} in {where}", row=rec.row,
-                column=rec.label_column or rec.text_column,
-                hint="fix the label in the file, or relabel the stored prompt with `tstore prompt edit ID --label`",
-            )
-
-        def change(pid: int, fields: dict[str, Any]) -> None:
-            p = by_id[pid]
-            for k, v in fields.items():
-                if p[k] != v:
-                    pending = prompt_updates.setdefault(pid, {})
-                    old = pending[k][0] if k in pending else p[k]
-                    pending[k] = (old, v)
-                    p[k] = v
-
-        def merge_label(rec: PromptRecord, pid: int, where: str) -> None:
-            existing = by_id[pid]["label"]
-            if rec.label == existing or rec.label == "unlabeled":
-                return
-            if existing == "unlabeled":
-                change(pid, {"label": rec.label})
-                return
-            conflict(rec, existing, where)
-
-        source_counts: dict[int, int] = {}
-
-        def shared(pid: int) -> bool:
-            if pid not in source_counts:
-                source_counts[pid] = session.scalar(select(func.count()).select_from(PromptSource).where(PromptSource.prompt_id == pid)) or 0
-            return source_counts[pid] > 1
-
-        def add_new(i: int, rec: PromptRecord, h: str, cat: int | None, ds_id: int, key: str) -> tuple[str, int]:
-            if (ds_id, key) in taken_keys and not (rec.key == key and (ds_id, key) in sources and not parsed.match_by_text):
-                key = f"{key}#{h[:12]}"
-            taken_keys.add((ds_id, key))
-            new_prompts.append(
-                dict(text=rec.text, text_sha256=h, label=rec.label, category_id=cat, dataset_id=real_ds(ds_id), source_key=key,
-                     created_at=now, updated_at=now, revision=1)
-            )
-            summary.added += 1
-            return ("new", len(new_prompts) - 1)
-
-        for i, rec in enumerate(parsed.prompts):
-            if progress and i % 5000 == 0:
-                progress("check", i, n)
-            h, ds_id, cat = hashes[i], rec_ds[i], cat_ids[i]
-            first = seen_text.get(h)
-            if first is not None:
-                summary.duplicates_in_file += 1
-                first_rec = parsed.prompts[first[1]]
-                if "unlabeled" not in (rec.label, first_rec.label) and rec.label != first_rec.label:
-                    conflict(rec, first_rec.label, f"row {first_rec.row} of this file")
-            src = None if parsed.match_by_text else sources.get((ds_id, rec.key))
-            if src is not None:
-                sid, pid, old_sha = src
-                key_ref[rec.key] = pid
-                if old_sha == row_shas[i]:
-                    seen_text.setdefault(h, (pid, i))
-                    summary.unchanged += 1
-                    continue
-                p = by_id[pid]
-                fields: dict[str, Any] = {"label": rec.label, "category_id": cat}
-                target: object = pid
-                if p["text"] != rec.text:
-                    other = live.get(h)
-                    if first is not None:  # the new text is an earlier row's text in this file
-                        target = first[0]
-                    elif other is not None and other["id"] != pid:  # ... or an already stored prompt's
-                        target = other["id"]
-                    elif shared(pid):  # other rows or datasets keep the old text: this row forks
-                        target = add_new(i, rec, h, cat, ds_id, rec.key)
-                    else:
-                        fields.update(text=rec.text, text_sha256=h)
-                        live.pop(p["text_sha256"], None)
-                        live[h] = p
-                su = {"id": sid, "row_sha256": row_shas[i], "extra": rec.extra or {}, "_old": old_sha}
-                source_updates.append(su)
-                if target != pid:
-                    su["prompt_id"], su["_old_prompt"] = target, pid
-                    if not isinstance(target, tuple):
-                        merge_label(rec, target, f"prompt {target}")
-                        if by_id[target]["category_id"] is None and cat is not None:
-                            change(target, {"category_id": cat})
-                    key_ref[rec.key] = target
-                    seen_text.setdefault(h, (target, i))
-                    summary.updated += 1
-                    if len(summary.changes) < 20:
-                        summary.changes.append(f"row {rec.row} ({rec.key}): text (now a prompt of its own text)")
-                    continue
-                seen_text.setdefault(h, (pid, i))
-                before = dict(prompt_updates.get(pid, {}))
-                change(pid, fields)
-                if prompt_updates.get(pid, {}) != before:
-                    summary.updated += 1
-                    if len(summary.changes) < 20:
-                        summary.changes.append(f"row {rec.row} ({rec.key}): " + ", ".join(sorted(prompt_updates[pid])))
-                else:
-                    summary.unchanged += 1
-                continue
-            if first is not None:
-                ref = first[0]
-                key_ref[rec.key] = ref
-                if rec.label != "unlabeled":  # an unlabeled first occurrence takes this row's label
-                    if isinstance(ref, tuple):
-                        if new_prompts[ref[1]]["label"] == "unlabeled":
-                            new_prompts[ref[1]]["label"] = rec.label
-                    else:
-                        merge_label(rec, ref, f"prompt {ref}")
-                if not parsed.match_by_text:
-                    new_sources.append((i, ds_id, rec.key, row_shas[i], rec.extra, ref))
-                continue
-            existing = live.get(h)
-            if existing is not None:
-                pid = existing["id"]
-                key_ref[rec.key] = pid
-                seen_text[h] = (pid, i)
-                if parsed.match_by_text:
-                    # tstore's own export: the file is the curated truth for label and category.
-                    before = set(prompt_updates.get(pid, {}))
-                    fields = {"label": rec.label}
-                    if rec.category_column is not None:  # a pair export says nothing about categories
-                        fields["category_id"] = cat
-                    change(pid, fields)
-                    if set(prompt_updates.get(pid, {})) != before:
-                        summary.updated += 1
-                    else:
-                        summary.unchanged += 1
-                    continue
-                merge_label(rec, pid, f"prompt {pid}")
-                if existing["category_id"] is None and cat is not None:
-                    change(pid, {"category_id": cat})
-                summary.linked_existing += 1
-                new_sources.append((i, ds_id, rec.key, row_shas[i], rec.extra, pid))
-                continue
-            ref = add_new(i, rec, h, cat, ds_id, rec.key)
-            key_ref[rec.key] = ref
-            seen_text[h] = (ref, i)
-            new_sources.append((i, ds_id, new_prompts[-1]["source_key"], row_shas[i], rec.extra, ref))
-        if progress:
-            progress("check", n, n)
-
-        # Apply: new prompts (bulk, ids back in order), their sources, updates, pairs.
-        # Plain executemany, then the ids back by text hash (unique among live prompts): RETURNING
-        # with a guaranteed order falls back to one statement per row on SQLite.
-        done = 0
-        for c in _chunks(new_prompts, 5000):
-            session.execute(Prompt.__table__.insert(), c)
-            done += len(c)
-            if progress:
-                progress("write", done, len(new_prompts))
-        id_by_hash: dict[str, int] = {}
-        for c in _chunks([p["text_sha256"] for p in new_prompts]):
-            id_by_hash.update(
-                session.execute(select(Prompt.text_sha256, Prompt.id).where(Prompt.deleted_at.is_(None), Prompt.text_sha256.in_(c))).all()
-            )
-        new_ids = [id_by_hash[p["text_sha256"]] for p in new_prompts]
-        for pid, values in zip(new_ids, new_prompts):
-            audit.record(
-                "insert", "prompt", pid, None,
-                {k: values[k] for k in ("text", "label", "category_id", "dataset_id", "source_key")},
-            )
-
-        def pid_of(ref: object) -> int:
-            return new_ids[ref[1]] if isinstance(ref, tuple) else ref  # type: ignore[index]
-
-        source_rows = [
-            dict(dataset_id=real_ds(ds_id), source_key=key, prompt_id=pid_of(ref), row_sha256=sha, extra=extra or {})
-            for (_i, ds_id, key, sha, extra, ref) in new_sources
-        ]
-        if source_rows:
-            session.execute(PromptSource.__table__.insert(), source_rows)
-        for (i, ds_id, key, _sha, _extra, ref) in new_sources:
-            if isinstance(ref, tuple):
-                own = new_prompts[ref[1]]
-                if (own["dataset_id"], own["source_key"]) == (real_ds(ds_id), key):
-                    continue  # the new prompt's own row: its insert entry names dataset and source key
-            # A link to a stored prompt, or a duplicate row of this file.
-            audit.record("insert", "prompt_source", None, None, {"dataset_id": real_ds(ds_id), "source_key": key, "prompt_id": pid_of(ref)})
-        for su in source_updates:
-            old, new = {"row_sha256": su["_old"]}, {"row_sha256": su["row_sha256"]}
-            values = dict(row_sha256=su["row_sha256"], extra=su["extra"])
-            if "prompt_id" in su:
-                values["prompt_id"] = new["prompt_id"] = pid_of(su["prompt_id"])
-                old["prompt_id"] = su["_old_prompt"]
-            session.execute(update(PromptSource).where(PromptSource.id == su["id"]).values(**values))
-            audit.record("update", "prompt_source", su["id"], old, new)
-        for pid, fields in prompt_updates.items():
-            values = {k: new for k, (_old, new) in fields.items()}
-            values["revision"] = by_id[pid]["revision"] + 1
-            values["updated_at"] = now
-            session.execute(update(Prompt).where(Prompt.id == pid).values(**values))
-            audit.record(
-                "update", "prompt", pid, {k: old for k, (old, _new) in fields.items()}, {k: new for k, (_o, new) in fields.items()}
-            )
-
-        key_pid = {k: pid_of(ref) for k, ref in key_ref.items()}
+        facts = RowFacts(
+            hashes=[text_sha256(r.text) for r in parsed.prompts], datasets=rec_ds,
+            categories=[cats.resolve(r, taxonomy) for r in parsed.prompts],
+            row_shas=[_row_sha(r, taxonomy) for r in parsed.prompts],
+        )
+        stored = _load_stored(session, facts)
+        if not parsed.match_by_text:
+            file_keys = {(d, r.key) for d, r in zip(rec_ds, parsed.prompts)}
+            summary.not_in_file = sum(1 for k in stored.sources if k[0] == main_id and k not in file_keys)
+        plan = plan_import(parsed.prompts, facts, stored, match_by_text=parsed.match_by_text, progress=progress)
+        if plan.conflicts:
+            raise plan.conflicts[0].error(parsed.path)
+        for name in ("added", "updated", "unchanged", "linked_existing", "duplicates_in_file"):
+            setattr(summary, name, getattr(plan, name))
+        summary.changes = list(plan.changes)
+        now = utcnow()
+        key_pid = _apply_plan(session, audit, plan, datasets, stored, now, progress)
         pair_count = self._write_pairs(session, audit, parsed, summary, key_pid, main_id)
-
-        # The dataset row: what the file was, so an identical re-import is a no-op.
         if main_id is not None:
-            ds = session.get(Dataset, main_id)
-            prompt_count = session.scalar(
-                select(func.count(func.distinct(PromptSource.prompt_id))).where(PromptSource.dataset_id == main_id)
-            )
-            new = dict(
-                sha256=summary.sha256 if not parsed.match_by_text else None, format=parsed.format,
-                row_count=len(parsed.prompts), prompt_count=prompt_count or 0, pair_count=pair_count,
-                options=options, source_uri=str(path.resolve()),
-            )
-            old = {k: getattr(ds, k) for k in new}
-            if old != new:
-                session.execute(update(Dataset).where(Dataset.id == main_id).values(imported_at=now, **new))
-                audit.record("update", "dataset", main_id, old, new)
+            _record_dataset(session, audit, parsed, summary, options, main_id, pair_count, now)
 
     def _write_pairs(self, session, audit, parsed: ParsedFile, summary: ImportSummary, key_pid: dict[str, int], main_id: int) -> int:
         if not parsed.pairs:
@@ -725,3 +435,194 @@ class Imports:
         if default_set in sets:
             return session.scalar(select(func.count(Pair.id)).where(Pair.pair_set_id == sets[default_set])) or 0
         return len(parsed.pairs)
+
+
+# -- preparing the plan's inputs ---------------------------------------------------------------
+def _same_file_again(session, parsed: ParsedFile, summary: ImportSummary, options: dict[str, Any]) -> bool:
+    """The same bytes with the same options as the dataset's last import: nothing to write."""
+    main_ds = session.scalar(select(Dataset).where(Dataset.name == summary.dataset))
+    if (
+        main_ds is None
+        or parsed.match_by_text
+        or main_ds.sha256 != summary.sha256
+        or (main_ds.options or {}) != options
+    ):
+        return False
+    summary.unchanged_file = True
+    summary.unchanged = len(parsed.prompts)
+    summary.pairs_unchanged = len(parsed.pairs)
+    summary.duplicates_in_file = len(parsed.prompts) - len({text_sha256(r.text) for r in parsed.prompts})
+    return True
+
+
+class _Datasets:
+    """Dataset ids for the rows: one per import, or (tstore exports) the dataset each row names.
+    A dataset that only an export row names gets a negative placeholder, and is created when a
+    new prompt needs it (`real`)."""
+
+    def __init__(self, session, audit, parsed: ParsedFile):
+        self.session, self.audit, self.parsed = session, audit, parsed
+        self.ids: dict[str, int] = {}
+        self.known: dict[str, int] = {}
+        self.placeholders: dict[int, str] = {}
+
+    def for_rows(self, summary: ImportSummary, *, per_row: bool) -> tuple[int | None, list[int]]:
+        """(the import's own dataset id or None, each row's dataset id or placeholder)."""
+        self.known = dict(self.session.execute(select(Dataset.name, Dataset.id)).all())
+        if not per_row:
+            main_id = self.get_or_create(summary.dataset)
+            return main_id, [main_id] * len(self.parsed.prompts)
+        rows = [self.ref(rec.dataset or summary.dataset) for rec in self.parsed.prompts]
+        used = set(rows)
+        summary.dataset = ", ".join(sorted(n for n, i in self.known.items() if i in used))
+        return None, rows
+
+    def get_or_create(self, name: str) -> int:
+        if name not in self.ids:
+            ds = self.session.scalar(select(Dataset).where(Dataset.name == name))
+            if ds is None:
+                values = dict(name=name, source_uri=str(self.parsed.path.resolve()), format=self.parsed.format, options={}, row_count=0)
+                ds_id = self.session.execute(insert(Dataset).returning(Dataset.id), [values]).scalar_one()
+                self.audit.record("insert", "dataset", ds_id, None, {"name": name, "format": self.parsed.format, "source_uri": values["source_uri"]})
+            else:
+                ds_id = ds.id
+            self.ids[name] = ds_id
+        return self.ids[name]
+
+    def ref(self, name: str) -> int:
+        if name not in self.known:
+            ref = -(len(self.placeholders) + 1)
+            self.placeholders[ref] = name
+            self.known[name] = ref
+        return self.known[name]
+
+    def real(self, ref: int) -> int:
+        return self.get_or_create(self.placeholders[ref]) if ref < 0 else ref
+
+
+_PROMPT_COLUMNS = ("id", "text", "text_sha256", "label", "category_id", "revision")
+
+
+def _load_stored(session, facts: RowFacts) -> StoredState:
+    """The sources of the rows' datasets, and the live prompts with the rows' texts (plus the
+    prompts those sources point at)."""
+    sources: dict[tuple[int, str], tuple[int, int, str | None]] = {}
+    for sid, ds_id, key, pid, rsha in session.execute(
+        select(PromptSource.id, PromptSource.dataset_id, PromptSource.source_key, PromptSource.prompt_id, PromptSource.row_sha256)
+        .where(PromptSource.dataset_id.in_(sorted(set(facts.datasets))))
+    ):
+        sources[(ds_id, key)] = (sid, pid, rsha)
+    cols = [getattr(Prompt, c) for c in _PROMPT_COLUMNS]
+    live: dict[str, dict[str, Any]] = {}
+    by_id: dict[int, dict[str, Any]] = {}
+    wanted = list(set(facts.hashes))
+    live_count = session.scalar(select(func.count(Prompt.id)).where(Prompt.deleted_at.is_(None))) or 0
+    if live_count:
+        # A small store is read whole; a big one only at the file's text hashes.
+        if live_count <= 4 * len(wanted):
+            queries = [select(*cols).where(Prompt.deleted_at.is_(None))]
+        else:
+            queries = [select(*cols).where(Prompt.deleted_at.is_(None), Prompt.text_sha256.in_(c)) for c in _chunks(wanted)]
+        for q in queries:
+            for row in session.execute(q):
+                p = dict(zip(_PROMPT_COLUMNS, row))
+                live[p["text_sha256"]] = p
+                by_id[p["id"]] = p
+    src_pids = [v[1] for v in sources.values() if v[1] not in by_id]
+    for c in _chunks(src_pids):
+        for row in session.execute(select(*cols).where(Prompt.id.in_(c))):
+            p = dict(zip(_PROMPT_COLUMNS, row))
+            by_id[p["id"]] = p
+
+    def count_sources(pid: int) -> int:
+        return session.scalar(select(func.count()).select_from(PromptSource).where(PromptSource.prompt_id == pid)) or 0
+
+    return StoredState(sources, live, by_id, count_sources)
+
+
+# -- applying the plan ---------------------------------------------------------------------------
+def _apply_plan(session, audit, plan: ImportPlan, datasets: _Datasets, stored: StoredState, now, progress) -> dict[str, int]:
+    """Write the plan: new prompts (bulk), their sources, source and prompt updates. Returns
+    each file key's prompt id (what the pairs refer to)."""
+    for row in plan.inserts:  # placeholders become datasets in the order new prompts first use them
+        row.update(dataset_id=datasets.real(row["dataset_id"]), created_at=now, updated_at=now)
+    new_ids = _insert_prompts(session, audit, plan.inserts, progress)
+
+    def pid_of(ref: PromptRef) -> int:
+        return new_ids[ref[1]] if isinstance(ref, tuple) else ref
+
+    _insert_links(session, audit, plan, datasets, pid_of)
+    _update_sources(session, audit, plan.source_updates, pid_of)
+    _update_prompts(session, audit, plan.prompt_updates, stored.by_id, now)
+    return {k: pid_of(ref) for k, ref in plan.key_refs.items()}
+
+
+def _insert_prompts(session, audit, rows: list[dict[str, Any]], progress) -> list[int]:
+    """Plain executemany, then the ids back by text hash (unique among live prompts): RETURNING
+    with a guaranteed order falls back to one statement per row on SQLite."""
+    done = 0
+    for c in _chunks(rows, 5000):
+        session.execute(Prompt.__table__.insert(), c)
+        done += len(c)
+        if progress:
+            progress("write", done, len(rows))
+    id_by_hash: dict[str, int] = {}
+    for c in _chunks([p["text_sha256"] for p in rows]):
+        id_by_hash.update(
+            session.execute(select(Prompt.text_sha256, Prompt.id).where(Prompt.deleted_at.is_(None), Prompt.text_sha256.in_(c))).all()
+        )
+    new_ids = [id_by_hash[p["text_sha256"]] for p in rows]
+    for pid, values in zip(new_ids, rows):
+        audit.record("insert", "prompt", pid, None, {k: values[k] for k in ("text", "label", "category_id", "dataset_id", "source_key")})
+    return new_ids
+
+
+def _insert_links(session, audit, plan: ImportPlan, datasets: _Datasets, pid_of: Callable[[PromptRef], int]) -> None:
+    rows = [
+        dict(dataset_id=datasets.real(s.dataset), source_key=s.key, prompt_id=pid_of(s.prompt), row_sha256=s.row_sha256, extra=s.extra)
+        for s in plan.links
+    ]
+    if rows:
+        session.execute(PromptSource.__table__.insert(), rows)
+    for link, row in zip(plan.links, rows):
+        if isinstance(link.prompt, tuple):
+            own = plan.inserts[link.prompt[1]]
+            if (own["dataset_id"], own["source_key"]) == (row["dataset_id"], row["source_key"]):
+                continue  # the new prompt's own row: its insert entry names dataset and source key
+        # A link to a stored prompt, or a duplicate row of this file.
+        audit.record("insert", "prompt_source", None, None, {k: row[k] for k in ("dataset_id", "source_key", "prompt_id")})
+
+
+def _update_sources(session, audit, updates: list[SourceUpdate], pid_of: Callable[[PromptRef], int]) -> None:
+    for su in updates:
+        old, new = {"row_sha256": su.old_row_sha256}, {"row_sha256": su.row_sha256}
+        values = dict(row_sha256=su.row_sha256, extra=su.extra)
+        if su.prompt is not None:
+            values["prompt_id"] = new["prompt_id"] = pid_of(su.prompt)
+            old["prompt_id"] = su.old_prompt
+        session.execute(update(PromptSource).where(PromptSource.id == su.source_id).values(**values))
+        audit.record("update", "prompt_source", su.source_id, old, new)
+
+
+def _update_prompts(session, audit, updates: dict[int, dict[str, tuple[Any, Any]]], by_id: dict[int, dict[str, Any]], now) -> None:
+    for pid, fields in updates.items():
+        values = {k: new for k, (_old, new) in fields.items()}
+        values["revision"] = by_id[pid]["revision"] + 1
+        values["updated_at"] = now
+        session.execute(update(Prompt).where(Prompt.id == pid).values(**values))
+        audit.record("update", "prompt", pid, {k: old for k, (old, _new) in fields.items()}, {k: new for k, (_o, new) in fields.items()})
+
+
+def _record_dataset(session, audit, parsed: ParsedFile, summary: ImportSummary, options, main_id: int, pair_count: int, now) -> None:
+    """The dataset row: what the file was, so an identical re-import is a no-op."""
+    ds = session.get(Dataset, main_id)
+    prompt_count = session.scalar(select(func.count(func.distinct(PromptSource.prompt_id))).where(PromptSource.dataset_id == main_id))
+    new = dict(
+        sha256=summary.sha256 if not parsed.match_by_text else None, format=parsed.format,
+        row_count=len(parsed.prompts), prompt_count=prompt_count or 0, pair_count=pair_count,
+        options=options, source_uri=str(parsed.path.resolve()),
+    )
+    old = {k: getattr(ds, k) for k in new}
+    if old != new:
+        session.execute(update(Dataset).where(Dataset.id == main_id).values(imported_at=now, **new))
+        audit.record("update", "dataset", main_id, old, new)
