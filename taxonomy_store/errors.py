@@ -34,6 +34,10 @@ class SchemaOutdated(TStoreError):
     pass
 
 
+class SchemaTooNew(TStoreError):
+    """The store's database was migrated by a newer tstore to a revision this one does not know."""
+
+
 class UnknownTaxonomy(TStoreError):
     pass
 
@@ -101,3 +105,11 @@ class IndexOutOfSync(TStoreError):
 
 class VectorStoreUnreachable(TStoreError):
     """The Chroma server (or the embedded Chroma directory) cannot be used."""
+
+
+class OutputFileError(TStoreError):
+    """A file tstore was asked to write that cannot be written where the user pointed."""
+
+    def __init__(self, path, reason: str, hint: str | None = None):
+        super().__init__(f"{path}: {reason}", hint)
+        self.path, self.reason = str(path), reason

@@ -21,7 +21,7 @@ from . import paths
 from .audit import AuditBatch, data_revision
 from .db import migrate
 from .db.engine import make_engine, normalise_url, redact
-from .errors import NotAStore, SchemaOutdated, StoreExists
+from .errors import NotAStore, StoreExists
 
 
 def _read_marker(store_dir: Path) -> dict:
@@ -70,13 +70,7 @@ class Store:
         store_dir = paths.resolve_store_dir(store)
         marker = _read_marker(store_dir)
         engine = make_engine(_db_url_for(store_dir, marker, db_url))
-        if check_schema:
-            current, head = migrate.current_revision(engine), migrate.head_revision()
-            if current != head:
-                raise SchemaOutdated(
-                    f"the store's database is at schema {current or 'none'}, this tstore needs {head}",
-                    "run `tstore db upgrade`",
-                )
+        migrate.check_schema(engine, require_head=check_schema)
         return cls(
             store_dir,
             engine,

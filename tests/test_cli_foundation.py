@@ -164,7 +164,7 @@ def test_default_store_location(tmp_path):
 def test_outdated_schema_is_refused(tmp_path):
     store = tmp_path / "s"
     _ok(run_tstore("--store", str(store), "init"))
-    _ok(run_tstore("--store", str(store), "db", "downgrade", "base"))
+    _ok(run_tstore("--store", str(store), "db", "downgrade", "base", "--yes"))
     _one_line_error(run_tstore("--store", str(store), "taxonomy", "list"), "schema none")
     assert "tstore db upgrade" in run_tstore("--store", str(store), "taxonomy", "list").stderr
     _ok(run_tstore("--store", str(store), "db", "upgrade"))

@@ -1,7 +1,9 @@
 """The `tstore` command line: a thin client of the facade.
 
-Command modules import only click and light helpers at the top; anything heavy (torch,
-sentence-transformers, chromadb, textual) is imported inside the command that needs it.
+One module per command group; each adds its commands to `cli` when imported. They print through
+`render` (and `render_metrics`), share options from `options`, and import only click and light
+helpers at the top; anything heavy (torch, sentence-transformers, chromadb, textual) is imported
+inside the command that needs it.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ import click
 
 from .app import cli
 
-# Each module adds its commands to `cli` when imported.
 from . import (  # noqa: E402,F401
     db_cmds,
     demo_cmds,
     embed_cmds,
     encoder_cmds,
+    export_cmds,
     import_cmds,
     metrics_cmds,
+    pair_cmds,
+    prompt_cmds,
     query_cmds,
+    reproduce_cmds,
     taxonomy_cmds,
     tui_cmds,
 )

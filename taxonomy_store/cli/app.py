@@ -1,17 +1,14 @@
-"""The root command group, its shared options, and how errors reach the user."""
+"""The root command group, the options every command accepts, and how errors reach the user."""
 
 from __future__ import annotations
 
-import json
-import sys
 from functools import cached_property
-from typing import Any
 
 import click
 
 from .. import __version__
 from ..errors import TStoreError
-from ..text import inert
+from .render import untrusted
 
 
 class Context:
@@ -32,42 +29,80 @@ class Context:
 
 pass_ctx = click.make_pass_decorator(Context)
 
-
-def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Machine output: one JSON object (JSON lines when streaming).")(f)
-
-
-def emit_json(obj: Any) -> None:
-    # JSON escapes C0 controls (ESC among them) by itself; on a terminal escape everything
-    # non-ASCII too, so C1 controls and bidi overrides in prompt text stay inert.
-    click.echo(json.dumps(obj, ensure_ascii=sys.stdout.isatty(), default=str))
-
-
-def stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
+# Where the store lives, given before the subcommand (`tstore --store DIR import f.csv`) or after
+# it (`tstore import f.csv --store DIR`): (flag, Context attribute, metavar, environment, help).
+STORE_OPTIONS = (
+    ("--store", "store_arg", "DIR", "TSTORE_HOME", "Store directory [env TSTORE_HOME; default ~/.local/share/tstore]."),
+    ("--db-url", "db_url", "URL", "TSTORE_DB_URL",
+     "Use this database (e.g. postgresql://user@host/db) instead of the store's SQLite [env TSTORE_DB_URL]."),
+    ("--chroma-url", "chroma_url", "URL", "TSTORE_CHROMA_URL",
+     "Use a Chroma server (http://host:port) instead of the embedded one [env TSTORE_CHROMA_URL]."),
+    ("--chroma-token", "chroma_token", "TOKEN", "TSTORE_CHROMA_TOKEN", "Auth token for the Chroma server [env TSTORE_CHROMA_TOKEN]."),
+)
 
 
-def stdout_console():
-    """Rich console for data on stdout; when piped, wide enough that lines are not wrapped."""
-    import sys
+def _store_option_after_subcommand(flag: str, attribute: str, metavar: str) -> click.Option:
+    """The same store option on a subcommand: a value given there replaces the root group's."""
 
-    from rich.console import Console
+    def remember(ctx: click.Context, param: click.Parameter, value):
+        context = ctx.find_object(Context)
+        if value is not None and context is not None:
+            setattr(context, attribute, value)
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    # Hidden: the root's --help documents them once; not exposed: command functions never see them.
+    return click.Option([flag], metavar=metavar, hidden=True, expose_value=False, callback=remember)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--store", "store", metavar="DIR", envvar="TSTORE_HOME", help="Store directory [env TSTORE_HOME; default ~/.local/share/tstore].")
-@click.option("--db-url", envvar="TSTORE_DB_URL", metavar="URL", help="Use this database (e.g. postgresql://user@host/db) instead of the store's SQLite [env TSTORE_DB_URL].")
-@click.option("--chroma-url", envvar="TSTORE_CHROMA_URL", metavar="URL", help="Use a Chroma server (http://host:port) instead of the embedded one [env TSTORE_CHROMA_URL].")
-@click.option("--chroma-token", envvar="TSTORE_CHROMA_TOKEN", metavar="TOKEN", help="Auth token for the Chroma server [env TSTORE_CHROMA_TOKEN].")
+class _AcceptsStoreOptions:
+    """Mixin for commands and groups: add the store options unless the command defines the flag itself."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        taken = {opt for p in self.params for opt in getattr(p, "opts", ())}
+        self.params.extend(
+            _store_option_after_subcommand(flag, attribute, metavar)
+            for flag, attribute, metavar, _env, _help in STORE_OPTIONS if flag not in taken
+        )
+
+
+class Command(_AcceptsStoreOptions, click.Command):
+    pass
+
+
+class Group(_AcceptsStoreOptions, click.Group):
+    command_class = Command
+    group_class = type  # subgroups are Groups too
+
+
+class RootGroup(click.Group):
+    command_class = Command
+    group_class = Group
+
+
+def _root_store_options(f):
+    for flag, attribute, metavar, env, help_text in reversed(STORE_OPTIONS):
+        f = click.option(flag, attribute, metavar=metavar, envvar=env, help=help_text)(f)
+    return f
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@_root_store_options
 @click.version_option(__version__, prog_name="tstore")
 @click.pass_context
-def cli(ctx: click.Context, store, db_url, chroma_url, chroma_token) -> None:
-    """tstore: labeled safety prompts in SQL, their embeddings in Chroma, and the Safe-Embed metrics."""
-    ctx.obj = Context(store, db_url, chroma_url, chroma_token)
+def cli(ctx: click.Context, store_arg, db_url, chroma_url, chroma_token) -> None:
+    """tstore: labeled safety prompts in SQL, their embeddings in Chroma, and the Safe-Embed metrics.
+
+    --store, --db-url, --chroma-url and --chroma-token may also follow the subcommand
+    (`tstore import data.csv --store DIR`).
+    """
+    ctx.obj = Context(store_arg, db_url, chroma_url, chroma_token)
+
+
+def _say_error(message: str, hint: str | None) -> None:
+    # Messages carry file, dataset and category names from outside: printed inert.
+    click.echo(f"error: {untrusted(message)}", err=True)
+    if hint:
+        click.echo(f"hint: {untrusted(hint)}", err=True)
 
 
 def run(group: click.Group, argv: list[str] | None) -> int:
@@ -75,10 +110,7 @@ def run(group: click.Group, argv: list[str] | None) -> int:
     try:
         group.main(args=argv, prog_name="tstore", standalone_mode=False)
     except TStoreError as exc:
-        # Messages quote file names and cell values: printed inert, like any untrusted text.
-        click.echo(f"error: {inert(exc.message)}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {inert(exc.hint)}", err=True)
+        _say_error(exc.message, exc.hint)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -96,7 +128,7 @@ def run(group: click.Group, argv: list[str] | None) -> int:
 
         if isinstance(exc, (SQLAlchemyError, OSError)):
             first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            click.echo(f"error: {type(exc).__name__}: {first}", err=True)
+            click.echo(f"error: {type(exc).__name__}: {untrusted(first)}", err=True)
             return 1
         raise
     return 0

@@ -1,10 +1,13 @@
-"""`tstore init` and `tstore db ...`."""
+"""`tstore init` and `tstore db upgrade|downgrade|current`: the store and its schema."""
 
 from __future__ import annotations
 
 import click
 
-from .app import Context, cli, emit_json, json_option, pass_ctx
+from ..errors import InvalidValue
+from .app import Context, cli, pass_ctx
+from .options import json_option
+from .render import emit_json, untrusted
 
 
 @cli.command()
@@ -19,7 +22,7 @@ def init(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json(info)
     else:
-        click.echo(f"store ready: {store.dir} (database {store.db_url})")
+        click.echo(f"store ready: {untrusted(store.dir)} (database {untrusted(store.db_url)})")
 
 
 @cli.group()
@@ -28,11 +31,10 @@ def db() -> None:
 
 
 def _engine(ctx: Context):
-    from ..db.engine import make_engine
+    """The store's engine without requiring the newest schema (a newer tstore's schema is still refused)."""
     from ..store import Store
 
-    store = Store.open(ctx.store_arg, db_url=ctx.db_url, check_schema=False)
-    return store.engine
+    return Store.open(ctx.store_arg, db_url=ctx.db_url, check_schema=False).engine
 
 
 @db.command()
@@ -48,12 +50,21 @@ def upgrade(ctx: Context) -> None:
 
 @db.command()
 @click.argument("revision")
+@click.option("--yes", is_flag=True, help="Confirm: a downgrade drops what newer schemas added ('base': every table, audit log included).")
 @pass_ctx
-def downgrade(ctx: Context, revision: str) -> None:
-    """Downgrade the database to REVISION ('base' drops every table)."""
+def downgrade(ctx: Context, revision: str, yes: bool) -> None:
+    """Downgrade the database to REVISION ('base' drops every table); needs --yes."""
     from ..db import migrate
 
     engine = _engine(ctx)
+    current = migrate.current_revision(engine)
+    target = migrate.resolve_revision(revision)
+    if target != current and not yes:
+        loses = "every table, the audit log included" if target is None else "what the newer schema revisions added"
+        raise InvalidValue(
+            f"downgrading from schema {current or 'none'} to {target or 'base'} drops {loses}",
+            f"export what you need first (`tstore export -o prompts.csv`), then run `tstore db downgrade {untrusted(revision)} --yes`",
+        )
     migrate.downgrade(engine, revision)
     click.echo(f"database at schema {migrate.current_revision(engine) or 'base'}")
 

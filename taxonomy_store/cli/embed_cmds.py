@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import click
 
 from ..errors import IndexOutOfSync
-from .app import Context, cli, emit_json, json_option, pass_ctx, stderr_console
-
-encoder_option = click.option(
-    "--encoder", "-e", "encoder", metavar="NAME", envvar="TSTORE_ENCODER",
-    help="Encoder to use [env TSTORE_ENCODER; default minilm].",
-)
-all_option = click.option("--all", "all_encoders", is_flag=True, help="Every registered encoder.")
-
-
-@contextmanager
-def _progress_bar(verb: str):
-    """A rich progress bar on stderr, one task per encoder; yields the callback the index calls."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    tasks: dict[str, int] = {}
-    with Progress(
-        TextColumn(f"{verb} [bold]{{task.description}}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console(), transient=False,
-    ) as bar:
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done, total=total)
-
-        yield progress
+from .app import Context, cli, pass_ctx
+from .options import all_encoders_option, encoder_option, json_option
+from .render import emit_json, progress_bar, untrusted
 
 
 @cli.command("embed")
-@encoder_option
-@all_option
+@encoder_option()
+@all_encoders_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the encoder's batch size for this run.")
 @json_option
 @pass_ctx
@@ -48,20 +23,20 @@ def embed(ctx: Context, encoder: str | None, all_encoders: bool, batch_size: int
     run it again and it finishes the job.
     """
     store = ctx.store
-    with _progress_bar("embedding") as progress:
+    with progress_bar("embedding", transient=False, time_remaining=True) as progress:
         s = store.index.embed(None if all_encoders else encoder, all=all_encoders, progress=progress, batch_size=batch_size)
     if as_json:
         emit_json(s.to_dict())
         return
     click.echo(
-        f"{', '.join(s.encoders)}: {s.embedded} embedded, {s.updated} updated, {s.deleted} deleted, "
+        f"{', '.join(untrusted(n) for n in s.encoders)}: {s.embedded} embedded, {s.updated} updated, {s.deleted} deleted, "
         f"{s.unchanged} unchanged in {s.seconds:.1f} s ({s.sentences_per_s:.1f} sentences/s)"
     )
 
 
 @cli.command("verify")
-@encoder_option
-@all_option
+@encoder_option()
+@all_encoders_option
 @click.option("--repair", is_flag=True, help="Fix what differs (re-embeds missing and stale prompts).")
 @json_option
 @pass_ctx
@@ -73,7 +48,7 @@ def verify(ctx: Context, encoder: str | None, all_encoders: bool, repair: bool, 
     """
     store = ctx.store
     if repair:
-        with _progress_bar("repairing") as progress:
+        with progress_bar("repairing", transient=False, time_remaining=True) as progress:
             result = store.index.verify(None if all_encoders else encoder, all=all_encoders, repair=True, progress=progress)
     else:
         result = store.index.verify(None if all_encoders else encoder, all=all_encoders)
@@ -84,7 +59,7 @@ def verify(ctx: Context, encoder: str | None, all_encoders: bool, repair: bool, 
             continue
         state = "ok" if r.ok else ("repaired" if r.repaired is not None else "OUT OF SYNC")
         click.echo(
-            f"{r.encoder}: {state} — {r.prompts} prompts, {r.vectors} vectors; missing {r.missing}, orphaned {r.orphaned}, "
+            f"{untrusted(r.encoder)}: {state} — {r.prompts} prompts, {r.vectors} vectors; missing {r.missing}, orphaned {r.orphaned}, "
             f"stale {r.stale}, wrong metadata {r.wrong_metadata}, bookkeeping {r.bookkeeping}"
         )
         if r.repaired is not None:

