@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -183,23 +184,69 @@ def test_postgres_store(tmp_path, pg_url):
     assert not (tmp_path / "pg" / "tstore.db").exists()
 
 
-def test_light_commands_do_not_import_heavy_modules():
+HEAVY = ("torch", "sentence_transformers", "transformers", "chromadb", "textual")
+_REPORT_HEAVY = "import sys; print('HEAVY=' + ','.join(m for m in {mods!r} if m in sys.modules))"
+
+
+def _core_modules() -> list[str]:
+    """Every module of taxonomy_store outside the CLI and the TUI, found on disk (a new one is covered by itself)."""
+    import taxonomy_store
+
+    root = Path(taxonomy_store.__file__).parent
+    names = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[0] in ("cli", "tui", "migrations", "seeds"):
+            continue
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(("taxonomy_store",) + parts))
+    return names
+
+
+def test_core_module_list_is_complete():
+    names = _core_modules()
+    assert {"taxonomy_store", "taxonomy_store.store", "taxonomy_store.db.models", "taxonomy_store.metrics"} <= set(names)
+    assert not any(n.startswith(("taxonomy_store.cli", "taxonomy_store.tui")) for n in names)
+
+
+@pytest.mark.parametrize("module", _core_modules())
+def test_core_module_imports_no_model_vector_store_or_ui(module):
+    """Importing any library module in a fresh interpreter loads no torch, encoders, Chroma, Textual or rich:
+    the heavy ones load inside the functions that need them, and the core never depends on the UI."""
+    code = f"import {module}; " + _REPORT_HEAVY.format(mods=HEAVY + ("rich",))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY=", module
+
+
+def test_tstore_help_imports_no_model_vector_store_or_ui():
     code = (
         "import sys\n"
-        "from taxonomy_store.cli import cli\n"
+        "from taxonomy_store.cli import main\n"
         "try:\n"
-        "    cli.main(args=['--help'], standalone_mode=False)\n"
+        "    main(['--help'])\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'chromadb', 'textual', 'transformers') if m in sys.modules]\n"
-        "print('HEAVY=' + ','.join(heavy))\n"
+        + _REPORT_HEAVY.format(mods=HEAVY)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "Commands:" in out
     assert out.strip().splitlines()[-1] == "HEAVY="
 
 
-def test_core_library_does_not_import_ui():
-    code = "import sys, taxonomy_store, taxonomy_store.store\nprint([m for m in ('textual', 'rich', 'torch') if m in sys.modules])"
+def test_tstore_script_help_is_quick_to_load():
+    """The installed console script itself (what a user runs) answers --help without the heavy modules."""
+    exe = Path(sys.executable).parent / "tstore"
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = [{str(exe)!r}, '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(exe)!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        + _REPORT_HEAVY.format(mods=HEAVY)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert "Usage: tstore" in out
+    assert out.strip().splitlines()[-1] == "HEAVY="

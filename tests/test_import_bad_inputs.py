@@ -113,8 +113,22 @@ def base_store(tmp_path_factory):
     return d
 
 
-def test_suite_is_large_enough():
-    assert len(CASES) >= 20
+def test_each_kind_of_break_gets_its_own_message(base_store, tmp_path, capsys):
+    """A catch-all ("cannot import this file") would satisfy no two cases at once: files broken in
+    different ways get different first lines (the file name aside), and only the cases that expect
+    the same reason (an empty and a blank file) share one."""
+    messages: dict[str, str] = {}
+    for case, (name, data, args, _expected, _row, _column) in CASES.items():
+        path = tmp_path / case / name
+        path.parent.mkdir()
+        path.write_bytes(data)
+        assert run(cli, ["--store", str(base_store), "import", str(path), *args]) != 0
+        messages[case] = capsys.readouterr().err.splitlines()[0].replace(str(path), "FILE")
+    by_message: dict[str, list[str]] = {}
+    for case, message in messages.items():
+        by_message.setdefault(message, []).append(case)
+    shared = sorted(sorted(cases) for cases in by_message.values() if len(cases) > 1)
+    assert shared == [["blank_file", "empty_file"]], shared
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

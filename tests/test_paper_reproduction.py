@@ -11,9 +11,9 @@ import pytest
 
 from conftest import need_or_skip
 
-# Kim et al. (2024), Safe-Embed, Safety-Challenging results, SBERT-all row (one copy, in reproduce.py).
-from taxonomy_store.reproduce import PAPER_SBERT_ALL_BASELINE as PAPER_BASELINE  # noqa: E402
-from taxonomy_store.reproduce import PAPER_SBERT_ALL_SEPARATION as PAPER_SBERT_ALL  # noqa: E402
+# Kim et al. (2024), Safe-Embed, Safety-Challenging results, SBERT-all row: the tests' own copy.
+from safe_embed_paper import SBERT_ALL_BASELINE as PAPER_BASELINE
+from safe_embed_paper import SBERT_ALL_SEPARATION as PAPER_SBERT_ALL
 
 
 @pytest.fixture(scope="module")
