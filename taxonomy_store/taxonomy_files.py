@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TaxonomyFileError, UnknownTaxonomy
-from .paths import package_dir
+from .paths import check_readable_file, package_dir
 
 # Any other key of a node (e.g. xstest_types) is kept in the node's attributes.
 _CORE_KEYS = {"code", "name", "short_name", "description", "children"}
@@ -56,8 +56,7 @@ def locate(name_or_file: str) -> Path:
     """A built-in taxonomy's name, or a path to a YAML/JSON file."""
     candidate = Path(name_or_file)
     if candidate.suffix.lower() in (".yaml", ".yml", ".json") or candidate.exists():
-        if not candidate.is_file():
-            raise TaxonomyFileError(f"{name_or_file}: no such file")
+        check_readable_file(candidate)  # a directory, a missing or unreadable file: error with a hint
         return candidate
     builtin = builtin_dir() / f"{name_or_file}.yaml"
     if builtin.is_file():

@@ -30,11 +30,15 @@ def db() -> None:
     """The store's database schema (Alembic migrations shipped with tstore)."""
 
 
-def _engine(ctx: Context):
-    """The store's engine without requiring the newest schema (a newer tstore's schema is still refused)."""
+def _open(ctx: Context):
+    """The store without requiring the newest schema (a newer tstore's schema is still refused)."""
     from ..store import Store
 
-    return Store.open(ctx.store_arg, db_url=ctx.db_url, check_schema=False).engine
+    return Store.open(ctx.store_arg, db_url=ctx.db_url, check_schema=False)
+
+
+def _engine(ctx: Context):
+    return _open(ctx).engine
 
 
 @db.command()
@@ -56,14 +60,15 @@ def downgrade(ctx: Context, revision: str, yes: bool) -> None:
     """Downgrade the database to REVISION ('base' drops every table); needs --yes."""
     from ..db import migrate
 
-    engine = _engine(ctx)
+    store = _open(ctx)
+    engine = store.engine
     current = migrate.current_revision(engine)
     target = migrate.resolve_revision(revision)
     if target != current and not yes:
         loses = "every table, the audit log included" if target is None else "what the newer schema revisions added"
         raise InvalidValue(
             f"downgrading from schema {current or 'none'} to {target or 'base'} drops {loses}",
-            f"export what you need first (`tstore export -o prompts.csv`), then run `tstore db downgrade {untrusted(revision)} --yes`",
+            f"export what you need first (`tstore export -o prompts.csv`), then run `tstore db downgrade {revision} --yes --store {store.dir}`",
         )
     migrate.downgrade(engine, revision)
     click.echo(f"database at schema {migrate.current_revision(engine) or 'base'}")

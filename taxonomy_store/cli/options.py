@@ -7,14 +7,12 @@ the user gives is checked here, so a directory, a missing file or an unreadable 
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
 from pathlib import Path
 
 import click
 
-from ..errors import InputFileError, OutputFileError
+from ..errors import OutputFileError
+from ..paths import check_readable_dir, check_readable_file, check_writable_file
 
 
 def json_option(f):
@@ -26,63 +24,6 @@ def encoder_option(help: str = "Encoder to use [env TSTORE_ENCODER; default mini
 
 
 all_encoders_option = click.option("--all", "all_encoders", is_flag=True, help="Every registered encoder.")
-
-
-# -- paths -----------------------------------------------------------------------------------
-def _stat(path: Path, what: str) -> os.stat_result:
-    try:
-        return path.stat()
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise InputFileError(path, "is a symbolic link to something that does not exist",
-                                 hint=f"point it at an existing {what}, or give the {what} itself") from None
-        raise InputFileError(path, f"no such {what}",
-                             hint="check the path (a relative path starts from the current directory)") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InputFileError(path, "is a loop of symbolic links", hint=f"give the {what} itself, not the link") from None
-        raise InputFileError(path, f"cannot read: {exc.strerror or exc}", hint=f"check that the {what} and its folders are readable") from None
-
-
-def _unreadable(path: Path, what: str, exc: OSError) -> InputFileError:
-    if isinstance(exc, PermissionError):
-        return InputFileError(path, "permission denied", hint=f"make the {what} readable for this user (e.g. chmod u+r)")
-    return InputFileError(path, f"cannot read: {exc.strerror or exc}", hint=f"check that the {what} is readable")
-
-
-def check_readable_file(path: Path) -> None:
-    """InputFileError unless `path` is an existing file this user can read."""
-    st = _stat(path, "file")
-    if stat.S_ISDIR(st.st_mode):
-        raise InputFileError(path, "is a directory, not a file", hint="give a file (for example one inside that directory)")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise _unreadable(path, "file", exc) from None
-
-
-def check_readable_dir(path: Path) -> None:
-    """InputFileError unless `path` is an existing directory this user can list."""
-    st = _stat(path, "directory")
-    if not stat.S_ISDIR(st.st_mode):
-        raise InputFileError(path, "is a file, not a directory", hint="give the directory that holds the files")
-    try:
-        os.listdir(path)
-    except OSError as exc:
-        raise _unreadable(path, "directory", exc) from None
-
-
-def check_writable_file(path: Path) -> None:
-    """OutputFileError unless a file can be written at `path` (its directory exists; it is not a directory)."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputFileError(path, "is a directory", "give a file name, e.g. DIR/prompts.csv")
-    if not parent.is_dir():
-        reason = "is not a directory" if parent.exists() else "does not exist"
-        raise OutputFileError(path, f"its directory {parent} {reason}", f"create it first (mkdir -p {parent}) or choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OutputFileError(path, "permission denied", "choose a path this user can write")
 
 
 class InputFile(click.ParamType):
