@@ -37,29 +37,23 @@ def pair_list(ctx: Context, status, pair_type, pair_set, limit, as_json) -> None
         )
 
 
-def _decide(ctx: Context, pair_id: int, status: str, note: str | None, as_json: bool) -> None:
-    v = ctx.store.curation.decide_pair(pair_id, status, note)
-    emit_json(v.to_dict()) if as_json else click.echo(f"pair {v.id} {v.status}")
+def _decision_command(status: str, help_text: str):
+    """`pair accept` and `pair reject`: a pair id and an optional note in, the decided pair out."""
+
+    @click.argument("pair_id", type=int)
+    @click.option("--note")
+    @json_option
+    @pass_ctx
+    def command(ctx: Context, pair_id: int, note: str | None, as_json: bool) -> None:
+        v = ctx.store.curation.decide_pair(pair_id, status, note)
+        emit_json(v.to_dict()) if as_json else click.echo(f"pair {v.id} {v.status}")
+
+    command.__doc__ = help_text
+    return command
 
 
-@pair.command("accept")
-@click.argument("pair_id", type=int)
-@click.option("--note")
-@json_option
-@pass_ctx
-def pair_accept(ctx: Context, pair_id, note, as_json) -> None:
-    """Accept a pair."""
-    _decide(ctx, pair_id, "accepted", note, as_json)
-
-
-@pair.command("reject")
-@click.argument("pair_id", type=int)
-@click.option("--note")
-@json_option
-@pass_ctx
-def pair_reject(ctx: Context, pair_id, note, as_json) -> None:
-    """Reject a pair."""
-    _decide(ctx, pair_id, "rejected", note, as_json)
+pair.command("accept")(_decision_command("accepted", "Accept a pair."))
+pair.command("reject")(_decision_command("rejected", "Reject a pair."))
 
 
 @pair.command("add")

@@ -91,24 +91,22 @@ def prompt_edit(ctx: Context, prompt_id, text, label, category, taxonomy, as_jso
     emit_json(v.to_dict()) if as_json else click.echo(prompt_line(v))
 
 
-@prompt.command("delete")
-@click.argument("prompt_id", type=int)
-@json_option
-@pass_ctx
-def prompt_delete(ctx: Context, prompt_id, as_json) -> None:
-    """Soft-delete a prompt (restore with `tstore prompt restore`)."""
-    v = ctx.store.curation.delete_prompt(prompt_id)
-    emit_json(v.to_dict()) if as_json else click.echo(f"deleted prompt {v.id}")
+def _soft_delete_command(method: str, verb: str, help_text: str):
+    """`prompt delete` and `prompt restore`: one prompt id in, its new state out."""
+
+    @click.argument("prompt_id", type=int)
+    @json_option
+    @pass_ctx
+    def command(ctx: Context, prompt_id: int, as_json: bool) -> None:
+        v = getattr(ctx.store.curation, method)(prompt_id)
+        emit_json(v.to_dict()) if as_json else click.echo(f"{verb} prompt {v.id}")
+
+    command.__doc__ = help_text
+    return command
 
 
-@prompt.command("restore")
-@click.argument("prompt_id", type=int)
-@json_option
-@pass_ctx
-def prompt_restore(ctx: Context, prompt_id, as_json) -> None:
-    """Restore a soft-deleted prompt."""
-    v = ctx.store.curation.restore_prompt(prompt_id)
-    emit_json(v.to_dict()) if as_json else click.echo(f"restored prompt {v.id}")
+prompt.command("delete")(_soft_delete_command("delete_prompt", "deleted", "Soft-delete a prompt (restore with `tstore prompt restore`)."))
+prompt.command("restore")(_soft_delete_command("restore_prompt", "restored", "Restore a soft-deleted prompt."))
 
 
 @prompt.command("undo")
