@@ -250,3 +250,26 @@ def test_tstore_script_help_is_quick_to_load():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "Usage: tstore" in out
     assert out.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_command_modules_share_only_public_helpers():
+    """Command modules print through `render`, share options from `options`, and never import each
+    other (nor anyone's private names): a new command group is one new module."""
+    import ast
+
+    import taxonomy_store.cli as cli_package
+
+    cli_dir = Path(cli_package.__file__).parent
+    command_modules = sorted(p.stem for p in cli_dir.glob("*_cmds.py"))
+    assert {"db_cmds", "import_cmds", "export_cmds", "prompt_cmds", "pair_cmds", "encoder_cmds", "metrics_cmds"} <= set(command_modules)
+    for name in command_modules:
+        tree = ast.parse((cli_dir / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert node.module not in command_modules, f"{name} imports {node.module}"
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{name} imports private {private} from .{node.module}"
+    # `encoder estimate-baseline` lives with the other encoder commands.
+    from taxonomy_store.cli import encoder_cmds
+
+    assert encoder_cmds.encoder.commands["estimate-baseline"].callback.__module__ == encoder_cmds.__name__
