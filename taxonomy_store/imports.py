@@ -95,7 +95,7 @@ IMPORT_WAIT_SECONDS = 600.0
 def hold_import_lock(session) -> None:
     """Take the store-wide import lock for this transaction; it is released at commit or rollback.
 
-    PostgreSQL: a transaction-level advisory lock (waits as long as the other import runs).
+    PostgreSQL: a transaction-level advisory lock, waited for up to IMPORT_WAIT_SECONDS.
     SQLite: the database write lock, taken before the import reads anything (BEGIN IMMEDIATE),
     retried past the busy timeout until IMPORT_WAIT_SECONDS.
     """
@@ -104,7 +104,14 @@ def hold_import_lock(session) -> None:
 
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK_KEY})
+        conn.execute(sql(f"SET LOCAL lock_timeout = '{int(IMPORT_WAIT_SECONDS * 1000)}ms'"))
+        try:
+            conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK_KEY})
+        except OperationalError as exc:
+            if "lock timeout" not in str(exc.orig):
+                raise
+            raise _busy() from exc
+        conn.execute(sql("SET LOCAL lock_timeout = DEFAULT"))
         return
     deadline = time.monotonic() + IMPORT_WAIT_SECONDS
     while True:
@@ -115,10 +122,14 @@ def hold_import_lock(session) -> None:
             if "locked" not in str(exc.orig):
                 raise
             if time.monotonic() > deadline:
-                raise StoreBusy(
-                    "another process has been writing to the store for too long (an import or embed still running?)",
-                    "wait for it to finish, then run the import again",
-                ) from exc
+                raise _busy() from exc
+
+
+def _busy() -> StoreBusy:
+    return StoreBusy(
+        f"another process has held the store's write lock for over {IMPORT_WAIT_SECONDS:g}s (an import still running?)",
+        "wait for it to finish, then run the import again",
+    )
 
 
 class _DryRun(Exception):

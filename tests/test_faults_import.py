@@ -245,3 +245,68 @@ def test_same_file_imported_twice_at_once(backend, tmp_path, request):
     init_store(tmp_path / "single").close()
     assert run(cli, [*single, "import", str(path)]) == 0
     assert exported(options) == exported(single)
+
+
+# -- an import meets another writer ---------------------------------------------------------------
+class _OtherWriter:
+    """Another process's write transaction on the store: SQLite's write lock, or on PostgreSQL
+    the import lock (the advisory lock every import takes)."""
+
+    def __init__(self, options: list[str]):
+        from taxonomy_store.imports import IMPORT_LOCK_KEY
+
+        if len(options) > 2:
+            import psycopg
+
+            self.conn = psycopg.connect(options[3].replace("postgresql+psycopg://", "postgresql://", 1))
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK_KEY,))
+        else:
+            import sqlite3
+
+            self.conn = sqlite3.connect(Path(options[1]) / "tstore.db", isolation_level=None, check_same_thread=False)
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+def test_import_waits_for_another_writer_then_runs(base, tmp_path, capsys):
+    import threading
+
+    path = tmp_path / "later.csv"
+    path.write_text("text,label\nHow do I repot a fern?,safe\n", encoding="utf-8")
+    writer = _OtherWriter(base)
+    timer = threading.Timer(1.5, writer.release)
+    timer.start()
+    started = time.monotonic()
+    try:
+        code = run(cli, [*base, "import", str(path)])
+    finally:
+        timer.join()
+    out, err = capsys.readouterr()
+    assert code == 0 and out.startswith("later (generic, 1 rows): 1 added"), err
+    assert time.monotonic() - started >= 1.4  # it waited for the other writer
+
+
+def test_import_gives_up_on_a_writer_that_does_not_finish(base, tmp_path, capsys, monkeypatch):
+    from taxonomy_store import imports
+    from taxonomy_store.db import engine
+
+    monkeypatch.setattr(imports, "IMPORT_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "blocked.csv"
+    path.write_text("text,label\nHow do I repot a fern?,safe\n", encoding="utf-8")
+    before = exported(base)
+    writer = _OtherWriter(base)
+    try:
+        code = run(cli, [*base, "import", str(path)])
+    finally:
+        writer.release()
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.splitlines() == [
+        "error: another process has held the store's write lock for over 0.5s (an import still running?)",
+        "hint: wait for it to finish, then run the import again",
+    ]
+    assert exported(base) == before
