@@ -154,29 +154,29 @@ def test_symlink_loop_is_not_called_missing(base, tmp_path, capsys):
     a.symlink_to(b)
     b.symlink_to(a)
     error, hint = refused(base, a, capsys)
-    assert error == f"error: {a}: a symbolic link loop: the link never reaches a file"
-    assert hint == "hint: point the link at a real file"
+    assert error == f"error: {a}: is a loop of symbolic links"
+    assert hint == "hint: give the file itself, not the link"
 
 
 def test_directory_gets_error_and_hint(base, tmp_path, capsys):
     d = tmp_path / "adir"
     d.mkdir()
     error, hint = refused(base, d, capsys)
-    assert error == f"error: {d}: is a directory, not a data file"
-    assert hint.startswith("hint: give the path of a CSV")
+    assert error == f"error: {d}: is a directory, not a file"
+    assert hint == "hint: give a file (for example one inside that directory)"
 
 
 def test_missing_file_gets_error_and_hint(base, tmp_path, capsys):
     error, hint = refused(base, tmp_path / "nope.csv", capsys)
     assert error == f"error: {tmp_path / 'nope.csv'}: no such file"
-    assert hint.startswith("hint: check the path")
+    assert hint == "hint: check the path (a relative path starts from the current directory)"
 
 
 def test_unreadable_path_gets_error_and_hint(base, capsys):
     # Readable by name, but reading it fails (as root, permission bits would not stop us).
     error, hint = refused(base, Path("/proc/self/mem"), capsys)
     assert error == "error: /proc/self/mem: cannot read: Input/output error"
-    assert hint == "hint: check that the path is a readable file"
+    assert hint == "hint: check that the file is readable"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permission bits")
@@ -185,7 +185,7 @@ def test_permission_denied_gets_error_and_hint(base, tmp_path, capsys):
     path.write_text(BASE_CSV, encoding="utf-8")
     path.chmod(0)
     error, _ = refused(base, path, capsys)
-    assert error == f"error: {path}: permission denied: cannot read the file"
+    assert error == f"error: {path}: permission denied"
 
 
 HOSTILE = "evil\x1b[31m\u202e\u200f\u2028\u2029name"

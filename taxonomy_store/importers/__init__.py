@@ -6,10 +6,10 @@ given, and returns a `ParsedFile`; `Imports` (taxonomy_store/imports.py) writes 
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 
 from ..errors import InputFileError
+from ..paths import check_readable_file
 from .contrast import parse_contrast_json, parse_contrast_long, parse_contrast_wide, variant_columns
 from .do_not_answer import parse_do_not_answer
 from .generic import PROMPTS_EXPORT_COLUMNS, parse_generic, parse_pairs_export, parse_prompts_export
@@ -60,19 +60,12 @@ def detect_format(table: Table) -> str | None:
 
 
 def read_file_bytes(path: Path) -> bytes:
-    """The file's bytes; each way of not being a readable file gets its own message."""
+    """The file's bytes; each way of not being a readable file gets its own message (paths.py)."""
+    check_readable_file(path)
     try:
         return path.read_bytes()
-    except IsADirectoryError:
-        raise InputFileError(path, "is a directory, not a data file", hint="give the path of a CSV, TSV, JSON lines, JSON or Parquet file") from None
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file", hint="check the path (relative paths start from the current directory)") from None
-    except PermissionError:
-        raise InputFileError(path, "permission denied: cannot read the file", hint="check its permissions (e.g. `chmod u+r FILE`)") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InputFileError(path, "a symbolic link loop: the link never reaches a file", hint="point the link at a real file") from None
-        raise InputFileError(path, f"cannot read: {exc.strerror}", hint="check that the path is a readable file") from exc
+        raise InputFileError(path, f"cannot read: {exc.strerror or exc}", hint="check that the file is readable") from None
 
 
 def parse_file(
