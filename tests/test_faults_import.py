@@ -84,6 +84,14 @@ def test_parquet_text_column_must_be_strings(base, tmp_path, capsys, values, arr
     assert hint.startswith("hint: write the prompt texts as strings")
 
 
+@pytest.mark.parametrize("value, kind", [("12345", "int"), ("1.5", "float"), ("true", "bool")])
+def test_json_prompt_text_must_be_a_string(base, tmp_path, capsys, value, kind):
+    path = tmp_path / "n.jsonl"
+    path.write_text(f'{{"text": "fine", "label": "safe"}}\n{{"text": {value}, "label": "safe"}}\n', encoding="utf-8")
+    error, _ = refused(base, path, capsys)
+    assert error == f"error: {path}, row 2, column 'text': prompt text is a JSON {kind}, not a string"
+
+
 def test_parquet_list_of_strings_and_dictionary_text_are_accepted(tmp_path, store):
     variants = pa.array([["How to heal a wound?", "How to bake bread?"]])
     path = _parquet(tmp_path / "c.parquet", prompt=pa.array(["How to hurt someone?"]).dictionary_encode(), variants=variants)

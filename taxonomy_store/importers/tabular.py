@@ -372,6 +372,12 @@ def prompt_text(table: Table, rownum: int, row: dict[str, Any], column: str) -> 
                 table.path, f"text column {column!r} has Arrow type {wrong}, not string", column=column,
                 hint="write the prompt texts as strings (Arrow type string), not numbers or bytes",
             )
+    value = row.get(column)
+    if table.kind in ("json", "jsonl") and isinstance(value, (bool, int, float)):
+        raise InputFileError(
+            table.path, f"prompt text is a JSON {type(value).__name__}, not a string", row=rownum, column=column,
+            hint='quote the text in the file ("text": "12345")',
+        )
     text = cell(table, rownum, row, column, what="prompt text")
     if len(text) > MAX_TEXT_CHARS:
         raise InputFileError(
