@@ -98,20 +98,20 @@ def parse_file(
             )
     if (mapping or label) and fmt != "generic":
         raise InputFileError(path, f"--map and --label apply to generic files, not to the {fmt} format", hint="add --format generic")
-    if fmt == "xstest":
-        return parse_xstest_prompts(table)
-    if fmt in ("xstest-aug", "pairs"):
-        return parse_pairs(table, fmt)
-    if fmt == "do-not-answer":
-        return parse_do_not_answer(table)
-    if fmt == "contrast-wide":
-        return parse_contrast_wide(table)
-    if fmt == "contrast-long":
-        return parse_contrast_long(table)
-    if fmt == "contrast-jsonl":
-        return parse_contrast_json(table)
-    if fmt == "tstore-prompts":
-        return parse_prompts_export(table)
-    if fmt == "tstore-pairs":
-        return parse_pairs_export(table)
-    return parse_generic(table, mapping, label)
+    if fmt == "generic":
+        return parse_generic(table, mapping, label)
+    return PARSERS[fmt](table, fmt)
+
+
+# Format name -> parser of a table in that format (generic files also take --map and --label).
+PARSERS = {
+    "xstest": lambda table, fmt: parse_xstest_prompts(table),
+    "xstest-aug": parse_pairs,
+    "pairs": parse_pairs,
+    "do-not-answer": lambda table, fmt: parse_do_not_answer(table),
+    "contrast-wide": lambda table, fmt: parse_contrast_wide(table),
+    "contrast-long": lambda table, fmt: parse_contrast_long(table),
+    "contrast-jsonl": lambda table, fmt: parse_contrast_json(table),
+    "tstore-prompts": lambda table, fmt: parse_prompts_export(table),
+    "tstore-pairs": lambda table, fmt: parse_pairs_export(table),
+}

@@ -13,7 +13,7 @@ import re
 
 from ..errors import InputFileError
 from .records import PairRecord, ParsedFile, PromptRecord
-from .tabular import Table, cell, parse_label, prompt_text
+from .tabular import Table, cell, parse_label, prompt_text, row_key
 
 _VARIANT = re.compile(r"^variant_(\d+)$")
 
@@ -40,10 +40,7 @@ def parse_contrast_wide(table: Table) -> ParsedFile:
         raise InputFileError(table.path, "no variant_1..variant_N columns", row=1, column="variant_1")
     prompts, pairs, seen = [], [], {}
     for rownum, row in table.rows:
-        key = cell(table, rownum, row, "id", what="id") if "id" in table.columns else str(rownum)
-        if key in seen:
-            raise InputFileError(table.path, f"id {key!r} appears twice (first at row {seen[key]})", row=rownum, column="id")
-        seen[key] = rownum
+        key = row_key(table, rownum, row, seen)
         unsafe = prompt_text(table, rownum, row, "prompt")
         safe = [(prompt_text(table, rownum, row, c), c, rownum) for c in variants if cell(table, rownum, row, c, required=False)]
         if not safe:
@@ -88,10 +85,7 @@ def parse_contrast_json(table: Table) -> ParsedFile:
     table.require("prompt", "variants", what="the JSON contrast format")
     prompts, pairs, seen = [], [], {}
     for rownum, row in table.rows:
-        key = cell(table, rownum, row, "id", what="id") if row.get("id") not in (None, "") else str(rownum)
-        if key in seen:
-            raise InputFileError(table.path, f"id {key!r} appears twice (first at row {seen[key]})", row=rownum, column="id")
-        seen[key] = rownum
+        key = row_key(table, rownum, row, seen, id_per_row=True)
         unsafe = prompt_text(table, rownum, row, "prompt")
         variants = row.get("variants")
         if not isinstance(variants, list):

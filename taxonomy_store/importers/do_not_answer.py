@@ -8,9 +8,8 @@ one prompt, and the import reports the duplicate.
 
 from __future__ import annotations
 
-from ..errors import InputFileError
 from .records import ParsedFile, PromptRecord
-from .tabular import Table, cell, prompt_text
+from .tabular import Table, cell, prompt_text, row_key
 
 TAXONOMY = "do-not-answer"
 COLUMNS = ("risk_area", "types_of_harm", "specific_harms", "question")
@@ -18,14 +17,10 @@ COLUMNS = ("risk_area", "types_of_harm", "specific_harms", "question")
 
 def parse_do_not_answer(table: Table) -> ParsedFile:
     table.require(*COLUMNS, what="the Do-Not-Answer format")
-    has_id = "id" in table.columns
     prompts: list[PromptRecord] = []
     seen: dict[str, int] = {}
     for rownum, row in table.rows:
-        key = cell(table, rownum, row, "id", what="id") if has_id else str(rownum)
-        if key in seen:
-            raise InputFileError(table.path, f"id {key!r} appears twice (first at row {seen[key]})", row=rownum, column="id")
-        seen[key] = rownum
+        key = row_key(table, rownum, row, seen)
         path = tuple(cell(table, rownum, row, c, what="category name") for c in COLUMNS[:3])
         text = prompt_text(table, rownum, row, "question")
         prompts.append(

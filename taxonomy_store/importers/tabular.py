@@ -262,24 +262,18 @@ def _scalarise(path: Path, rownum: int, obj: Any) -> dict[str, Any]:
 
 
 def _read_jsonl(path: Path, text: str) -> Table:
-    rows: list[tuple[int, dict[str, Any]]] = []
-    columns: dict[str, None] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(
-                path, f"invalid JSON: {exc.msg} (character {exc.colno})", row=lineno, hint="one JSON object per line"
-            ) from exc
-        obj = _scalarise(path, lineno, obj)
-        for k in obj:
-            columns.setdefault(k, None)
-        rows.append((lineno, obj))
-    if not rows:
-        raise InputFileError(path, "the file has no JSON objects")
-    return Table(path, "jsonl", list(columns), rows)
+    def objects():
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputFileError(
+                    path, f"invalid JSON: {exc.msg} (character {exc.colno})", row=lineno, hint="one JSON object per line"
+                ) from exc
+
+    return _object_table(path, "jsonl", objects(), "the file has no JSON objects")
 
 
 def _read_json(path: Path, text: str) -> Table:
@@ -294,15 +288,21 @@ def _read_json(path: Path, text: str) -> Table:
                 break
     if not isinstance(data, list):
         raise InputFileError(path, "expected a JSON array of objects", hint="or use JSON lines (.jsonl)")
-    rows, columns = [], {}
-    for i, obj in enumerate(data, start=1):
-        obj = _scalarise(path, i, obj)
+    return _object_table(path, "json", enumerate(data, start=1), "the JSON array is empty")
+
+
+def _object_table(path: Path, kind: str, numbered, empty: str) -> Table:
+    """(row number, JSON value) pairs -> a table whose columns are every key seen, in order."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    columns: dict[str, None] = {}
+    for rownum, obj in numbered:
+        obj = _scalarise(path, rownum, obj)
         for k in obj:
             columns.setdefault(k, None)
-        rows.append((i, obj))
+        rows.append((rownum, obj))
     if not rows:
-        raise InputFileError(path, "the JSON array is empty")
-    return Table(path, "json", list(columns), rows)
+        raise InputFileError(path, empty)
+    return Table(path, kind, list(columns), rows)
 
 
 def _read_parquet(path: Path, data: bytes) -> Table:
@@ -362,6 +362,17 @@ def cell(table: Table, rownum: int, row: dict[str, Any], column: str, *, require
     if required and not value:
         raise InputFileError(table.path, f"empty {what}", row=rownum, column=column)
     return value
+
+
+def row_key(table: Table, rownum: int, row: dict[str, Any], seen: dict[str, int], *, id_per_row: bool = False) -> str:
+    """The row's source key: its `id` cell (when the file has that column, or with `id_per_row`
+    when this row has one), else its row number; an id seen before in the file is an error."""
+    has_id = row.get("id") not in (None, "") if id_per_row else "id" in table.columns
+    key = cell(table, rownum, row, "id", what="id") if has_id else str(rownum)
+    if key in seen:
+        raise InputFileError(table.path, f"id {key!r} appears twice (first at row {seen[key]})", row=rownum, column="id")
+    seen[key] = rownum
+    return key
 
 
 def prompt_text(table: Table, rownum: int, row: dict[str, Any], column: str) -> str:

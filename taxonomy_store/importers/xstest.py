@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from ..errors import InputFileError
 from .records import PairRecord, ParsedFile, PromptRecord
-from .tabular import Table, cell, parse_label, prompt_text
+from .tabular import Table, cell, parse_label, prompt_text, row_key
 
 PAIR_TYPES_TAXONOMY = "xstest-pair-types"
 XSTEST_COLUMNS = ("id", "prompt", "type", "label")
@@ -95,15 +95,11 @@ def parse_pairs(table: Table, fmt: str = "xstest-aug") -> ParsedFile:
     """Safe-Embed pairs: id,[type_id,]type,unsafe_prompt,safe_prompt[,focus] in CSV/JSON lines."""
     table.require(*AUG_COLUMNS, what="the Safe-Embed pairs format")
     codes = pair_type_codes()
-    has_id = "id" in table.columns
     prompts: list[PromptRecord] = []
     pairs: list[PairRecord] = []
     seen_ids: dict[str, int] = {}
     for rownum, row in table.rows:
-        key = cell(table, rownum, row, "id", what="id") if has_id else str(rownum)
-        if key in seen_ids:
-            raise InputFileError(table.path, f"id {key!r} appears twice (first at row {seen_ids[key]})", row=rownum, column="id")
-        seen_ids[key] = rownum
+        key = row_key(table, rownum, row, seen_ids)
         ptype = cell(table, rownum, row, "type", what="pair type")
         if ptype not in codes:
             raise InputFileError(
