@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select
 
+from .audit import AuditBatch
 from .catalog import node_index
 from .db.models import (
     PAIR_STATUSES, AuditEntry, Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow,
 )
-from .errors import InvalidValue, NotFound
+from .errors import InvalidValue, NotFound, UndoConflict
 from .importers.records import LABELS, MAX_TEXT_CHARS
 from .text import normalise, text_sha256
 
@@ -69,6 +70,8 @@ class UndoResult:
     undo_batch: str
     changes: int
     entities: list[str] = field(default_factory=list)
+    # Later batches undone first with --cascade, newest first.
+    cascaded: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -344,65 +347,146 @@ class Curation:
         return p
 
     # -- undo ----------------------------------------------------------------------------
-    def undo(self, batch_id: str | None = None) -> UndoResult:
+    def undo(self, batch_id: str | None = None, *, cascade: bool = False) -> UndoResult:
+        """Undo a curation batch (default: the newest not undone yet), restoring the old values it recorded.
+
+        A batch is undone only while its new values are still current: when a later batch changed
+        one of its rows, the undo is refused (UndoConflict names the later batch), or, with
+        cascade=True, the later curation batches are undone with it, newest first, in the same
+        transaction. A later import that changed the row cannot be undone, so it always refuses.
+        """
         with self.store.write() as (s, audit):
-            undone = {r[5:] for r in s.scalars(select(AuditEntry.reason).where(AuditEntry.action == "undo")) if r and r.startswith("undo ")}
-            if batch_id is None:
-                rows = s.execute(
-                    select(AuditEntry.batch_id, func.max(AuditEntry.id).label("last"))
-                    .where(AuditEntry.reason.like("curation: %"))
-                    .group_by(AuditEntry.batch_id)
-                    .order_by(func.max(AuditEntry.id).desc())
-                ).all()
-                batch_id = next((b for b, _ in rows if b not in undone), None)
-                if batch_id is None:
-                    raise NotFound("nothing to undo", "only curation edits (prompt/pair edits, deletes, decisions) can be undone")
-            else:
-                reason = s.scalar(select(AuditEntry.reason).where(AuditEntry.batch_id == batch_id).limit(1))
-                if reason is None:
-                    raise NotFound(f"no audit batch {batch_id}")
-                if not reason.startswith("curation: "):
-                    raise InvalidValue(
-                        f"batch {batch_id} ({reason}) is not a curation edit",
-                        "imports are reversed by importing the previous file again",
-                    )
-                if batch_id in undone:
-                    raise InvalidValue(f"batch {batch_id} is already undone")
+            undone = _undone_batches(s)
+            batch_id = self._pick_batch(s, batch_id, undone)
+            later = _later_batches(s, batch_id, undone)
+            if later and not cascade:
+                b, (reason, entity, entity_id) = next(iter(later.items()))
+                raise UndoConflict(
+                    f"batch {batch_id} cannot be undone alone: the later batch {b} ({reason}) changed {entity} {entity_id} after it",
+                    f"undo the later batch first (`tstore prompt undo --batch {b}`), or both at once with "
+                    f"`tstore prompt undo --batch {batch_id} --cascade`",
+                )
+            fixed = [(b, r) for b, (r, _e, _i) in later.items() if not (r or "").startswith("curation: ")]
+            if fixed:
+                b, reason = fixed[0]
+                raise UndoConflict(
+                    f"batch {batch_id} cannot be undone: the later batch {b} ({reason}) changed the same rows and is not a curation edit",
+                    "imports are not undone; edit the prompt or pair instead (`tstore prompt edit`, `tstore pair ...`)",
+                )
+            cascaded: list[str] = []
+            for b in later:  # newest first
+                inner = AuditBatch(s, actor=audit.actor, reason=f"undo {b}")
+                self._undo_batch(s, inner, b)
+                inner.flush()
+                cascaded.append(b)
             audit.reason = f"undo {batch_id}"
-            entries = s.scalars(select(AuditEntry).where(AuditEntry.batch_id == batch_id).order_by(AuditEntry.id.desc())).all()
-            entities = []
-            for e in entries:
-                if e.entity == "prompt":
-                    p = self._prompt(s, e.entity_id)
-                    if e.action == "insert":
-                        values = {"deleted_at": utcnow()} if p.deleted_at is None else {}
-                    else:
-                        values = {k: _from_json(k, v) for k, v in (e.old or {}).items()}
-                    old = {k: _jsonable(getattr(p, k)) for k in values}
-                    if values:
-                        self._set_prompt(s, _Silent(), p, values)
-                        audit.record("undo", "prompt", p.id, old, {k: _jsonable(v) for k, v in values.items()})
-                        entities.append(f"prompt {p.id}")
-                elif e.entity == "pair":
-                    pair = s.get(Pair, e.entity_id)
-                    if pair is None:
-                        continue
-                    if e.action == "insert":
-                        old = {k: getattr(pair, k) for k in ("pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "status")}
-                        s.execute(delete(Pair).where(Pair.id == pair.id))
-                        audit.record("undo", "pair", e.entity_id, old, None)
-                    else:
-                        values = {k: _from_json(k, v) for k, v in (e.old or {}).items()}
-                        old = {k: _jsonable(getattr(pair, k)) for k in values}
-                        for k, v in values.items():
-                            setattr(pair, k, v)
-                        s.flush()
-                        audit.record("undo", "pair", pair.id, old, {k: _jsonable(v) for k, v in values.items()})
-                    entities.append(f"pair {e.entity_id}")
-            if not entities:
-                # Still record the undo, so the batch is not offered again.
-                audit.record("undo", "batch", None, None, {"batch_id": batch_id})
-            return UndoResult(batch_id, audit.batch_id, len(entities), entities)
+            entities = self._undo_batch(s, audit, batch_id)
+            return UndoResult(batch_id, audit.batch_id, len(entities), entities, cascaded)
+
+    def _pick_batch(self, s, batch_id: str | None, undone: set[str]) -> str:
+        if batch_id is None:
+            rows = s.execute(
+                select(AuditEntry.batch_id, func.max(AuditEntry.id).label("last"))
+                .where(AuditEntry.reason.like("curation: %"))
+                .group_by(AuditEntry.batch_id)
+                .order_by(func.max(AuditEntry.id).desc())
+            ).all()
+            batch_id = next((b for b, _ in rows if b not in undone), None)
+            if batch_id is None:
+                raise NotFound("nothing to undo", "only curation edits (prompt/pair edits, deletes, decisions) can be undone")
+            return batch_id
+        reason = s.scalar(select(AuditEntry.reason).where(AuditEntry.batch_id == batch_id).limit(1))
+        if reason is None:
+            raise NotFound(f"no audit batch {batch_id}", "give a batch id as printed by `tstore prompt undo` or the TUI's history")
+        if not reason.startswith("curation: "):
+            raise InvalidValue(
+                f"batch {batch_id} ({reason}) is not a curation edit",
+                "imports are reversed by importing the previous file again",
+            )
+        if batch_id in undone:
+            raise InvalidValue(f"batch {batch_id} is already undone")
+        return batch_id
+
+    def _undo_batch(self, s, audit, batch_id: str) -> list[str]:
+        """Write back the old values of one batch's entries (newest first); the entities touched."""
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.batch_id == batch_id).order_by(AuditEntry.id.desc())).all()
+        entities = []
+        for e in entries:
+            if e.entity == "prompt":
+                p = self._prompt(s, e.entity_id)
+                if e.action == "insert":
+                    values = {"deleted_at": utcnow()} if p.deleted_at is None else {}
+                else:
+                    values = {k: _from_json(k, v) for k, v in (e.old or {}).items()}
+                old = {k: _jsonable(getattr(p, k)) for k in values}
+                if values:
+                    self._set_prompt(s, _Silent(), p, values)
+                    audit.record("undo", "prompt", p.id, old, {k: _jsonable(v) for k, v in values.items()})
+                    entities.append(f"prompt {p.id}")
+            elif e.entity == "pair":
+                pair = s.get(Pair, e.entity_id)
+                if pair is None:
+                    continue
+                if e.action == "insert":
+                    old = {k: getattr(pair, k) for k in ("pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "status")}
+                    s.execute(delete(Pair).where(Pair.id == pair.id))
+                    audit.record("undo", "pair", e.entity_id, old, None)
+                else:
+                    values = {k: _from_json(k, v) for k, v in (e.old or {}).items()}
+                    old = {k: _jsonable(getattr(pair, k)) for k in values}
+                    for k, v in values.items():
+                        setattr(pair, k, v)
+                    s.flush()
+                    audit.record("undo", "pair", pair.id, old, {k: _jsonable(v) for k, v in values.items()})
+                entities.append(f"pair {e.entity_id}")
+        if not entities:
+            # Still record the undo, so the batch is not offered again.
+            audit.record("undo", "batch", None, None, {"batch_id": batch_id})
+        return entities
+
+
+# Rows an undo writes back; a later change to one of them makes an out-of-order undo unsafe.
+_UNDOABLE_ENTITIES = ("prompt", "pair")
+
+
+def _undone_batches(s) -> set[str]:
+    return {r[5:] for r in s.scalars(select(AuditEntry.reason).where(AuditEntry.action == "undo")) if r and r.startswith("undo ")}
+
+
+def _later_batches(s, batch_id: str, undone: set[str]) -> dict[str, tuple[str, str, int]]:
+    """Batches after this one (and after those, transitively) that changed a row it changed and are
+    not undone: {batch id: (reason, entity, entity id)}, newest first."""
+    found: dict[str, tuple[str, str, int, int]] = {}
+    todo = [batch_id]
+    while todo:
+        b = todo.pop()
+        rows = s.execute(
+            select(AuditEntry.entity, AuditEntry.entity_id, AuditEntry.id).where(
+                AuditEntry.batch_id == b, AuditEntry.entity.in_(_UNDOABLE_ENTITIES), AuditEntry.entity_id.is_not(None)
+            )
+        ).all()
+        if not rows:
+            continue
+        last = max(r.id for r in rows)
+        touched = {(r.entity, r.entity_id) for r in rows}
+        later = s.execute(
+            select(AuditEntry.batch_id, AuditEntry.reason, AuditEntry.entity, AuditEntry.entity_id, AuditEntry.id)
+            .where(
+                AuditEntry.id > last, AuditEntry.action != "undo", AuditEntry.entity.in_(_UNDOABLE_ENTITIES),
+                AuditEntry.entity_id.in_(sorted({i for _e, i in touched})),
+            )
+            .order_by(AuditEntry.id)
+        ).all()
+        for r in later:
+            if (r.entity, r.entity_id) in touched and r.batch_id not in undone and r.batch_id != batch_id and r.batch_id not in found:
+                found[r.batch_id] = (r.reason or "", r.entity, r.entity_id, r.id)
+                todo.append(r.batch_id)
+    newest_first = sorted(found.items(), key=lambda kv: -_last_id(s, kv[0]))
+    return {b: (reason, entity, eid) for b, (reason, entity, eid, _id) in newest_first}
+
+
+def _last_id(s, batch_id: str) -> int:
+    return s.scalar(select(func.max(AuditEntry.id)).where(AuditEntry.batch_id == batch_id)) or 0
 
 
 class _Silent:

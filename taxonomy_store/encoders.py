@@ -23,7 +23,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -296,10 +296,14 @@ class Encoders:
             audit.record("insert", "encoder", row.id, None, _row_dict(row))
         return self.get(name)
 
-    def remove(self, name: str) -> EncoderInfo:
-        """Forget an encoder: its Chroma collection, its bookkeeping rows and its registry row."""
+    def remove(self, name: str, *, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> EncoderInfo:
+        """Forget an encoder: its Chroma collection, its bookkeeping rows and its registry row.
+
+        Dropping the collection is a vector-index write: it waits for (or, with wait=False,
+        refuses during) another writer.
+        """
         info = self.get(name)
-        self.store.index.vectors.drop(info)
+        self.store.index.drop_vectors(info, wait=wait, on_wait=on_wait)
         with self.store.write(reason=f"encoder remove {name}") as (session, audit):
             row = session.get(Encoder, info.id)
             session.execute(delete(Embedding).where(Embedding.encoder_id == info.id))

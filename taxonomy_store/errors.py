@@ -113,3 +113,17 @@ class OutputFileError(TStoreError):
     def __init__(self, path, reason: str, hint: str | None = None):
         super().__init__(f"{path}: {reason}", hint)
         self.path, self.reason = str(path), reason
+
+
+class WriterBusy(TStoreError):
+    """Another process writes to the store's vector index and the caller chose not to wait (--no-wait)."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+class IndexDamaged(TStoreError):
+    """Vectors that the embedded Chroma lists but can no longer read back."""
+
+
+class UndoConflict(TStoreError):
+    """An undo that would overwrite a later change of the same prompt or pair."""

@@ -8,6 +8,11 @@ label or category moved, and deletes vectors of deleted prompts.
 Crash safety: each batch is written to Chroma first (an idempotent upsert), then its bookkeeping
 in one SQL transaction. Killed between the two, a re-run finds the batch's bookkeeping missing
 and encodes that batch again; nothing is duplicated because ids are prompt ids.
+
+One writer at a time: embed and verify --repair hold the store's writer lock (see
+`writer_lock.py`) from reading the state they act on to their last write, so a second embed
+that waited finds the first one's work done. `verify` reads every vector back and reports those
+the index cannot read or that have another dimension; `--repair` re-embeds them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from .catalog import NodeInfo, PromptRow, live_prompts, node_index
 from .db.models import Embedding, Prompt
 from .errors import IndexOutOfSync, InvalidValue, NotEmbedded
 from .vector_index import VectorIndex, collection_name
+from .writer_lock import OnWait, WriterLock
 
 if TYPE_CHECKING:
     from .encoders import EncoderInfo
@@ -61,7 +67,7 @@ class EmbedSummary:
         self.unchanged += other.unchanged
 
 
-PROBLEM_KINDS = ("missing", "orphaned", "stale", "wrong_metadata", "bookkeeping")
+PROBLEM_KINDS = ("missing", "orphaned", "stale", "wrong_metadata", "bookkeeping", "unreadable", "wrong_dimension")
 
 
 @dataclass
@@ -75,6 +81,8 @@ class VerifyReport:
     stale: int = 0  # vector of an older text
     wrong_metadata: int = 0  # label / category / dataset differ from SQL
     bookkeeping: int = 0  # the embeddings table disagrees with the collection
+    unreadable: int = 0  # listed by the collection, but its vector cannot be read back
+    wrong_dimension: int = 0  # its vector has another dimension than the encoder's
     examples: dict[str, list[int]] = field(default_factory=dict)
     repaired: dict[str, int] | None = None  # what --repair changed (an EmbedSummary as a dict)
 
@@ -155,6 +163,30 @@ def _yield_to_encoder() -> None:
         pass
 
 
+def _compare(
+    expected: dict[int, tuple[PromptRow, dict]], actual: dict[int, dict[str, Any]], book: dict[int, tuple[str, str]]
+) -> dict[str, list[int]]:
+    """Prompt ids per problem kind, from SQL (expected, book) against the collection's metadata (actual)."""
+    found: dict[str, list[int]] = {k: [] for k in PROBLEM_KINDS}
+    for pid, (r, meta) in expected.items():
+        have = actual.get(pid)
+        if have is None:
+            found["missing"].append(pid)
+        elif have.get("text_sha256") != r.text_sha256:
+            found["stale"].append(pid)
+        elif have != meta:
+            found["wrong_metadata"].append(pid)
+    found["orphaned"] = sorted(set(actual) - set(expected))
+    for pid in sorted(set(book) | set(actual)):
+        kept, have = book.get(pid), actual.get(pid)
+        if kept is None or have is None:
+            if pid in expected or kept is not None:  # an orphan without bookkeeping counts once, as orphaned
+                found["bookkeeping"].append(pid)
+        elif kept != (have.get("text_sha256"), meta_sha256(have)):
+            found["bookkeeping"].append(pid)
+    return found
+
+
 def _where(where: dict | None) -> dict | None:
     """Chroma wants several conditions wrapped in $and; accept the plain {"a": 1, "b": 2} form."""
     if not where or len(where) <= 1 or any(k.startswith("$") for k in where):
@@ -168,13 +200,18 @@ class Index:
     # Write batch k to Chroma and SQL while batch k+1 is encoded (off: strictly one after the other).
     overlap_writes = True
 
-    def __init__(self, store: "Store"):
+    def __init__(self, store: "Store", writer_lock: WriterLock | None = None):
         self.store = store
+        self.writer_lock = writer_lock
         self._live: dict[tuple[str, str | None], Any] = {}
 
     @cached_property
     def vectors(self) -> VectorIndex:
-        return VectorIndex(self.store)
+        return VectorIndex(self.store, self.writer_lock)
+
+    def reopen(self) -> None:
+        """Reopen the Chroma client (a long-lived caller's refresh: the TUI's F5)."""
+        self.vectors.reopen()
 
     # -- helpers -------------------------------------------------------------------------
     def _encoders(self, encoder: str | None, all: bool) -> list["EncoderInfo"]:
@@ -232,13 +269,19 @@ class Index:
 
     # -- embed ---------------------------------------------------------------------------
     def embed(
-        self, encoder: str | None = None, *, all: bool = False, progress: Progress | None = None, batch_size: int | None = None
+        self, encoder: str | None = None, *, all: bool = False, progress: Progress | None = None, batch_size: int | None = None,
+        wait: bool = True, on_wait: OnWait | None = None,
     ) -> EmbedSummary:
-        """Bring the encoder's collection (or every encoder's, with all=True) up to date with SQL."""
+        """Bring the encoder's collection (or every encoder's, with all=True) up to date with SQL.
+
+        Holds the store's writer lock per encoder: with wait=False a busy lock raises WriterBusy
+        at once; otherwise on_wait hears (once) that this call waits for another writer.
+        """
         t0 = time.perf_counter()
         total = EmbedSummary()
         for info in self._encoders(encoder, all):
-            total._add(self._embed_one(info, progress=progress, batch_size=batch_size))
+            with self.vectors.writing(f"embed {info.name}", wait=wait, on_wait=on_wait):
+                total._add(self._embed_one(info, progress=progress, batch_size=batch_size))
         total.seconds = round(time.perf_counter() - t0, 3)
         total.sentences_per_s = round(total.embedded / total.seconds, 1) if total.seconds > 0 and total.embedded else 0.0
         return total
@@ -318,10 +361,27 @@ class Index:
         return summary
 
     # -- verify --------------------------------------------------------------------------
-    def verify(self, encoder: str | None = None, *, repair: bool = False, all: bool = False, progress: Progress | None = None):
-        """Compare SQL with the collection; with repair=True make them agree. A list with all=True."""
-        reports = [self._verify_one(info, repair=repair, progress=progress) for info in self._encoders(encoder, all)]
+    def verify(
+        self, encoder: str | None = None, *, repair: bool = False, all: bool = False, progress: Progress | None = None,
+        wait: bool = True, on_wait: OnWait | None = None,
+    ):
+        """Compare SQL with the collection; with repair=True make them agree. A list with all=True.
+
+        Without repair it only reads (never waits for a writer); repair holds the writer lock.
+        """
+        reports = []
+        for info in self._encoders(encoder, all):
+            if repair:
+                with self.vectors.writing(f"verify --repair {info.name}", wait=wait, on_wait=on_wait):
+                    reports.append(self._verify_one(info, repair=True, progress=progress))
+            else:
+                reports.append(self.vectors.read(lambda: self._verify_one(info, repair=False, progress=progress)))
         return reports if all else reports[0]
+
+    def drop_vectors(self, info: "EncoderInfo", *, wait: bool = True, on_wait: OnWait | None = None) -> bool:
+        """Delete the encoder's collections (encoder remove), holding the writer lock."""
+        with self.vectors.writing(f"encoder remove {info.name}", wait=wait, on_wait=on_wait):
+            return self.vectors.drop(info)
 
     def _verify_one(self, info: "EncoderInfo", *, repair: bool, progress: Progress | None) -> VerifyReport:
         rows, nodes, book = self._sql_state(info)
@@ -333,40 +393,47 @@ class Index:
                     actual[int(pid)] = dict(meta or {})
         expected = {r.id: (r, vector_metadata(r, nodes)) for r in rows}
         report = VerifyReport(info.name, collection_name(info), prompts=len(rows), vectors=len(actual))
-        found: dict[str, list[int]] = {k: [] for k in PROBLEM_KINDS}
-        for pid, (r, meta) in expected.items():
-            have = actual.get(pid)
-            if have is None:
-                found["missing"].append(pid)
-            elif have.get("text_sha256") != r.text_sha256:
-                found["stale"].append(pid)
-            elif have != meta:
-                found["wrong_metadata"].append(pid)
-        found["orphaned"] = sorted(set(actual) - set(expected))
-        for pid in sorted(set(book) | set(actual)):
-            kept, have = book.get(pid), actual.get(pid)
-            if kept is None or have is None:
-                if pid in expected or kept is not None:  # an orphan without bookkeeping counts once, as orphaned
-                    found["bookkeeping"].append(pid)
-            elif kept != (have.get("text_sha256"), meta_sha256(have)):
-                found["bookkeeping"].append(pid)
+        found = _compare(expected, actual, book)
+        if coll is not None:
+            found["unreadable"], found["wrong_dimension"] = self._read_back(info, coll, sorted(actual))
         for k in PROBLEM_KINDS:
             setattr(report, k, len(found[k]))
             if found[k]:
                 report.examples[k] = found[k][:10]
         if repair and not report.ok:
-            report.repaired = self._repair(info, actual, progress).to_dict()
+            report.repaired = self._repair(info, actual, found, progress).to_dict()
         return report
 
-    def _repair(self, info: "EncoderInfo", actual: dict[int, dict[str, Any]], progress: Progress | None) -> EmbedSummary:
-        """Make the bookkeeping describe what Chroma really holds, then let embed fix the rest."""
+    def _read_back(self, info: "EncoderInfo", coll, ids: list[int]) -> tuple[list[int], list[int]]:
+        """Every vector read back: (unreadable ids, wrong-dimension ids)."""
+        unreadable, wrong = self.vectors.read_back(coll, ids, info.dimension)
+        if unreadable:  # a client left stale by another process's write: ask a fresh one before calling them lost
+            self.vectors.reopen()
+            coll = self.vectors.collection(info, create=False)
+            unreadable, more = self.vectors.read_back(coll, unreadable, info.dimension)
+            wrong = sorted(set(wrong) | set(more))
+        return unreadable, wrong
+
+    def _repair(
+        self, info: "EncoderInfo", actual: dict[int, dict[str, Any]], found: dict[str, list[int]], progress: Progress | None
+    ) -> EmbedSummary:
+        """Drop vectors that cannot be used, make the bookkeeping describe the rest, then let embed fix what is left."""
+        reason = f"verify --repair {info.name}"
+        if found["wrong_dimension"]:
+            # Chroma fixes a collection's dimension at its first vector: only a new collection takes the right one.
+            self.vectors.drop(info)
+            actual = {}
+        elif found["unreadable"]:
+            coll = self.vectors.collection(info, create=False)
+            self.vectors.delete(coll, found["unreadable"])
+            actual = {pid: meta for pid, meta in actual.items() if pid not in set(found["unreadable"])}
         with self.store.session() as s:
             known = set(s.scalars(select(Prompt.id).where(Prompt.id.in_(list(actual))))) if actual else set()
         entries = [(pid, meta.get("text_sha256") or "", meta_sha256(meta)) for pid, meta in actual.items() if pid in known]
-        with self.store.write(reason=f"verify --repair {info.name}") as (session, _audit):
+        with self.store.write(reason=reason) as (session, _audit):
             session.execute(delete(Embedding).where(Embedding.encoder_id == info.id))
         for i in range(0, len(entries), 5000):
-            self._write_bookkeeping(info, entries[i : i + 5000], f"verify --repair {info.name}")
+            self._write_bookkeeping(info, entries[i : i + 5000], reason)
         return self._embed_one(info, progress=progress, batch_size=None)
 
     def check(self, encoder: str | None = None) -> VerifyReport:
@@ -397,26 +464,7 @@ class Index:
             gone = [i for i in wanted_ids if i not in wanted]
             raise NotEmbedded(f"{len(gone)} requested prompts are deleted or unknown (e.g. {gone[:5]})", "ask only for live prompts")
         dim = info.dimension or 0
-        coll = self.vectors.collection(info, create=False)
-        got_ids: list[int] = []
-        chunks: list[np.ndarray] = []
-        stale = 0
-        if coll is not None and wanted:
-            for page in self.vectors.pages(coll, include=["embeddings", "metadatas"], ids=wanted_ids):
-                if not page["ids"]:
-                    continue
-                keep = []
-                for n, (pid, meta) in enumerate(zip(page["ids"], page["metadatas"])):
-                    pid = int(pid)
-                    if pid not in wanted:
-                        continue
-                    if (meta or {}).get("text_sha256") != wanted[pid]:
-                        stale += 1
-                        continue
-                    keep.append(n)
-                    got_ids.append(pid)
-                if keep:
-                    chunks.append(np.asarray(page["embeddings"], dtype=np.float32)[keep])
+        got_ids, chunks, stale = self.vectors.read(lambda: self._read_current(info, wanted, wanted_ids))
         missing = len(wanted) - len(got_ids)
         if missing and wanted_ids is not None:
             raise NotEmbedded(
@@ -433,6 +481,31 @@ class Index:
             prompt_ids=ids[order], vectors=normalise_rows(vecs[order]) if len(ids) else vecs, encoder=info.name, missing=missing
         )
 
+    def _read_current(
+        self, info: "EncoderInfo", wanted: dict[int, str], wanted_ids: list[int] | None
+    ) -> tuple[list[int], list[np.ndarray], int]:
+        """(prompt ids, their vectors in chunks, how many were stale) of the vectors of the wanted texts."""
+        coll = self.vectors.collection(info, create=False)
+        got_ids: list[int] = []
+        chunks: list[np.ndarray] = []
+        stale = 0
+        if coll is None or not wanted:
+            return got_ids, chunks, stale
+        for page in self.vectors.pages(coll, include=["embeddings", "metadatas"], ids=wanted_ids):
+            keep = []
+            for n, (pid, meta) in enumerate(zip(page["ids"], page["metadatas"])):
+                pid = int(pid)
+                if pid not in wanted:
+                    continue
+                if (meta or {}).get("text_sha256") != wanted[pid]:
+                    stale += 1
+                    continue
+                keep.append(n)
+                got_ids.append(pid)
+            if keep:
+                chunks.append(np.asarray(page["embeddings"], dtype=np.float32)[keep])
+        return got_ids, chunks, stale
+
     def encode(self, encoder: str, texts: list[str]) -> np.ndarray:
         """Encode new texts (queries) with a registered encoder: float32, L2-normalised."""
         info = self.store.encoders.get(encoder)
@@ -443,14 +516,18 @@ class Index:
     ) -> list[list[tuple[int, float]]]:
         """For each query vector, up to k (prompt id, cosine similarity) pairs, most similar first."""
         info = self.store.encoders.get(encoder)
-        coll = self.vectors.collection(info, create=False)
-        count = coll.count() if coll is not None else 0
-        if count == 0:
-            raise NotEmbedded(f"encoder {info.name!r} has no vectors yet", f"run `tstore embed --encoder {info.name}`")
         q = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
         if info.dimension and q.shape[1] != info.dimension:
             raise InvalidValue(f"query vectors have {q.shape[1]} dimensions, encoder {info.name!r} has {info.dimension}")
-        res = coll.query(query_embeddings=q, n_results=max(1, min(int(k), count)), where=_where(where), include=["distances"])
+
+        def search():
+            coll = self.vectors.collection(info, create=False)
+            count = coll.count() if coll is not None else 0
+            if count == 0:
+                raise NotEmbedded(f"encoder {info.name!r} has no vectors yet", f"run `tstore embed --encoder {info.name}`")
+            return coll.query(query_embeddings=q, n_results=max(1, min(int(k), count)), where=_where(where), include=["distances"])
+
+        res = self.vectors.read(search)
         return [
             [(int(pid), 1.0 - float(d)) for pid, d in zip(ids, dists)]
             for ids, dists in zip(res["ids"], res["distances"])
@@ -458,5 +535,9 @@ class Index:
 
     def collection_count(self, encoder: str) -> int:
         info = self.store.encoders.get(encoder)
-        coll = self.vectors.collection(info, create=False)
-        return coll.count() if coll is not None else 0
+
+        def count() -> int:
+            coll = self.vectors.collection(info, create=False)
+            return coll.count() if coll is not None else 0
+
+        return self.vectors.read(count)

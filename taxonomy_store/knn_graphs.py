@@ -9,6 +9,7 @@ a row's neighbours are row numbers, most similar first, ties to the lower prompt
 from __future__ import annotations
 
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -51,11 +52,16 @@ class GraphCache:
 
     @staticmethod
     def _load(path: Path) -> Graph | None:
+        """The cached graph, or None (a miss: recomputed and rewritten) when the file cannot be read.
+
+        The cache is derived data: a truncated file (BadZipFile), an empty one (EOFError, which
+        click would otherwise report as Ctrl-C) or one of another shape costs a recomputation.
+        """
         try:
             with np.load(path, allow_pickle=False) as z:
                 g = Graph(keys=z["keys"], idx=z["idx"], sims=z["sims"], stats={})
             return g if g.keys.dtype.kind == "S" and g.idx.shape[0] == g.keys.shape[0] else None
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None
 
     @staticmethod

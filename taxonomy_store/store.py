@@ -163,11 +163,18 @@ class Store:
         return Encoders(self)
 
     @cached_property
+    def writer_lock(self):
+        """One writer at a time on the embedded vector index: `taxonomy_store/writer_lock.py`."""
+        from .writer_lock import WriterLock
+
+        return WriterLock(self.dir, enabled=not self.chroma_url)
+
+    @cached_property
     def index(self):
         """Per-encoder Chroma collections: embed, verify, read vectors: `taxonomy_store/indexing.py`."""
         from .indexing import Index
 
-        return Index(self)
+        return Index(self, self.writer_lock)
 
     @cached_property
     def metrics(self):

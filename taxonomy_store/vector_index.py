@@ -10,22 +10,31 @@ server apart, and a store whose database moves keeps finding its collections. It
 records the encoder's fingerprint and dimension; a collection that holds another model's
 vectors is refused (EncoderMismatch).
 
+Writes to the embedded client happen inside `writing()`, which holds the store's writer lock
+(`writer_lock.py`) and reloads the client from disk first. Reads go through `read()`: a client
+that another process's write left stale (its index in memory predates the write) is reopened
+when the lock's generation moved, and once more on an internal error, before the error is
+reported as damage. Against a server, a lost connection becomes VectorStoreUnreachable.
+
 chromadb is imported only inside these methods.
 """
 
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 from urllib.parse import urlparse
 
-from .errors import EncoderMismatch, VectorStoreUnreachable
+from .errors import EncoderMismatch, IndexDamaged, TStoreError, VectorStoreUnreachable
+from .writer_lock import OnWait, WriterLock
 
 if TYPE_CHECKING:
     from .encoders import EncoderInfo
     from .store import Store
 
+T = TypeVar("T")
 COLLECTION_PREFIX = "tstore_"
 # Chroma metadata keys of each vector; cat_0..cat_{n} hold the category's ancestors by depth.
 MAX_DEPTH_KEYS = 8
@@ -38,8 +47,10 @@ def collection_name(info: "EncoderInfo") -> str:
 
 
 class VectorIndex:
-    def __init__(self, store: "Store"):
+    def __init__(self, store: "Store", writer_lock: WriterLock | None = None):
         self.store = store
+        self.writer_lock = writer_lock or WriterLock(store.dir, enabled=not store.chroma_url)
+        self._generation = self.writer_lock.generation()
 
     # -- the client ----------------------------------------------------------------------
     @cached_property
@@ -73,6 +84,76 @@ class VectorIndex:
                 if url
                 else "check that the store directory is writable and not used by an incompatible chromadb version",
             ) from exc
+
+    def reopen(self) -> None:
+        """Drop the client; the next use opens a fresh one, which reads the index from disk."""
+        client = self.__dict__.pop("client", None)
+        self._generation = self.writer_lock.generation()
+        if client is None or self.store.chroma_url:
+            return
+        try:
+            client.close()
+        except Exception:
+            pass
+        # chromadb shares one in-memory system per path among the process's clients; when another
+        # client of this path still holds it, forget it here so that ours starts from disk.
+        try:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient._identifier_to_system.pop(client._identifier, None)
+            SharedSystemClient._identifier_to_refcount.pop(client._identifier, None)
+        except Exception:
+            pass
+
+    def _refresh_if_stale(self) -> None:
+        if "client" in self.__dict__ and not self.store.chroma_url and self.writer_lock.generation() != self._generation:
+            self.reopen()
+
+    @contextmanager
+    def writing(self, what: str, *, wait: bool = True, on_wait: OnWait | None = None) -> Iterator[None]:
+        """Hold the store's writer lock for a write to the embedded index, on a client that read the index after taking it."""
+        with self.writer_lock.hold(what, wait=wait, on_wait=on_wait) as took:
+            if took and "client" in self.__dict__:
+                self.reopen()
+            with self.guard():
+                yield
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Chroma failures as domain errors: a lost server, or vectors the embedded index cannot read."""
+        try:
+            yield
+        except TStoreError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) or exc
+
+    def _translate(self, exc: BaseException) -> TStoreError | None:
+        url = self.store.chroma_url
+        if url and _is_connection_error(exc):
+            return VectorStoreUnreachable(
+                f"lost the Chroma server at {url}: {type(exc).__name__}: {_first_line(exc)}",
+                f"start the server at {url} again (or check --chroma-url), then run the command again: "
+                "`tstore embed` picks up where it stopped",
+            )
+        if _is_internal_error(exc):
+            return IndexDamaged(
+                f"the vector index cannot read some stored vectors ({_first_line(exc)})",
+                "run `tstore verify --repair` (add --encoder NAME or --all) to re-embed them",
+            )
+        return None
+
+    def read(self, fn: Callable[[], T]) -> T:
+        """Run a read; on an embedded client's internal error reopen the client and try once more."""
+        self._refresh_if_stale()
+        with self.guard():
+            try:
+                return fn()
+            except Exception as exc:
+                if self.store.chroma_url or not _is_internal_error(exc):
+                    raise
+            self.reopen()
+            return fn()
 
     @cached_property
     def max_batch(self) -> int:
@@ -153,11 +234,62 @@ class VectorIndex:
             if len(page["ids"]) < self.max_batch:
                 return
 
+    def read_back(self, coll, ids: list[int], dimension: int | None) -> tuple[list[int], list[int]]:
+        """Read these ids' vectors back in batches: (unreadable ids, ids whose vector has another dimension).
+
+        A batch that fails is halved until each failing id stands alone, so one damaged vector
+        costs a few extra reads, not one read per vector.
+        """
+        unreadable: list[int] = []
+        wrong: list[int] = []
+        todo = [ids[i : i + self.max_batch] for i in range(0, len(ids), self.max_batch)][::-1]
+        while todo:
+            part = todo.pop()
+            try:
+                page = coll.get(ids=[str(x) for x in part], include=["embeddings"])
+            except Exception as exc:
+                if not _is_internal_error(exc):
+                    raise
+                if len(part) == 1:
+                    unreadable.append(part[0])
+                else:
+                    todo += [part[len(part) // 2 :], part[: len(part) // 2]]
+                continue
+            got = set()
+            for pid, emb in zip(page["ids"], page["embeddings"]):
+                if emb is None:
+                    continue
+                got.add(int(pid))
+                if dimension and len(emb) != dimension:
+                    wrong.append(int(pid))
+            unreadable += [x for x in part if x not in got]
+        return sorted(unreadable), sorted(wrong)
+
     def ids(self, coll) -> set[int]:
         out: set[int] = set()
         for page in self.pages(coll, include=[]):
             out.update(int(x) for x in page["ids"])
         return out
+
+
+def _is_internal_error(exc: BaseException) -> bool:
+    return type(exc).__name__ == "InternalError" and type(exc).__module__.startswith("chromadb")
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A transport failure talking to the server (httpx's, or the OS's), wherever in the chain."""
+    seen = 0
+    while exc is not None and seen < 5:
+        mod = type(exc).__module__ or ""
+        if mod.startswith(("httpx", "httpcore")) or isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _with_removals(meta: dict[str, Any]) -> dict[str, Any]:

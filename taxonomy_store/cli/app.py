@@ -24,7 +24,10 @@ class Context:
     def store(self):
         from ..store import Store
 
-        return Store.open(self.store_arg, db_url=self.db_url, chroma_url=self.chroma_url, chroma_token=self.chroma_token)
+        store = Store.open(self.store_arg, db_url=self.db_url, chroma_url=self.chroma_url, chroma_token=self.chroma_token)
+        # A command that writes vectors while another process does says whom it waits for.
+        store.writer_lock.on_wait = lambda message: click.echo(f"{message} ...", err=True)
+        return store
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -6,7 +6,7 @@ import click
 
 from ..errors import IndexOutOfSync
 from .app import Context, cli, pass_ctx
-from .options import all_encoders_option, encoder_option, json_option
+from .options import all_encoders_option, encoder_option, json_option, no_wait_option
 from .render import emit_json, progress_bar, untrusted
 
 
@@ -14,17 +14,21 @@ from .render import emit_json, progress_bar, untrusted
 @encoder_option()
 @all_encoders_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the encoder's batch size for this run.")
+@no_wait_option
 @json_option
 @pass_ctx
-def embed(ctx: Context, encoder: str | None, all_encoders: bool, batch_size: int | None, as_json: bool) -> None:
+def embed(ctx: Context, encoder: str | None, all_encoders: bool, batch_size: int | None, no_wait: bool, as_json: bool) -> None:
     """Embed new and changed prompts, drop vectors of deleted ones, refresh changed labels/categories.
 
     Only prompts whose text that encoder has not embedded yet are encoded. Safe to interrupt:
-    run it again and it finishes the job.
+    run it again and it finishes the job. One process writes a store's embedded index at a
+    time: a second `embed` waits for the first (or fails at once with --no-wait).
     """
     store = ctx.store
     with progress_bar("embedding", transient=False, time_remaining=True) as progress:
-        s = store.index.embed(None if all_encoders else encoder, all=all_encoders, progress=progress, batch_size=batch_size)
+        s = store.index.embed(
+            None if all_encoders else encoder, all=all_encoders, progress=progress, batch_size=batch_size, wait=not no_wait
+        )
     if as_json:
         emit_json(s.to_dict())
         return
@@ -37,19 +41,23 @@ def embed(ctx: Context, encoder: str | None, all_encoders: bool, batch_size: int
 @cli.command("verify")
 @encoder_option()
 @all_encoders_option
-@click.option("--repair", is_flag=True, help="Fix what differs (re-embeds missing and stale prompts).")
+@click.option("--repair", is_flag=True, help="Fix what differs (re-embeds missing, stale and unreadable vectors).")
+@no_wait_option
 @json_option
 @pass_ctx
-def verify(ctx: Context, encoder: str | None, all_encoders: bool, repair: bool, as_json: bool) -> None:
+def verify(ctx: Context, encoder: str | None, all_encoders: bool, repair: bool, no_wait: bool, as_json: bool) -> None:
     """Compare SQL with each encoder's Chroma collection: missing, orphaned, stale, wrong metadata.
 
+    Reads every vector back and reports those that cannot be read or have the wrong dimension.
     Exits non-zero when something differs and --repair was not given. Without --repair it never
-    loads a model.
+    loads a model and never waits for a writer; --repair writes, one writer at a time.
     """
     store = ctx.store
     if repair:
         with progress_bar("repairing", transient=False, time_remaining=True) as progress:
-            result = store.index.verify(None if all_encoders else encoder, all=all_encoders, repair=True, progress=progress)
+            result = store.index.verify(
+                None if all_encoders else encoder, all=all_encoders, repair=True, progress=progress, wait=not no_wait
+            )
     else:
         result = store.index.verify(None if all_encoders else encoder, all=all_encoders)
     reports = result if isinstance(result, list) else [result]
@@ -60,7 +68,8 @@ def verify(ctx: Context, encoder: str | None, all_encoders: bool, repair: bool, 
         state = "ok" if r.ok else ("repaired" if r.repaired is not None else "OUT OF SYNC")
         click.echo(
             f"{untrusted(r.encoder)}: {state} — {r.prompts} prompts, {r.vectors} vectors; missing {r.missing}, orphaned {r.orphaned}, "
-            f"stale {r.stale}, wrong metadata {r.wrong_metadata}, bookkeeping {r.bookkeeping}"
+            f"stale {r.stale}, wrong metadata {r.wrong_metadata}, bookkeeping {r.bookkeeping}, "
+            f"unreadable {r.unreadable}, wrong dimension {r.wrong_dimension}"
         )
         if r.repaired is not None:
             x = r.repaired

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import Context, cli, pass_ctx
-from .options import json_option
+from .options import json_option, no_wait_option
 from .render import byte_progress, emit_json, untrusted
 
 
@@ -60,11 +60,12 @@ def add(ctx: Context, name: str, model: str, device: str, batch_size: int, as_js
 
 @encoder.command("remove")
 @click.argument("name")
+@no_wait_option
 @json_option
 @pass_ctx
-def remove(ctx: Context, name: str, as_json: bool) -> None:
+def remove(ctx: Context, name: str, no_wait: bool, as_json: bool) -> None:
     """Forget an encoder: its registry entry, its Chroma collection and its bookkeeping."""
-    e = ctx.store.encoders.remove(name)
+    e = ctx.store.encoders.remove(name, wait=not no_wait)
     if as_json:
         emit_json({"removed": e.name})
         return

@@ -25,6 +25,11 @@ def encoder_option(help: str = "Encoder to use [env TSTORE_ENCODER; default mini
 
 all_encoders_option = click.option("--all", "all_encoders", is_flag=True, help="Every registered encoder.")
 
+no_wait_option = click.option(
+    "--no-wait", "no_wait", is_flag=True,
+    help="Fail at once when another process is writing to the vector index, instead of waiting for it.",
+)
+
 
 class InputFile(click.ParamType):
     """An existing, readable file (or `-` for stdin where allowed); converts to str or Path."""

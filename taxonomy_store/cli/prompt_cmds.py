@@ -111,9 +111,19 @@ prompt.command("restore")(_soft_delete_command("restore_prompt", "restored", "Re
 
 @prompt.command("undo")
 @click.option("--batch", "batch_id", help="Undo this audit batch (default: the newest curation edit not yet undone).")
+@click.option("--cascade", is_flag=True, help="Also undo the later edits of the same prompts and pairs (newest first).")
 @json_option
 @pass_ctx
-def prompt_undo(ctx: Context, batch_id, as_json) -> None:
-    """Undo the newest curation edit (prompt or pair), by replaying the audit log backwards."""
-    r = ctx.store.curation.undo(batch_id)
-    emit_json(r.to_dict()) if as_json else click.echo(f"undid batch {r.undone_batch}: {', '.join(r.entities) or 'no changes'}")
+def prompt_undo(ctx: Context, batch_id, cascade, as_json) -> None:
+    """Undo the newest curation edit (prompt or pair), by replaying the audit log backwards.
+
+    An older batch whose prompts or pairs a later batch changed again is refused (the later
+    batch is named); --cascade undoes those later batches with it.
+    """
+    r = ctx.store.curation.undo(batch_id, cascade=cascade)
+    if as_json:
+        emit_json(r.to_dict())
+        return
+    for b in r.cascaded:
+        click.echo(f"undid later batch {b}")
+    click.echo(f"undid batch {r.undone_batch}: {', '.join(r.entities) or 'no changes'}")
