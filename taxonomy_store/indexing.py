@@ -375,7 +375,7 @@ class Index:
                 with self.vectors.writing(f"verify --repair {info.name}", wait=wait, on_wait=on_wait):
                     reports.append(self._verify_one(info, repair=True, progress=progress))
             else:
-                reports.append(self.vectors.read(lambda: self._verify_one(info, repair=False, progress=progress)))
+                reports.append(self.vectors.read(lambda: self._verify_one(info, repair=False, progress=progress), info.name))
         return reports if all else reports[0]
 
     def drop_vectors(self, info: "EncoderInfo", *, wait: bool = True, on_wait: OnWait | None = None) -> bool:
@@ -464,7 +464,7 @@ class Index:
             gone = [i for i in wanted_ids if i not in wanted]
             raise NotEmbedded(f"{len(gone)} requested prompts are deleted or unknown (e.g. {gone[:5]})", "ask only for live prompts")
         dim = info.dimension or 0
-        got_ids, chunks, stale = self.vectors.read(lambda: self._read_current(info, wanted, wanted_ids))
+        got_ids, chunks, stale = self.vectors.read(lambda: self._read_current(info, wanted, wanted_ids), info.name)
         missing = len(wanted) - len(got_ids)
         if missing and wanted_ids is not None:
             raise NotEmbedded(
@@ -527,7 +527,7 @@ class Index:
                 raise NotEmbedded(f"encoder {info.name!r} has no vectors yet", f"run `tstore embed --encoder {info.name}`")
             return coll.query(query_embeddings=q, n_results=max(1, min(int(k), count)), where=_where(where), include=["distances"])
 
-        res = self.vectors.read(search)
+        res = self.vectors.read(search, info.name)
         return [
             [(int(pid), 1.0 - float(d)) for pid, d in zip(ids, dists)]
             for ids, dists in zip(res["ids"], res["distances"])
@@ -540,4 +540,4 @@ class Index:
             coll = self.vectors.collection(info, create=False)
             return coll.count() if coll is not None else 0
 
-        return self.vectors.read(count)
+        return self.vectors.read(count, info.name)

@@ -119,16 +119,16 @@ class VectorIndex:
                 yield
 
     @contextmanager
-    def guard(self) -> Iterator[None]:
+    def guard(self, encoder: str | None = None) -> Iterator[None]:
         """Chroma failures as domain errors: a lost server, or vectors the embedded index cannot read."""
         try:
             yield
         except TStoreError:
             raise
         except Exception as exc:
-            raise self._translate(exc) or exc
+            raise self._translate(exc, encoder) or exc
 
-    def _translate(self, exc: BaseException) -> TStoreError | None:
+    def _translate(self, exc: BaseException, encoder: str | None = None) -> TStoreError | None:
         url = self.store.chroma_url
         if url and _is_connection_error(exc):
             return VectorStoreUnreachable(
@@ -137,16 +137,17 @@ class VectorIndex:
                 "`tstore embed` picks up where it stopped",
             )
         if _is_internal_error(exc):
+            which = f"--encoder {encoder}" if encoder else "--all"
             return IndexDamaged(
-                f"the vector index cannot read some stored vectors ({_first_line(exc)})",
-                "run `tstore verify --repair` (add --encoder NAME or --all) to re-embed them",
+                f"the vector index{f' of encoder {encoder}' if encoder else ''} cannot read some stored vectors ({_first_line(exc)})",
+                f"run `tstore verify {which} --repair` to re-embed them",
             )
         return None
 
-    def read(self, fn: Callable[[], T]) -> T:
+    def read(self, fn: Callable[[], T], encoder: str | None = None) -> T:
         """Run a read; on an embedded client's internal error reopen the client and try once more."""
         self._refresh_if_stale()
-        with self.guard():
+        with self.guard(encoder):
             try:
                 return fn()
             except Exception as exc:
