@@ -360,3 +360,16 @@ def test_hints_print_commands_that_work(tmp_path, capsys):
     command = hint_of(err).split("`")[1]
     assert command == "tstore db upgrade"
     assert tstore(capsys, *shlex.split(command)[1:], "--store", str(missing))[0] == 0
+
+
+def test_a_file_that_ends_early_is_not_taken_for_ctrl_d(sqlite_store, monkeypatch, capsys):
+    """numpy says EOFError for an empty cache file; click would report it as "aborted", exit 130."""
+    from taxonomy_store.store import Store as StoreClass
+
+    def ends_early(*args, **kwargs):
+        raise EOFError("No data left in file")
+
+    monkeypatch.setattr(StoreClass, "open", ends_early)
+    code, out, err = tstore(capsys, "--store", str(sqlite_store), "taxonomy", "list")
+    assert code == 1 and out == ""
+    assert_one_error(code, err, "a file ended before its data did", "No data left in file")

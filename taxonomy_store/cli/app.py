@@ -115,7 +115,13 @@ def run(group: click.Group, argv: list[str] | None) -> int:
     except TStoreError as exc:
         _say_error(exc.message, exc.hint)
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns an EOFError into Abort as if the user pressed Ctrl-D; tstore asks no
+        # questions, so an EOFError is a file that ended early (a truncated cache, say).
+        if isinstance(exc.__cause__, EOFError):
+            _say_error(f"a file ended before its data did (EOFError: {exc.__cause__})",
+                       "if it is a cache file in the store's cache/ folder, delete it and run the command again")
+            return 1
         click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
