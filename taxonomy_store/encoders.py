@@ -56,6 +56,9 @@ class EncoderInfo:
     calibration: dict[str, Any] | None
     # Used to name the encoder's Chroma collection (unique per store and registration).
     created_at: str = ""
+    # Set by `tstore adapt`: the encoder this one was tuned from, and how.
+    adapted_from: str | None = None
+    adaptation: dict[str, Any] | None = None
 
     @property
     def model_path(self) -> Path:
@@ -83,6 +86,8 @@ def _info(row: Encoder) -> EncoderInfo:
         baseline_provenance=row.baseline_provenance,
         calibration=row.calibration,
         created_at=created.isoformat(timespec="microseconds") if created else "",
+        adapted_from=row.adapted_from,
+        adaptation=row.adaptation,
     )
 
 
@@ -219,6 +224,7 @@ def _row_dict(row: Encoder) -> dict[str, Any]:
         "baseline": row.baseline,
         "baseline_provenance": row.baseline_provenance,
         "calibration": row.calibration,
+        "adapted_from": row.adapted_from,
     }
 
 
@@ -274,7 +280,8 @@ class Encoders:
             return None
 
     def add(
-        self, name: str, model: str | os.PathLike, *, device: str = "cpu", batch_size: int = 64, _reason: str | None = None
+        self, name: str, model: str | os.PathLike, *, device: str = "cpu", batch_size: int = 64, _reason: str | None = None,
+        adapted_from: str | None = None, adaptation: dict[str, Any] | None = None,
     ) -> EncoderInfo:
         _check_name(name)
         if device not in DEVICES:
@@ -290,7 +297,8 @@ class Encoders:
                     f"encoder {name!r} is already registered",
                     f"remove it first (`tstore encoder remove {name}`) or pick another name",
                 )
-            row = Encoder(name=name, model_ref=model_ref, dimension=dim, fingerprint=fp, device=device, batch_size=batch_size)
+            row = Encoder(name=name, model_ref=model_ref, dimension=dim, fingerprint=fp, device=device, batch_size=batch_size,
+                          adapted_from=adapted_from, adaptation=adaptation)
             session.add(row)
             session.flush()
             audit.record("insert", "encoder", row.id, None, _row_dict(row))

@@ -199,6 +199,13 @@ class Store:
         return Neighbours(self, self.encoders, self.index, GraphCache(self.dir / "cache"))
 
     @cached_property
+    def adaptation(self):
+        """Tuning encoders on the store's data, exporting encoders: `taxonomy_store/adapting.py`."""
+        from .adapting import Adaptation
+
+        return Adaptation(store_dir=self.dir, read=self.session, encoders=self.encoders, index=self.index)
+
+    @cached_property
     def review(self):
         """Read-only views for the curators' TUI: suspects, neighbours, metric tables: `taxonomy_store/review.py`."""
         from .review import Review

@@ -15,6 +15,7 @@ import click
 from .app import cli
 
 from . import (  # noqa: E402,F401
+    adapt_cmds,
     db_cmds,
     demo_cmds,
     embed_cmds,

@@ -204,6 +204,10 @@ class Encoder(Base):
     baseline_provenance: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     # Threshold chosen by `tstore calibrate`, with its precision/recall/FPR and data revision.
     calibration: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # `tstore adapt`: the encoder this one was tuned from (by name, kept when that one is
+    # removed) and how (objective, data sizes, held-out split, FROM/NEW figures).
+    adapted_from: Mapped[Optional[str]] = mapped_column(String(100))
+    adaptation: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -1,0 +1,222 @@
+"""Fine-tuning a sentence encoder on curated safety data: the objective and the training loop.
+
+Three terms, one optimiser step over all three at once (they fight when trained apart):
+- category: supervised contrastive loss over unsafe prompts with a harm category, so prompts of
+  one category gather (Categorical Purity) without one global "unsafe" blob;
+- pairs: each safe twin must sit further from its unsafe original than the original encoder
+  put it (a margin below the frozen model's cosine), so a twin moves *away* relative to where it
+  started, whatever the encoder's baseline b;
+- label: a light safe/unsafe contrastive term, so what separates twins carries over to pair
+  types the store has no pairs of;
+- geometry: the cosine matrix of safe and unrelated prompts is distilled from the frozen
+  original (mean squared error), so everyday traffic keeps its neighbourhoods.
+
+No SQL, no Chroma: texts and labels in, a model folder out. torch and sentence-transformers
+are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class TrainingData:
+    category_texts: list[str]
+    category_labels: list[str]
+    pairs: list[tuple[str, str]]  # (unsafe, safe)
+    safe_texts: list[str]  # safe and unrelated prompts: the geometry to keep, the safe side of the label term
+    unsafe_texts: list[str]  # unsafe prompts (with or without a category): the unsafe side of the label term
+
+    def sizes(self) -> dict[str, int]:
+        return {"category": len(self.category_texts), "categories": len(set(self.category_labels)),
+                "pairs": len(self.pairs), "safe": len(self.safe_texts), "unsafe": len(self.unsafe_texts)}
+
+
+@dataclass
+class AdaptConfig:
+    epochs: int = 30
+    seed: int = 0
+    lr: float = 2e-3
+    category_batch: int = 64
+    pair_batch: int = 32
+    safe_batch: int = 64
+    label_batch: int = 32
+    temperature: float = 0.05
+    pair_margin: float = 0.25
+    w_category: float = 1.0
+    w_pairs: float = 1.0
+    w_label: float = 0.3
+    w_geometry: float = 20.0
+    warmup: float = 0.1
+    device: str = "cpu"
+    encode_batch: int = 64
+    max_steps: int | None = None  # cut a run short (tests, timing): stop after this many steps
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Progress = Callable[[int, int, dict[str, float]], None] | None
+
+
+def steps_per_epoch(data: TrainingData, cfg: AdaptConfig) -> int:
+    """One epoch: every category prompt, pair and safe prompt seen about once."""
+    parts = [len(data.category_texts) / cfg.category_batch, len(data.pairs) / cfg.pair_batch,
+             len(data.safe_texts) / cfg.safe_batch]
+    return max(1, math.ceil(max(parts)))
+
+
+def _supcon(emb, labels, temperature: float):
+    """Supervised contrastive loss (Khosla et al.) over unit vectors; rows without a positive skip."""
+    import torch
+
+    sim = emb @ emb.T / temperature
+    n = emb.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=emb.device)
+    sim = sim.masked_fill(eye, -1e9)
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    has = pos.any(dim=1)
+    if not has.any():
+        return emb.sum() * 0.0
+    per_row = (log_prob * pos).sum(dim=1) / pos.sum(dim=1).clamp(min=1)
+    return -per_row[has].mean()
+
+
+def _class_batch(rng: random.Random, labels: list[str], size: int, per_class: int = 4) -> list[int]:
+    """P x K sampling: a few categories, several prompts each, so every row has positives."""
+    by: dict[str, list[int]] = {}
+    for i, c in enumerate(labels):
+        by.setdefault(c, []).append(i)
+    classes = [c for c, v in by.items() if len(v) >= 2]
+    rng.shuffle(classes)
+    out: list[int] = []
+    for c in classes:
+        out += rng.sample(by[c], min(per_class, len(by[c])))
+        if len(out) >= size:
+            break
+    return out[:size]
+
+
+class _Cycler:
+    """Endless shuffled passes over range(n)."""
+
+    def __init__(self, n: int, rng: random.Random):
+        self.n, self.rng, self.order, self.pos = n, rng, [], 0
+
+    def take(self, k: int) -> list[int]:
+        out = []
+        while len(out) < min(k, self.n):
+            if self.pos >= len(self.order):
+                self.order = list(range(self.n))
+                self.rng.shuffle(self.order)
+                self.pos = 0
+            out.append(self.order[self.pos])
+            self.pos += 1
+        return out
+
+
+def _frozen(model, texts: list[str], batch_size: int, progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """The original encoder's unit vectors of texts (the adapter trains on these, never re-encoding)."""
+    out = []
+    for i in range(0, len(texts), batch_size):
+        out.append(model.encode(texts[i : i + batch_size], batch_size=batch_size, convert_to_numpy=True,
+                                normalize_embeddings=True, show_progress_bar=False))
+        if progress:
+            progress(min(i + batch_size, len(texts)), len(texts))
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def _losses(x_cat, y_cat, x_u, x_s, c0_pairs, x_safe, x_lab, y_lab, adapter, cfg: "AdaptConfig") -> dict:
+    import torch
+
+    def f(x):
+        return torch.nn.functional.normalize(adapter(x), dim=-1)
+
+    terms: dict = {}
+    if x_cat is not None and cfg.w_category:
+        terms["category"] = cfg.w_category * _supcon(f(x_cat), y_cat, cfg.temperature)
+    if x_u is not None and cfg.w_pairs:
+        c = (f(x_u) * f(x_s)).sum(dim=1)
+        terms["pairs"] = cfg.w_pairs * torch.relu(c - (c0_pairs - cfg.pair_margin)).pow(2).mean() * 10
+    if x_safe is not None and cfg.w_geometry:
+        e = f(x_safe)
+        terms["geometry"] = cfg.w_geometry * torch.nn.functional.mse_loss(e @ e.T, x_safe @ x_safe.T)
+    if x_lab is not None and cfg.w_label:
+        terms["label"] = cfg.w_label * _supcon(f(x_lab), y_lab, cfg.temperature * 4)
+    return terms
+
+
+def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: str | Path, progress: Progress = None,
+          encode_progress: Callable[[int, int], None] | None = None,
+          frozen: Callable[[list[str]], np.ndarray] | None = None) -> dict[str, Any]:
+    """Tune an adapter on top of the model in model_dir; save model + adapter to out_dir.
+
+    The adapter is a linear map initialised to the identity, then L2 normalisation: the
+    encoder's own weights stay as they are, so each text is encoded once, and a step costs
+    matrix products over stored vectors (seconds on a CPU, whatever the encoder's size).
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    model = SentenceTransformer(str(model_dir), device=cfg.device)
+    texts = sorted(set(data.category_texts) | {t for p in data.pairs for t in p} | set(data.safe_texts) | set(data.unsafe_texts))
+    pos = {t: i for i, t in enumerate(texts)}
+    vecs = frozen(texts) if frozen is not None else _frozen(model, texts, cfg.encode_batch, encode_progress)
+    x = torch.tensor(np.asarray(vecs, dtype=np.float32), device=cfg.device)
+    dim = int(x.shape[1])
+    rows = lambda ts: torch.tensor([pos[t] for t in ts], dtype=torch.long, device=cfg.device)  # noqa: E731
+    cat_r, u_r, s_r = rows(data.category_texts), rows([u for u, _ in data.pairs]), rows([s for _, s in data.pairs])
+    safe_r, unsafe_r = rows(data.safe_texts), rows(data.unsafe_texts)
+    c0 = (x[u_r] * x[s_r]).sum(dim=1)
+    codes = {c: i for i, c in enumerate(sorted(set(data.category_labels)))}
+    cat_y = torch.tensor([codes[c] for c in data.category_labels], dtype=torch.long, device=cfg.device)
+
+    adapter = torch.nn.Linear(dim, dim, bias=True).to(cfg.device)
+    with torch.no_grad():
+        adapter.weight.copy_(torch.eye(dim))
+        adapter.bias.zero_()
+    per_epoch = steps_per_epoch(data, cfg)
+    total = per_epoch * cfg.epochs if cfg.max_steps is None else min(per_epoch * cfg.epochs, cfg.max_steps)
+    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
+    warm = max(1, int(total * cfg.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.05, (total - s) / max(1, total - warm))))
+    cyc = {k: _Cycler(n, rng) for k, n in (("pairs", len(u_r)), ("safe", len(safe_r)), ("unsafe", len(unsafe_r)), ("label_safe", len(safe_r)))}
+    last: dict[str, float] = {}
+    for step in range(total):
+        ci = _class_batch(rng, data.category_labels, cfg.category_batch) if data.category_texts else []
+        pi = cyc["pairs"].take(cfg.pair_batch)
+        si = cyc["safe"].take(cfg.safe_batch)
+        ui, li = cyc["unsafe"].take(cfg.label_batch), cyc["label_safe"].take(cfg.label_batch)
+        lab_rows = torch.cat([unsafe_r[ui], safe_r[li]]) if ui and li else None
+        terms = _losses(
+            x[cat_r[ci]] if ci else None, cat_y[ci] if ci else None,
+            x[u_r[pi]] if pi else None, x[s_r[pi]] if pi else None, c0[pi] if pi else None,
+            x[safe_r[si]] if si else None,
+            x[lab_rows] if lab_rows is not None else None,
+            torch.tensor([1] * len(ui) + [0] * len(li), device=cfg.device) if lab_rows is not None else None,
+            adapter, cfg,
+        )
+        loss = sum(terms.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        last = {k: float(v.detach()) for k, v in terms.items()}
+        if progress is not None:
+            progress(step + 1, total, last)
+    dense = Dense(dim, dim, bias=True, activation_function=torch.nn.Identity(),
+                  init_weight=adapter.weight.detach().cpu().clone(), init_bias=adapter.bias.detach().cpu().clone())
+    tuned = SentenceTransformer(modules=[*[m for m in model], dense, Normalize()], device="cpu")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    tuned.save(str(out_dir))
+    return {"steps": total, "steps_per_epoch": per_epoch, "epochs": cfg.epochs, "sizes": data.sizes(),
+            "texts_encoded": len(texts), "last_losses": last, "method": "linear adapter (identity start) + L2 normalisation"}

@@ -1,0 +1,166 @@
+"""`tstore adapt`: tune a copy of an encoder on the store's curated data, register it, compare.
+
+Order of work, so an interrupted run leaves no half-registered encoder:
+1. read the curated data (and the held-out split, if asked);
+2. train into a temporary folder under `<store>/models/`; an exception or Ctrl-C removes it;
+3. rename the finished folder to `<store>/models/NEW` (atomic on one file system);
+4. only then register NEW (fingerprint, dimension, the encoder it came from, the recipe);
+5. embed the store with NEW (and with FROM where its vectors are missing), then compare.
+A folder left at step 3 by an interrupted run has no registry row; the next adapt of that name
+replaces it.
+
+`export` writes any registered encoder as a plain sentence-transformers folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from .adapt_data import CuratedSet, holdout_split, read_curated, training_data
+from .adapt_report import compare
+from .adapt_training import AdaptConfig, steps_per_epoch, train
+from .errors import EncoderError, InvalidValue, NotFound, UnknownEncoder
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from .encoders import Encoders
+    from .indexing import Index
+
+MODELS_DIR = "models"
+# progress(stage, done, total): stages "train" (steps) and the index's embed stages.
+Progress = Callable[[str, int, int], None] | None
+
+
+@dataclass
+class AdaptResult:
+    name: str
+    adapted_from: str
+    model_dir: str
+    held_out: bool
+    figures: dict[str, dict[str, Any]]
+    training: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Adaptation:
+    """Tuning encoders on the store's data; its collaborators are the registry and the index."""
+
+    def __init__(self, *, store_dir: Path, read: Callable[[], AbstractContextManager["Session"]],
+                 encoders: "Encoders", index: "Index"):
+        self.store_dir = Path(store_dir)
+        self.read = read
+        self.encoders = encoders
+        self.index = index
+
+    @property
+    def models_dir(self) -> Path:
+        return self.store_dir / MODELS_DIR
+
+    def _check_names(self, source: str, new: str) -> None:
+        self.encoders.get(source)
+        try:
+            self.encoders.get(new)
+        except UnknownEncoder:
+            return
+        raise EncoderError(f"encoder {new!r} is already registered",
+                           f"pick another --name, or remove it first (`tstore encoder remove {new}`)")
+
+    def _data(self, taxonomy: str, level: str | int) -> CuratedSet:
+        with self.read() as s:
+            data = read_curated(s, taxonomy=taxonomy, level=level)
+        if len(set(data.categories[(data.labels == "unsafe") & (data.categories != "")].tolist())) < 2:
+            raise NotFound(f"the store holds unsafe prompts of fewer than two {data.level} categories",
+                           "import a dataset with categories, e.g. `tstore import do_not_answer.csv`")
+        return data
+
+    def adapt(self, source: str, new: str, *, taxonomy: str = "do-not-answer", level: str | int = "harm_type",
+              epochs: int = AdaptConfig.epochs, seed: int = 0, device: str = "cpu", holdout_fraction: float | None = None,
+              max_steps: int | None = None, progress: Progress = None) -> AdaptResult:
+        from .encoders import _check_name
+
+        t0 = time.perf_counter()
+        _check_name(new)
+        if holdout_fraction is not None and not 0.0 < holdout_fraction < 1.0:
+            raise InvalidValue(f"--holdout-fraction must lie strictly between 0 and 1, not {holdout_fraction}")
+        if epochs < 1:
+            raise InvalidValue(f"--epochs must be at least 1, not {epochs}")
+        self._check_names(source, new)
+        info = self.encoders.get(source)
+        data = self._data(taxonomy, level)
+        train_ids, held_ids = holdout_split(data, holdout_fraction, seed)
+        tdata = training_data(data, train_ids)
+        cfg = AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps)
+        folder, summary = self._train(info.model_path, new, tdata, cfg, progress)
+        recipe = {"config": {k: v for k, v in asdict(cfg).items() if k != "extra"}, "training": summary,
+                  "taxonomy": taxonomy, "level": data.level, "holdout_fraction": holdout_fraction,
+                  "held_out_prompts": len(held_ids), "from_fingerprint": info.fingerprint}
+        try:
+            self.encoders.add(new, folder, device=device, batch_size=info.batch_size, _reason=f"adapt {new} from {source}",
+                              adapted_from=source, adaptation=recipe)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        figures = self._compare(source, new, data, train_ids, held_ids, progress)
+        return AdaptResult(name=new, adapted_from=source, model_dir=str(folder), held_out=bool(held_ids),
+                           figures=figures, training=summary, seconds=round(time.perf_counter() - t0, 1))
+
+    def _train(self, model_path: Path, new: str, tdata, cfg: AdaptConfig, progress: Progress) -> tuple[Path, dict]:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        final = self.models_dir / new
+        tmp = Path(tempfile.mkdtemp(prefix=f".partial-{new}-", dir=self.models_dir))
+        try:
+            per = steps_per_epoch(tdata, cfg)
+
+            def step(done: int, total: int, _losses: dict) -> None:
+                if progress:
+                    progress(f"train ({per} steps/epoch)", done, total)
+
+            summary = train(model_path, tdata, cfg, tmp / "model", progress=step)
+            if final.exists():  # left by a run interrupted between rename and registration
+                shutil.rmtree(final)
+            (tmp / "model").rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final, summary
+
+    def _vectors(self, name: str, data: CuratedSet, progress: Progress) -> np.ndarray:
+        self.index.embed(name, progress=progress)
+        return self.index.load_vectors(name, prompt_ids=data.ids.tolist()).take(data.ids.tolist())
+
+    def _compare(self, source: str, new: str, data: CuratedSet, train_ids: set[int], held_ids: set[int],
+                 progress: Progress) -> dict[str, dict[str, Any]]:
+        x_from = self._vectors(source, data, progress)
+        x_new = self._vectors(new, data, progress)
+        if held_ids:
+            return compare(x_from, x_new, data, held_ids, train_ids)
+        return compare(x_from, x_new, data, set(data.ids.tolist()), None)
+
+    def export(self, name: str, target: str | Path) -> Path:
+        """Copy the encoder's model folder to target (a new or empty directory), loadable by SentenceTransformer."""
+        info = self.encoders.get(name)
+        src = info.model_path
+        target = Path(target)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise InvalidValue(f"{target} exists and is not an empty directory", "pick a new directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".export-{name}-", dir=target.parent))
+        try:
+            shutil.copytree(src, tmp / "model", symlinks=False)
+            if target.exists():
+                target.rmdir()
+            (tmp / "model").rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target

