@@ -77,6 +77,7 @@ def training_data(split: dict) -> TrainingData:
         category_texts=[q for q, _ in split["train_dna"]], category_labels=[h for _, h in split["train_dna"]],
         pairs=pairs, safe_texts=split["train_alpaca"] + [s for _, s in pairs],
         unsafe_texts=[q for q, _ in split["train_dna"]] + split["advbench"] + [u for u, _ in pairs],
+        geometry_texts=list(split["train_alpaca"]),
     )
 
 

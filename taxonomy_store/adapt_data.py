@@ -94,7 +94,8 @@ def holdout_split(data: CuratedSet, fraction: float | None, seed: int) -> tuple[
 
 def training_data(data: CuratedSet, train_ids: set[int]) -> TrainingData:
     """The three training views of the prompts in train_ids (pairs only when both sides train)."""
-    cat_texts, cat_labels, safe, unsafe = [], [], [], []
+    cat_texts, cat_labels, safe, unsafe, geometry = [], [], [], [], []
+    paired = {p[0] for p in data.pairs} | {p[1] for p in data.pairs}
     for n, pid in enumerate(data.ids.tolist()):
         if pid not in train_ids:
             continue
@@ -104,7 +105,11 @@ def training_data(data: CuratedSet, train_ids: set[int]) -> TrainingData:
             if cat:
                 cat_texts.append(data.texts[n])
                 cat_labels.append(str(cat))
-        elif lab == "safe" or lab == "unlabeled":
-            safe.append(data.texts[n])
+        else:
+            if lab == "safe":
+                safe.append(data.texts[n])
+            if pid not in paired:
+                geometry.append(data.texts[n])
     pairs = [(data.text(u), data.text(s)) for u, s, _t, _k in data.pairs if u in train_ids and s in train_ids]
-    return TrainingData(category_texts=cat_texts, category_labels=cat_labels, pairs=pairs, safe_texts=safe, unsafe_texts=unsafe)
+    return TrainingData(category_texts=cat_texts, category_labels=cat_labels, pairs=pairs, safe_texts=safe, unsafe_texts=unsafe,
+                        geometry_texts=geometry)

@@ -31,12 +31,16 @@ class TrainingData:
     category_texts: list[str]
     category_labels: list[str]
     pairs: list[tuple[str, str]]  # (unsafe, safe)
-    safe_texts: list[str]  # safe and unrelated prompts: the geometry to keep, the safe side of the label term
+    safe_texts: list[str]  # safe prompts: the safe side of the label term
     unsafe_texts: list[str]  # unsafe prompts (with or without a category): the unsafe side of the label term
+    # Safe and unrelated prompts whose geometry is kept; not the safe twins of pairs, which
+    # must be free to move away from their unsafe originals.
+    geometry_texts: list[str] = field(default_factory=list)
 
     def sizes(self) -> dict[str, int]:
         return {"category": len(self.category_texts), "categories": len(set(self.category_labels)),
-                "pairs": len(self.pairs), "safe": len(self.safe_texts), "unsafe": len(self.unsafe_texts)}
+                "pairs": len(self.pairs), "safe": len(self.safe_texts), "unsafe": len(self.unsafe_texts),
+                "geometry": len(self.geometry_texts)}
 
 
 @dataclass
@@ -67,7 +71,7 @@ Progress = Callable[[int, int, dict[str, float]], None] | None
 def steps_per_epoch(data: TrainingData, cfg: AdaptConfig) -> int:
     """One epoch: every category prompt, pair and safe prompt seen about once."""
     parts = [len(data.category_texts) / cfg.category_batch, len(data.pairs) / cfg.pair_batch,
-             len(data.safe_texts) / cfg.safe_batch]
+             len(data.geometry_texts) / cfg.safe_batch]
     return max(1, math.ceil(max(parts)))
 
 
@@ -168,14 +172,14 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     model = SentenceTransformer(str(model_dir), device=cfg.device)
-    texts = sorted(set(data.category_texts) | {t for p in data.pairs for t in p} | set(data.safe_texts) | set(data.unsafe_texts))
+    texts = sorted(set(data.category_texts) | {t for p in data.pairs for t in p} | set(data.safe_texts) | set(data.unsafe_texts) | set(data.geometry_texts))
     pos = {t: i for i, t in enumerate(texts)}
     vecs = frozen(texts) if frozen is not None else _frozen(model, texts, cfg.encode_batch, encode_progress)
     x = torch.tensor(np.asarray(vecs, dtype=np.float32), device=cfg.device)
     dim = int(x.shape[1])
     rows = lambda ts: torch.tensor([pos[t] for t in ts], dtype=torch.long, device=cfg.device)  # noqa: E731
     cat_r, u_r, s_r = rows(data.category_texts), rows([u for u, _ in data.pairs]), rows([s for _, s in data.pairs])
-    safe_r, unsafe_r = rows(data.safe_texts), rows(data.unsafe_texts)
+    safe_r, unsafe_r, geo_r = rows(data.safe_texts), rows(data.unsafe_texts), rows(data.geometry_texts)
     c0 = (x[u_r] * x[s_r]).sum(dim=1)
     codes = {c: i for i, c in enumerate(sorted(set(data.category_labels)))}
     cat_y = torch.tensor([codes[c] for c in data.category_labels], dtype=torch.long, device=cfg.device)
@@ -189,7 +193,7 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
     warm = max(1, int(total * cfg.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.05, (total - s) / max(1, total - warm))))
-    cyc = {k: _Cycler(n, rng) for k, n in (("pairs", len(u_r)), ("safe", len(safe_r)), ("unsafe", len(unsafe_r)), ("label_safe", len(safe_r)))}
+    cyc = {k: _Cycler(n, rng) for k, n in (("pairs", len(u_r)), ("safe", len(geo_r)), ("unsafe", len(unsafe_r)), ("label_safe", len(safe_r)))}
     last: dict[str, float] = {}
     for step in range(total):
         ci = _class_batch(rng, data.category_labels, cfg.category_batch) if data.category_texts else []
@@ -200,7 +204,7 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
         terms = _losses(
             x[cat_r[ci]] if ci else None, cat_y[ci] if ci else None,
             x[u_r[pi]] if pi else None, x[s_r[pi]] if pi else None, c0[pi] if pi else None,
-            x[safe_r[si]] if si else None,
+            x[geo_r[si]] if si else None,
             x[lab_rows] if lab_rows is not None else None,
             torch.tensor([1] * len(ui) + [0] * len(li), device=cfg.device) if lab_rows is not None else None,
             adapter, cfg,

@@ -146,15 +146,36 @@ def _file_sha256(path: Path) -> str:
     return _FINGERPRINTS[key]
 
 
+def module_weight_files(folder: Path) -> list[Path]:
+    """Weights of the pipeline's other modules (e.g. a Dense adapter in `2_Dense/`), per modules.json."""
+    modules = folder / "modules.json"
+    if not modules.is_file():
+        return []
+    try:
+        entries = json.loads(modules.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    found: list[Path] = []
+    for entry in entries if isinstance(entries, list) else []:
+        sub = str(entry.get("path") or "") if isinstance(entry, dict) else ""
+        if sub and (folder / sub).is_dir():
+            found += sorted(p for p in (folder / sub).iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    return found
+
+
 def fingerprint(folder: Path) -> str:
-    """sha256 of the weights: of the one weight file, or of the names and hashes of the shards."""
+    """sha256 of the weights: of the one weight file, or of the names and hashes of the shards
+    and of the other modules' weight files (a tuned adapter changes the fingerprint)."""
     check_model_folder(folder)
     files = weight_files(folder)
-    if len(files) == 1:
+    extra = module_weight_files(folder)
+    if len(files) == 1 and not extra:
         return _file_sha256(files[0])
     h = hashlib.sha256()
     for f in files:
         h.update(f"{f.name}\0{_file_sha256(f)}\n".encode())
+    for f in extra:
+        h.update(f"{f.relative_to(folder).as_posix()}\0{_file_sha256(f)}\n".encode())
     return h.hexdigest()
 
 

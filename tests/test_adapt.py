@@ -18,12 +18,13 @@ from taxonomy_store.demo import build_demo_store
 from taxonomy_store.errors import EncoderError
 from taxonomy_store.store import Store
 
-from .conftest import run_tstore
+from conftest import run_tstore
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from taxonomy_store.encoders import package_folder
