@@ -86,7 +86,7 @@ class Adaptation:
         return data
 
     def adapt(self, source: str, new: str, *, taxonomy: str = "do-not-answer", level: str | int = "harm_type",
-              epochs: int = AdaptConfig.epochs, seed: int = 0, device: str = "cpu", holdout_fraction: float | None = None,
+              epochs: int | None = None, seed: int = 0, device: str = "cpu", holdout_fraction: float | None = None,
               max_steps: int | None = None, progress: Progress = None) -> AdaptResult:
         from .encoders import _check_name
 
@@ -94,6 +94,7 @@ class Adaptation:
         _check_name(new)
         if holdout_fraction is not None and not 0.0 < holdout_fraction < 1.0:
             raise InvalidValue(f"--holdout-fraction must lie strictly between 0 and 1, not {holdout_fraction}")
+        epochs = AdaptConfig.epochs if epochs is None else epochs
         if epochs < 1:
             raise InvalidValue(f"--epochs must be at least 1, not {epochs}")
         self._check_names(source, new)

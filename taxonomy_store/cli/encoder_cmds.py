@@ -124,3 +124,17 @@ def estimate_baseline(ctx: Context, name: str, sample: int, seed: int, dry_run: 
     verb = "estimated" if dry_run else "set"
     click.echo(f"encoder {untrusted(name)}: baseline b = {est['baseline']:.4f} {verb} ({est['pairs']} pairs, "
                f"{est['sample_a']} x {est['sample_b']}, seed {seed})")
+
+
+@encoder.command("export")
+@click.argument("name")
+@click.argument("target", type=click.Path(file_okay=False))
+@json_option
+@pass_ctx
+def export(ctx: Context, name: str, target: str, as_json: bool) -> None:
+    """Write an encoder as a plain sentence-transformers folder (SentenceTransformer(DIR) loads it)."""
+    path = ctx.store.adaptation.export(name, target)
+    if as_json:
+        emit_json({"encoder": name, "path": str(path)})
+        return
+    click.echo(f"encoder {untrusted(name)} written to {untrusted(path)}")
