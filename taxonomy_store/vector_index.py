@@ -91,19 +91,16 @@ class VectorIndex:
         self._generation = self.writer_lock.generation()
         if client is None or self.store.chroma_url:
             return
-        try:
-            client.close()
-        except Exception:
-            pass
-        # chromadb shares one in-memory system per path among the process's clients; when another
-        # client of this path still holds it, forget it here so that ours starts from disk.
+        # chromadb shares one in-memory system per path among a process's clients: forget it, so the
+        # next client starts from disk. It is not closed: a read still running in another thread
+        # (a TUI worker) finishes on it, and it is freed with its last collection.
         try:
             from chromadb.api.shared_system_client import SharedSystemClient
 
             SharedSystemClient._identifier_to_system.pop(client._identifier, None)
             SharedSystemClient._identifier_to_refcount.pop(client._identifier, None)
         except Exception:
-            pass
+            client.close()
 
     def _refresh_if_stale(self) -> None:
         if "client" in self.__dict__ and not self.store.chroma_url and self.writer_lock.generation() != self._generation:

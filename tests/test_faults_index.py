@@ -266,8 +266,9 @@ def test_verify_finds_unreadable_vectors_and_repair_fixes_them(tmp_path, shared_
     assert report["examples"]["unreadable"] == sorted(bad)[:10]
     assert exported(d, tmp_path) == before  # verify without --repair changes nothing
 
-    r = run_tstore("--store", str(d), "query", "--encoder", TINY, QUERY)
-    assert r.returncode != 0 and "Traceback" not in r.stderr  # a damaged index is an error, not a crash
+    for args in (["query", QUERY], ["calibrate"]):  # a damaged index is an error and a hint, not a crash
+        r = run_tstore("--store", str(d), *args, "--encoder", TINY)
+        assert_refused(r, f"tstore verify --encoder {TINY} --repair")
     r = run_tstore("--store", str(d), "verify", "--encoder", TINY, "--repair", "--json")
     assert r.returncode == 0, r.stderr
     repaired = json.loads(r.stdout)["repaired"]
