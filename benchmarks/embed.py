@@ -61,7 +61,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from taxonomy_store.encoders import DEFAULT_MODEL_REF, resolve_model_ref
-    from taxonomy_store.encoding import load_model
+    from taxonomy_store.backend.encoding import load_model
     from taxonomy_store.store import init_store
 
     texts = load_texts(args.texts)

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.torch_threads)
 
     from taxonomy_store.catalog import live_prompts
-    from taxonomy_store.encoding import load_model
+    from taxonomy_store.backend.encoding import load_model
 
     tmp = None
     if args.store and (Path(args.store) / "tstore-store.json").exists():

@@ -1,6 +1,6 @@
 """Curation: read, edit, soft-delete and restore prompts; review and create pairs; undo.
 
-Every method is one transaction through `store.write`, and every change is audited with its
+Every method is one transaction through `db.write`, and every change is audited with its
 old and new values, which is what `undo` replays backwards. Curation batches carry a reason
 starting with "curation:"; an undo batch carries "undo <batch id>" and action "undo".
 """
@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 
 from .audit import AuditBatch
+from .backend.database import Database
 from .catalog import node_index
 from .db.models import (
-    PAIR_STATUSES, AuditEntry, Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow,
+    AuditEntry, Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow,
 )
 from .errors import InvalidValue, NotFound, UndoConflict
-from .importers.records import LABELS, MAX_TEXT_CHARS
+from .importers.records import MAX_TEXT_CHARS
 from .text import normalise, text_sha256
-
-if TYPE_CHECKING:
-    from .store import Store
+from .vocabulary import LABELS, PAIR_STATUSES
 
 CURATED_DATASET = "curated"
 _DATES = ("deleted_at", "decided_at", "updated_at")
@@ -88,8 +87,8 @@ def _from_json(k: str, v: Any) -> Any:
 
 
 class Curation:
-    def __init__(self, store: "Store"):
-        self.store = store
+    def __init__(self, db: Database):
+        self.db = db
 
     # -- reading -----------------------------------------------------------------------
     def _views(self, s, q) -> list[PromptView]:
@@ -134,21 +133,21 @@ class Curation:
         return q
 
     def get_prompt(self, prompt_id: int) -> PromptView:
-        with self.store.session() as s:
+        with self.db.session() as s:
             views = self._views(s, self._query(s, include_deleted=True).where(Prompt.id == prompt_id))
             if not views:
                 raise NotFound(f"no prompt {prompt_id}", "see `tstore prompt list`")
             return views[0]
 
     def list_prompts(self, *, limit: int | None = None, offset: int = 0, **filters) -> list[PromptView]:
-        with self.store.session() as s:
+        with self.db.session() as s:
             q = self._query(s, **filters).order_by(Prompt.id).offset(offset)
             if limit is not None:
                 q = q.limit(limit)
             return self._views(s, q)
 
     def count_prompts(self, **filters) -> int:
-        with self.store.session() as s:
+        with self.db.session() as s:
             return s.scalar(select(func.count()).select_from(self._query(s, **filters).subquery())) or 0
 
     def _node(self, s, category: str, taxonomy: str | None) -> int:
@@ -191,7 +190,7 @@ class Curation:
         self, prompt_id: int, *, text: str | None = None, label: str | None = None, category: str | None = None,
         taxonomy: str | None = None,
     ) -> PromptView:
-        with self.store.write(reason=f"curation: edit prompt {prompt_id}") as (s, audit):
+        with self.db.write(reason=f"curation: edit prompt {prompt_id}") as (s, audit):
             p = self._prompt(s, prompt_id)
             if p.deleted_at is not None:
                 raise InvalidValue(f"prompt {prompt_id} is deleted", f"restore it first with `tstore prompt restore {prompt_id}`")
@@ -214,7 +213,7 @@ class Curation:
         return self.get_prompt(prompt_id)
 
     def delete_prompt(self, prompt_id: int) -> PromptView:
-        with self.store.write(reason=f"curation: delete prompt {prompt_id}") as (s, audit):
+        with self.db.write(reason=f"curation: delete prompt {prompt_id}") as (s, audit):
             p = self._prompt(s, prompt_id)
             if p.deleted_at is not None:
                 raise InvalidValue(f"prompt {prompt_id} is already deleted")
@@ -222,7 +221,7 @@ class Curation:
         return self.get_prompt(prompt_id)
 
     def restore_prompt(self, prompt_id: int) -> PromptView:
-        with self.store.write(reason=f"curation: restore prompt {prompt_id}") as (s, audit):
+        with self.db.write(reason=f"curation: restore prompt {prompt_id}") as (s, audit):
             p = self._prompt(s, prompt_id)
             if p.deleted_at is None:
                 raise InvalidValue(f"prompt {prompt_id} is not deleted")
@@ -237,7 +236,7 @@ class Curation:
         from sqlalchemy.orm import aliased
 
         u, sp = aliased(Prompt), aliased(Prompt)
-        with self.store.session() as s:
+        with self.db.session() as s:
             q = (
                 select(Pair.id, PairSet.name, PairSet.kind, Pair.pair_type, Pair.status, Pair.note, u.id, sp.id, u.text, sp.text)
                 .join(PairSet, PairSet.id == Pair.pair_set_id)
@@ -277,7 +276,7 @@ class Curation:
     def decide_pair(self, pair_id: int, status: str, note: str | None = None) -> PairView:
         if status not in PAIR_STATUSES:
             raise InvalidValue(f"unknown pair status {status!r}", f"one of {', '.join(PAIR_STATUSES)}")
-        with self.store.write(reason=f"curation: {status} pair {pair_id}") as (s, audit):
+        with self.db.write(reason=f"curation: {status} pair {pair_id}") as (s, audit):
             pair = s.get(Pair, pair_id)
             if pair is None:
                 raise NotFound(f"no pair {pair_id}", "see `tstore pair list`")
@@ -293,7 +292,7 @@ class Curation:
     ) -> PairView:
         if (safe_prompt_id is None) == (safe_text is None):
             raise InvalidValue("give either a safe prompt id or a safe text")
-        with self.store.write(reason=f"curation: new pair for prompt {unsafe_prompt_id}") as (s, audit):
+        with self.db.write(reason=f"curation: new pair for prompt {unsafe_prompt_id}") as (s, audit):
             unsafe = self._prompt(s, unsafe_prompt_id)
             if unsafe.deleted_at is not None or unsafe.label != "unsafe":
                 raise InvalidValue(f"prompt {unsafe_prompt_id} is not a live unsafe prompt (label {unsafe.label})")
@@ -355,7 +354,7 @@ class Curation:
         cascade=True, the later curation batches are undone with it, newest first, in the same
         transaction. A later import that changed the row cannot be undone, so it always refuses.
         """
-        with self.store.write() as (s, audit):
+        with self.db.write() as (s, audit):
             undone = _undone_batches(s)
             batch_id = self._pick_batch(s, batch_id, undone)
             later = _later_batches(s, batch_id, undone)

@@ -13,19 +13,17 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from .backend.database import Database
 from .catalog import node_index
 from .db.models import Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode
 from .errors import InvalidValue, NotFound
+from .vocabulary import EXPORT_FORMATS
 
-if TYPE_CHECKING:
-    from .store import Store
-
-EXPORT_FORMATS = ("csv", "jsonl", "parquet")
 PROMPT_COLUMNS = ["id", "text", "label", "taxonomy", "category", "category_path", "dataset", "source_key"]
 PAIR_COLUMNS = ["pair_set", "kind", "pair_type", "status", "note", "unsafe_text", "safe_text", "unsafe_id", "safe_id"]
 
@@ -82,13 +80,13 @@ def _write(rows: list[dict[str, Any]], columns: list[str], fmt: str, out: str | 
 
 
 class Exports:
-    def __init__(self, store: "Store"):
-        self.store = store
+    def __init__(self, db: Database):
+        self.db = db
 
     def prompt_rows(
         self, *, dataset: str | None = None, label: str | None = None, category: str | None = None, taxonomy: str | None = None
     ) -> list[dict[str, Any]]:
-        with self.store.session() as s:
+        with self.db.session() as s:
             nodes = node_index(s)
             q = (
                 select(Prompt.id, Prompt.text, Prompt.label, Prompt.category_id, Dataset.name, Prompt.source_key)
@@ -122,7 +120,7 @@ class Exports:
 
     def pair_rows(self, *, pair_set: str | None = None, status: str | None = None, pair_type: str | None = None) -> list[dict[str, Any]]:
         u, sp = aliased(Prompt), aliased(Prompt)
-        with self.store.session() as s:
+        with self.db.session() as s:
             q = (
                 select(PairSet.name, PairSet.kind, Pair.pair_type, Pair.status, Pair.note, u.text, sp.text, u.id, sp.id)
                 .join(PairSet, PairSet.id == Pair.pair_set_id)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import func, insert, select, update
 
+from .backend.database import Database
 from .db.models import Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow
 from .errors import InputFileError, StoreBusy
 from .import_plan import ImportPlan, PromptRef, RowFacts, SourceUpdate, StoredState, plan_import
@@ -34,7 +35,7 @@ from .importers import ParsedFile, PromptRecord, parse_file, read_file_bytes
 from .text import inert, text_sha256
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .taxonomy import Taxonomies
 
 Progress = Callable[[str, int, int], None]
 _IN_BATCH = 900
@@ -171,7 +172,7 @@ class _Categories:
             from .taxonomy_files import builtin_names, locate, read_taxonomy_file
 
             if name in builtin_names():
-                self.imports.store.taxonomies._upsert(self.session, self.audit, read_taxonomy_file(locate(name)))
+                self.imports.taxonomies.upsert(self.session, self.audit, read_taxonomy_file(locate(name)))
                 self.summary.taxonomies_loaded.append(name)
                 tax = self.session.scalar(select(Taxonomy).where(Taxonomy.name == name))
             elif self.create:
@@ -296,8 +297,9 @@ class _Categories:
 
 
 class Imports:
-    def __init__(self, store: "Store"):
-        self.store = store
+    def __init__(self, db: Database, taxonomies: "Taxonomies"):
+        self.db = db
+        self.taxonomies = taxonomies
 
     def import_file(
         self,
@@ -329,7 +331,7 @@ class Imports:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            with self.store.write(reason=f"import {path.name} into {summary.dataset}") as (session, audit):
+            with self.db.write(reason=f"import {path.name} into {summary.dataset}") as (session, audit):
                 hold_import_lock(session)
                 self._write(session, audit, parsed, summary, dataset, taxonomy, options, create_categories, progress)
                 if dry_run:

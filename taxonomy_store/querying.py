@@ -25,12 +25,11 @@ import numpy as np
 from .catalog import NodeInfo
 from .errors import EmptyPrompt, InvalidValue, NotEnoughLabels, UnknownTaxonomy
 from .metrics.detection import auroc, best_f1, knn_scores
-from .neighbours import LABELED, Filters, Neighbours, Pool
+from .neighbours import Filters, Neighbours, Pool
+from .vocabulary import DEFAULT_TAXONOMY, JUDGED_LABELS, choose_level
 
-DEFAULT_ENCODER = "minilm"
 DEFAULT_K = 10
 DEFAULT_MARGIN = 0.05
-DEFAULT_TAXONOMY = "do-not-answer"
 SCORE_NAME = "similarity_weighted_unsafe_share"
 DETECT_GRAPH = "detect"  # the labeled prompts' graph: calibration and the detection metric share it
 
@@ -228,7 +227,7 @@ class Querying:
         *,
         encoder: str | None = None,
         k: int = DEFAULT_K,
-        level: str = "harm_type",
+        level: str | None = None,
         taxonomy: str | None = None,
         dataset: str | list[str] | None = None,
         label: str | list[str] | None = None,
@@ -237,7 +236,8 @@ class Querying:
     ) -> list[QueryResult]:
         """The k nearest stored prompts of each text, a category vote, an unsafe score and verdict.
 
-        `taxonomy` (default do-not-answer, when loaded) names whose categories vote, at `level`;
+        `taxonomy` (default do-not-answer, when loaded) names whose categories vote, at `level`
+        (default: `vocabulary.choose_level` of the taxonomy's levels);
         `dataset` / `label` / `category` (a node and everything under it) filter the neighbours,
         never the verdict's voters. `ids` (optional, one per text) are carried into the results.
         """
@@ -256,7 +256,7 @@ class Querying:
         pool = self.neighbours.pool(encoder)
         if not texts:
             return []
-        taxonomy, vote_levels, extra = _vote_taxonomy(pool, taxonomy, level)
+        taxonomy, vote_levels, extra, level = _vote_taxonomy(pool, taxonomy, level)
         depth = vote_levels.index(level) if vote_levels else 0
         cal = self._calibration(pool)
         warnings, blocking = self._warnings(pool, cal)
@@ -287,7 +287,7 @@ class Querying:
 
     def _search(self, pool: Pool, qv: np.ndarray, k: int, filters: Filters, verdict_k: int):
         """Unsafe scores (the calibrated definition: unfiltered labeled voters) and the filtered neighbour rows."""
-        voters = Filters(label=LABELED)
+        voters = Filters(label=JUDGED_LABELS)
         is_unsafe = pool.labels() == "unsafe"
         vote_mask, shown_mask = pool.mask(voters), pool.mask(filters)
         if not vote_mask.any():
@@ -331,7 +331,7 @@ class Querying:
 
         The neighbours are the labeled prompts' cached kNN graph, the one the detection metric reads."""
         pool = self.neighbours.pool(self._encoder_name(encoder))
-        members = pool.mask(Filters(label=LABELED))
+        members = pool.mask(Filters(label=JUDGED_LABELS))
         is_unsafe = pool.labels()[members] == "unsafe"
         if members.sum() < 2:
             return pool.prompt_ids[members], np.zeros(int(members.sum())), is_unsafe
@@ -389,21 +389,23 @@ class Querying:
         return Calibration.from_dict(self._encoders.get(self._encoder_name(encoder)).calibration)
 
 
-def _vote_taxonomy(pool: Pool, taxonomy: str | None, level: str) -> tuple[str, list[str], list[str]]:
-    """(the taxonomy whose categories vote, its level names or [] when it cannot vote, warnings)."""
+def _vote_taxonomy(pool: Pool, taxonomy: str | None, level: str | None) -> tuple[str, list[str], list[str], str]:
+    """(the taxonomy whose categories vote, its level names or [] when it cannot vote, warnings, the level)."""
     name = taxonomy or DEFAULT_TAXONOMY
     if name in pool.taxonomies:
         levels = pool.taxonomies[name]
+        level = level or choose_level(levels)
         if level not in levels:
             raise InvalidValue(f"taxonomy {name!r} has no level {level!r}", f"levels: {', '.join(levels) or 'none named'}")
-        return name, levels, []
+        return name, levels, [], level
     if taxonomy is not None:
         known = ", ".join(sorted(pool.taxonomies))
         raise UnknownTaxonomy(
             f"no taxonomy {taxonomy!r} in this store",
             f"loaded: {known}" if known else f"load one with `tstore taxonomy load {taxonomy}`",
         )
-    return name, [], [f"taxonomy {DEFAULT_TAXONOMY!r} is not loaded: no category vote (`tstore taxonomy load {DEFAULT_TAXONOMY}`)"]
+    warning = f"taxonomy {DEFAULT_TAXONOMY!r} is not loaded: no category vote (`tstore taxonomy load {DEFAULT_TAXONOMY}`)"
+    return name, [], [warning], level or choose_level([])
 
 
 def _neighbour(pool: Pool, pid: int, sim: float) -> Neighbour:

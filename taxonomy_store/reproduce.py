@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .store import Store
+from .vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_TAXONOMY
 
 Progress = Callable[[str, int, int], None]
 Say = Callable[[str], None]
@@ -114,7 +115,7 @@ def reproduce_safe_embed(
         say(f"{name}: {embedded.embedded} embedded, {embedded.unchanged} unchanged")
         _ensure_baseline(store, name, say)
         (sep,) = store.metrics.compute("separation", encoder=name, pair_set=PAIR_SET, progress=progress)
-        (cp,) = store.metrics.compute("cp", encoder=name, k=10, level="harm_type", taxonomy="do-not-answer", progress=progress)
+        (cp,) = store.metrics.compute("cp", encoder=name, k=10, level=DEFAULT_LEVEL, taxonomy=DO_NOT_ANSWER_TAXONOMY, progress=progress)
         per_type = sep.details["per_type"]
         provenance = store.encoders.get(name).baseline_provenance or {}
         results.append(

@@ -14,15 +14,20 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .backend.database import Database
 from .catalog import NodeInfo, PromptRow, live_prompts, node_index
 from .curation import PromptView
 from .errors import NotEmbedded, NotFound, TStoreError
+from .taxonomy import depth_of_level
+from .vocabulary import DEFAULT_TAXONOMY, JUDGED_LABELS, choose_level
 
 if TYPE_CHECKING:
+    from .encoders import Encoders
+    from .indexing import Index
+    from .metric_runs import MetricRuns
     from .neighbours import Neighbours
-    from .store import Store
+    from .taxonomy import Taxonomies
 
-LABELED = ("safe", "unsafe")
 DEFAULT_K = 10
 
 
@@ -56,20 +61,27 @@ def _view(row: PromptRow, nodes: dict[int, NodeInfo]) -> PromptView:
 
 
 class Review:
-    def __init__(self, store: "Store", neighbours: "Neighbours"):
-        self.store = store
+    def __init__(
+        self, db: Database, taxonomies: "Taxonomies", encoders: "Encoders", index: "Index", metrics: "MetricRuns",
+        neighbours: "Neighbours",
+    ):
+        self.db = db
+        self.taxonomies = taxonomies
+        self.encoders = encoders
+        self.index = index
+        self.metrics = metrics
         self._nearest = neighbours  # the one exact neighbour service: the same neighbours as query and the metrics
 
     # -- prompts and neighbours ------------------------------------------------------------
     def _rows(self, ids: list[int] | None = None) -> tuple[dict[int, PromptRow], dict[int, NodeInfo]]:
-        with self.store.session() as s:
+        with self.db.session() as s:
             rows = {r.id: r for r in live_prompts(s, ids)}
             nodes = node_index(s)
         return rows, nodes
 
     def datasets(self) -> list[str]:
         """Names of the datasets live prompts were first seen in (for the prompt filters)."""
-        with self.store.session() as s:
+        with self.db.session() as s:
             return sorted({r.dataset for r in live_prompts(s) if r.dataset})
 
     def neighbours(self, prompt_id: int, *, encoder: str, k: int = 5) -> list[ReviewNeighbour]:
@@ -89,9 +101,9 @@ class Review:
     def pair_similarities(self, unsafe_prompt_id: int, safe_prompt_id: int) -> dict[str, float | None]:
         """Cosine similarity of a pair's stored vectors under every registered encoder (None: not embedded)."""
         out: dict[str, float | None] = {}
-        for enc in self.store.encoders.list():
+        for enc in self.encoders.list():
             try:
-                vs = self.store.index.load_vectors(enc.name, prompt_ids=[unsafe_prompt_id, safe_prompt_id])
+                vs = self.index.load_vectors(enc.name, prompt_ids=[unsafe_prompt_id, safe_prompt_id])
                 a, b = vs.take([unsafe_prompt_id]), vs.take([safe_prompt_id])
                 out[enc.name] = float((a @ b.T)[0, 0])
             except (NotEmbedded, KeyError):
@@ -104,7 +116,7 @@ class Review:
         encoder: str,
         *,
         by: str = "label",
-        taxonomy: str = "do-not-answer",
+        taxonomy: str = DEFAULT_TAXONOMY,
         level: str | None = None,
         k: int = 10,
         limit: int = 100,
@@ -119,7 +131,7 @@ class Review:
         pool = self._nearest.pool(encoder)
         rows, nodes = pool.rows, pool.nodes
         if by == "label":
-            groups, names, tag = self._label_groups(pool), list(LABELED), "detect"
+            groups, names, tag = self._label_groups(pool), list(JUDGED_LABELS), "detect"
         else:
             depth = self._depth(taxonomy, level)
             groups, names = self._category_groups(pool, taxonomy, depth)
@@ -157,7 +169,7 @@ class Review:
     @staticmethod
     def _label_groups(pool) -> np.ndarray:
         labels = pool.labels()
-        return np.array([LABELED.index(lbl) if lbl in LABELED else -1 for lbl in labels], dtype=np.int64)
+        return np.array([JUDGED_LABELS.index(lbl) if lbl in JUDGED_LABELS else -1 for lbl in labels], dtype=np.int64)
 
     @staticmethod
     def _category_groups(pool, taxonomy: str, depth: int) -> tuple[np.ndarray, list[str]]:
@@ -173,30 +185,25 @@ class Review:
         return groups, [pool.nodes[g].code for g in uniq]
 
     def _depth(self, taxonomy: str, level: str | None) -> int:
-        levels = next((t["levels"] for t in self.store.taxonomies.list() if t["name"] == taxonomy), None)
+        levels = next((t["levels"] for t in self.taxonomies.list() if t["name"] == taxonomy), None)
         if levels is None:
-            self.store.taxonomies.tree(taxonomy)  # raises UnknownTaxonomy with its hint
+            self.taxonomies.tree(taxonomy)  # raises UnknownTaxonomy with its hint
             levels = []
         if level is None:
-            level = "harm_type" if "harm_type" in levels else (levels[-1] if levels else 0)
-        if isinstance(level, int) or str(level).isdigit():
-            return int(level)
-        if level not in levels:
-            raise NotFound(f"taxonomy {taxonomy!r} has no level {level!r}", f"levels: {', '.join(levels) or 'none'}")
-        return levels.index(level)
+            level = choose_level(levels) if levels else 0
+        return depth_of_level(taxonomy, levels, level)
 
     # -- metric tables -------------------------------------------------------------------
     def _levels(self, taxonomy: str) -> list[str]:
-        return next((list(t["levels"] or []) for t in self.store.taxonomies.list() if t["name"] == taxonomy), [])
+        return next((list(t["levels"] or []) for t in self.taxonomies.list() if t["name"] == taxonomy), [])
 
     def default_level(self, taxonomy: str) -> str:
-        levels = self._levels(taxonomy)
-        return "harm_type" if "harm_type" in levels else (levels[-1] if levels else "harm_type")
+        return choose_level(self._levels(taxonomy))
 
     def category_scores(self, encoder: str, *, taxonomy: str, k: int = DEFAULT_K) -> dict[str, float]:
         """CP@k per category code from the encoder's newest CP runs on this taxonomy (every level run)."""
         out: dict[str, float] = {}
-        for r in self.store.metrics.latest():
+        for r in self.metrics.latest():
             p = r.params
             if r.metric == "cp" and r.encoder == encoder and p.get("taxonomy") == taxonomy and p.get("k") == k:
                 for code, d in (r.details.get("per_category") or {}).items():
@@ -204,14 +211,14 @@ class Review:
                         out[code] = float(d["cp"])
         return out
 
-    def metrics_overview(self, *, taxonomy: str = "do-not-answer", level: str | None = None, k: int = DEFAULT_K) -> "MetricsOverview":
+    def metrics_overview(self, *, taxonomy: str = DEFAULT_TAXONOMY, level: str | None = None, k: int = DEFAULT_K) -> "MetricsOverview":
         """The newest runs arranged as tables: primary values, separation per pair type and CP per
         category (rows) × encoder (columns), with the stale (row, encoder) cells."""
         level = level or self.default_level(taxonomy)
-        encoders = [e.name for e in self.store.encoders.list()]
-        latest = self.store.metrics.latest()
-        stale_ids = {r.id for r in self.store.metrics.stale()}
-        ov = MetricsOverview(taxonomy=taxonomy, level=level, k=k, data_revision=self.store.data_revision(),
+        encoders = [e.name for e in self.encoders.list()]
+        latest = self.metrics.latest()
+        stale_ids = {r.id for r in self.metrics.stale()}
+        ov = MetricsOverview(taxonomy=taxonomy, level=level, k=k, data_revision=self.db.data_revision(),
                              encoders=encoders, runs=len(latest))
         sep_sets = sorted({r.params.get("pair_set") or "" for r in latest if r.metric == "separation"})
 
@@ -253,20 +260,20 @@ class Review:
         self,
         *,
         encoders: list[str] | None = None,
-        taxonomy: str = "do-not-answer",
+        taxonomy: str = DEFAULT_TAXONOMY,
         level: str | None = None,
         k: int = DEFAULT_K,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> list[Any]:
         """Every metric the store can compute, for these encoders (default: all registered)."""
         level = level or self.default_level(taxonomy)
-        names = encoders or [e.name for e in self.store.encoders.list()]
+        names = encoders or [e.name for e in self.encoders.list()]
         runs: list[Any] = []
         for n, name in enumerate(names):
             if progress:
                 progress(f"{name}: metrics", n, len(names))
             inner = (lambda stage, done, total, name=name: progress(f"{name}: {stage}", done, total)) if progress else None
-            runs += self.store.metrics.compute("all", encoder=name, k=k, level=level, taxonomy=taxonomy, progress=inner)
+            runs += self.metrics.compute("all", encoder=name, k=k, level=level, taxonomy=taxonomy, progress=inner)
         if progress:
             progress("done", len(names), len(names))
         return runs

@@ -1,26 +1,28 @@
-"""The facade: the one place that writes SQL (and, through its parts, Chroma).
+"""The composition root: opens a store's backend and wires its parts together.
 
 The CLI and the TUI call `Store` methods and its parts (`store.taxonomies`, ...); they never
-open a session or a Chroma client themselves.
+open a session or a Chroma client themselves. No domain logic lives here, and no part imports
+this module: each part receives its collaborators in its constructor.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from . import paths
-from .audit import AuditBatch, data_revision
+from .audit import AuditBatch
+from .backend.database import Database
+from .backend.dirs import StoreDirs
 from .db import migrate
-from .db.engine import make_engine, normalise_url, redact
+from .db.engine import make_engine, normalise_url
 from .errors import NotAStore, StoreExists
 
 
@@ -47,14 +49,19 @@ def _db_url_for(store_dir: Path, marker: dict | None, db_url: str | None) -> str
 
 
 class Store:
-    """An open store: a directory (marker, SQLite file, Chroma data) and its database."""
+    """An open store: a directory (marker, SQLite file, Chroma data) and its database.
+
+    The composition root: it opens the backend and builds each part with the collaborators that
+    part uses. Parts are built on first use, so commands that need few of them start fast.
+    """
 
     def __init__(self, store_dir: Path, engine: Engine, *, chroma_url: str | None = None, chroma_token: str | None = None):
         self.dir = store_dir
         self.engine = engine
         self.chroma_url = chroma_url
         self.chroma_token = chroma_token
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.db = Database(engine)
+        self.dirs = StoreDirs(store_dir)
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -71,23 +78,39 @@ class Store:
         marker = _read_marker(store_dir)
         engine = make_engine(_db_url_for(store_dir, marker, db_url))
         migrate.check_schema(engine, require_head=check_schema)
-        return cls(
+        opened = cls(
             store_dir,
             engine,
             chroma_url=chroma_url or os.environ.get("TSTORE_CHROMA_URL") or marker.get("chroma_url"),
             chroma_token=chroma_token or os.environ.get("TSTORE_CHROMA_TOKEN"),
         )
+        if check_schema:
+            opened.ensure_default_encoder()
+        return opened
+
+    def ensure_default_encoder(self) -> None:
+        """Register the default encoder on a store that has never had one (made before `init_store` did it).
+
+        Idempotent and one cheap read once done: a store whose audit log has seen any encoder
+        is left alone, so removing `minilm` sticks."""
+        self.encoders.ensure_default()
+
+    def upgrade_schema(self) -> str:
+        """Upgrade the database to the newest schema (then register the default encoder if the store never had one)."""
+        migrate.upgrade(self.engine)
+        self.ensure_default_encoder()
+        return migrate.current_revision(self.engine)
 
     @property
     def db_url(self) -> str:
-        return redact(self.engine.url.render_as_string(hide_password=False))
+        return self.db.url
 
     @property
     def chroma_path(self) -> Path:
-        return self.dir / paths.CHROMA_DIR
+        return self.dirs.chroma
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.dispose()
 
     def __enter__(self) -> "Store":
         return self
@@ -95,108 +118,102 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- transactions ------------------------------------------------------------------
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    # -- transactions (the backend's, for the orchestration above the parts) -------------
+    def session(self) -> AbstractContextManager[Session]:
         """A read-only unit of work (rolled back at the end)."""
-        with self._sessions() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+        return self.db.session()
 
-    @contextmanager
-    def write(self, reason: str | None = None) -> Iterator[tuple[Session, AuditBatch]]:
+    def write(self, reason: str | None = None) -> AbstractContextManager[tuple[Session, AuditBatch]]:
         """One transaction with its audit batch: all of it commits, or none of it."""
-        with self._sessions() as session:
-            audit = AuditBatch(session, reason=reason)
-            try:
-                yield session, audit
-                audit.flush()
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-
-    def connect(self):
-        """A raw connection, for readers that keep one open per thread."""
-        return self.engine.connect()
+        return self.db.write(reason)
 
     def data_revision(self) -> int:
-        with self.session() as s:
-            return data_revision(s)
+        return self.db.data_revision()
 
-    # -- parts -------------------------------------------------------------------------
-    @cached_property
-    def taxonomies(self):
-        from .taxonomy import Taxonomies
-
-        return Taxonomies(self)
-
-    # Each part lives in a module of its own; the CLI and the TUI reach them only through here.
-    @cached_property
-    def imports(self):
-        """Importing data files into the store: `taxonomy_store/imports.py`."""
-        from .imports import Imports
-
-        return Imports(self)
-
-    @cached_property
-    def exports(self):
-        """Writing prompts and pairs back out: `taxonomy_store/exports.py`."""
-        from .exports import Exports
-
-        return Exports(self)
-
-    @cached_property
-    def curation(self):
-        """Edits of prompts and pairs, pair review, undo: `taxonomy_store/curation.py`."""
-        from .curation import Curation
-
-        return Curation(self)
-
-    @cached_property
-    def encoders(self):
-        """The encoder registry: `taxonomy_store/encoders.py`."""
-        from .encoders import Encoders
-
-        return Encoders(self)
-
+    # -- backend -------------------------------------------------------------------------
     @cached_property
     def writer_lock(self):
-        """One writer at a time on the embedded vector index: `taxonomy_store/writer_lock.py`."""
+        """One writer at a time on the embedded vector index: `writer_lock.py`."""
         from .writer_lock import WriterLock
 
         return WriterLock(self.dir, enabled=not self.chroma_url)
 
     @cached_property
+    def vector_index(self):
+        from .backend.vector_index import VectorIndex
+
+        return VectorIndex(self.dirs.chroma, self.writer_lock, chroma_url=self.chroma_url, chroma_token=self.chroma_token)
+
+    @cached_property
+    def live_encoders(self):
+        from .backend.encoding import LiveEncoders
+
+        return LiveEncoders()
+
+    # -- parts ---------------------------------------------------------------------------
+    @cached_property
+    def taxonomies(self):
+        """Load taxonomy definitions, list them, read their trees: `taxonomy.py`."""
+        from .taxonomy import Taxonomies
+
+        return Taxonomies(self.db)
+
+    @cached_property
+    def imports(self):
+        """Importing data files into the store: `imports.py`."""
+        from .imports import Imports
+
+        return Imports(self.db, self.taxonomies)
+
+    @cached_property
+    def exports(self):
+        """Writing prompts and pairs back out: `exports.py`."""
+        from .exports import Exports
+
+        return Exports(self.db)
+
+    @cached_property
+    def curation(self):
+        """Edits of prompts and pairs, pair review, undo: `curation.py`."""
+        from .curation import Curation
+
+        return Curation(self.db)
+
+    @cached_property
+    def encoders(self):
+        """The encoder registry: `encoders.py`. Removing an encoder drops its vectors from the index."""
+        from .encoders import Encoders
+
+        return Encoders(self.db, drop_vectors=lambda info, **wait: self.index.drop_vectors(info, **wait))
+
+    @cached_property
     def index(self):
-        """Per-encoder Chroma collections: embed, verify, read vectors: `taxonomy_store/indexing.py`."""
+        """Per-encoder vector collections: embed, verify, read vectors: `indexing.py`."""
         from .indexing import Index
 
-        return Index(self, self.writer_lock)
+        return Index(self.db, self.encoders, self.vector_index, self.live_encoders)
 
     @cached_property
     def metrics(self):
-        """Metric runs from stored vectors: `taxonomy_store/metric_runs.py`."""
+        """Metric runs from stored vectors: `metric_runs.py`."""
         from .metric_runs import MetricRuns
 
-        return MetricRuns(self, self.neighbours)
+        return MetricRuns(self.db, self.encoders, self.index, self.neighbours)
 
     @cached_property
     def search(self):
-        """Nearest categories for new prompts, calibration: `taxonomy_store/querying.py`."""
+        """Nearest categories for new prompts, calibration: `querying.py`."""
         from .querying import Querying
 
         return Querying(self.neighbours, self.encoders, self.index)
 
     @cached_property
     def neighbours(self):
-        """The one exact neighbour service (stored vectors, exact top-k, filters as masks): `taxonomy_store/neighbours.py`."""
+        """The one exact neighbour service (stored vectors, exact top-k, filters as masks): `neighbours.py`."""
         from .knn_graphs import GraphCache
         from .neighbours import Neighbours
 
-        return Neighbours(self, self.encoders, self.index, GraphCache(self.dir / "cache"))
+        return Neighbours(self.db, self.encoders, self.index, GraphCache(self.dirs.cache))
 
     @cached_property
     def adaptation(self):
@@ -207,10 +224,10 @@ class Store:
 
     @cached_property
     def review(self):
-        """Read-only views for the curators' TUI: suspects, neighbours, metric tables: `taxonomy_store/review.py`."""
+        """Read-only views for the curators' TUI: suspects, neighbours, metric tables: `review.py`."""
         from .review import Review
 
-        return Review(self, self.neighbours)
+        return Review(self.db, self.taxonomies, self.encoders, self.index, self.metrics, self.neighbours)
 
 
 def init_store(
@@ -240,7 +257,9 @@ def init_store(
         if chroma_url:
             marker["chroma_url"] = chroma_url
         marker_path.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-    return Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"))
+    store = Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"))
+    store.ensure_default_encoder()
+    return store
 
 
 def open_store(store: str | os.PathLike | None = None, **kwargs) -> Store:

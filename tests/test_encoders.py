@@ -78,7 +78,7 @@ def test_baseline_and_calibration_are_audited(store):
 
 def test_remove_drops_collection_and_bookkeeping_and_sticks(store, store_dir, shared_datasets):
     from taxonomy_store.store import Store
-    from taxonomy_store.vector_index import collection_name
+    from taxonomy_store.backend.vector_index import collection_name
 
     add_prompts(store, xstest_items(shared_datasets, 6), "xstest")
     store.encoders.add("second", MINILM)

@@ -238,7 +238,7 @@ def test_verify_finds_unreadable_vectors_and_repair_fixes_them(tmp_path, shared_
     """Make vectors unreadable on purpose, the way the race did: a writer with a stale index in memory
     (plain chromadb, outside the lock) writes after `tstore embed` wrote 2,264 vectors."""
     from taxonomy_store.store import Store
-    from taxonomy_store.vector_index import collection_name
+    from taxonomy_store.backend.vector_index import collection_name
 
     d = build_store(tmp_path / "store", shared_datasets, tiny_model, files=("xstest",), embed=True)
     with Store.open(d) as s:
@@ -283,7 +283,7 @@ def test_verify_finds_unreadable_vectors_and_repair_fixes_them(tmp_path, shared_
 
 def test_verify_finds_wrong_dimension_vectors_and_repair_fixes_them(tmp_path, shared_datasets, tiny_model):
     from taxonomy_store.store import Store
-    from taxonomy_store.vector_index import collection_name
+    from taxonomy_store.backend.vector_index import collection_name
 
     d = build_store(tmp_path / "store", shared_datasets, tiny_model, files=("xstest",), embed=True)
     with Store.open(d) as s:

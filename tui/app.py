@@ -11,6 +11,7 @@ from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
 from taxonomy_store.errors import TStoreError
+from taxonomy_store.vocabulary import DEFAULT_ENCODER, DEFAULT_TAXONOMY, choose_level
 
 from .commands import TStoreCommands
 from .screens.metrics import MetricsScreen
@@ -21,7 +22,6 @@ from .screens.query import QueryScreen
 from .screens.suspects import SuspectsScreen
 from .screens.taxonomy import TaxonomyScreen
 
-DEFAULT_TAXONOMY = "do-not-answer"
 
 
 def encoder_name(e: Any) -> str:
@@ -95,16 +95,13 @@ class TStoreApp(App):
 
     def level_for(self, taxonomy: str) -> str:
         """The level categories are voted and scored at: harm_type for Do-Not-Answer, else the deepest."""
-        levels = self.levels.get(taxonomy) or []
-        if "harm_type" in levels:
-            return "harm_type"
-        return levels[-1] if levels else "harm_type"
+        return choose_level(self.levels.get(taxonomy))
 
     def _context_loaded(self, names: list[str], levels: dict[str, list[str]]) -> None:
         self.encoder_names = names
         self.levels = levels
         if self.encoder is None and names:
-            self.encoder = "minilm" if "minilm" in names else names[0]
+            self.encoder = DEFAULT_ENCODER if DEFAULT_ENCODER in names else names[0]
         self.update_subtitle()
 
     def use_encoder(self, name: str) -> None:

@@ -45,11 +45,10 @@ def _engine(ctx: Context):
 @pass_ctx
 def upgrade(ctx: Context) -> None:
     """Upgrade the database to the newest schema."""
-    from ..db import migrate
+    from ..store import Store
 
-    engine = _engine(ctx)
-    migrate.upgrade(engine)
-    click.echo(f"database at schema {migrate.current_revision(engine)}")
+    store = Store.open(ctx.store_arg, db_url=ctx.db_url, check_schema=False)
+    click.echo(f"database at schema {store.upgrade_schema()}")
 
 
 @db.command()

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from ..vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_TAXONOMY
 from .app import Context, cli, pass_ctx
 from .options import json_option
 from .render import echo_untrusted, emit_json, print_query_result, progress_bar, untrusted
@@ -30,9 +31,9 @@ def demo(ctx: Context, demo_store: str, as_json: bool) -> None:
         build = build_demo_store(demo_store or ctx.store_arg or "tstore-demo", progress=progress, say=say)
         store = build.store
         say("metrics: baseline, CP@10 per harm type, separation per pair type, contrast boundary, kNN detection")
-        runs = store.metrics.compute("all", k=10, level="harm_type", taxonomy="do-not-answer", progress=progress)
+        runs = store.metrics.compute("all", k=10, level=DEFAULT_LEVEL, taxonomy=DO_NOT_ANSWER_TAXONOMY, progress=progress)
         calibration = store.search.calibrate()
-        (result,) = store.search.query([DEMO_QUERY], k=10, level="harm_type")
+        (result,) = store.search.query([DEMO_QUERY], k=10, level=DEFAULT_LEVEL)
     seconds = time.perf_counter() - started
     if as_json:
         emit_json({

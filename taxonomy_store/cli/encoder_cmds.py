@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..vocabulary import DEVICES
 from .app import Context, cli, pass_ctx
 from .options import json_option, no_wait_option
 from .render import byte_progress, emit_json, untrusted
@@ -45,7 +46,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
 @encoder.command("add")
 @click.argument("name")
 @click.option("--model", "model", required=True, metavar="PATH", help="A local sentence-transformers folder (never downloaded).")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Sentences per forward pass (and per crash-safe batch of `embed`).")
 @json_option
 @pass_ctx
@@ -88,7 +89,7 @@ def set_baseline(ctx: Context, name: str, value: float, as_json: bool) -> None:
 
 @encoder.command("install")
 @click.argument("which", type=click.Choice(["sbert-all"]))
-@click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @json_option
 @pass_ctx

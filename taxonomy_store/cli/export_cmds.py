@@ -6,21 +6,21 @@ from pathlib import Path
 
 import click
 
+from ..vocabulary import EXPORT_FORMATS, LABELS, PAIR_STATUSES
 from .app import Context, cli, pass_ctx
 from .options import OutputFile, json_option
 from .render import emit_json, untrusted
 
-EXPORT_FORMATS = ("csv", "jsonl", "parquet")
 
 
 @cli.command("export")
 @click.option("--dataset", help="Only prompts with a row in this dataset.")
-@click.option("--label", type=click.Choice(["safe", "unsafe", "unlabeled"]))
+@click.option("--label", type=click.Choice(LABELS))
 @click.option("--category", help="Only prompts in this category (code or exact name) or below it.")
 @click.option("--taxonomy", help="Taxonomy of --category when the code is ambiguous.")
 @click.option("--pairs", is_flag=True, help="Export pairs instead of prompts.")
 @click.option("--pair-set", help="With --pairs: only this pair set.")
-@click.option("--status", type=click.Choice(["proposed", "accepted", "rejected"]), help="With --pairs: only this status.")
+@click.option("--status", type=click.Choice(PAIR_STATUSES), help="With --pairs: only this status.")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), help="Output format (default: from -o's extension, else csv).")
 @click.option("-o", "--output", type=OutputFile(), default="-", show_default=True, help="Output file; - writes to stdout.")
 @json_option

@@ -8,16 +8,15 @@ from pathlib import Path
 import click
 
 from ..errors import InvalidValue
+from ..vocabulary import FILE_KINDS, IMPORT_FORMATS, LABELS
 from .app import Context, cli, pass_ctx
 from .options import json_option
 from .render import echo_untrusted, emit_json, progress_bar
 
 # Files at least this large get a progress bar on stderr.
 PROGRESS_MIN_BYTES = 1_000_000
-IMPORT_FORMATS = (
-    "xstest", "xstest-aug", "pairs", "do-not-answer", "contrast-wide", "contrast-long", "contrast-jsonl", "generic",
-    "tstore-prompts", "tstore-pairs", "csv", "tsv", "jsonl", "json", "parquet",
-)
+# A format name, or a bare file kind (read as generic).
+FORMAT_CHOICES = IMPORT_FORMATS + FILE_KINDS
 _STAGES = {"read": "reading", "check": "checking rows", "write": "writing prompts"}
 
 
@@ -46,11 +45,11 @@ def _file_size(path: Path) -> int:
 @cli.command("import")
 # No existence or kind checks here: the importer says what is wrong with the path as `error:` + `hint:`.
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS), metavar="FORMAT", help=f"File format (default: detected from the header): {', '.join(IMPORT_FORMATS)}.")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), metavar="FORMAT", help=f"File format (default: detected from the header): {', '.join(FORMAT_CHOICES)}.")
 @click.option("--dataset", help="Dataset name (default: the file name without extension).")
 @click.option("--taxonomy", help="Taxonomy of the categories (default: the only one that has each value).")
 @click.option("--map", "maps", multiple=True, metavar="TARGET=COLUMN", help="Generic files: map text, label, category, id, pair_with to columns (repeat or comma-separate).")
-@click.option("--label", type=click.Choice(["safe", "unsafe", "unlabeled"]), help="Label for every row of a one-class generic file.")
+@click.option("--label", type=click.Choice(LABELS), help="Label for every row of a one-class generic file.")
 @click.option("--create-categories", is_flag=True, help="Add unknown categories to --taxonomy instead of failing.")
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 @json_option

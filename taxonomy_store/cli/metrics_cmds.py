@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from ..errors import InvalidValue
+from ..vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY
 from .app import Context, cli, pass_ctx
 from .options import all_encoders_option, encoder_option, json_option
 from .render import emit_json, progress_bar
@@ -36,8 +37,8 @@ def _metric_command(metric: str, help_text: str):
     @encoder_option("Encoder whose vectors to use [env TSTORE_ENCODER; default minilm].")
     @all_encoders_option
     @click.option("--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per prompt (CP, detection).")
-    @click.option("--level", default="harm_type", show_default=True, help="Taxonomy level for CP and category accuracy (name or depth).")
-    @click.option("--taxonomy", default="do-not-answer", show_default=True, help="Taxonomy of the categories.")
+    @click.option("--level", default=DEFAULT_LEVEL, show_default=True, help="Taxonomy level for CP and category accuracy (name or depth).")
+    @click.option("--taxonomy", default=DEFAULT_TAXONOMY, show_default=True, help="Taxonomy of the categories.")
     @click.option("--pair-set", default=None, metavar="NAME", help="Only this pair set (separation, contrast); default every set of the right kind.")
     @click.option("--weighting", type=click.Choice(["similarity", "uniform"]), default="similarity", show_default=True, help="kNN detection vote weights.")
     @json_option

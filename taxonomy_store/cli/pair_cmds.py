@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
+from ..vocabulary import PAIR_STATUSES
 from .app import Context, cli, pass_ctx
 from .options import json_option
 from .render import emit_json, untrusted
 
-PAIR_STATUSES = ("proposed", "accepted", "rejected")
 
 
 @cli.group()

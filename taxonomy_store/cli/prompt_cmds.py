@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from ..errors import InvalidValue
+from ..vocabulary import LABELS
 from .app import Context, cli, pass_ctx
 from .options import json_option
 from .render import emit_json, untrusted
 
-LABELS = ("safe", "unsafe", "unlabeled")
 
 
 def prompt_line(v) -> str:

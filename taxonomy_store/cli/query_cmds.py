@@ -10,11 +10,12 @@ from typing import IO, Any, Iterator
 import click
 
 from ..errors import EmptyPrompt, InputFileError
+from ..vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_LEVELS, LABELS
 from .app import Context, cli, pass_ctx
 from .options import InputFile, encoder_option, json_option
 from .render import echo_untrusted, emit_json, print_query_result, untrusted
 
-LEVELS = ("harm_type", "risk_area", "specific_harm")
+LEVELS = (DEFAULT_LEVEL,) + tuple(lv for lv in DO_NOT_ANSWER_LEVELS if lv != DEFAULT_LEVEL)
 BATCH = 64
 
 
@@ -88,10 +89,10 @@ def _chunks(items: Iterator[tuple[Any, str]], size: int):
 @click.option("--file", "file", type=InputFile(allow_dash=True), help="Read prompts from FILE, one per line (or JSONL with \"id\" and \"text\"); - for stdin.")
 @encoder_option()
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours per prompt.")
-@click.option("--level", type=click.Choice(LEVELS), default="harm_type", show_default=True, help="Taxonomy level of the category vote.")
+@click.option("--level", type=click.Choice(LEVELS), default=DEFAULT_LEVEL, show_default=True, help="Taxonomy level of the category vote.")
 @click.option("--taxonomy", default=None, help="Taxonomy whose categories vote [default: do-not-answer, when loaded].")
 @click.option("--dataset", multiple=True, help="Only neighbours from this dataset (repeatable).")
-@click.option("--label", type=click.Choice(["safe", "unsafe", "unlabeled"]), multiple=True, help="Only neighbours with this label (repeatable).")
+@click.option("--label", type=click.Choice(LABELS), multiple=True, help="Only neighbours with this label (repeatable).")
 @json_option
 @pass_ctx
 def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, label, as_json) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..vocabulary import DEFAULT_TAXONOMY
 from .app import Context, cli, pass_ctx
 from .options import encoder_option
 
@@ -12,7 +13,7 @@ SCREENS = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query")
 
 @cli.command("tui")
 @encoder_option("Encoder whose scores and neighbours to show [env TSTORE_ENCODER; default minilm].")
-@click.option("--taxonomy", default="do-not-answer", show_default=True, help="Taxonomy to browse and score against.")
+@click.option("--taxonomy", default=DEFAULT_TAXONOMY, show_default=True, help="Taxonomy to browse and score against.")
 @click.option("--screen", type=click.Choice(SCREENS), default="taxonomy", show_default=True, help="Screen to open first.")
 @pass_ctx
 def tui(ctx: Context, encoder: str | None, taxonomy: str, screen: str) -> None:

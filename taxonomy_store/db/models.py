@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ..vocabulary import UNLABELED
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -33,8 +35,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-LABELS = ("safe", "unsafe", "unlabeled")
-PAIR_STATUSES = ("proposed", "accepted", "rejected")
 
 
 def utcnow() -> datetime:
@@ -122,7 +122,7 @@ class Prompt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     text: Mapped[str] = mapped_column(Text)
     text_sha256: Mapped[str] = mapped_column(String(64))
-    label: Mapped[str] = mapped_column(String(10), default="unlabeled")
+    label: Mapped[str] = mapped_column(String(10), default=UNLABELED)
     category_id: Mapped[Optional[int]] = mapped_column(ForeignKey("taxonomy_nodes.id", ondelete="SET NULL"))
     # Where the prompt was first seen; every occurrence is in prompt_sources.
     dataset_id: Mapped[Optional[int]] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))

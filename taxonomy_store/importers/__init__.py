@@ -10,27 +10,17 @@ from pathlib import Path
 
 from ..errors import InputFileError
 from ..paths import check_readable_file
+from ..vocabulary import FILE_KINDS, FORMAT_DO_NOT_ANSWER, IMPORT_FORMATS, LABELS
 from .contrast import parse_contrast_json, parse_contrast_long, parse_contrast_wide, variant_columns
 from .do_not_answer import parse_do_not_answer
 from .generic import PROMPTS_EXPORT_COLUMNS, parse_generic, parse_pairs_export, parse_prompts_export
-from .records import LABELS, MAX_TEXT_CHARS, PairRecord, ParsedFile, PromptRecord
+from .records import MAX_TEXT_CHARS, PairRecord, ParsedFile, PromptRecord
 from .tabular import Table, read_table
 from .xstest import parse_pairs, parse_xstest_prompts
 
-FORMATS = (
-    "xstest",
-    "xstest-aug",
-    "pairs",
-    "do-not-answer",
-    "contrast-wide",
-    "contrast-long",
-    "contrast-jsonl",
-    "generic",
-    "tstore-prompts",
-    "tstore-pairs",
-)
+FORMATS = IMPORT_FORMATS
 # Bare file kinds are accepted as --format too: they mean "generic, read as this kind".
-KINDS = ("csv", "tsv", "jsonl", "json", "parquet")
+KINDS = FILE_KINDS
 
 __all__ = [
     "FORMATS", "KINDS", "LABELS", "MAX_TEXT_CHARS", "PairRecord", "ParsedFile", "PromptRecord", "detect_format",
@@ -41,7 +31,7 @@ __all__ = [
 def detect_format(table: Table) -> str | None:
     cols = set(table.columns)
     if {"risk_area", "types_of_harm", "specific_harms", "question"} <= cols:
-        return "do-not-answer"
+        return FORMAT_DO_NOT_ANSWER
     if {"unsafe_text", "safe_text"} <= cols:
         return "tstore-pairs"
     if {"unsafe_prompt", "safe_prompt", "type"} <= cols:
@@ -108,7 +98,7 @@ PARSERS = {
     "xstest": lambda table, fmt: parse_xstest_prompts(table),
     "xstest-aug": parse_pairs,
     "pairs": parse_pairs,
-    "do-not-answer": lambda table, fmt: parse_do_not_answer(table),
+    FORMAT_DO_NOT_ANSWER: lambda table, fmt: parse_do_not_answer(table),
     "contrast-wide": lambda table, fmt: parse_contrast_wide(table),
     "contrast-long": lambda table, fmt: parse_contrast_long(table),
     "contrast-jsonl": lambda table, fmt: parse_contrast_json(table),

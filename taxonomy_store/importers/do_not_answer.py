@@ -8,10 +8,11 @@ one prompt, and the import reports the duplicate.
 
 from __future__ import annotations
 
+from ..vocabulary import DO_NOT_ANSWER_TAXONOMY, FORMAT_DO_NOT_ANSWER
 from .records import ParsedFile, PromptRecord
 from .tabular import Table, cell, prompt_text, row_key
 
-TAXONOMY = "do-not-answer"
+TAXONOMY = DO_NOT_ANSWER_TAXONOMY
 COLUMNS = ("risk_area", "types_of_harm", "specific_harms", "question")
 
 
@@ -29,4 +30,4 @@ def parse_do_not_answer(table: Table) -> ParsedFile:
                 text_column="question",
             )
         )
-    return ParsedFile(table.path, "do-not-answer", prompts, taxonomy=TAXONOMY)
+    return ParsedFile(table.path, FORMAT_DO_NOT_ANSWER, prompts, taxonomy=TAXONOMY)

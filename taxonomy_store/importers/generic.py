@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..errors import InputFileError
 from ..text import text_sha256
-from .records import LABELS, PairRecord, ParsedFile, PromptRecord
+from ..vocabulary import JUDGED_LABELS, LABELS
+from .records import PairRecord, ParsedFile, PromptRecord
 from .tabular import Table, cell, parse_label, prompt_text
 
 TARGETS = ("text", "label", "category", "id", "pair_with")
@@ -86,7 +87,7 @@ def parse_generic(table: Table, mapping: dict[str, str] | None = None, label: st
             raise InputFileError(
                 table.path, f"unmatched pair: pair_with {other_key!r} names no row of this file", row=rec.row, column=m["pair_with"]
             )
-        if {rec.label, other.label} != {"safe", "unsafe"}:
+        if {rec.label, other.label} != set(JUDGED_LABELS):
             raise InputFileError(
                 table.path, f"a pair needs one safe and one unsafe prompt; row {other.row} is {other.label}, this row is {rec.label}",
                 row=rec.row, column=m["pair_with"],

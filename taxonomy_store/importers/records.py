@@ -10,7 +10,6 @@ from typing import Any, Union
 # names from the root down (tuple), e.g. Do-Not-Answer's risk_area/types_of_harm/specific_harms.
 CategoryRef = Union[str, tuple, None]
 
-LABELS = ("safe", "unsafe", "unlabeled")
 # Longest prompt text we accept; longer fields are almost always a broken quote or a wrong column.
 MAX_TEXT_CHARS = 100_000
 

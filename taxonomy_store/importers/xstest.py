@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..errors import InputFileError
+from ..vocabulary import FORMAT_XSTEST, PAIR_TYPES_TAXONOMY
 from .records import PairRecord, ParsedFile, PromptRecord
 from .tabular import Table, cell, parse_label, prompt_text, row_key
 
-PAIR_TYPES_TAXONOMY = "xstest-pair-types"
 XSTEST_COLUMNS = ("id", "prompt", "type", "label")
 AUG_COLUMNS = ("unsafe_prompt", "safe_prompt", "type")
 # The unsafe contrast prompt with id i is the twin of the safe prompt with id i - 25.
@@ -85,7 +85,7 @@ def parse_xstest_prompts(table: Table) -> ParsedFile:
         if rec.extra.get("focus") != twin.extra.get("focus"):
             focus_mismatch.append(f"{rec.key}/{twin.key}")
         pairs.append(PairRecord(key=f"{rec.key}-{twin.key}", unsafe_key=rec.key, safe_key=twin.key, row=rec.row, pair_type=twin.category))
-    parsed = ParsedFile(table.path, "xstest", prompts, pairs, taxonomy=PAIR_TYPES_TAXONOMY)
+    parsed = ParsedFile(table.path, FORMAT_XSTEST, prompts, pairs, taxonomy=PAIR_TYPES_TAXONOMY)
     if focus_mismatch:
         parsed.notes.append(f"focus differs within {len(focus_mismatch)} twin pair(s): {', '.join(focus_mismatch[:5])}")
     return parsed

@@ -13,10 +13,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
 from taxonomy_store.text import inert
+from taxonomy_store.vocabulary import REVIEW_ORDER
 
 from ..widgets import CategoryTree, PromptCard, safe_text
 
-LABELS = ("unsafe", "safe", "unlabeled")
 
 
 class ErrorModal(ModalScreen[None]):
@@ -100,7 +100,7 @@ class EditPromptModal(ModalScreen[dict | None]):
                                  style="italic yellow"), id="edit-inert-note")
             yield TextArea(self.shown_text, id="edit-text", soft_wrap=True, show_line_numbers=False)
             with Horizontal(classes="edit-row"):
-                yield Select([(lbl, lbl) for lbl in LABELS], value=self.prompt.label, allow_blank=False, id="edit-label")
+                yield Select([(lbl, lbl) for lbl in REVIEW_ORDER], value=self.prompt.label, allow_blank=False, id="edit-label")
                 yield Button(self._category_label(), id="edit-category")
             with Horizontal(classes="buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="edit-save")

@@ -13,6 +13,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Select, Static
 
+from taxonomy_store.vocabulary import REVIEW_ORDER
+
 from ..widgets import PromptCard, PromptTable, safe_text
 from .base import StoreScreen
 from .modals import CategoryPicker, EditPromptModal, NewPairModal
@@ -64,7 +66,7 @@ class PromptsScreen(StoreScreen):
         yield Header()
         with Horizontal(id="prompt-filters", classes="filters"):
             yield Input(placeholder="search text (/)", id="prompt-search")
-            yield Select([(x, x) for x in ("unsafe", "safe", "unlabeled")], prompt="any label", id="prompt-label")
+            yield Select([(x, x) for x in REVIEW_ORDER], prompt="any label", id="prompt-label")
         yield Static(id="prompt-status", classes="status-line")
         yield PromptTable(id="prompt-table")
         yield PromptCard(id="prompt-card")
@@ -136,7 +138,7 @@ class PromptsScreen(StoreScreen):
         self.query_one("#prompt-search", Input).focus()
 
     def action_cycle_label(self) -> None:
-        order = [None, "unsafe", "safe", "unlabeled"]
+        order = [None, *REVIEW_ORDER]
         nxt = order[(order.index(self.label) + 1) % len(order)]
         select = self.query_one("#prompt-label", Select)
         if nxt is None:

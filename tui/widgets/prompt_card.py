@@ -7,9 +7,11 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from taxonomy_store.vocabulary import SAFE, UNLABELED, UNSAFE
+
 from .safe_text import safe_text
 
-LABEL_STYLES = {"unsafe": "bold red", "safe": "bold green", "unlabeled": "bold yellow"}
+LABEL_STYLES = {UNSAFE: "bold red", SAFE: "bold green", UNLABELED: "bold yellow"}
 
 
 def prompt_header(p: Any) -> Text:

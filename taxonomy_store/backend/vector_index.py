@@ -27,12 +27,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 from urllib.parse import urlparse
 
-from .errors import EncoderMismatch, IndexDamaged, TStoreError, VectorStoreUnreachable
-from .writer_lock import OnWait, WriterLock
+from ..errors import EncoderMismatch, IndexDamaged, TStoreError, VectorStoreUnreachable
+from ..writer_lock import OnWait, WriterLock
 
 if TYPE_CHECKING:
-    from .encoders import EncoderInfo
-    from .store import Store
+    from pathlib import Path
+
+    from .encoder_info import EncoderInfo
 
 T = TypeVar("T")
 COLLECTION_PREFIX = "tstore_"
@@ -47,9 +48,11 @@ def collection_name(info: "EncoderInfo") -> str:
 
 
 class VectorIndex:
-    def __init__(self, store: "Store", writer_lock: WriterLock | None = None):
-        self.store = store
-        self.writer_lock = writer_lock or WriterLock(store.dir, enabled=not store.chroma_url)
+    def __init__(self, chroma_path: "Path", writer_lock: WriterLock, *, chroma_url: str | None = None, chroma_token: str | None = None):
+        self.chroma_path = chroma_path
+        self.chroma_url = chroma_url
+        self.chroma_token = chroma_token
+        self.writer_lock = writer_lock
         self._generation = self.writer_lock.generation()
 
     # -- the client ----------------------------------------------------------------------
@@ -59,14 +62,14 @@ class VectorIndex:
         from chromadb.config import Settings
 
         settings = Settings(anonymized_telemetry=False)
-        url = self.store.chroma_url
+        url = self.chroma_url
         try:
             if not url:
-                self.store.chroma_path.mkdir(parents=True, exist_ok=True)
-                return chromadb.PersistentClient(path=str(self.store.chroma_path), settings=settings)
+                self.chroma_path.mkdir(parents=True, exist_ok=True)
+                return chromadb.PersistentClient(path=str(self.chroma_path), settings=settings)
             parsed = urlparse(url if "://" in url else f"http://{url}")
             ssl = parsed.scheme == "https"
-            headers = {"Authorization": f"Bearer {self.store.chroma_token}"} if self.store.chroma_token else None
+            headers = {"Authorization": f"Bearer {self.chroma_token}"} if self.chroma_token else None
             client = chromadb.HttpClient(
                 host=parsed.hostname or "localhost",
                 port=parsed.port or (443 if ssl else 8000),
@@ -77,7 +80,7 @@ class VectorIndex:
             client.heartbeat()
             return client
         except Exception as exc:
-            where = url or str(self.store.chroma_path)
+            where = url or str(self.chroma_path)
             raise VectorStoreUnreachable(
                 f"cannot use Chroma at {where}: {exc}",
                 "start the server (`chroma run --path DIR --host 127.0.0.1 --port 8000`) or check --chroma-url / --chroma-token"
@@ -89,7 +92,7 @@ class VectorIndex:
         """Drop the client; the next use opens a fresh one, which reads the index from disk."""
         client = self.__dict__.pop("client", None)
         self._generation = self.writer_lock.generation()
-        if client is None or self.store.chroma_url:
+        if client is None or self.chroma_url:
             return
         # chromadb shares one in-memory system per path among a process's clients: forget it, so the
         # next client starts from disk. It is not closed: a read still running in another thread
@@ -103,7 +106,7 @@ class VectorIndex:
             client.close()
 
     def _refresh_if_stale(self) -> None:
-        if "client" in self.__dict__ and not self.store.chroma_url and self.writer_lock.generation() != self._generation:
+        if "client" in self.__dict__ and not self.chroma_url and self.writer_lock.generation() != self._generation:
             self.reopen()
 
     @contextmanager
@@ -126,7 +129,7 @@ class VectorIndex:
             raise self._translate(exc, encoder) or exc
 
     def _translate(self, exc: BaseException, encoder: str | None = None) -> TStoreError | None:
-        url = self.store.chroma_url
+        url = self.chroma_url
         if url and _is_connection_error(exc):
             return VectorStoreUnreachable(
                 f"lost the Chroma server at {url}: {type(exc).__name__}: {_first_line(exc)}",
@@ -148,7 +151,7 @@ class VectorIndex:
             try:
                 return fn()
             except Exception as exc:
-                if self.store.chroma_url or not _is_internal_error(exc):
+                if self.chroma_url or not _is_internal_error(exc):
                     raise
             self.reopen()
             return fn()

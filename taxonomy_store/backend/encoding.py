@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .encoders import fingerprint, resolve_model_ref
-from .errors import EncoderError, EncoderMismatch
+from ..errors import EncoderError, EncoderMismatch
+from .model_folders import fingerprint, resolve_model_ref
 
 if TYPE_CHECKING:
-    from .encoders import EncoderInfo
+    from .encoder_info import EncoderInfo
 
 _MODELS: dict[tuple[str, str], object] = {}
 _LOCK = threading.Lock()
@@ -109,3 +109,18 @@ def normalise_rows(vecs: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vecs, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return (vecs / norms).astype(np.float32, copy=False)
+
+
+class LiveEncoders:
+    """The encoders this store has loaded, one per (name, fingerprint); weights re-checked on reuse."""
+
+    def __init__(self) -> None:
+        self._live: dict[tuple[str, str | None], LiveEncoder] = {}
+
+    def get(self, info: "EncoderInfo") -> LiveEncoder:
+        key = (info.name, info.fingerprint)
+        if key not in self._live:
+            self._live[key] = LiveEncoder(info)
+        else:
+            self._live[key].check_weights()
+        return self._live[key]

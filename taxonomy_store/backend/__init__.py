@@ -1,0 +1,11 @@
+"""The backend: what every part stands on, and nothing of the domain.
+
+- `database.py`: sessions, one-transaction writes with their audit batch, the data revision;
+- `dirs.py`: the store directory's layout (Chroma data, caches);
+- `vector_index.py`: Chroma collections, one per encoder registration;
+- `encoding.py` + `model_folders.py` + `encoder_info.py`: running a registered encoder
+  (sentence-transformers offline), finding and fingerprinting its weights.
+
+Parts receive these in their constructors from the composition root (`store.py`); nothing here
+imports a part.
+"""
