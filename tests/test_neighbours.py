@@ -65,7 +65,7 @@ def dup_store(tmp_path_factory):
         w.writerows(_near_duplicates())
     store = init_store(root / "store")
     info = store.encoders.get("minilm")
-    store.index._live[(info.name, info.fingerprint)] = TrigramEncoder(info.dimension or 384)
+    store.live_encoders.install(info, TrigramEncoder(info.dimension or 384))
     store.imports.import_file(path, dataset="near_duplicates")
     store.index.embed("minilm")
     yield store

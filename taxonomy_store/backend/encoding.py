@@ -117,6 +117,10 @@ class LiveEncoders:
     def __init__(self) -> None:
         self._live: dict[tuple[str, str | None], LiveEncoder] = {}
 
+    def install(self, info: "EncoderInfo", encoder) -> None:
+        """Use this encoder object for a registered encoder from now on (tests: a deterministic stand-in)."""
+        self._live[(info.name, info.fingerprint)] = encoder
+
     def get(self, info: "EncoderInfo") -> LiveEncoder:
         key = (info.name, info.fingerprint)
         if key not in self._live:
