@@ -19,7 +19,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,8 +27,10 @@ from typing import TYPE_CHECKING, Any, Callable
 from sqlalchemy import func, insert, select, update
 
 from .backend.database import Database
-from .db.models import Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow
-from .errors import InputFileError, StoreBusy
+from .db.models import Dataset, Pair, PairSet, Prompt, PromptSource, utcnow
+from .errors import InputFileError
+from .import_categories import CategoryResolver
+from .import_lock import hold_import_lock
 from .import_plan import ImportPlan, PromptRef, RowFacts, SourceUpdate, StoredState, plan_import
 from .importers import ParsedFile, PromptRecord, parse_file, read_file_bytes
 from .text import inert, text_sha256
@@ -87,52 +88,6 @@ class ImportSummary:
         return inert(f"{head}{self.dataset} ({self.format}, {self.rows} rows): " + ", ".join(parts) + f" in {self.seconds:.2f}s")
 
 
-# Imports of one store run one at a time: a second import of the same file then finds the first
-# one's dataset and is a no-op, instead of both inserting it (a UNIQUE failure on datasets.name).
-IMPORT_LOCK_KEY = 0x7473746F7265  # "tstore": PostgreSQL advisory lock key
-IMPORT_WAIT_SECONDS = 600.0
-
-
-def hold_import_lock(session) -> None:
-    """Take the store-wide import lock for this transaction; it is released at commit or rollback.
-
-    PostgreSQL: a transaction-level advisory lock, waited for up to IMPORT_WAIT_SECONDS.
-    SQLite: the database write lock, taken before the import reads anything (BEGIN IMMEDIATE),
-    retried past the busy timeout until IMPORT_WAIT_SECONDS.
-    """
-    from sqlalchemy import text as sql
-    from sqlalchemy.exc import OperationalError
-
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(sql(f"SET LOCAL lock_timeout = '{int(IMPORT_WAIT_SECONDS * 1000)}ms'"))
-        try:
-            conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK_KEY})
-        except OperationalError as exc:
-            if "lock timeout" not in str(exc.orig):
-                raise
-            raise _busy() from exc
-        conn.execute(sql("SET LOCAL lock_timeout = DEFAULT"))
-        return
-    deadline = time.monotonic() + IMPORT_WAIT_SECONDS
-    while True:
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            return
-        except OperationalError as exc:
-            if "locked" not in str(exc.orig):
-                raise
-            if time.monotonic() > deadline:
-                raise _busy() from exc
-
-
-def _busy() -> StoreBusy:
-    return StoreBusy(
-        f"another process has held the store's write lock for over {IMPORT_WAIT_SECONDS:g}s (an import still running?)",
-        "wait for it to finish, then run the import again",
-    )
-
-
 class _DryRun(Exception):
     def __init__(self, summary: ImportSummary):
         self.summary = summary
@@ -146,154 +101,9 @@ def _row_sha(rec: PromptRecord, taxonomy: str | None) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _slug(value: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")[:90] or "category"
-
-
 def _chunks(seq: list, n: int = _IN_BATCH):
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
-
-
-class _Categories:
-    """Resolves category references (code, exact name, or a path of names) to node ids."""
-
-    def __init__(self, session, audit, imports: "Imports", summary: ImportSummary, create: bool, path: Path):
-        self.session, self.audit, self.imports, self.summary = session, audit, imports, summary
-        self.create, self.path = create, path
-        self.taxonomies: dict[str, dict[str, Any]] = {}
-        self.cache: dict[tuple, tuple[int, str, str]] = {}
-
-    def taxonomy(self, name: str, *, row: int | None = None, column: str | None = None) -> dict[str, Any]:
-        if name in self.taxonomies:
-            return self.taxonomies[name]
-        tax = self.session.scalar(select(Taxonomy).where(Taxonomy.name == name))
-        if tax is None:
-            from .taxonomy_files import builtin_names, locate, read_taxonomy_file
-
-            if name in builtin_names():
-                self.imports.taxonomies.upsert(self.session, self.audit, read_taxonomy_file(locate(name)))
-                self.summary.taxonomies_loaded.append(name)
-                tax = self.session.scalar(select(Taxonomy).where(Taxonomy.name == name))
-            elif self.create:
-                tax = Taxonomy(name=name, title=name, levels=[])
-                self.session.add(tax)
-                self.session.flush()
-                self.audit.record("insert", "taxonomy", tax.id, None, {"name": name, "title": name})
-            else:
-                known = self.session.scalars(select(Taxonomy.name).order_by(Taxonomy.name)).all()
-                raise InputFileError(
-                    self.path, f"unknown taxonomy {name!r}", row=row, column=column,
-                    hint=f"loaded: {', '.join(known) or 'none'}; load one with `tstore taxonomy load`, or add --create-categories",
-                )
-        nodes = self.session.execute(
-            select(TaxonomyNode.id, TaxonomyNode.code, TaxonomyNode.name, TaxonomyNode.parent_id).where(
-                TaxonomyNode.taxonomy_id == tax.id
-            )
-        ).all()
-        info = {"id": tax.id, "name": name, "by_code": {}, "by_name": {}, "by_parent_name": {}}
-        for nid, code, nname, parent in nodes:
-            info["by_code"][code] = nid
-            info["by_name"].setdefault(nname, []).append(nid)
-            info["by_parent_name"][(parent, nname)] = nid
-        info["codes"] = {nid: code for code, nid in info["by_code"].items()}
-        self.taxonomies[name] = info
-        return info
-
-    def _builtin_hits(self, ref: str) -> list[str]:
-        from .taxonomy_files import builtin_names, locate, read_taxonomy_file
-
-        if not hasattr(self, "_builtins"):
-            self._builtins = {}
-            for name in builtin_names():
-                if name in self.taxonomies:
-                    continue
-                nodes = [n for n, _ in read_taxonomy_file(locate(name)).walk()]
-                names: dict[str, int] = {}
-                for n in nodes:
-                    names[n.name] = names.get(n.name, 0) + 1
-                self._builtins[name] = ({n.code for n in nodes}, {k for k, v in names.items() if v == 1})
-        return [name for name, (codes, names) in self._builtins.items() if ref in codes or ref in names]
-
-    def _all_taxonomy_names(self) -> list[str]:
-        return list(self.session.scalars(select(Taxonomy.name).order_by(Taxonomy.name)))
-
-    def resolve(self, rec: PromptRecord, taxonomy: str | None) -> int | None:
-        ref = rec.category
-        if ref is None or ref == "":
-            return None
-        tax_name = rec.taxonomy or taxonomy
-        key = (tax_name, ref)
-        if key in self.cache:
-            return self.cache[key][0]
-        if isinstance(ref, tuple):
-            t = self.taxonomy(tax_name, row=rec.row, column=rec.category_column)
-            parent = None
-            for depth, part in enumerate(ref):
-                nid = t["by_parent_name"].get((parent, part))
-                if nid is None:
-                    where = f" under {ref[depth - 1]!r}" if depth else " at the top level"
-                    raise InputFileError(
-                        self.path, f"no category named {part!r}{where} in taxonomy {tax_name!r}", row=rec.row,
-                        column=rec.category_column, hint="names must match the taxonomy's node names exactly",
-                    )
-                parent = nid
-            self.cache[key] = (parent, tax_name, t["codes"][parent])
-            return parent
-        if tax_name is None:
-            hits = []
-            for name in self._all_taxonomy_names():
-                t = self.taxonomy(name)
-                if ref in t["by_code"] or len(t["by_name"].get(ref, [])) == 1:
-                    hits.append(name)
-            if not hits:
-                hits = self._builtin_hits(ref)  # a built-in taxonomy not loaded yet: load it with this import
-            if len(hits) > 1:
-                raise InputFileError(
-                    self.path, f"category {ref!r} exists in several taxonomies ({', '.join(hits)})", row=rec.row,
-                    column=rec.category_column, hint="choose one with --taxonomy",
-                )
-            if not hits:
-                raise InputFileError(
-                    self.path, f"unknown category {ref!r} (no taxonomy in the store has it)", row=rec.row,
-                    column=rec.category_column,
-                    hint="load its taxonomy, or give --taxonomy NAME --create-categories to add it",
-                )
-            tax_name = hits[0]
-        t = self.taxonomy(tax_name, row=rec.row, column=rec.category_column)
-        nid = t["by_code"].get(ref)
-        if nid is None:
-            named = t["by_name"].get(ref, [])
-            if len(named) > 1:
-                raise InputFileError(
-                    self.path, f"category name {ref!r} matches {len(named)} nodes of {tax_name!r}", row=rec.row,
-                    column=rec.category_column, hint="use the node's code instead",
-                )
-            nid = named[0] if named else None
-        if nid is None:
-            if not self.create:
-                raise InputFileError(
-                    self.path, f"unknown category {ref!r} in taxonomy {tax_name!r}", row=rec.row, column=rec.category_column,
-                    hint="use a node code or exact node name (`tstore taxonomy show`), or add --create-categories",
-                )
-            nid = self._create(t, ref)
-        self.cache[key] = (nid, tax_name, t["codes"][nid])
-        return nid
-
-    def _create(self, t: dict[str, Any], value: str) -> int:
-        code, n = _slug(value), 2
-        while code in t["by_code"]:
-            code, n = f"{_slug(value)}_{n}", n + 1
-        position = len([1 for (p, _), _ in t["by_parent_name"].items() if p is None])
-        values = dict(taxonomy_id=t["id"], parent_id=None, code=code, name=value, depth=0, position=position, attributes={})
-        nid = self.session.execute(insert(TaxonomyNode).returning(TaxonomyNode.id), [values]).scalar_one()
-        self.audit.record("insert", "taxonomy_node", nid, None, {k: v for k, v in values.items() if k != "taxonomy_id"})
-        t["by_code"][code] = nid
-        t["by_name"].setdefault(value, []).append(nid)
-        t["by_parent_name"][(None, value)] = nid
-        t["codes"][nid] = code
-        self.summary.categories_created += 1
-        return nid
 
 
 class Imports:
@@ -313,7 +123,10 @@ class Imports:
         create_categories: bool = False,
         dry_run: bool = False,
         progress: Progress | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> ImportSummary:
+        """Import one file in one transaction. `on_wait` is called if another import of this
+        store is running: this one waits for it (see import_lock)."""
         started = time.perf_counter()
         path = Path(path)
         data = read_file_bytes(path)
@@ -332,7 +145,7 @@ class Imports:
         gc.disable()
         try:
             with self.db.write(reason=f"import {path.name} into {summary.dataset}") as (session, audit):
-                hold_import_lock(session)
+                hold_import_lock(session, on_wait)
                 self._write(session, audit, parsed, summary, dataset, taxonomy, options, create_categories, progress)
                 if dry_run:
                     raise _DryRun(summary)
@@ -349,7 +162,7 @@ class Imports:
         taxonomy = taxonomy or parsed.taxonomy
         if _same_file_again(session, parsed, summary, options):
             return
-        cats = _Categories(session, audit, self, summary, create, parsed.path)
+        cats = CategoryResolver(session, audit, self.taxonomies, create, parsed.path)
         datasets = _Datasets(session, audit, parsed)
         main_id, rec_ds = datasets.for_rows(summary, per_row=parsed.match_by_text and not dataset_arg)
         # Resolve categories and hashes up front (errors name the row).
@@ -358,6 +171,7 @@ class Imports:
             categories=[cats.resolve(r, taxonomy) for r in parsed.prompts],
             row_shas=[_row_sha(r, taxonomy) for r in parsed.prompts],
         )
+        summary.taxonomies_loaded, summary.categories_created = list(cats.loaded), cats.created
         stored = _load_stored(session, facts)
         if not parsed.match_by_text:
             file_keys = {(d, r.key) for d, r in zip(rec_ds, parsed.prompts)}

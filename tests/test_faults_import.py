@@ -261,7 +261,7 @@ class _OtherWriter:
     the import lock (the advisory lock every import takes)."""
 
     def __init__(self, options: list[str]):
-        from taxonomy_store.imports import IMPORT_LOCK_KEY
+        from taxonomy_store.import_lock import IMPORT_LOCK_KEY
 
         if len(options) > 2:
             import psycopg
@@ -294,14 +294,15 @@ def test_import_waits_for_another_writer_then_runs(base, tmp_path, capsys):
         timer.join()
     out, err = capsys.readouterr()
     assert code == 0 and out.startswith("later (generic, 1 rows): 1 added"), err
+    assert err == "waiting for another import of this store to finish...\n"
     assert time.monotonic() - started >= 1.4  # it waited for the other writer
 
 
 def test_import_gives_up_on_a_writer_that_does_not_finish(base, tmp_path, capsys, monkeypatch):
-    from taxonomy_store import imports
+    from taxonomy_store import import_lock
     from taxonomy_store.db import engine
 
-    monkeypatch.setattr(imports, "IMPORT_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(import_lock, "IMPORT_WAIT_SECONDS", 0.5)
     monkeypatch.setattr(engine, "SQLITE_BUSY_TIMEOUT_MS", 200)
     path = tmp_path / "blocked.csv"
     path.write_text("text,label\nHow do I repot a fern?,safe\n", encoding="utf-8")
@@ -314,6 +315,7 @@ def test_import_gives_up_on_a_writer_that_does_not_finish(base, tmp_path, capsys
     out, err = capsys.readouterr()
     assert code == 1 and out == "" and "Traceback" not in err
     assert err.splitlines() == [
+        "waiting for another import of this store to finish...",
         "error: another process has held the store's write lock for over 0.5s (an import still running?)",
         "hint: wait for it to finish, then run the import again",
     ]

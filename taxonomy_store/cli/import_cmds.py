@@ -42,6 +42,10 @@ def _file_size(path: Path) -> int:
         return 0  # the import itself reports what is wrong with the path
 
 
+def _say_waiting() -> None:
+    click.echo("waiting for another import of this store to finish...", err=True)
+
+
 @cli.command("import")
 # No existence or kind checks here: the importer says what is wrong with the path as `error:` + `hint:`.
 @click.argument("path", type=click.Path(path_type=Path))
@@ -64,7 +68,7 @@ def import_cmd(ctx: Context, path: Path, fmt, dataset, taxonomy, maps, label, cr
     mapping = parse_column_map(maps)
     kwargs = dict(
         format=fmt, dataset=dataset, taxonomy=taxonomy, mapping=mapping or None, label=label,
-        create_categories=create_categories, dry_run=dry_run,
+        create_categories=create_categories, dry_run=dry_run, on_wait=_say_waiting,
     )
     big = _file_size(path) >= PROGRESS_MIN_BYTES and not os.environ.get("TSTORE_NO_PROGRESS")
     if big:
