@@ -31,9 +31,12 @@ def _read_marker(store_dir: Path) -> dict:
     if not marker.is_file():
         if not store_dir.exists():
             raise NotAStore(f"{store_dir} does not exist", f"create it with `tstore init --store {store_dir}`")
+        # `tstore init` only adopts an empty directory: suggest it only where it would work.
+        empty = store_dir.is_dir() and not any(store_dir.iterdir())
         raise NotAStore(
             f"{store_dir} is not a tstore store (no {paths.STORE_MARKER})",
-            f"create one with `tstore init --store {store_dir}` or point --store / TSTORE_HOME at a store",
+            f"create one with `tstore init --store {store_dir}` or point --store / TSTORE_HOME at a store" if empty else
+            "point --store / TSTORE_HOME at a store, or create one in a new directory: `tstore init --store NEW_DIR`",
         )
     try:
         return json.loads(marker.read_text(encoding="utf-8"))

@@ -373,3 +373,19 @@ def test_a_file_that_ends_early_is_not_taken_for_ctrl_d(sqlite_store, monkeypatc
     code, out, err = tstore(capsys, "--store", str(sqlite_store), "taxonomy", "list")
     assert code == 1 and out == ""
     assert_one_error(code, err, "a file ended before its data did", "No data left in file")
+
+
+def test_not_a_store_hint_suggests_init_only_where_it_works(tmp_path, capsys):
+    empty, used = tmp_path / "empty", tmp_path / "used"
+    empty.mkdir()
+    used.mkdir()
+    (used / "notes.txt").write_text("mine\n", encoding="utf-8")
+    code, _, err = tstore(capsys, "--store", str(used), "prompt", "list")
+    assert_one_error(code, err, "is not a tstore store")
+    assert f"init --store {used}" not in hint_of(err)
+    assert tstore(capsys, "init", "--store", str(used))[0] != 0  # what the old hint said to run
+    code, _, err = tstore(capsys, "--store", str(empty), "prompt", "list")
+    command = hint_of(err).split("`")[1]
+    assert command == f"tstore init --store {empty}"
+    assert tstore(capsys, *shlex.split(command)[1:])[0] == 0
+    assert sorted(p.name for p in used.iterdir()) == ["notes.txt"]
