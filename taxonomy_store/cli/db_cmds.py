@@ -30,7 +30,7 @@ def db() -> None:
     """The store's database schema (Alembic migrations shipped with tstore)."""
 
 
-def _open(ctx: Context):
+def _open_any_schema(ctx: Context):
     """The store without requiring the newest schema (a newer tstore's schema is still refused)."""
     from ..store import Store
 
@@ -38,7 +38,7 @@ def _open(ctx: Context):
 
 
 def _engine(ctx: Context):
-    return _open(ctx).engine
+    return _open_any_schema(ctx).engine
 
 
 @db.command()
@@ -59,7 +59,7 @@ def downgrade(ctx: Context, revision: str, yes: bool) -> None:
     """Downgrade the database to REVISION ('base' drops every table); needs --yes."""
     from ..db import migrate
 
-    store = _open(ctx)
+    store = _open_any_schema(ctx)
     engine = store.engine
     current = migrate.current_revision(engine)
     target = migrate.resolve_revision(revision)

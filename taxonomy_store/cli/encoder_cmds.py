@@ -10,7 +10,7 @@ from .options import json_option, no_wait_option
 from .render import byte_progress, emit_json, untrusted
 
 
-def _row(e) -> dict:
+def _encoder_json(e) -> dict:
     d = e.to_dict()
     d.pop("created_at", None)
     return d
@@ -32,7 +32,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
     rows = ctx.store.encoders.list()
     if as_json:
         for e in rows:
-            emit_json(_row(e))
+            emit_json(_encoder_json(e))
         return
     if not rows:
         click.echo("no encoders; add one with `tstore encoder add NAME --model PATH`")
@@ -54,7 +54,7 @@ def add(ctx: Context, name: str, model: str, device: str, batch_size: int, as_js
     """Register a sentence encoder; its weights' fingerprint and dimension are recorded."""
     e = ctx.store.encoders.add(name, model, device=device, batch_size=batch_size)
     if as_json:
-        emit_json(_row(e))
+        emit_json(_encoder_json(e))
         return
     click.echo(f"encoder {untrusted(e.name)} added: {e.dimension}d, fingerprint {(e.fingerprint or '')[:12]}; embed with `tstore embed --encoder {untrusted(e.name)}`")
 
@@ -82,7 +82,7 @@ def set_baseline(ctx: Context, name: str, value: float, as_json: bool) -> None:
     """Set the encoder's baseline b (mean cosine similarity of unrelated prompts) by hand."""
     e = ctx.store.encoders.set_baseline(name, value, {"source": "user"})
     if as_json:
-        emit_json(_row(e))
+        emit_json(_encoder_json(e))
         return
     click.echo(f"encoder {untrusted(e.name)}: baseline b = {e.baseline}")
 
@@ -103,7 +103,7 @@ def install(ctx: Context, which: str, device: str, batch_size: int, as_json: boo
     with byte_progress("extracting all-mpnet-base-v2") as progress:
         e, new = install_sbert_all(ctx.store, device=device, batch_size=batch_size, progress=progress)
     if as_json:
-        emit_json({**_row(e), "newly_registered": new, "model_path": str(e.model_path)})
+        emit_json({**_encoder_json(e), "newly_registered": new, "model_path": str(e.model_path)})
         return
     verb = "registered" if new else "already registered"
     click.echo(f"encoder {e.name} {verb}: {e.dimension}d, model in {model_cache_dir()}; embed with `tstore embed --encoder {untrusted(e.name)}`")

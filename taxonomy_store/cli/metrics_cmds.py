@@ -16,7 +16,7 @@ from .render import emit_json, progress_bar
 from .render_metrics import print_metric_run, print_run_history
 
 
-def _compute(ctx: Context, metric: str, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json) -> None:
+def _compute_and_show(ctx: Context, metric: str, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json) -> None:
     store = ctx.store
     if all_encoders and encoder:
         raise InvalidValue("give either --encoder or --all, not both")
@@ -44,7 +44,7 @@ def _metric_command(metric: str, help_text: str):
     @json_option
     @pass_ctx
     def command(ctx: Context, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json):
-        _compute(ctx, metric, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json)
+        _compute_and_show(ctx, metric, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json)
 
     command.__doc__ = help_text
     return command
@@ -77,7 +77,7 @@ def metrics(click_ctx: click.Context, stale: bool, as_json: bool) -> None:
         print_metric_run(r)
 
 
-_HELP = {
+METRIC_HELP = {
     "cp": "Categorical Purity CP@k per category (macro and micro means) over unsafe categorised prompts.",
     "separation": "Safety-Challenging separation: mean normalised similarity of unsafe/safe pairs per pair type.",
     "contrast": "Safety-Contrast boundary: max normalised similarity of each unsafe prompt to its safe variants.",
@@ -85,7 +85,7 @@ _HELP = {
     "baseline": "Estimate the encoder's baseline similarity b (seeded 500 x 500 cross sample); stores a run, sets nothing.",
     "all": "Every metric the store has data for.",
 }
-for _name, _text in _HELP.items():
+for _name, _text in METRIC_HELP.items():
     metrics.command(_name, help=_text)(_metric_command(_name, _text))
 
 

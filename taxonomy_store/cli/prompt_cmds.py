@@ -42,7 +42,7 @@ def prompt_show(ctx: Context, prompt_id: int, as_json: bool) -> None:
     click.echo(f"text:     {untrusted(v.text)}")
 
 
-def _filters(f):
+def _prompt_filter_options(f):
     for opt in reversed([
         click.option("--search", help="Text contains this (case-insensitive)."),
         click.option("--label", type=click.Choice(LABELS)),
@@ -56,7 +56,7 @@ def _filters(f):
 
 
 @prompt.command("list")
-@_filters
+@_prompt_filter_options
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many (0: all).")
 @click.option("--offset", type=int, default=0)
 @json_option

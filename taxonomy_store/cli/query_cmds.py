@@ -16,7 +16,7 @@ from .options import InputFile, encoder_option, json_option
 from .render import echo_untrusted, emit_json, print_query_result, untrusted
 
 LEVELS = (DEFAULT_LEVEL,) + tuple(lv for lv in DO_NOT_ANSWER_LEVELS if lv != DEFAULT_LEVEL)
-BATCH = 64
+QUERY_BATCH_SIZE = 64
 
 
 def _decoded_lines(stream: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
@@ -73,7 +73,7 @@ def _read_inputs(text: str | None, file: str | None) -> Iterator[tuple[Any, str]
                 yield _prompt_from_line(file, lineno, line)
 
 
-def _chunks(items: Iterator[tuple[Any, str]], size: int):
+def _batches(items: Iterator[tuple[Any, str]], size: int):
     chunk: list[tuple[Any, str]] = []
     for item in items:
         chunk.append(item)
@@ -112,7 +112,7 @@ def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, la
     single = text is not None and text != "-"
     search = ctx.store.search
     warned: set[str] = set()
-    for chunk in _chunks(_read_inputs(text, file), 1 if single else BATCH):
+    for chunk in _batches(_read_inputs(text, file), 1 if single else QUERY_BATCH_SIZE):
         results = search.query(
             [t for _, t in chunk], ids=[i for i, _ in chunk], encoder=encoder, k=k, level=level, taxonomy=taxonomy,
             dataset=list(dataset) or None, label=list(label) or None,
