@@ -143,7 +143,8 @@ def _config(args) -> AdaptConfig:
     cfg = AdaptConfig(epochs=args.epochs, seed=args.seed, max_steps=args.max_steps)
     for kv in args.set or []:
         k, _, val = kv.partition("=")
-        setattr(cfg, k, type(getattr(cfg, k))(val) if getattr(cfg, k) is not None else int(val))
+        cur = getattr(cfg, k)
+        setattr(cfg, k, (val.lower() in ("1", "true", "yes")) if isinstance(cur, bool) else type(cur)(val) if cur is not None else int(val))
     return cfg
 
 
@@ -191,6 +192,37 @@ def adapter_lookup(model_dir: str, base):
     return look
 
 
+def extrapolate(model_path: str, split: dict, cfg: AdaptConfig, n_texts: int = 128, n_steps: int = 20) -> None:
+    """Time encoding n_texts and n_steps adapter steps; extrapolate to the whole split (said so)."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = _all_texts(split)
+    rng = np.random.default_rng(0)
+    sample = [texts[i] for i in rng.choice(len(texts), size=min(n_texts, len(texts)), replace=False)]
+    model = SentenceTransformer(model_path, device="cpu")
+    t0 = time.perf_counter()
+    model.encode(sample, batch_size=64)
+    rate = len(sample) / (time.perf_counter() - t0)
+    dim = model.get_sentence_embedding_dimension()
+    del model
+    fake = lambda ts: (lambda v: v / np.linalg.norm(v, axis=1, keepdims=True))(rng.normal(size=(len(ts), dim))).astype(np.float32)  # noqa: E731
+    data = training_data(split)
+    per_epoch = __import__("taxonomy_store.adapt_training", fromlist=["x"]).steps_per_epoch(data, cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        cut = AdaptConfig(**{**cfg.__dict__, "max_steps": n_steps})
+        t0 = time.perf_counter()
+        train(model_path, data, cut, tmp, frozen=fake)
+        t_short = time.perf_counter() - t0
+    n_train = len(set(data.category_texts) | set(data.safe_texts) | set(data.unsafe_texts) | set(data.geometry_texts)
+                  | {t for p in data.pairs for t in p})
+    steps = per_epoch * cfg.epochs
+    total = n_train / rate + t_short * steps / n_steps
+    print(f"EXTRAPOLATED from {len(sample)} texts encoded ({rate:.1f} texts/s) and a {n_steps}-step run "
+          f"({t_short:.0f} s incl. loading and saving the model): {n_train} training texts + {steps} steps "
+          f"~ {total / 60:.1f} min on {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f}); "
+          f"embedding the store with the new encoder comes on top (the encoder's own speed)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split-seed", type=int, default=0)
@@ -202,10 +234,15 @@ def main() -> None:
     ap.add_argument("--reencode", action="store_true", help="encode the held-out sets with the saved tuned model (slow) "
                     "instead of applying its adapter to the base vectors; the two agree to float rounding")
     ap.add_argument("--set", action="append", help="AdaptConfig field=value")
+    ap.add_argument("--extrapolate", action="store_true", help="only time a few texts and steps and extrapolate "
+                    "(for a large encoder such as SBERT-all on a small CPU)")
     args = ap.parse_args()
     split = load_split(datasets_dir(), args.split_seed)
     base_path = args.model or minilm_path()
     cfg = _config(args)
+    if args.extrapolate:
+        extrapolate(base_path, split, cfg)
+        return
     t0 = time.perf_counter()
     base = base_lookup(base_path, split, Path(args.cache) if args.cache else None)
     t_enc = time.perf_counter() - t0

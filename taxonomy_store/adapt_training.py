@@ -1,15 +1,23 @@
-"""Fine-tuning a sentence encoder on curated safety data: the objective and the training loop.
+"""Tuning a sentence encoder on curated safety data: the objective and the training loop.
 
-Three terms, one optimiser step over all three at once (they fight when trained apart):
-- category: supervised contrastive loss over unsafe prompts with a harm category, so prompts of
-  one category gather (Categorical Purity) without one global "unsafe" blob;
-- pairs: each safe twin must sit further from its unsafe original than the original encoder
-  put it (a margin below the frozen model's cosine), so a twin moves *away* relative to where it
-  started, whatever the encoder's baseline b;
-- label: a light safe/unsafe contrastive term, so what separates twins carries over to pair
-  types the store has no pairs of;
-- geometry: the cosine matrix of safe and unrelated prompts is distilled from the frozen
-  original (mean squared error), so everyday traffic keeps its neighbourhoods.
+What is tuned: a linear adapter (initialised to the identity) after the encoder, followed by
+L2 normalisation. The encoder's own weights stay frozen, so every training text is encoded
+once and a step is matrix products over those vectors: seconds per run on a CPU, for minilm
+and SBERT-all alike. The saved folder is the encoder's modules + `Dense` + `Normalize`, a plain
+sentence-transformers model.
+
+The objective, all terms in every step (trained apart, they fight):
+- category: supervised contrastive loss over unsafe prompts with a harm category (P x K
+  batches), so prompts of one category gather (Categorical Purity);
+- pairs: each safe twin must sit `pair_margin` further (in cosine) from its unsafe original
+  than the frozen encoder put it, i.e. it moves away relative to where it started;
+- label: a supervised contrastive safe/unsafe term at a softer temperature;
+- geometry: the cosine matrix of safe and unrelated prompts that belong to no pair is
+  distilled from the frozen encoder (mean squared error), so everyday traffic keeps its
+  neighbourhoods (Spearman of all pairwise cosines stays high).
+Options explored and left off by default (see benchmarks/adapt.py): safe twins as one more
+"category" (`safe_class`), a label term on the twins alone (`w_twins`), and geometry that
+also keeps safe-to-unsafe cosines (`geometry_cross`: guard AUROC kept, less purity gained).
 
 No SQL, no Chroma: texts and labels in, a model folder out. torch and sentence-transformers
 are imported inside the functions that need them.
@@ -52,15 +60,18 @@ class AdaptConfig:
     pair_batch: int = 32
     safe_batch: int = 64
     label_batch: int = 32
-    temperature: float = 0.05
+    temperature: float = 0.1
     pair_margin: float = 0.25
     w_category: float = 1.0
     w_pairs: float = 1.0
-    w_label: float = 0.3
-    w_geometry: float = 20.0
+    w_label: float = 1.0
+    w_geometry: float = 2000.0
     warmup: float = 0.1
     device: str = "cpu"
     encode_batch: int = 64
+    safe_class: bool = False
+    geometry_cross: bool = False
+    w_twins: float = 0.0
     max_steps: int | None = None  # cut a run short (tests, timing): stop after this many steps
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -150,7 +161,13 @@ def _losses(x_cat, y_cat, x_u, x_s, c0_pairs, x_safe, x_lab, y_lab, adapter, cfg
         terms["pairs"] = cfg.w_pairs * torch.relu(c - (c0_pairs - cfg.pair_margin)).pow(2).mean() * 10
     if x_safe is not None and cfg.w_geometry:
         e = f(x_safe)
-        terms["geometry"] = cfg.w_geometry * torch.nn.functional.mse_loss(e @ e.T, x_safe @ x_safe.T)
+        err = (e @ e.T - x_safe @ x_safe.T).pow(2).mean()
+        if cfg.geometry_cross and x_cat is not None:
+            # Also where safe prompts sit relative to the unsafe ones: tightening the harm
+            # categories must not drag everyday prompts along.
+            cross = (e @ f(x_cat).T - x_safe @ x_cat.T).pow(2).mean()
+            err = (err + cross) / 2
+        terms["geometry"] = cfg.w_geometry * err
     if x_lab is not None and cfg.w_label:
         terms["label"] = cfg.w_label * _supcon(f(x_lab), y_lab, cfg.temperature * 4)
     return terms
@@ -178,11 +195,18 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
     x = torch.tensor(np.asarray(vecs, dtype=np.float32), device=cfg.device)
     dim = int(x.shape[1])
     rows = lambda ts: torch.tensor([pos[t] for t in ts], dtype=torch.long, device=cfg.device)  # noqa: E731
-    cat_r, u_r, s_r = rows(data.category_texts), rows([u for u, _ in data.pairs]), rows([s for _, s in data.pairs])
+    u_r, s_r = rows([u for u, _ in data.pairs]), rows([s for _, s in data.pairs])
+    cat_texts, cat_labels = list(data.category_texts), list(data.category_labels)
+    if cfg.safe_class and data.category_texts:
+        # Safe twins form one more "category": gathering the harm categories must not gather
+        # the safe prompts that look like them.
+        cat_texts += [s for _, s in data.pairs]
+        cat_labels += ["\0safe"] * len(data.pairs)
+    cat_r = rows(cat_texts)
     safe_r, unsafe_r, geo_r = rows(data.safe_texts), rows(data.unsafe_texts), rows(data.geometry_texts)
     c0 = (x[u_r] * x[s_r]).sum(dim=1)
-    codes = {c: i for i, c in enumerate(sorted(set(data.category_labels)))}
-    cat_y = torch.tensor([codes[c] for c in data.category_labels], dtype=torch.long, device=cfg.device)
+    codes = {c: i for i, c in enumerate(sorted(set(cat_labels)))}
+    cat_y = torch.tensor([codes[c] for c in cat_labels], dtype=torch.long, device=cfg.device)
 
     adapter = torch.nn.Linear(dim, dim, bias=True).to(cfg.device)
     with torch.no_grad():
@@ -196,11 +220,19 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
     cyc = {k: _Cycler(n, rng) for k, n in (("pairs", len(u_r)), ("safe", len(geo_r)), ("unsafe", len(unsafe_r)), ("label_safe", len(safe_r)))}
     last: dict[str, float] = {}
     for step in range(total):
-        ci = _class_batch(rng, data.category_labels, cfg.category_batch) if data.category_texts else []
+        ci = _class_batch(rng, cat_labels, cfg.category_batch) if cat_texts else []
         pi = cyc["pairs"].take(cfg.pair_batch)
         si = cyc["safe"].take(cfg.safe_batch)
         ui, li = cyc["unsafe"].take(cfg.label_batch), cyc["label_safe"].take(cfg.label_batch)
         lab_rows = torch.cat([unsafe_r[ui], safe_r[li]]) if ui and li else None
+        if cfg.w_twins and pi:
+            # The twins alone, labelled unsafe/safe: the hard cases of the label term.
+            tw = torch.cat([u_r[pi], s_r[pi]])
+            e_tw = torch.nn.functional.normalize(adapter(x[tw]), dim=-1)
+            y_tw = torch.tensor([1] * len(pi) + [0] * len(pi), device=cfg.device)
+            twins_term = cfg.w_twins * _supcon(e_tw, y_tw, cfg.temperature * 4)
+        else:
+            twins_term = None
         terms = _losses(
             x[cat_r[ci]] if ci else None, cat_y[ci] if ci else None,
             x[u_r[pi]] if pi else None, x[s_r[pi]] if pi else None, c0[pi] if pi else None,
@@ -209,6 +241,8 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
             torch.tensor([1] * len(ui) + [0] * len(li), device=cfg.device) if lab_rows is not None else None,
             adapter, cfg,
         )
+        if twins_term is not None:
+            terms["twins"] = twins_term
         loss = sum(terms.values())
         opt.zero_grad()
         loss.backward()

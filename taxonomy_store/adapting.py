@@ -103,7 +103,11 @@ class Adaptation:
         train_ids, held_ids = holdout_split(data, holdout_fraction, seed)
         tdata = training_data(data, train_ids)
         cfg = AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps)
-        folder, summary = self._train(info.model_path, new, tdata, cfg, progress)
+        # FROM's stored vectors are what the adapter starts from: no text is encoded twice.
+        x_from = self._vectors(source, data, progress)
+        row = {t: n for n, t in enumerate(data.texts)}
+        folder, summary = self._train(info.model_path, new, tdata, cfg, progress,
+                                      frozen=lambda texts: x_from[[row[t] for t in texts]])
         recipe = {"config": {k: v for k, v in asdict(cfg).items() if k != "extra"}, "training": summary,
                   "taxonomy": taxonomy, "level": data.level, "holdout_fraction": holdout_fraction,
                   "held_out_prompts": len(held_ids), "from_fingerprint": info.fingerprint}
@@ -113,11 +117,11 @@ class Adaptation:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        figures = self._compare(source, new, data, train_ids, held_ids, progress)
+        figures = self._compare(x_from, new, data, train_ids, held_ids, progress)
         return AdaptResult(name=new, adapted_from=source, model_dir=str(folder), held_out=bool(held_ids),
                            figures=figures, training=summary, seconds=round(time.perf_counter() - t0, 1))
 
-    def _train(self, model_path: Path, new: str, tdata, cfg: AdaptConfig, progress: Progress) -> tuple[Path, dict]:
+    def _train(self, model_path: Path, new: str, tdata, cfg: AdaptConfig, progress: Progress, frozen) -> tuple[Path, dict]:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         final = self.models_dir / new
         tmp = Path(tempfile.mkdtemp(prefix=f".partial-{new}-", dir=self.models_dir))
@@ -128,7 +132,7 @@ class Adaptation:
                 if progress:
                     progress(f"train ({per} steps/epoch)", done, total)
 
-            summary = train(model_path, tdata, cfg, tmp / "model", progress=step)
+            summary = train(model_path, tdata, cfg, tmp / "model", progress=step, frozen=frozen)
             if final.exists():  # left by a run interrupted between rename and registration
                 shutil.rmtree(final)
             (tmp / "model").rename(final)
@@ -140,9 +144,8 @@ class Adaptation:
         self.index.embed(name, progress=progress)
         return self.index.load_vectors(name, prompt_ids=data.ids.tolist()).take(data.ids.tolist())
 
-    def _compare(self, source: str, new: str, data: CuratedSet, train_ids: set[int], held_ids: set[int],
+    def _compare(self, x_from: np.ndarray, new: str, data: CuratedSet, train_ids: set[int], held_ids: set[int],
                  progress: Progress) -> dict[str, dict[str, Any]]:
-        x_from = self._vectors(source, data, progress)
         x_new = self._vectors(new, data, progress)
         if held_ids:
             return compare(x_from, x_new, data, held_ids, train_ids)

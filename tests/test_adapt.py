@@ -95,11 +95,11 @@ def test_interrupted_adapt_leaves_nothing(demo_store_dir, monkeypatch):
 
     real_train = adapting.train
 
-    def interrupted(model_dir, data, cfg, out_dir, progress=None):
+    def interrupted(model_dir, data, cfg, out_dir, progress=None, **kwargs):
         def stop(step, total, losses):
             raise KeyboardInterrupt
 
-        return real_train(model_dir, data, cfg, out_dir, progress=stop)
+        return real_train(model_dir, data, cfg, out_dir, progress=stop, **kwargs)
 
     monkeypatch.setattr(adapting, "train", interrupted)
     s = Store.open(demo_store_dir)
