@@ -389,3 +389,30 @@ def test_not_a_store_hint_suggests_init_only_where_it_works(tmp_path, capsys):
     assert command == f"tstore init --store {empty}"
     assert tstore(capsys, *shlex.split(command)[1:])[0] == 0
     assert sorted(p.name for p in used.iterdir()) == ["notes.txt"]
+
+
+def test_every_store_option_after_the_subcommand_reaches_the_store(tmp_path, monkeypatch, capsys):
+    from taxonomy_store.errors import NotAStore
+    from taxonomy_store.store import Store as StoreClass
+
+    seen = {}
+
+    def record(store=None, **kwargs):
+        seen.update(kwargs, store=store)
+        raise NotAStore("stop here", "recorded")
+
+    monkeypatch.setattr(StoreClass, "open", record)
+    code, _, err = tstore(capsys, "--store", "before", "--chroma-url", "http://before:1", "prompt", "list",
+                          "--store", "after", "--db-url", "sqlite:///after.db", "--chroma-url", "http://after:2",
+                          "--chroma-token", "token-after")
+    assert_one_error(code, err, "stop here")
+    assert seen == {"store": "after", "db_url": "sqlite:///after.db", "chroma_url": "http://after:2", "chroma_token": "token-after"}
+
+
+def test_chroma_url_after_the_subcommand_is_used(tmp_path, capsys):
+    store_dir = tmp_path / "store"
+    assert tstore(capsys, "init", "--store", str(store_dir))[0] == 0
+    code, _, err = tstore(capsys, "verify", "--store", str(store_dir), "--chroma-url", "http://127.0.0.1:1")
+    assert_one_error(code, err, "cannot use Chroma at http://127.0.0.1:1")
+    code, out, err = tstore(capsys, "verify", "--store", str(store_dir))
+    assert code == 0 and out.startswith("minilm: ok"), err
