@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from .errors import InputFileError
-from .importers import PromptRecord
+from .importers import PairRecord, PromptRecord
 
 # A new prompt, by its index in ImportPlan.inserts; a stored prompt is its id (int).
 NewRef = tuple[str, int]
@@ -316,3 +316,51 @@ class Planner:
 
     def conflict(self, rec: PromptRecord, other_label: str, where: str) -> None:
         self.plan.conflicts.append(Conflict(rec.row, rec.label_column or rec.text_column, rec.label, other_label, where))
+
+
+# -- pairs ----------------------------------------------------------------------------------------
+PAIR_FIELDS = ("id", "pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "source_key", "status", "note")
+
+
+@dataclass
+class PairPlan:
+    inserts: list[dict[str, Any]] = field(default_factory=list)  # new pairs (without timestamps)
+    updates: list[tuple[int, dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # (pair id, old, new)
+    unchanged: int = 0
+
+
+def plan_pairs(
+    wanted: list[tuple[int, PairRecord]], key_pid: dict[str, int], stored: list[dict[str, Any]], *, match_by_text: bool,
+    path: Path | str,
+) -> PairPlan:
+    """The file's pairs (each with its pair set id) against the stored pairs of those sets.
+
+    A pair matches a stored one by its source key in the set, else by its two prompts (tstore
+    exports: only by its two prompts, and they also set status and note); the same two prompts
+    twice in one file count once; a pair whose two sides are one prompt is refused."""
+    by_key = {(e["pair_set_id"], e["source_key"]): e for e in stored}
+    by_ids = {(e["pair_set_id"], e["unsafe_prompt_id"], e["safe_prompt_id"]): e for e in stored}
+    plan, seen = PairPlan(), set()
+    for ps_id, p in wanted:
+        u, s = key_pid[p.unsafe_key], key_pid[p.safe_key]
+        if u == s:
+            raise InputFileError(path, "the unsafe and the safe side of this pair are the same text", row=p.row)
+        ids = (ps_id, u, s)
+        if ids in seen:
+            plan.unchanged += 1
+            continue
+        seen.add(ids)
+        e = by_ids.get(ids) if match_by_text else (by_key.get((ps_id, p.key)) or by_ids.get(ids))
+        if e is None:
+            plan.inserts.append(dict(pair_set_id=ps_id, unsafe_prompt_id=u, safe_prompt_id=s, pair_type=p.pair_type,
+                                     source_key=p.key, status=p.status, note=p.note))
+            continue
+        values = {"unsafe_prompt_id": u, "safe_prompt_id": s, "pair_type": p.pair_type}
+        if match_by_text:
+            values.update(status=p.status, note=p.note)
+        old = {k: e[k] for k in values if e[k] != values[k]}
+        if old:
+            plan.updates.append((e["id"], old, {k: values[k] for k in old}))
+        else:
+            plan.unchanged += 1
+    return plan

@@ -28,10 +28,11 @@ from sqlalchemy import func, insert, select, update
 
 from .backend.database import Database
 from .db.models import Dataset, Pair, PairSet, Prompt, PromptSource, utcnow
-from .errors import InputFileError
 from .import_categories import CategoryResolver
 from .import_lock import hold_import_lock
-from .import_plan import ImportPlan, PromptRef, RowFacts, SourceUpdate, StoredState, plan_import
+from .import_plan import (
+    PAIR_FIELDS, ImportPlan, PairPlan, PromptRef, RowFacts, SourceUpdate, StoredState, plan_import, plan_pairs,
+)
 from .importers import ParsedFile, PromptRecord, parse_file, read_file_bytes
 from .text import inert, text_sha256
 
@@ -192,76 +193,56 @@ class Imports:
         if not parsed.pairs:
             return 0
         sets: dict[str, int] = {}
-
-        def set_id(name: str, kind: str) -> int:
-            if name not in sets:
-                ps = session.scalar(select(PairSet).where(PairSet.name == name))
-                if ps is None:
-                    values = dict(name=name, kind=kind, dataset_id=main_id)  # None for tstore exports
-                    ps_id = session.execute(insert(PairSet).returning(PairSet.id), [values]).scalar_one()
-                    audit.record("insert", "pair_set", ps_id, None, values)
-                    sets[name] = ps_id
-                else:
-                    sets[name] = ps.id
-            return sets[name]
-
         default_set = summary.dataset if main_id is not None else parsed.path.stem
-        wanted = [(set_id(p.pair_set or default_set, p.kind or parsed.pair_kind), p) for p in parsed.pairs]
-        existing_by_key: dict[tuple[int, str], dict[str, Any]] = {}
-        existing_by_ids: dict[tuple[int, int, int], dict[str, Any]] = {}
-        for row in session.execute(
-            select(Pair.id, Pair.pair_set_id, Pair.unsafe_prompt_id, Pair.safe_prompt_id, Pair.pair_type, Pair.source_key, Pair.status, Pair.note)
-            .where(Pair.pair_set_id.in_(sorted(set(sets.values()))))
-        ):
-            e = dict(zip(("id", "pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "source_key", "status", "note"), row))
-            existing_by_key[(e["pair_set_id"], e["source_key"])] = e
-            existing_by_ids[(e["pair_set_id"], e["unsafe_prompt_id"], e["safe_prompt_id"])] = e
-        inserts, seen = [], set()
-        now = utcnow()
-        for ps_id, p in wanted:
-            u, s = key_pid[p.unsafe_key], key_pid[p.safe_key]
-            if u == s:
-                raise InputFileError(parsed.path, "the unsafe and the safe side of this pair are the same text", row=p.row)
-            ids = (ps_id, u, s)
-            if ids in seen:
-                summary.pairs_unchanged += 1
-                continue
-            seen.add(ids)
-            e = existing_by_ids.get(ids) if parsed.match_by_text else (existing_by_key.get((ps_id, p.key)) or existing_by_ids.get(ids))
-            if e is None:
-                inserts.append(
-                    dict(pair_set_id=ps_id, unsafe_prompt_id=u, safe_prompt_id=s, pair_type=p.pair_type, source_key=p.key,
-                         status=p.status, note=p.note, created_at=now, decided_at=None)
-                )
-                continue
-            values = {"unsafe_prompt_id": u, "safe_prompt_id": s, "pair_type": p.pair_type}
-            if parsed.match_by_text:
-                values.update(status=p.status, note=p.note)
-            old = {k: e[k] for k in values if e[k] != values[k]}
-            if not old:
-                summary.pairs_unchanged += 1
-                continue
-            new = {k: values[k] for k in old}
-            session.execute(update(Pair).where(Pair.id == e["id"]).values(**new))
-            audit.record("update", "pair", e["id"], old, new)
-            summary.pairs_updated += 1
-        if inserts:
-            session.execute(Pair.__table__.insert(), inserts)
-            by_ids = {
-                (ps, u, s): pid
-                for pid, ps, u, s in session.execute(
-                    select(Pair.id, Pair.pair_set_id, Pair.unsafe_prompt_id, Pair.safe_prompt_id).where(
-                        Pair.pair_set_id.in_(sorted(set(sets.values())))
-                    )
-                )
-            }
-            ids = [by_ids[(v["pair_set_id"], v["unsafe_prompt_id"], v["safe_prompt_id"])] for v in inserts]
-            for pid, values in zip(ids, inserts):
-                audit.record("insert", "pair", pid, None, {k: values[k] for k in ("pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "source_key", "status")})
-            summary.pairs_added += len(inserts)
+        wanted = [
+            (_pair_set_id(session, audit, sets, p.pair_set or default_set, p.kind or parsed.pair_kind, main_id), p)
+            for p in parsed.pairs
+        ]
+        set_ids = sorted(set(sets.values()))
+        stored = [dict(zip(PAIR_FIELDS, row)) for row in session.execute(
+            select(*[getattr(Pair, f) for f in PAIR_FIELDS]).where(Pair.pair_set_id.in_(set_ids))
+        )]
+        plan = plan_pairs(wanted, key_pid, stored, match_by_text=parsed.match_by_text, path=parsed.path)
+        _apply_pairs(session, audit, plan, set_ids)
+        summary.pairs_added += len(plan.inserts)
+        summary.pairs_updated += len(plan.updates)
+        summary.pairs_unchanged += plan.unchanged
         if default_set in sets:
             return session.scalar(select(func.count(Pair.id)).where(Pair.pair_set_id == sets[default_set])) or 0
         return len(parsed.pairs)
+
+
+def _pair_set_id(session, audit, sets: dict[str, int], name: str, kind: str, main_id: int | None) -> int:
+    """The pair set of that name (created, for this import's dataset, when missing)."""
+    if name not in sets:
+        ps = session.scalar(select(PairSet).where(PairSet.name == name))
+        if ps is None:
+            values = dict(name=name, kind=kind, dataset_id=main_id)  # None for tstore exports
+            sets[name] = session.execute(insert(PairSet).returning(PairSet.id), [values]).scalar_one()
+            audit.record("insert", "pair_set", sets[name], None, values)
+        else:
+            sets[name] = ps.id
+    return sets[name]
+
+
+def _apply_pairs(session, audit, plan: PairPlan, set_ids: list[int]) -> None:
+    for pair_id, old, new in plan.updates:
+        session.execute(update(Pair).where(Pair.id == pair_id).values(**new))
+        audit.record("update", "pair", pair_id, old, new)
+    if not plan.inserts:
+        return
+    now = utcnow()
+    session.execute(Pair.__table__.insert(), [dict(v, created_at=now, decided_at=None) for v in plan.inserts])
+    by_ids = {
+        (ps, u, s): pid
+        for pid, ps, u, s in session.execute(
+            select(Pair.id, Pair.pair_set_id, Pair.unsafe_prompt_id, Pair.safe_prompt_id).where(Pair.pair_set_id.in_(set_ids))
+        )
+    }
+    audited = ("pair_set_id", "unsafe_prompt_id", "safe_prompt_id", "pair_type", "source_key", "status")
+    for values in plan.inserts:
+        pid = by_ids[(values["pair_set_id"], values["unsafe_prompt_id"], values["safe_prompt_id"])]
+        audit.record("insert", "pair", pid, None, {k: values[k] for k in audited})
 
 
 # -- preparing the plan's inputs ---------------------------------------------------------------

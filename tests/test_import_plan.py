@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from taxonomy_store.import_plan import Conflict, Planner, RowFacts, StoredState, plan_import
-from taxonomy_store.importers import PromptRecord
+import pytest
+
+from taxonomy_store.errors import InputFileError
+from taxonomy_store.import_plan import Conflict, Planner, RowFacts, StoredState, plan_import, plan_pairs
+from taxonomy_store.importers import PairRecord, PromptRecord
 from taxonomy_store.text import text_sha256
 
 DS = 1  # the import's dataset id
@@ -191,3 +194,47 @@ def test_progress_is_reported_per_5000_rows_and_at_the_end():
     seen = []
     plan_import(rows, facts(rows), stored(), progress=lambda stage, done, total: seen.append((stage, done, total)))
     assert seen == [("check", 0, 10_001), ("check", 5000, 10_001), ("check", 10_000, 10_001), ("check", 10_001, 10_001)]
+
+
+# -- pairs ----------------------------------------------------------------------------------------
+def pair(key, unsafe_key, safe_key, row=2, **kw) -> PairRecord:
+    return PairRecord(key=key, unsafe_key=unsafe_key, safe_key=safe_key, row=row, **kw)
+
+
+def stored_pair(pid, set_id, u, s, key, pair_type="homonyms", status="accepted", note=None) -> dict:
+    return dict(id=pid, pair_set_id=set_id, unsafe_prompt_id=u, safe_prompt_id=s, pair_type=pair_type, source_key=key,
+                status=status, note=note)
+
+
+KEYS = {"u1": 1, "s1": 2, "u2": 3, "s2": 4}
+
+
+def test_new_pairs_are_inserted_once_per_two_prompts():
+    wanted = [(9, pair("p1", "u1", "s1", pair_type="homonyms")), (9, pair("p1b", "u1", "s1", pair_type="homonyms"))]
+    plan = plan_pairs(wanted, KEYS, [], match_by_text=False, path="f.csv")
+    assert plan.inserts == [dict(pair_set_id=9, unsafe_prompt_id=1, safe_prompt_id=2, pair_type="homonyms", source_key="p1",
+                                 status="accepted", note=None)]
+    assert (plan.updates, plan.unchanged) == ([], 1)
+
+
+def test_a_stored_pair_is_matched_by_key_and_updated():
+    stored_pairs = [stored_pair(50, 9, 1, 2, "p1")]
+    wanted = [(9, pair("p1", "u2", "s1", pair_type="homonyms")), (9, pair("p2", "u1", "s2", pair_type="homonyms"))]
+    plan = plan_pairs(wanted, KEYS, stored_pairs, match_by_text=False, path="f.csv")
+    assert plan.updates == [(50, {"unsafe_prompt_id": 1}, {"unsafe_prompt_id": 3})]
+    assert [(v["unsafe_prompt_id"], v["safe_prompt_id"]) for v in plan.inserts] == [(1, 4)]
+
+
+def test_an_export_matches_pairs_by_prompts_and_sets_status_and_note():
+    stored_pairs = [stored_pair(50, 9, 1, 2, "other-key", status="proposed")]
+    wanted = [(9, pair("p1", "u1", "s1", pair_type="homonyms", status="rejected", note="not a twin"))]
+    plan = plan_pairs(wanted, KEYS, stored_pairs, match_by_text=True, path="f.csv")
+    assert plan.updates == [(50, {"status": "proposed", "note": None}, {"status": "rejected", "note": "not a twin"})]
+    unchanged = plan_pairs([(9, pair("x", "u1", "s1", pair_type="homonyms"))], KEYS, stored_pairs, match_by_text=False, path="f.csv")
+    assert (unchanged.updates, unchanged.inserts, unchanged.unchanged) == ([], [], 1)  # status is the curator's
+
+
+def test_a_pair_of_one_prompt_with_itself_is_refused():
+    with pytest.raises(InputFileError) as err:
+        plan_pairs([(9, pair("p1", "u1", "s1", row=7))], {"u1": 1, "s1": 1}, [], match_by_text=False, path="f.csv")
+    assert err.value.message == "f.csv, row 7: the unsafe and the safe side of this pair are the same text"
