@@ -1,6 +1,10 @@
 """Importing data files: parse (importers/) then write in ONE transaction, all rows or none.
 
-Keys and semantics:
+The transaction, under the store's import lock (import_lock.py): prepare (datasets, categories
+via import_categories.py, what the store holds), plan (import_plan.py: pure, no SQL), apply
+(bulk inserts, links, updates, pairs, the dataset row, each with its audit entries).
+
+Keys and semantics (the rules themselves live in import_plan.py):
 - Each file row is a `PromptSource` keyed by (dataset, source key). Re-importing the same bytes
   with the same options is detected by the dataset's sha256 and writes nothing. A changed file
   updates the rows whose content changed (text, label, category; an edited text bumps the
