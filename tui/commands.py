@@ -9,14 +9,14 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
-    from .app import TStoreApp
+    from .host import StoreHost
 
 
 class TStoreCommands(Provider):
     """Screens to go to, encoders to use, and the actions bound on the current screen."""
 
     def _commands(self) -> Iterator[tuple[str, str, object]]:
-        app: "TStoreApp" = self.app  # type: ignore[assignment]
+        app: "StoreHost" = self.app  # type: ignore[assignment]
         for mode, title in app.SCREEN_TITLES.items():
             yield f"Go to {title}", f"Switch to the {title} screen", partial(app.switch_mode, mode)
         for name in app.encoder_names:

@@ -385,6 +385,35 @@ def _key_lt(sim_a: np.ndarray, idx_a: np.ndarray, sim_b: np.ndarray, idx_b: np.n
     return (sim_a > sim_b) | ((sim_a == sim_b) & (idx_a < idx_b))
 
 
+def _carry_over(old_keys: np.ndarray, old_idx: np.ndarray, old_sim: np.ndarray, new_keys: np.ndarray):
+    """The old graph on the new rows: (kept rows, fresh rows, and per kept row its surviving
+    neighbours as new row numbers compacted to the front, their similarities, their count)."""
+    old_pos = {key: p for p, key in enumerate(old_keys.tolist())}
+    new_to_old = np.array([old_pos.get(key, -1) for key in new_keys.tolist()], dtype=np.int64)
+    kept_rows = np.flatnonzero(new_to_old >= 0)
+    fresh = np.flatnonzero(new_to_old < 0)
+    old_to_new = np.full(old_keys.size, -1, dtype=np.int64)
+    old_to_new[new_to_old[kept_rows]] = kept_rows
+    nb = old_idx[new_to_old[kept_rows]]
+    ns = old_sim[new_to_old[kept_rows]].astype(np.float64)
+    mapped = np.where(nb >= 0, old_to_new[np.where(nb < 0, 0, nb)], -1)
+    # Compact: surviving neighbours first, in their order (a stable sort on "dropped").
+    order = np.argsort(mapped < 0, axis=1, kind="stable")
+    ci = np.take_along_axis(mapped, order, axis=1)
+    cs = np.where(ci >= 0, np.take_along_axis(ns, order, axis=1), -np.inf)
+    return kept_rows, fresh, ci, cs, (ci >= 0).sum(axis=1)
+
+
+def _admit_fresh(ci: np.ndarray, cs: np.ndarray, length: np.ndarray, fi: np.ndarray, fs: np.ndarray, kg: int):
+    """Merge fresh candidates into kept rows' lists: a candidate is provably in a row's list only
+    if it ranks before the row's last kept entry."""
+    last = np.maximum(length - 1, 0)
+    last_i = ci[np.arange(ci.shape[0]), last][:, None]
+    last_s = cs[np.arange(ci.shape[0]), last][:, None]
+    ok = (fi >= 0) & _key_lt(fs, fi, last_s, last_i)
+    return merge_topk(ci, cs, np.where(ok, fi, -1), np.where(ok, fs, -np.inf), kg)
+
+
 def update_knn(
     old_keys: np.ndarray,
     old_idx: np.ndarray,
@@ -436,20 +465,7 @@ def update_knn(
     # Small sets: a -1 may mean "no more rows" rather than "not kept"; recomputing is cheap anyway.
     if old_idx.shape[1] < k or n == 0 or n_old - 1 <= kg or n - 1 <= kg:
         return full()
-    old_pos = {key: p for p, key in enumerate(old_keys.tolist())}
-    new_to_old = np.array([old_pos.get(key, -1) for key in new_keys.tolist()], dtype=np.int64)
-    kept_rows = np.flatnonzero(new_to_old >= 0)
-    fresh = np.flatnonzero(new_to_old < 0)
-    old_to_new = np.full(n_old, -1, dtype=np.int64)
-    old_to_new[new_to_old[kept_rows]] = kept_rows
-    nb = old_idx[new_to_old[kept_rows]]
-    ns = old_sim[new_to_old[kept_rows]].astype(np.float64)
-    mapped = np.where(nb >= 0, old_to_new[np.where(nb < 0, 0, nb)], -1)
-    # Compact: surviving neighbours first, in their order (a stable sort on "dropped").
-    order = np.argsort(mapped < 0, axis=1, kind="stable")
-    ci = np.take_along_axis(mapped, order, axis=1)
-    cs = np.where(ci >= 0, np.take_along_axis(ns, order, axis=1), -np.inf)
-    length = (ci >= 0).sum(axis=1)
+    kept_rows, fresh, ci, cs, length = _carry_over(old_keys, old_idx, old_sim, new_keys)
     short = length < k
     dirty = np.concatenate([fresh, kept_rows[short]])
     if dirty.size > max_changed_share * n:
@@ -463,13 +479,7 @@ def update_knn(
         fi, fs = knn_query(x()[clean], x()[fresh], min(kg, fresh.size), max_tile_bytes=max_tile_bytes,
                            block_size=block_size, assume_normalised=True)
         fi = np.where(fi >= 0, fresh[np.where(fi < 0, 0, fi)], -1)
-        # A fresh candidate is provably in a row's list only if it ranks before the row's last kept entry.
-        last = np.maximum(length - 1, 0)
-        last_i = ci[np.arange(clean.size), last][:, None]
-        last_s = cs[np.arange(clean.size), last][:, None]
-        ok = (fi >= 0) & _key_lt(fs, fi, last_s, last_i)
-        fi, fs = np.where(ok, fi, -1), np.where(ok, fs, -np.inf)
-        ci, cs = merge_topk(ci, cs, fi, fs, kg)
+        ci, cs = _admit_fresh(ci, cs, length, fi, fs, kg)
         stats["merged"] = int(clean.size)
     else:
         stats["reused"] = int(clean.size)

@@ -8,7 +8,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 if TYPE_CHECKING:
-    from ..app import TStoreApp
+    from ..host import StoreHost
 
 
 class StoreScreen(Screen):
@@ -19,7 +19,7 @@ class StoreScreen(Screen):
     which hands it to the app's single error handler (an error modal).
     """
 
-    app: "TStoreApp"
+    app: "StoreHost"  # type: ignore[assignment]
 
     @property
     def store(self) -> Any:

@@ -1,0 +1,95 @@
+"""The shape of the code: the import rule of pyproject.toml's import-linter contracts, and short functions.
+
+`lint-imports` runs on a copy laid out as the package ships (tui/ and migrations/ inside
+taxonomy_store/), since in a checkout they sit beside it. Imports under TYPE_CHECKING and
+inside functions count: the second test plants one of each and expects the contracts to break.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MAX_FUNCTION_LINES = 80
+LAYERS = "Layers only point down: cli, tui, orchestration, store.py, parts, backend, foundations"
+NO_CYCLES = "No import cycles among sibling modules"
+
+
+def shipped_copy(dest: Path) -> Path:
+    """taxonomy_store/ with tui/ and migrations/ where the wheel puts them; returns the folder to put on sys.path."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "taxonomy_store", dest / "taxonomy_store", ignore=ignore)
+    shutil.copytree(REPO / "tui", dest / "taxonomy_store" / "tui", ignore=ignore)
+    shutil.copytree(REPO / "migrations", dest / "taxonomy_store" / "migrations", ignore=ignore)
+    return dest
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).parent / "lint-imports"
+    # Run from the copy, so that it (not the checkout) is the `taxonomy_store` import-linter reads.
+    env = dict(os.environ, PYTHONPATH=str(root))
+    return subprocess.run([str(exe), "--no-cache", str(REPO / "pyproject.toml")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_import_contracts_hold(tmp_path):
+    result = lint_imports(shipped_copy(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = " ".join(result.stdout.split())
+    assert f"{LAYERS} KEPT" in summary and f"{NO_CYCLES} KEPT" in summary
+    assert "Contracts: 5 kept, 0 broken." in summary
+    # tui/ was part of the graph (a layer of its own in the contract).
+    assert "module taxonomy_store.tui does not exist" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "module, planted, broken",
+    [
+        # a part naming the composition root for type checkers only
+        ("encoders.py", "\nimport typing\nif typing.TYPE_CHECKING:\n    from .store import Store\n", LAYERS),
+        # the backend reaching up into a part from inside a function
+        ("backend/database.py", "\ndef _late():\n    from ..indexing import Index\n    return Index\n", LAYERS),
+        # a cycle between two parts through a function-level import
+        ("taxonomy.py", "\ndef _late():\n    from .imports import Imports\n    return Imports\n", NO_CYCLES),
+    ],
+)
+def test_contracts_count_type_checking_and_function_level_imports(tmp_path, module, planted, broken):
+    root = shipped_copy(tmp_path)
+    with open(root / "taxonomy_store" / module, "a", encoding="utf-8") as f:
+        f.write(planted)
+    result = lint_imports(root)
+    assert result.returncode != 0
+    summary = " ".join(result.stdout.split())  # contract names wrap in the report
+    assert f"{broken} BROKEN" in summary, result.stdout
+
+
+def long_functions() -> list[str]:
+    found = []
+    for folder in ("taxonomy_store", "tui"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines} lines)")
+    return found
+
+
+def test_no_function_is_longer_than_80_lines():
+    assert long_functions() == []
+
+
+def test_the_length_check_sees_a_long_function(tmp_path, monkeypatch):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "taxonomy_store").mkdir()
+    (tmp_path / "tui").mkdir()
+    (tmp_path / "taxonomy_store" / "long.py").write_text(f"def too_long():\n{body}\n", encoding="utf-8")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert long_functions() == ["taxonomy_store/long.py:1 too_long (81 lines)"]

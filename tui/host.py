@@ -1,0 +1,34 @@
+"""What screens and the command palette use of the app that hosts them.
+
+Screens are built by the app, so they cannot import it without a cycle; they name this
+protocol instead (`TStoreApp` implements it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+
+class StoreHost(Protocol):
+    SCREEN_TITLES: dict[str, str]
+    store: Any
+    encoder: str | None
+    encoder_names: list[str]
+    taxonomy: str
+    pair_types: list[str]
+
+    def level_for(self, taxonomy: str) -> str: ...
+
+    def use_encoder(self, name: str) -> None: ...
+
+    def update_subtitle(self) -> None: ...
+
+    def report_error(self, error: BaseException | None, where: str | None = None) -> None: ...
+
+    def worker_changed(self, worker: Any, state: Any) -> None: ...
+
+    def push_screen(self, screen: Any, callback: Callable[..., Any] | None = None) -> Any: ...
+
+    def switch_mode(self, mode: str) -> Any: ...
+
+    def call_from_thread(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
