@@ -54,6 +54,18 @@ def store(store_dir):
     s.close()
 
 
+def use_hashing_encoder(store, name: str = "minilm"):
+    """Put the deterministic hashing encoder in place of the registered model `name` (same
+    dimension), for tests where the model's behaviour is not the point. Returns the encoder
+    (its `calls` counts encode() calls). Subprocesses (`run_tstore`) still run the real model."""
+    from taxonomy_store.backend.hashing_encoder import HashingEncoder
+
+    info = store.encoders.get(name)
+    encoder = HashingEncoder(info.dimension or 384)
+    store.live_encoders.install(info, encoder)
+    return encoder
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
     url = os.environ.get("TSTORE_TEST_PG_URL")

@@ -1,9 +1,11 @@
-"""`store.index` / `tstore embed` / `tstore verify` on real data with the real default encoder.
+"""`store.index` / `tstore embed` / `tstore verify` on real data.
 
 Prompts come from ../shared/datasets at test time, written through `store.write()` by a small
 test-only helper (the importer is another part; nothing of the datasets is copied here). The
 same scenarios run against an embedded Chroma here and a `chroma run` server in
-test_embed_server.py.
+test_embed_server.py. The in-process scenarios are about bookkeeping, Chroma and filters, not
+about the model: they run on the deterministic hashing encoder; the command-line runs
+(subprocesses) use the real default encoder.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from conftest import run_tstore
+from conftest import run_tstore, use_hashing_encoder
 from taxonomy_store.db.models import Dataset, Embedding, Prompt, TaxonomyNode
 from taxonomy_store.text import text_sha256
 
@@ -273,6 +275,7 @@ def dataset_store(tmp_path_factory, shared_datasets):
     from taxonomy_store.store import init_store
 
     store = init_store(tmp_path_factory.mktemp("embed") / "store")
+    use_hashing_encoder(store)
     ids = make_dataset_store(store, shared_datasets)
     yield store, ids
     store.close()
@@ -330,6 +333,7 @@ def test_vectors_nearest_and_filters(dataset_store):
 def test_load_vectors_refuses_prompts_without_a_current_vector(store, shared_datasets):
     from taxonomy_store.errors import NotEmbedded
 
+    use_hashing_encoder(store)
     ids = add_prompts(store, xstest_items(shared_datasets, 12), "xstest")
     store.index.embed()
     new = add_prompts(store, [("A brand new prompt nobody embedded yet.", "safe", None)], "extra")
@@ -423,6 +427,7 @@ def test_embed_and_verify_with_postgresql(tmp_path, pg_url, shared_datasets):
     from taxonomy_store.store import init_store
 
     store = init_store(tmp_path / "pg", db_url=pg_url)
+    use_hashing_encoder(store)
     ids = add_prompts(store, xstest_items(shared_datasets, 10), "xstest")
     assert store.encoders.get("minilm").created_at  # a tz-aware timestamp on PostgreSQL, normalised
     assert store.index.embed().embedded == 10

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -19,6 +19,25 @@ from .model_folders import fingerprint, resolve_model_ref
 
 if TYPE_CHECKING:
     from .encoder_info import EncoderInfo
+
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What the store needs of a running encoder: L2-normalised float32 rows of `dimension`
+    columns, and the fingerprint of the weights that make them.
+
+    Implementations: `LiveEncoder` (a sentence-transformers model folder, checked against the
+    registry) and `hashing_encoder.HashingEncoder` (deterministic, no model; for tests)."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str | None: ...
+
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray: ...
+
 
 _MODELS: dict[tuple[str, str], object] = {}
 _LOCK = threading.Lock()
@@ -52,7 +71,7 @@ def load_model(path: str, device: str = "cpu"):
 
 
 class LiveEncoder:
-    """A registered encoder with its model loaded and checked against the registry."""
+    """The sentence-transformers `Encoder`: a registered model folder, loaded offline and checked against the registry."""
 
     def __init__(self, info: "EncoderInfo", *, device: str | None = None):
         self.info = info
@@ -74,10 +93,15 @@ class LiveEncoder:
             )
         self.dimension = dim or info.dimension
 
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the weights in the folder now (re-hashed only when the files changed)."""
+        return fingerprint(self.path)
+
     def check_weights(self) -> None:
-        """EncoderMismatch when the folder's weights are not the registered ones (re-hashed only if the files changed)."""
+        """EncoderMismatch when the folder's weights are not the registered ones."""
         info = self.info
-        live_fp = fingerprint(self.path)
+        live_fp = self.fingerprint
         if info.fingerprint and live_fp != info.fingerprint:
             raise EncoderMismatch(
                 f"the weights of encoder {info.name!r} changed (fingerprint {live_fp[:12]}, registered {info.fingerprint[:12]})",
@@ -115,16 +139,19 @@ class LiveEncoders:
     """The encoders this store has loaded, one per (name, fingerprint); weights re-checked on reuse."""
 
     def __init__(self) -> None:
-        self._live: dict[tuple[str, str | None], LiveEncoder] = {}
+        self._live: dict[tuple[str, str | None], Encoder] = {}
+        self._installed: set[tuple[str, str | None]] = set()
 
-    def install(self, info: "EncoderInfo", encoder) -> None:
-        """Use this encoder object for a registered encoder from now on (tests: a deterministic stand-in)."""
-        self._live[(info.name, info.fingerprint)] = encoder
+    def install(self, info: "EncoderInfo", encoder: Encoder) -> None:
+        """Use this encoder for a registered encoder from now on, unchecked: a test's deterministic stand-in."""
+        key = (info.name, info.fingerprint)
+        self._live[key] = encoder
+        self._installed.add(key)
 
-    def get(self, info: "EncoderInfo") -> LiveEncoder:
+    def get(self, info: "EncoderInfo") -> Encoder:
         key = (info.name, info.fingerprint)
         if key not in self._live:
             self._live[key] = LiveEncoder(info)
-        else:
+        elif key not in self._installed:
             self._live[key].check_weights()
         return self._live[key]
