@@ -178,10 +178,6 @@ def _markdown(report: Report) -> str:
 
 
 def _charts(report: Report) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     paths = []
@@ -189,38 +185,41 @@ def _charts(report: Report) -> list[Path]:
     types = list(PAPER_SBERT_ALL_SEPARATION)
     series = [("paper SBERT-all", [PAPER_SBERT_ALL_SEPARATION[t] for t in types])]
     series += [(e.encoder, [e.separation.get(t, np.nan) for t in types]) for e in encs]
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    width = 0.8 / len(series)
-    x = np.arange(len(types))
-    for i, (label, vals) in enumerate(series):
-        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=label)
-    ax.set_xticks(x, types, rotation=30, ha="right")
-    ax.set_ylabel("mean normalised similarity (lower = better)")
-    ax.set_title("Safety-Challenging separation per XSTest pair type")
-    ax.legend()
-    fig.tight_layout()
-    p = report.out_dir / "separation_per_pair_type.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_bar_chart(report.out_dir / "separation_per_pair_type.png", types, series, rotation=30,
+                            ylabel="mean normalised similarity (lower = better)",
+                            title="Safety-Challenging separation per XSTest pair type"))
     if encs:
         codes = list(encs[0].cp)
-        fig, ax = plt.subplots(figsize=(11, 4.5))
-        width = 0.8 / len(encs)
-        x = np.arange(len(codes))
-        for i, e in enumerate(encs):
-            ax.bar(x + i * width - 0.4 + width / 2, [e.cp.get(c, {}).get("cp", np.nan) for c in codes], width, label=e.encoder)
-        ax.set_xticks(x, codes, rotation=35, ha="right")
-        ax.set_ylabel("CP@10")
-        ax.set_ylim(0, 1)
-        ax.set_title("Categorical Purity per Do-Not-Answer harm type")
-        ax.legend()
-        fig.tight_layout()
-        p = report.out_dir / "cp_per_harm_type.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        series = [(e.encoder, [e.cp.get(c, {}).get("cp", np.nan) for c in codes]) for e in encs]
+        paths.append(_bar_chart(report.out_dir / "cp_per_harm_type.png", codes, series, rotation=35, ylabel="CP@10",
+                                title="Categorical Purity per Do-Not-Answer harm type", ylim=(0, 1)))
     return paths
+
+
+def _bar_chart(path: Path, groups: list[str], series: list[tuple[str, list[float]]], *, rotation: int, ylabel: str,
+               title: str, ylim: tuple[float, float] | None = None) -> Path:
+    """One grouped bar chart: a bar per series in each group, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(series)
+    x = np.arange(len(groups))
+    for i, (label, vals) in enumerate(series):
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=label)
+    ax.set_xticks(x, groups, rotation=rotation, ha="right")
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write_report(report: Report) -> None:

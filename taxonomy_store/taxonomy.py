@@ -107,6 +107,24 @@ def depth_of_level(taxonomy: str, levels: list[str] | None, level: str | int) ->
     raise NotFound(f"taxonomy {taxonomy!r} has no level {level!r}", f"levels: {', '.join(levels) or 'none named'}")
 
 
+def _put(session: Session, audit, entity: str, row, make, values: dict[str, Any], key: dict[str, Any]):
+    """Insert the row `make()` builds when `row` is None, else bring `row` to `values`; audited.
+    Returns (row, "insert" | "update" | None when nothing changed)."""
+    if row is None:
+        row = make()
+        session.add(row)
+        session.flush()
+        audit.record("insert", entity, row.id, None, {**key, **values})
+        return row, "insert"
+    old = {k: getattr(row, k) for k in values}
+    if old == values:
+        return row, None
+    for k, v in values.items():
+        setattr(row, k, v)
+    audit.record("update", entity, row.id, old, values)
+    return row, "update"
+
+
 class Taxonomies:
     def __init__(self, db: Database):
         self.db = db
@@ -121,23 +139,12 @@ class Taxonomies:
         tax = session.scalar(select(Taxonomy).where(Taxonomy.name == definition.name))
         created = tax is None
         header = dict(title=definition.title, description=definition.description, source=definition.source, levels=definition.levels)
-        if created:
-            tax = Taxonomy(name=definition.name, **header)
-            session.add(tax)
-            session.flush()
-            audit.record("insert", "taxonomy", tax.id, None, {"name": tax.name, **header})
-        else:
-            old = {k: getattr(tax, k) for k in header}
-            if old != header:
-                for k, v in header.items():
-                    setattr(tax, k, v)
-                audit.record("update", "taxonomy", tax.id, old, header)
+        tax, _ = _put(session, audit, "taxonomy", tax, lambda: Taxonomy(name=definition.name, **header), header, {"name": definition.name})
         existing = {n.code: n for n in session.scalars(select(TaxonomyNode).where(TaxonomyNode.taxonomy_id == tax.id))}
-        added = updated = unchanged = 0
+        counts = {"insert": 0, "update": 0, None: 0}
         seen: set[str] = set()
 
         def visit(nodes, parent: TaxonomyNode | None, depth: int) -> None:
-            nonlocal added, updated, unchanged
             for position, nd in enumerate(nodes):
                 seen.add(nd.code)
                 values = dict(
@@ -149,26 +156,13 @@ class Taxonomies:
                     position=position,
                     attributes=nd.extra,
                 )
-                node = existing.get(nd.code)
-                if node is None:
-                    node = TaxonomyNode(taxonomy_id=tax.id, code=nd.code, **values)
-                    session.add(node)
-                    session.flush()
-                    audit.record("insert", "taxonomy_node", node.id, None, {"code": nd.code, **values})
-                    added += 1
-                else:
-                    old = {k: getattr(node, k) for k in values}
-                    if old != values:
-                        for k, v in values.items():
-                            setattr(node, k, v)
-                        audit.record("update", "taxonomy_node", node.id, old, values)
-                        updated += 1
-                    else:
-                        unchanged += 1
+                node, action = _put(session, audit, "taxonomy_node", existing.get(nd.code),
+                                    lambda: TaxonomyNode(taxonomy_id=tax.id, code=nd.code, **values), values, {"code": nd.code})
+                counts[action] += 1
                 visit(nd.children, node, depth + 1)
 
         visit(definition.nodes, None, 0)
-        return LoadResult(definition.name, created, added, updated, unchanged, len(set(existing) - seen))
+        return LoadResult(definition.name, created, counts["insert"], counts["update"], counts[None], len(set(existing) - seen))
 
     def list(self) -> list[dict[str, Any]]:
         with self.db.session() as s:

@@ -1,1 +1,1 @@
-"""SQL layer: models, engine, migrations. Only the facade (taxonomy_store.store) writes through it."""
+"""SQL layer: models, engine, migrations. Parts reach it through the backend (`backend.database`)."""
