@@ -173,6 +173,29 @@ def _losses(x_cat, y_cat, x_u, x_s, c0_pairs, x_safe, x_lab, y_lab, adapter, cfg
     return terms
 
 
+def _twins_term(adapter, x, u_r, s_r, pi: list[int], cfg: AdaptConfig):
+    """The twins alone, labelled unsafe/safe: the hard cases of the label term."""
+    import torch
+
+    tw = torch.cat([u_r[pi], s_r[pi]])
+    e_tw = torch.nn.functional.normalize(adapter(x[tw]), dim=-1)
+    y_tw = torch.tensor([1] * len(pi) + [0] * len(pi), device=cfg.device)
+    return cfg.w_twins * _supcon(e_tw, y_tw, cfg.temperature * 4)
+
+
+def _save_tuned(model, adapter, dim: int, out_dir: str | Path) -> None:
+    """The frozen encoder's modules, the adapter as a Dense layer, then L2 normalisation."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    dense = Dense(dim, dim, bias=True, activation_function=torch.nn.Identity(),
+                  init_weight=adapter.weight.detach().cpu().clone(), init_bias=adapter.bias.detach().cpu().clone())
+    tuned = SentenceTransformer(modules=[*[m for m in model], dense, Normalize()], device="cpu")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    tuned.save(str(out_dir))
+
+
 def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: str | Path, progress: Progress = None,
           encode_progress: Callable[[int, int], None] | None = None,
           frozen: Callable[[list[str]], np.ndarray] | None = None) -> dict[str, Any]:
@@ -184,7 +207,6 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
     """
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -225,14 +247,7 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
         si = cyc["safe"].take(cfg.safe_batch)
         ui, li = cyc["unsafe"].take(cfg.label_batch), cyc["label_safe"].take(cfg.label_batch)
         lab_rows = torch.cat([unsafe_r[ui], safe_r[li]]) if ui and li else None
-        if cfg.w_twins and pi:
-            # The twins alone, labelled unsafe/safe: the hard cases of the label term.
-            tw = torch.cat([u_r[pi], s_r[pi]])
-            e_tw = torch.nn.functional.normalize(adapter(x[tw]), dim=-1)
-            y_tw = torch.tensor([1] * len(pi) + [0] * len(pi), device=cfg.device)
-            twins_term = cfg.w_twins * _supcon(e_tw, y_tw, cfg.temperature * 4)
-        else:
-            twins_term = None
+        twins_term = _twins_term(adapter, x, u_r, s_r, pi, cfg) if cfg.w_twins and pi else None
         terms = _losses(
             x[cat_r[ci]] if ci else None, cat_y[ci] if ci else None,
             x[u_r[pi]] if pi else None, x[s_r[pi]] if pi else None, c0[pi] if pi else None,
@@ -251,10 +266,6 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
         last = {k: float(v.detach()) for k, v in terms.items()}
         if progress is not None:
             progress(step + 1, total, last)
-    dense = Dense(dim, dim, bias=True, activation_function=torch.nn.Identity(),
-                  init_weight=adapter.weight.detach().cpu().clone(), init_bias=adapter.bias.detach().cpu().clone())
-    tuned = SentenceTransformer(modules=[*[m for m in model], dense, Normalize()], device="cpu")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    tuned.save(str(out_dir))
+    _save_tuned(model, adapter, dim, out_dir)
     return {"steps": total, "steps_per_epoch": per_epoch, "epochs": cfg.epochs, "sizes": data.sizes(),
             "texts_encoded": len(texts), "last_losses": last, "method": "linear adapter (identity start) + L2 normalisation"}

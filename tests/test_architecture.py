@@ -49,6 +49,19 @@ def test_import_contracts_hold(tmp_path):
     assert "module taxonomy_store.tui does not exist" not in result.stdout
 
 
+def test_every_module_has_a_layer():
+    """A module missing from the layers contract would escape the rule: each one is named."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    layers = next(c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers")["layers"]
+    named = {m.strip() for layer in layers for m in layer.replace("|", ":").split(":")}
+    shipped = {f"taxonomy_store.{p.stem}" for p in (REPO / "taxonomy_store").glob("*.py") if p.stem != "__init__"}
+    shipped |= {f"taxonomy_store.{p.name}" for p in (REPO / "taxonomy_store").iterdir() if (p / "__init__.py").is_file()}
+    shipped |= {"taxonomy_store.tui", "taxonomy_store.migrations"}
+    assert shipped - named == set()
+
+
 @pytest.mark.parametrize(
     "module, planted, broken",
     [
