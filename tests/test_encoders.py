@@ -39,6 +39,41 @@ def test_a_new_store_has_minilm(store):
     assert store.encoders.default_name() == "minilm"
 
 
+def test_parts_register_nothing_and_an_older_store_gets_minilm_once_on_open(store_dir, monkeypatch):
+    from taxonomy_store.store import Store, init_store
+
+    def encoder_entries(st) -> int:
+        with st.session() as s:
+            return s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.entity == "encoder"))
+
+    # A store as tstore made it before init registered the default encoder.
+    monkeypatch.setattr(Store, "ensure_default_encoder", lambda self: None)
+    old = init_store(store_dir)
+    assert old.encoders.list() == [] and encoder_entries(old) == 0  # building a part writes nothing
+    old.close()
+    monkeypatch.undo()
+    for _ in range(2):
+        with Store.open(store_dir) as reopened:
+            assert [e.name for e in reopened.encoders.list()] == ["minilm"]
+            assert encoder_entries(reopened) == 1  # registered on the first open only
+
+
+def test_the_hashing_encoder_is_deterministic_normalised_and_near_for_near_texts():
+    from taxonomy_store.backend.encoding import Encoder
+    from taxonomy_store.backend.hashing_encoder import HashingEncoder
+
+    enc = HashingEncoder(256)
+    assert isinstance(enc, Encoder) and enc.dimension == 256 and enc.fingerprint == HashingEncoder(256).fingerprint
+    assert enc.fingerprint != HashingEncoder(128).fingerprint
+    texts = ["How do I pick a lock at home?", "How do I pick a lock at work?", "Which river flows through Paris?", ""]
+    v = enc.encode(texts)
+    assert v.dtype == np.float32 and v.shape == (4, 256) and enc.calls == 1
+    np.testing.assert_allclose(np.linalg.norm(v[:3], axis=1), 1.0, atol=1e-6)
+    assert not v[3].any()  # no words: a zero row
+    np.testing.assert_array_equal(v, HashingEncoder(256).encode(texts))
+    assert v[0] @ v[1] > 0.6 > 0.2 > abs(v[0] @ v[2])
+
+
 def test_add_get_list_and_errors(store, tmp_path):
     e = store.encoders.add("mini-copy", MINILM, batch_size=16)
     assert (e.dimension, e.batch_size, e.model_ref) == (384, 16, str(MINILM.resolve()))
