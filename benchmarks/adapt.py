@@ -203,7 +203,7 @@ def extrapolate(model_path: str, split: dict, cfg: AdaptConfig, n_texts: int = 1
     t0 = time.perf_counter()
     model.encode(sample, batch_size=64)
     rate = len(sample) / (time.perf_counter() - t0)
-    dim = model.get_sentence_embedding_dimension()
+    dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension()
     del model
     fake = lambda ts: (lambda v: v / np.linalg.norm(v, axis=1, keepdims=True))(rng.normal(size=(len(ts), dim))).astype(np.float32)  # noqa: E731
     data = training_data(split)

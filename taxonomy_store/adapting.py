@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from .encoders import Encoders
     from .indexing import Index
+    from .metric_runs import MetricRuns
 
 MODELS_DIR = "models"
 # progress(stage, done, total): stages "train" (steps) and the index's embed stages.
@@ -58,8 +59,9 @@ class Adaptation:
     """Tuning encoders on the store's data; its collaborators are the registry and the index."""
 
     def __init__(self, *, store_dir: Path, read: Callable[[], AbstractContextManager["Session"]],
-                 encoders: "Encoders", index: "Index"):
+                 encoders: "Encoders", index: "Index", metric_runs: "MetricRuns | None" = None):
         self.store_dir = Path(store_dir)
+        self.metric_runs = metric_runs
         self.read = read
         self.encoders = encoders
         self.index = index
@@ -118,6 +120,11 @@ class Adaptation:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         figures = self._compare(x_from, new, data, train_ids, held_ids, progress)
+        if self.metric_runs is not None:
+            # Stored runs of NEW (and FROM, on the same data revision) for `tstore metrics` and
+            # the TUI's metrics screen, which shows NEW beside its base.
+            for name in (source, new):
+                self.metric_runs.compute("all", encoder=name, taxonomy=taxonomy, level=level)
         return AdaptResult(name=new, adapted_from=source, model_dir=str(folder), held_out=bool(held_ids),
                            figures=figures, training=summary, seconds=round(time.perf_counter() - t0, 1))
 

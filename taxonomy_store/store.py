@@ -223,7 +223,8 @@ class Store:
         """Tuning encoders on the store's data, exporting encoders: `taxonomy_store/adapting.py`."""
         from .adapting import Adaptation
 
-        return Adaptation(store_dir=self.dir, read=self.session, encoders=self.encoders, index=self.index)
+        return Adaptation(store_dir=self.dir, read=self.session, encoders=self.encoders, index=self.index,
+                          metric_runs=self.metrics)
 
     @cached_property
     def review(self):

@@ -75,6 +75,8 @@ def test_adapt_registers_embeds_and_compares(demo_store_dir, tmp_path):
             assert "separation_norm_macro" in side and "contrast_max_norm_mean" in side
         assert r.figures["from"]["everyday_spearman"] == 1.0
         assert -1.0 <= r.figures["new"]["everyday_spearman"] < 1.0  # three steps moved the space a little
+        stored = {r.metric for r in s.metrics.history(encoder="tiny-safe")}
+        assert {"cp", "separation", "contrast", "detect"} <= stored  # the TUI's metrics screen reads these
         vs = s.index.load_vectors("tiny-safe")
         assert vs.missing == 0 and len(vs) == len(s.index.load_vectors("minilm"))
         with pytest.raises(EncoderError, match="already registered"):
