@@ -10,7 +10,7 @@ in one SQL transaction. Killed between the two, a re-run finds the batch's bookk
 and encodes that batch again; nothing is duplicated because ids are prompt ids.
 
 One writer at a time: embed and verify --repair hold the store's writer lock (see
-`writer_lock.py`) from reading the state they act on to their last write, so a second embed
+`backend/writer_lock.py`) from reading the state they act on to their last write, so a second embed
 that waited finds the first one's work done. `verify` reads every vector back and reports those
 the index cannot read or that have another dimension; `--repair` re-embeds them.
 """
@@ -34,7 +34,7 @@ from .errors import IndexOutOfSync, InvalidValue, NotEmbedded
 from .backend.database import Database
 from .backend.encoding import LiveEncoders, normalise_rows
 from .backend.vector_index import VectorIndex, collection_name
-from .writer_lock import OnWait
+from .backend.writer_lock import OnWait
 
 if TYPE_CHECKING:
     from .encoders import EncoderInfo, Encoders

@@ -136,8 +136,8 @@ class Store:
     # -- backend -------------------------------------------------------------------------
     @cached_property
     def writer_lock(self):
-        """One writer at a time on the embedded vector index: `writer_lock.py`."""
-        from .writer_lock import WriterLock
+        """One writer at a time on the embedded vector index: `backend/writer_lock.py`."""
+        from .backend.writer_lock import WriterLock
 
         return WriterLock(self.dir, enabled=not self.chroma_url)
 

@@ -139,7 +139,7 @@ def _wait_for(cond, timeout: float, what: str) -> None:
 def test_two_embeds_at_once_leave_every_vector_readable(tmp_path, shared_datasets, tiny_model):
     """Two `tstore embed` of 2,714 new prompts started together: the second waits, nothing is lost."""
     from taxonomy_store.store import Store
-    from taxonomy_store.writer_lock import WriterLock
+    from taxonomy_store.backend.writer_lock import WriterLock
 
     d = build_store(tmp_path / "store", shared_datasets, tiny_model)
     errs = [tmp_path / "e1.err", tmp_path / "e2.err"]
@@ -167,7 +167,7 @@ def test_two_embeds_at_once_leave_every_vector_readable(tmp_path, shared_dataset
 
 
 def test_no_wait_fails_at_once_and_readers_are_not_blocked(tmp_path, shared_datasets, tiny_model):
-    from taxonomy_store.writer_lock import WriterLock
+    from taxonomy_store.backend.writer_lock import WriterLock
 
     d = build_store(tmp_path / "store", shared_datasets, tiny_model, files=("xstest",), embed=True)
     before = exported(d, tmp_path)
@@ -191,7 +191,7 @@ def test_lock_is_one_holder_per_process_and_thread(tmp_path):
     import threading
 
     from taxonomy_store.errors import WriterBusy
-    from taxonomy_store.writer_lock import WriterLock
+    from taxonomy_store.backend.writer_lock import WriterLock
 
     lock = WriterLock(tmp_path)
     gen0 = lock.generation()

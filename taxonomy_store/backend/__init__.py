@@ -3,6 +3,7 @@
 - `database.py`: sessions, one-transaction writes with their audit batch, the data revision;
 - `dirs.py`: the store directory's layout (Chroma data, caches);
 - `vector_index.py`: Chroma collections, one per encoder registration;
+- `writer_lock.py`: one writer at a time on the embedded Chroma (readers never wait);
 - `encoding.py` + `model_folders.py` + `encoder_info.py`: running a registered encoder
   (sentence-transformers offline), finding and fingerprinting its weights.
 

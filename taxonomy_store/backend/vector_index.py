@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 from urllib.parse import urlparse
 
 from ..errors import EncoderMismatch, IndexDamaged, TStoreError, VectorStoreUnreachable
-from ..writer_lock import OnWait, WriterLock
+from .writer_lock import OnWait, WriterLock
 
 if TYPE_CHECKING:
     from pathlib import Path
