@@ -94,8 +94,8 @@ async def test_prompts_search_edit_and_undo(tui_store):
         assert undone.text == before.text
         assert undone.revision == before.revision + 2
 
-        # soft delete: gone from the list, back with the deleted toggle, undone by undo
-        await press(pilot, "delete")
+        # soft delete (after a yes): gone from the list, back with the deleted toggle, undone by undo
+        await press(pilot, "delete", "y")
         assert tui_store.curation.get_prompt(first.id).deleted
         assert first.id not in table.prompts
         await press(pilot, "x")
@@ -370,7 +370,7 @@ async def test_no_facade_call_runs_on_the_event_loop(tui_store):
     async with app.run_test(size=SIZE) as pilot:
         await tui_settle(pilot)
         await press(pilot, "down", "enter", "f2")
-        await press(pilot, "2", "e", "end", *" x", "ctrl+s", "u", "delete", "u")
+        await press(pilot, "2", "e", "end", *" x", "ctrl+s", "u", "delete", "y", "u")
         await press(pilot, "3", "f", "f", "a", "r", "u", "s")  # all -> proposed -> accepted
         await press(pilot, "4", "r", "u", "b")
         await press(pilot, "5", "r")
@@ -397,10 +397,14 @@ async def test_worker_failure_becomes_an_error_modal(tui_store):
     from taxonomy_store.errors import NotFound
     from taxonomy_store.tui.screens.modals import ErrorModal
 
+    def refuse(prompt_id):
+        raise NotFound("nothing to undo", "hint: a test refusal")
+
+    tui_store.curation.delete_prompt = refuse
     app = make(tui_store, "prompts")
     async with app.run_test(size=SIZE) as pilot:
         await tui_settle(pilot)
-        await press(pilot, "u")  # nothing to undo in a fresh store
+        await press(pilot, "delete", "y")
         assert isinstance(app.screen, ErrorModal)
         assert isinstance(app.errors[-1], NotFound)
         text = tui_screen_text(app)

@@ -11,17 +11,33 @@ from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
 from taxonomy_store.errors import TStoreError
+from taxonomy_store.text import inert
 from taxonomy_store.vocabulary import DEFAULT_ENCODER, DEFAULT_TAXONOMY, choose_level
 
 from .commands import TStoreCommands
+from .edits import Edit
+from .screens.base import StoreScreen
 from .screens.metrics import MetricsScreen
-from .screens.modals import ErrorModal
+from .screens.modals import ErrorModal, KeysModal
 from .screens.pairs import PairsScreen
 from .screens.prompts import PromptsScreen
 from .screens.query import QueryScreen
 from .screens.suspects import SuspectsScreen
 from .screens.taxonomy import TaxonomyScreen
+from .widgets import SCREENS
 
+SCREEN_KEYS = {mode: key for mode, key, _ in SCREENS}
+
+
+def binding_rows(bindings: list[Any]) -> list[tuple[str, str]]:
+    """(keys, description) for the keys list: every binding with a description, hidden ones too."""
+    rows = []
+    for b in bindings:
+        if isinstance(b, Binding) and b.description:
+            keys = ", ".join(b.key_display if b.key_display and "," not in b.key else k for k in b.key.split(","))
+            rows.append((keys.replace("question_mark", "?").replace("slash", "/")
+                         .replace("right_square_bracket", "]").replace("left_square_bracket", "["), b.description))
+    return rows
 
 
 def encoder_name(e: Any) -> str:
@@ -56,15 +72,19 @@ class TStoreApp(App):
         "metrics": MetricsScreen,
         "query": QueryScreen,
     }
+    # The screen bar shows 1–6; the footer keeps to the keys a curator needs most, so it fits 80 columns.
     BINDINGS = [
-        Binding("1", "switch_mode('taxonomy')", "Taxonomy", id="goto.taxonomy"),
-        Binding("2", "switch_mode('prompts')", "Prompts", id="goto.prompts"),
-        Binding("3", "switch_mode('pairs')", "Pairs", id="goto.pairs"),
-        Binding("4", "switch_mode('suspects')", "Suspects", id="goto.suspects"),
-        Binding("5", "switch_mode('metrics')", "Metrics", id="goto.metrics"),
-        Binding("6", "switch_mode('query')", "Query", id="goto.query"),
-        Binding("f2", "next_encoder", "Encoder", id="app.next_encoder"),
-        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        Binding("1", "switch_mode('taxonomy')", "Taxonomy", id="goto.taxonomy", show=False),
+        Binding("2", "switch_mode('prompts')", "Prompts", id="goto.prompts", show=False),
+        Binding("3", "switch_mode('pairs')", "Pairs", id="goto.pairs", show=False),
+        Binding("4", "switch_mode('suspects')", "Suspects", id="goto.suspects", show=False),
+        Binding("5", "switch_mode('metrics')", "Metrics", id="goto.metrics", show=False),
+        Binding("6", "switch_mode('query')", "Query", id="goto.query", show=False),
+        Binding("u", "undo", "Undo", id="app.undo", show=False),
+        Binding("f2", "next_encoder", "Next encoder", id="app.next_encoder", show=False),
+        Binding("question_mark,f1", "show_keys", "Keys", id="app.keys", key_display="?"),
+        Binding("q", "quit", "Quit", id="app.q"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
 
     # The encoder whose scores, neighbours and similarities the screens show.
@@ -81,6 +101,8 @@ class TStoreApp(App):
         self.errors: list[BaseException] = []
         self.pair_types: list[str] = []
         self.levels: dict[str, list[str]] = {}
+        # The audit batches this run of the app wrote, oldest first: `u` undoes only these.
+        self.edits: list[Edit] = []
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
@@ -119,12 +141,54 @@ class TStoreApp(App):
     def update_subtitle(self) -> None:
         self.sub_title = f"encoder {self.encoder or '—'} · taxonomy {self.taxonomy}"
 
+    # -- keys -----------------------------------------------------------------------------
+    def action_show_keys(self) -> None:
+        screen = self.screen
+        if not isinstance(screen, StoreScreen):
+            return
+        everywhere = binding_rows(self.BINDINGS) + [("ctrl+p", "Command palette: every screen, encoder and action")]
+        self.push_screen(KeysModal(screen.TITLE, binding_rows(screen.BINDINGS), everywhere))
+
+    # -- undo, scoped to this run ------------------------------------------------------------
+    def record_edit(self, edit: "Edit | None") -> None:
+        if edit is not None:
+            self.edits.append(edit)
+
+    def action_undo(self) -> None:
+        todo = [e for e in self.edits if not e.undone]
+        if not todo:
+            self.notify("nothing to undo: no edit made in this run of the app "
+                        "(`tstore undo` undoes earlier batches)", severity="warning", markup=False)
+            return
+        self.undo_edit(todo[-1])
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="app.undo")
+    def undo_edit(self, edit: "Edit") -> None:
+        self.store.curation.undo(edit.batch_id)
+        self.call_from_thread(self._undone, edit)
+
+    def _undone(self, edit: "Edit") -> None:
+        edit.undone = True
+        self.notify(inert(f"undone: {edit.what}"), markup=False)
+        if self.current_mode != edit.mode:
+            self.switch_mode(edit.mode)
+        screen = self.screen
+        if isinstance(screen, StoreScreen):
+            screen.follow(edit.entity, edit.entity_id)
+
     # -- errors ---------------------------------------------------------------------------
-    def report_error(self, error: BaseException | None, where: str | None = None) -> None:
-        """The one place worker failures go: an error modal with the message and hint."""
+    def report_error(self, error: BaseException | None, where: str | None = None, screen: Any = None) -> None:
+        """The one place worker failures go: an error modal with the message and hint, on the
+        screen whose worker failed (held until that screen shows again if another is current)."""
         if error is None:
             return
-        self.errors.append(error)
+        if error not in self.errors:
+            self.errors.append(error)
+        if isinstance(screen, StoreScreen) and screen not in self.screen_stack:
+            screen.pending_errors.append((error, where))
+            self.notify(f"an error on the {screen.TITLE} screen: press {SCREEN_KEYS.get(screen.MODE, '')} to see it",
+                        severity="error", markup=False)
+            return
         self.log.error(f"worker {where} failed: {error!r}")
         if isinstance(error, TStoreError):
             modal = ErrorModal("Error", error.message, error.hint)

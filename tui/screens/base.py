@@ -1,11 +1,20 @@
-"""What every store-backed screen shares: the facade, and turning worker failures into a modal."""
+"""What every store-backed screen shares: the facade, the header and screen bar, leaving inputs,
+and turning its own workers' failures into a modal on this screen."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
+from textual.app import ComposeResult
 from textual.screen import Screen
+from textual.widgets import Header, Input, Select, TextArea
 from textual.worker import Worker, WorkerState
+
+from taxonomy_store.text import inert
+
+from ..edits import Edit
+from ..widgets import ScreenBar
 
 if TYPE_CHECKING:
     from ..host import StoreHost
@@ -16,10 +25,17 @@ class StoreScreen(Screen):
 
     Worker methods are `@work(thread=True, exclusive=True, exit_on_error=False, group=...)`;
     they post a message back with their result, and a failure lands in `on_worker_state_changed`,
-    which hands it to the app's single error handler (an error modal).
+    which hands it to the app's single error handler: a modal on this screen (held back until the
+    curator comes back here when another screen is showing).
     """
 
     app: "StoreHost"  # type: ignore[assignment]
+    MODE = ""  # the app mode this screen is shown under
+    TITLE = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending_errors: list[tuple[BaseException, str | None]] = []
 
     @property
     def store(self) -> Any:
@@ -29,10 +45,44 @@ class StoreScreen(Screen):
     def encoder(self) -> str | None:
         return self.app.encoder
 
+    def chrome(self) -> ComposeResult:
+        """The header (encoder, taxonomy) and the screen bar every screen starts with."""
+        yield Header()
+        yield ScreenBar(self.MODE, id="screen-bar")
+
+    # -- worker failures -------------------------------------------------------------------
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
-            self.app.report_error(event.worker.error, where=event.worker.group)
+            self.worker_failed(event.worker)
+            self.app.report_error(event.worker.error, where=event.worker.group, screen=self)
         self.app.worker_changed(event.worker, event.state)
+
+    def worker_failed(self, worker: Worker) -> None:
+        """Hook: put the screen back in a usable state after one of its workers failed."""
+
+    def on_screen_resume(self) -> None:
+        while self.pending_errors:
+            error, where = self.pending_errors.pop(0)
+            self.app.report_error(error, where=where, screen=self)
+
+    # -- focus ------------------------------------------------------------------------------
+    def main_widget(self) -> Any | None:
+        """The widget the number keys and one-key actions work from (the screen's table or tree)."""
+        return None
+
+    def leave_input(self) -> bool:
+        """Escape inside a text field: move focus to the main widget so 1–6 and q work again."""
+        if isinstance(self.focused, (Input, TextArea, Select)):
+            target = self.main_widget()
+            if target is not None:
+                target.focus()
+            else:
+                self.set_focus(None)
+            return True
+        return False
+
+    def action_leave_input(self) -> None:
+        self.leave_input()
 
     def on_mount(self) -> None:
         self.watch(self.app, "encoder", self._encoder_changed, init=False)
@@ -46,3 +96,17 @@ class StoreScreen(Screen):
 
     def action_refresh(self) -> None:
         self.refresh_data()
+
+    def follow(self, entity: str, entity_id: int) -> None:
+        """Move the cursor to this prompt or pair (after an undo) and reload."""
+        self.refresh_data()
+
+    def audited(self, entity: str, entity_id: int, what: str) -> Edit | None:
+        """In a write worker, right after the write: the edit as one of this run's undoable batches."""
+        batch = self.store.review.last_batch(entity, entity_id)
+        return Edit(batch, what, self.MODE, entity, entity_id) if batch else None
+
+    def toast(self, message: str | Text, *, severity: str = "information", timeout: float | None = None) -> None:
+        """A notification whose text may hold prompt text or category names: never parsed as markup."""
+        plain = inert(message.plain if isinstance(message, Text) else message)
+        self.app.notify(plain, severity=severity, markup=False, timeout=timeout)  # type: ignore[arg-type]

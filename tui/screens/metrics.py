@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, Static
+from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from ..widgets import heat, safe_text
 from .base import StoreScreen
@@ -21,6 +21,7 @@ STALE = Text(" stale", style="bold magenta")
 
 
 class MetricsScreen(StoreScreen):
+    MODE, TITLE = "metrics", "Metrics"
     BINDINGS = [
         Binding("r", "recompute(False)", "Recompute (encoder)", id="metrics.recompute"),
         Binding("R", "recompute(True)", "Recompute (all encoders)", id="metrics.recompute_all"),
@@ -48,7 +49,7 @@ class MetricsScreen(StoreScreen):
         self.last_progress: tuple[str, int, int] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.chrome()
         yield Static(id="metrics-status", classes="status-line")
         yield ProgressBar(id="metrics-progress", show_eta=False)
         with VerticalScroll(id="metrics-body"):
@@ -58,7 +59,7 @@ class MetricsScreen(StoreScreen):
             yield DataTable(id="metrics-separation", cursor_type="row")
             yield Label("CP per category × encoder", classes="metrics-title")
             yield DataTable(id="metrics-cp", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one(ProgressBar).display = False

@@ -212,3 +212,58 @@ class NewPairModal(ModalScreen[dict | None]):
     @on(Button.Pressed, "#newpair-cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """A yes/no question for an action that writes at one key (y or enter: yes; n or escape: no)."""
+
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, question: Text | str, yes: str = "Yes"):
+        super().__init__()
+        self.question, self.yes = question, yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="confirm-dialog"):
+            yield Static(self.question if isinstance(self.question, Text) else Text(self.question), id="confirm-question")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.yes} (y)", variant="warning", id="confirm-yes")
+                yield Button("No (n)", id="confirm-no")
+
+    @on(Button.Pressed, "#confirm-yes")
+    def _yes(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#confirm-no")
+    def _no(self) -> None:
+        self.dismiss(False)
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class KeysModal(ModalScreen[None]):
+    """The keys of the screen it was opened on, then the keys that work on every screen."""
+
+    BINDINGS = [Binding("escape,q,question_mark,f1,enter", "dismiss", "Close", id="keys.close")]
+
+    def __init__(self, title: str, screen_keys: list[tuple[str, str]], app_keys: list[tuple[str, str]]):
+        super().__init__()
+        self.title_text, self.screen_keys, self.app_keys = title, screen_keys, app_keys
+
+    def compose(self) -> ComposeResult:
+        body = Text()
+        body.append(f"Keys on the {self.title_text} screen\n", style="bold")
+        for key, what in self.screen_keys:
+            body.append(f"  {key:>10}  ", style="bold cyan")
+            body.append(f"{what}\n")
+        body.append("\nEverywhere\n", style="bold")
+        for key, what in self.app_keys:
+            body.append(f"  {key:>10}  ", style="bold cyan")
+            body.append(f"{what}\n")
+        body.append("\nescape closes this list", style="dim")
+        with Vertical(id="dialog", classes="keys-dialog"):
+            yield Static(body, id="keys-list")

@@ -15,14 +15,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Static
 
 from taxonomy_store.text import inert
 
 from ..widgets import PromptCard, heat, safe_text
 from ..widgets.prompt_card import LABEL_STYLES
 from .base import StoreScreen
-from .modals import EditPromptModal, NewPairModal, TextInputModal
+from ..edits import Edit, pair_change, prompt_change
+from .modals import ConfirmModal, EditPromptModal, NewPairModal, TextInputModal
 
 STATUSES = ("proposed", "accepted", "rejected", None)
 STATUS_STYLES = {"proposed": "bold yellow", "accepted": "bold green", "rejected": "bold red"}
@@ -59,19 +60,20 @@ class NeighbourTable(DataTable):
 
 
 class PairsScreen(StoreScreen):
+    MODE, TITLE = "pairs", "Pairs"
     BINDINGS = [
         Binding("a", "decide('accepted')", "Accept", id="pairs.accept"),
         Binding("r", "decide('rejected')", "Reject", id="pairs.reject"),
         Binding("s", "skip", "Skip", id="pairs.skip"),
-        Binding("b", "back", "Back", id="pairs.back"),
-        Binding("e", "edit('unsafe')", "Edit unsafe", id="pairs.edit_unsafe"),
-        Binding("E", "edit('safe')", "Edit safe", id="pairs.edit_safe"),
-        Binding("n", "note", "Note", id="pairs.note"),
-        Binding("u", "undo", "Undo", id="pairs.undo"),
-        Binding("c", "new_pair", "New pair", id="pairs.new"),
-        Binding("f", "cycle_status", "Status filter", id="pairs.status"),
-        Binding("t", "cycle_type", "Type filter", id="pairs.type"),
-        Binding("f5", "refresh", "Reload", id="pairs.reload"),
+        Binding("b", "back", "Back", id="pairs.back", show=False),
+        Binding("e", "edit('unsafe')", "Edit unsafe", id="pairs.edit_unsafe", show=False),
+        Binding("E", "edit('safe')", "Edit safe", id="pairs.edit_safe", show=False),
+        Binding("n", "note", "Note", id="pairs.note", show=False),
+        Binding("u", "app.undo", "Undo", id="pairs.undo"),
+        Binding("c", "new_pair", "New pair", id="pairs.new", show=False),
+        Binding("f", "cycle_status", "Status filter", id="pairs.status", show=False),
+        Binding("t", "cycle_type", "Type filter", id="pairs.type", show=False),
+        Binding("f5", "refresh", "Reload", id="pairs.reload", show=False),
     ]
 
     @dataclass
@@ -91,8 +93,9 @@ class PairsScreen(StoreScreen):
 
     @dataclass
     class Changed(Message):
+        edit: Edit | None
         what: str
-        pair_id: int | None
+        same_label: str | None = None  # both sides of the pair now carry this label
 
     def __init__(self, status: str | None = "proposed"):
         super().__init__()
@@ -108,7 +111,7 @@ class PairsScreen(StoreScreen):
         self._first_load = True
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.chrome()
         yield Static(id="pair-status", classes="status-line")
         yield Static(id="pair-sims", classes="status-line")
         with Horizontal(id="pair-sides"):
@@ -118,7 +121,14 @@ class PairsScreen(StoreScreen):
             with Vertical(classes="pair-side"):
                 yield PromptCard(id="pair-safe")
                 yield NeighbourTable(id="pair-safe-nn")
-        yield Footer()
+        yield Footer(show_command_palette=False)
+
+    def follow(self, entity: str, entity_id: int) -> None:
+        if entity == "pair":
+            self.follow_id = entity_id
+        elif self.current is not None:
+            self.follow_id = self.current.id
+        self.refresh_data()
 
     @property
     def current(self) -> Any | None:
@@ -250,7 +260,7 @@ class PairsScreen(StoreScreen):
         self.follow_id = self._next_id()
         if self.follow_id is None:
             self.follow_id = pair.id
-        self.write("decide", pair.id, {"status": status})
+        self.write("decide", pair.id, {"status": status, "pair": pair})
 
     def action_note(self) -> None:
         pair = self.current
@@ -260,7 +270,7 @@ class PairsScreen(StoreScreen):
         def done(note: str | None) -> None:
             if note is not None:
                 self.follow_id = pair.id
-                self.write("decide", pair.id, {"status": pair.status, "note": note})
+                self.write("decide", pair.id, {"status": pair.status, "note": note, "pair": pair})
 
         self.app.push_screen(TextInputModal(f"Note on pair #{pair.id}", inert(getattr(pair, "note", None) or "")), done)
 
@@ -277,6 +287,16 @@ class PairsScreen(StoreScreen):
 
         self.app.push_screen(EditPromptModal(prompt, None), done)
 
+    def offer_reject(self, label: str) -> None:
+        """After an edit left both sides with one label: the pair no longer contrasts; offer to reject it."""
+        pair = self.current
+        if pair is None or pair.status == "rejected":
+            return
+        question = Text.assemble(("Both sides of ", "bold"), (f"pair #{pair.id}", "bold"), (f" are now {label}.\n", "bold"),
+                                 "A pair whose sides share a label measures nothing; reject it?")
+        self.app.push_screen(ConfirmModal(question, yes="Reject pair"),
+                             lambda yes: yes and self.write("decide", pair.id, {"status": "rejected", "pair": pair}))
+
     def action_new_pair(self) -> None:
         pair, shown = self.current, self.shown
         if pair is None or shown is None or shown.pair_id != pair.id:
@@ -289,23 +309,30 @@ class PairsScreen(StoreScreen):
 
         self.app.push_screen(NewPairModal(shown.unsafe, self.types, pair.pair_type), done)
 
-    def action_undo(self) -> None:
-        self.follow_id = self.current.id if self.current else None
-        self.write("undo", None, {})
-
     @work(thread=True, exclusive=True, exit_on_error=False, group="pairs.write")
-    def write(self, what: str, target: int | None, args: dict[str, Any]) -> None:
-        curation = self.store.curation
+    def write(self, what: str, target: int, args: dict[str, Any]) -> None:
+        curation, same = self.store.curation, None
         if what == "decide":
+            pair = args.get("pair") or curation.get_pair(target)
             curation.decide_pair(target, args["status"], note=args.get("note"))
+            edit = self.audited("pair", target, pair_change(pair, args["status"], args.get("note")))
         elif what == "edit":
+            old = curation.get_prompt(target)
             curation.update_prompt(target, **args)
-        elif what == "pair":
-            curation.create_pair(target, safe_text=args["safe_text"], pair_type=args.get("pair_type"))
-        elif what == "undo":
-            curation.undo()
-        self.post_message(self.Changed(what, target))
+            edit = self.audited("prompt", target, prompt_change(old, args))
+            pair = self.current
+            if pair is not None and "label" in args:
+                other = curation.get_prompt(side_id(pair, "safe") if target == side_id(pair, "unsafe") else side_id(pair, "unsafe"))
+                same = args["label"] if other.label == args["label"] else None
+        else:
+            new = curation.create_pair(target, safe_text=args["safe_text"], pair_type=args.get("pair_type"))
+            edit = self.audited("pair", new.id, f"pair #{new.id} created: prompt #{target} ↔ prompt #{new.safe_prompt_id}")
+        self.post_message(self.Changed(edit, what, same))
 
     def on_pairs_screen_changed(self, msg: Changed) -> None:
-        self.notify({"decide": "decision saved", "edit": "prompt updated", "pair": "pair created", "undo": "undone"}[msg.what])
+        self.app.record_edit(msg.edit)
+        self.toast(msg.edit.what if msg.edit else f"{msg.what} saved")
+        if msg.same_label:
+            self.toast(f"both sides of the pair are now {msg.same_label}", severity="warning")
+            self.offer_reject(msg.same_label)
         self.refresh_data()

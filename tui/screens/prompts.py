@@ -11,44 +11,48 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Footer, Header, Input, Select, Static
+from textual.widgets import Footer, Input, Select, Static
 
 from taxonomy_store.vocabulary import REVIEW_ORDER
 
 from ..widgets import PromptCard, PromptTable, safe_text
 from .base import StoreScreen
-from .modals import CategoryPicker, EditPromptModal, NewPairModal
+from ..edits import Edit, prompt_change
+from .modals import CategoryPicker, ConfirmModal, EditPromptModal, NewPairModal
 
 PAGE = 200
 
 
 class PromptsScreen(StoreScreen):
+    MODE, TITLE = "prompts", "Prompts"
     BINDINGS = [
         Binding("slash", "focus_search", "Search", id="prompts.search"),
         Binding("e", "edit", "Edit", id="prompts.edit"),
-        Binding("c", "filter_category", "Category filter", id="prompts.category"),
+        Binding("c", "filter_category", "Category filter", id="prompts.category", show=False),
         Binding("l", "cycle_label", "Label filter", id="prompts.label"),
-        Binding("right_square_bracket", "page(1)", "Next page", id="prompts.next_page"),
-        Binding("left_square_bracket", "page(-1)", "Previous page", id="prompts.previous_page"),
-        Binding("d", "cycle_dataset", "Dataset filter", id="prompts.dataset"),
-        Binding("x", "toggle_deleted", "Deleted", id="prompts.deleted"),
-        Binding("p", "new_pair", "New pair", id="prompts.new_pair"),
-        Binding("delete", "delete", "Delete", id="prompts.delete"),
-        Binding("u", "undo", "Undo", id="prompts.undo"),
-        Binding("escape", "clear_filters", "Clear filters", id="prompts.clear"),
-        Binding("f5", "refresh", "Reload", id="prompts.reload"),
+        Binding("right_square_bracket", "page(1)", "Next page", id="prompts.next_page", show=False),
+        Binding("left_square_bracket", "page(-1)", "Previous page", id="prompts.previous_page", show=False),
+        Binding("d", "cycle_dataset", "Dataset filter", id="prompts.dataset", show=False),
+        Binding("x", "toggle_deleted", "Show deleted", id="prompts.deleted", show=False),
+        Binding("p", "new_pair", "New pair", id="prompts.new_pair", show=False),
+        Binding("delete", "delete", "Delete (asks)", id="prompts.delete", show=False),
+        Binding("u", "app.undo", "Undo", id="prompts.undo"),
+        Binding("escape", "clear_filters", "Leave input / clear filters", id="prompts.clear", show=False),
+        Binding("f5", "refresh", "Reload", id="prompts.reload", show=False),
     ]
 
     @dataclass
     class Loaded(Message):
         prompts: list[Any]
         total: int
-        tree: Any
+        trees: dict[str, Any]
         datasets: list[str]
 
     @dataclass
     class Changed(Message):
+        edit: Edit | None
         what: str
+        prompt_id: int | None
 
     def __init__(self):
         super().__init__()
@@ -61,20 +65,30 @@ class PromptsScreen(StoreScreen):
         self.page_offset = 0
         self.total = 0
         self.tax_tree: Any = None
+        self.trees: dict[str, Any] = {}
+        self.follow_id: int | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.chrome()
         with Horizontal(id="prompt-filters", classes="filters"):
             yield Input(placeholder="search text (/)", id="prompt-search")
             yield Select([(x, x) for x in REVIEW_ORDER], prompt="any label", id="prompt-label")
         yield Static(id="prompt-status", classes="status-line")
         yield PromptTable(id="prompt-table")
         yield PromptCard(id="prompt-card")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one(PromptTable).focus()
+
+    def main_widget(self) -> Any:
+        return self.query_one(PromptTable)
+
+    def follow(self, entity: str, entity_id: int) -> None:
+        if entity == "prompt":
+            self.follow_id = entity_id
+        self.refresh_data(keep_page=True)
 
     # -- loading ------------------------------------------------------------------------------
     def filters(self) -> dict[str, Any]:
@@ -96,13 +110,15 @@ class PromptsScreen(StoreScreen):
     def load(self, filters: dict[str, Any], taxonomy: str, offset: int) -> None:
         prompts = self.store.curation.list_prompts(**filters, limit=PAGE, offset=offset)
         total = self.store.curation.count_prompts(**filters)
-        tree = self.store.taxonomies.tree(taxonomy)
-        self.post_message(self.Loaded(prompts, total, tree, self.store.review.datasets()))
+        trees = {t["name"]: self.store.taxonomies.tree(t["name"]) for t in self.store.taxonomies.list()}
+        self.post_message(self.Loaded(prompts, total, trees, self.store.review.datasets()))
 
     def on_prompts_screen_loaded(self, msg: Loaded) -> None:
-        self.tax_tree, self.datasets = msg.tree, msg.datasets
+        self.trees, self.datasets = msg.trees, msg.datasets
+        self.tax_tree = msg.trees.get(self.app.taxonomy)
         table = self.query_one(PromptTable)
-        table.show(msg.prompts)
+        table.show(msg.prompts, self.follow_id)
+        self.follow_id = None
         self.total = msg.total
         status = Text(f"{msg.total} prompts", style="bold")
         if msg.total > len(msg.prompts):
@@ -173,6 +189,8 @@ class PromptsScreen(StoreScreen):
         self.app.push_screen(CategoryPicker(self.tax_tree, self.category), chosen)
 
     def action_clear_filters(self) -> None:
+        if self.leave_input():
+            return
         self.search, self.label, self.category, self.dataset, self.include_deleted = "", None, None, None, False
         self.query_one("#prompt-search", Input).value = ""
         self.query_one("#prompt-label", Select).clear()
@@ -189,15 +207,18 @@ class PromptsScreen(StoreScreen):
             if changes:
                 self.write("update", prompt.id, changes)
 
-        self.app.push_screen(EditPromptModal(prompt, self.tax_tree), done)
+        tree = self.trees.get(prompt.taxonomy or "") or self.tax_tree
+        self.app.push_screen(EditPromptModal(prompt, tree), done)
 
     def action_delete(self) -> None:
         prompt = self.query_one(PromptTable).current()
-        if prompt is not None and not prompt.deleted:
-            self.write("delete", prompt.id, {})
-
-    def action_undo(self) -> None:
-        self.write("undo", None, {})
+        if prompt is None or prompt.deleted:
+            return
+        question = Text.assemble(("Delete prompt ", "bold"), (f"#{prompt.id}", "bold"), ("?\n\n", "bold"),
+                                 safe_text(prompt.text, limit=200),
+                                 ("\n\nA soft delete: u (or `tstore prompt restore`) brings it back.", "dim"))
+        self.app.push_screen(ConfirmModal(question, yes="Delete"),
+                             lambda yes: yes and self.write("delete", prompt.id, {}))
 
     def action_new_pair(self) -> None:
         prompt = self.query_one(PromptTable).current()
@@ -211,19 +232,22 @@ class PromptsScreen(StoreScreen):
                              lambda v: v and self.write("pair", prompt.id, v))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="prompts.write")
-    def write(self, what: str, prompt_id: int | None, changes: dict[str, Any]) -> None:
+    def write(self, what: str, prompt_id: int, changes: dict[str, Any]) -> None:
         curation = self.store.curation
         if what == "update":
+            old = curation.get_prompt(prompt_id)
             curation.update_prompt(prompt_id, **changes)
+            edit = self.audited("prompt", prompt_id, prompt_change(old, changes))
         elif what == "delete":
             curation.delete_prompt(prompt_id)
-        elif what == "undo":
-            curation.undo()
-        elif what == "pair":
-            curation.create_pair(prompt_id, safe_text=changes["safe_text"], pair_type=changes.get("pair_type"))
-        self.post_message(self.Changed(what))
+            edit = self.audited("prompt", prompt_id, f"prompt #{prompt_id} live → deleted")
+        else:
+            pair = curation.create_pair(prompt_id, safe_text=changes["safe_text"], pair_type=changes.get("pair_type"))
+            edit = self.audited("pair", pair.id, f"pair #{pair.id} created: prompt #{prompt_id} ↔ prompt #{pair.safe_prompt_id}")
+        self.post_message(self.Changed(edit, what, prompt_id))
 
     def on_prompts_screen_changed(self, msg: Changed) -> None:
-        self.notify({"update": "prompt updated", "delete": "prompt deleted", "undo": "undone",
-                     "pair": "pair created"}[msg.what])
+        self.app.record_edit(msg.edit)
+        self.toast(msg.edit.what if msg.edit else f"{msg.what}: prompt #{msg.prompt_id}")
+        self.follow_id = msg.prompt_id if msg.what == "update" else None
         self.refresh_data(keep_page=True)

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from ..widgets import heat, safe_text
@@ -24,8 +24,10 @@ VERDICT_STYLES = {"unsafe": "bold white on red", "safe": "bold white on green"}
 
 
 class QueryScreen(StoreScreen):
+    MODE, TITLE = "query", "Query"
     BINDINGS = [
-        Binding("escape", "clear", "Clear", id="query.clear"),
+        Binding("escape", "clear", "Leave input / clear", id="query.clear"),
+        Binding("slash", "focus_input", "Type a query", id="query.input"),
         Binding("f5", "refresh", "Re-run", id="query.rerun"),
     ]
 
@@ -40,13 +42,13 @@ class QueryScreen(StoreScreen):
         self.text = ""
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.chrome()
         yield Input(placeholder="type a prompt: nearest categories and neighbours update as you type", id="query-input")
         yield Static(Text("—", style="dim"), id="query-verdict", classes="status-line")
         with Horizontal(id="query-results"):
             yield DataTable(id="query-categories", cursor_type="row")
             yield DataTable(id="query-neighbours", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#query-categories", DataTable).add_columns("category", "share", "n")
@@ -107,7 +109,15 @@ class QueryScreen(StoreScreen):
             nn.add_row(heat(n.similarity, 0.2, 1.0, digits=2), Text(n.label, style=LABEL_STYLES.get(n.label, "")),
                        safe_text(n.category or "", "cyan"), safe_text(n.text, limit=120))
 
+    def main_widget(self) -> Any:
+        return self.query_one("#query-neighbours", DataTable)
+
+    def action_focus_input(self) -> None:
+        self.query_one(Input).focus()
+
     def action_clear(self) -> None:
+        if self.leave_input():
+            return
         self.query_one(Input).value = ""
         self.query_one("#query-verdict", Static).update(Text("—", style="dim"))
         self.query_one("#query-categories", DataTable).clear()

@@ -13,23 +13,25 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Static
 
 from ..widgets import PromptCard, heat, safe_text
 from ..widgets.prompt_card import LABEL_STYLES
 from .base import StoreScreen
+from ..edits import Edit, prompt_change
 from .modals import EditPromptModal
 
 LIMIT = 100
 
 
 class SuspectsScreen(StoreScreen):
+    MODE, TITLE = "suspects", "Suspects"
     BINDINGS = [
-        Binding("r", "relabel", "Relabel to suggestion", id="suspects.relabel"),
+        Binding("r", "relabel", "Take suggestion", id="suspects.relabel"),
         Binding("e", "edit", "Edit", id="suspects.edit"),
-        Binding("b", "toggle_by", "By label/category", id="suspects.by"),
-        Binding("u", "undo", "Undo", id="suspects.undo"),
-        Binding("f5", "refresh", "Reload", id="suspects.reload"),
+        Binding("b", "toggle_by", "Label/category", id="suspects.by"),
+        Binding("u", "app.undo", "Undo", id="suspects.undo"),
+        Binding("f5", "refresh", "Reload", id="suspects.reload", show=False),
     ]
 
     @dataclass
@@ -40,20 +42,22 @@ class SuspectsScreen(StoreScreen):
 
     @dataclass
     class Changed(Message):
-        what: str
+        edit: Edit | None
+        prompt_id: int
 
     def __init__(self, by: str = "label"):
         super().__init__()
         self.by = by
         self.suspects: dict[int, Any] = {}
         self.tax_tree: Any = None
+        self.follow_id: int | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.chrome()
         yield Static(id="suspects-status", classes="status-line")
         yield DataTable(id="suspects-table", cursor_type="row", zebra_stripes=True)
         yield PromptCard(id="suspects-card")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -77,6 +81,9 @@ class SuspectsScreen(StoreScreen):
         self.tax_tree = msg.tree
         table = self.query_one(DataTable)
         keep = table.cursor_row
+        shown = self.current()
+        follow = self.follow_id if self.follow_id is not None else (shown.prompt.id if shown else None)
+        self.follow_id = None
         table.clear()
         self.suspects = {}
         for s in msg.suspects:
@@ -92,7 +99,8 @@ class SuspectsScreen(StoreScreen):
                 key=str(s.prompt.id),
             )
         if table.row_count:
-            table.move_cursor(row=min(keep, table.row_count - 1))
+            ids = list(self.suspects)
+            table.move_cursor(row=ids.index(follow) if follow in ids else min(keep, table.row_count - 1))
         status = Text.assemble(
             (f"{len(msg.suspects)} suspects", "bold"),
             f"  by {self.by}  encoder {self.encoder}  lowest neighbour purity first (k={getattr(msg.suspects[0], 'k', '?') if msg.suspects else '?'})",
@@ -116,33 +124,39 @@ class SuspectsScreen(StoreScreen):
         self.by = "category" if self.by == "label" else "label"
         self.refresh_data()
 
+    def main_widget(self) -> Any:
+        return self.query_one(DataTable)
+
+    def follow(self, entity: str, entity_id: int) -> None:
+        if entity == "prompt":
+            self.follow_id = entity_id
+        self.refresh_data()
+
     def action_relabel(self) -> None:
         s = self.current()
         if s is None:
             return
         if self.by == "label" and s.suggested_label and s.suggested_label != s.prompt.label:
-            self.write("relabel", s.prompt.id, {"label": s.suggested_label})
+            self.write(s.prompt, {"label": s.suggested_label})
         elif self.by == "category" and s.suggested_category and s.suggested_category != s.prompt.category_code:
-            self.write("relabel", s.prompt.id, {"category": s.suggested_category, "taxonomy": self.app.taxonomy})
+            self.write(s.prompt, {"category": s.suggested_category, "taxonomy": self.app.taxonomy})
+        else:
+            self.toast(f"prompt #{s.prompt.id}: no suggestion other than its own {self.by}; e edits it", severity="warning")
 
     def action_edit(self) -> None:
         s = self.current()
         if s is None:
             return
         self.app.push_screen(EditPromptModal(s.prompt, self.tax_tree),
-                             lambda changes: changes and self.write("edit", s.prompt.id, changes))
-
-    def action_undo(self) -> None:
-        self.write("undo", None, {})
+                             lambda changes: changes and self.write(s.prompt, changes))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="suspects.write")
-    def write(self, what: str, prompt_id: int | None, changes: dict[str, Any]) -> None:
-        if what == "undo":
-            self.store.curation.undo()
-        else:
-            self.store.curation.update_prompt(prompt_id, **changes)
-        self.post_message(self.Changed(what))
+    def write(self, old: Any, changes: dict[str, Any]) -> None:
+        self.store.curation.update_prompt(old.id, **changes)
+        self.post_message(self.Changed(self.audited("prompt", old.id, prompt_change(old, changes)), old.id))
 
     def on_suspects_screen_changed(self, msg: Changed) -> None:
-        self.notify({"relabel": "relabelled", "edit": "prompt updated", "undo": "undone"}[msg.what])
+        self.app.record_edit(msg.edit)
+        self.toast(msg.edit.what if msg.edit else f"prompt #{msg.prompt_id} updated")
+        self.follow_id = msg.prompt_id
         self.refresh_data()

@@ -11,13 +11,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Static
 
 from ..widgets import CategoryTree, PromptCard, PromptTable
 from .base import StoreScreen
 
 
 class TaxonomyScreen(StoreScreen):
+    MODE, TITLE = "taxonomy", "Taxonomy"
     BINDINGS = [
         Binding("t", "next_taxonomy", "Next taxonomy", id="taxonomy.next"),
         Binding("f5", "refresh", "Reload", id="taxonomy.reload"),
@@ -41,7 +42,7 @@ class TaxonomyScreen(StoreScreen):
         self.selected: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.chrome()
         with Horizontal():
             with Vertical(id="tax-left"):
                 yield Static(id="tax-title", classes="section-title")
@@ -50,7 +51,7 @@ class TaxonomyScreen(StoreScreen):
                 yield Static(Text("select a category", style="dim"), id="tax-node-title", classes="section-title")
                 yield PromptTable(id="tax-prompts", compact=True)
                 yield PromptCard(id="tax-card")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     # -- loading ----------------------------------------------------------------------------
     def refresh_data(self) -> None:

@@ -7,3 +7,6 @@ from .category_tree import CategoryTree
 from .prompt_table import PromptTable
 
 __all__ = ["safe_text", "safe_label", "heat", "fmt_value", "PromptCard", "CategoryTree", "PromptTable"]
+from .screen_bar import SCREENS, ScreenBar
+
+__all__ += ["SCREENS", "ScreenBar"]
