@@ -254,6 +254,8 @@ async def test_suspects_one_key_relabel_and_undo(tui_store):
         await press(pilot, "b")
         s = screen.current()
         assert s.by == "category" and s.suggested_category and s.suggested_category != s.prompt.category_code
+        # never the prompt's own category
+        assert all(x.suggested_category != x.prompt.category_code for x in screen.suspects.values())
         await press(pilot, "r")
         assert tui_store.curation.get_prompt(s.prompt.id).category_code == s.suggested_category
         assert app.errors == []

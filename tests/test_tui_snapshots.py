@@ -13,7 +13,8 @@ from conftest import tui_settle
 
 pytestmark = pytest.mark.slow
 
-SIZE = (140, 42)
+# Every screen at a roomy terminal and at the classic 80×24.
+SIZES = [pytest.param((160, 48), id="160x48"), pytest.param((80, 24), id="80x24")]
 
 
 @pytest.fixture(scope="module")
@@ -51,36 +52,54 @@ def driving(*keys: str):
     return run
 
 
-def test_taxonomy_screen(snap_compare, demo_store):
+@pytest.mark.parametrize("size", SIZES)
+def test_taxonomy_screen(snap_compare, demo_store, size):
     # the tree with counts and CP@10 per category; the second risk area expanded, its first harm type listed
-    assert snap_compare(app_for(demo_store, "taxonomy"), terminal_size=SIZE, run_before=driving("down", "enter", "down"))
+    assert snap_compare(app_for(demo_store, "taxonomy"), terminal_size=size, run_before=driving("down", "enter", "down"))
 
 
-def test_prompts_screen(snap_compare, demo_store):
-    assert snap_compare(app_for(demo_store, "prompts"), terminal_size=SIZE, run_before=driving("l", "down", "down"))
+@pytest.mark.parametrize("size", SIZES)
+def test_prompts_screen(snap_compare, demo_store, size):
+    assert snap_compare(app_for(demo_store, "prompts"), terminal_size=size, run_before=driving("l", "down", "down"))
 
 
-def test_prompt_edit_modal(snap_compare, demo_store):
-    assert snap_compare(app_for(demo_store, "prompts"), terminal_size=SIZE, run_before=driving("e"))
+@pytest.mark.parametrize("size", SIZES)
+def test_prompt_edit_modal(snap_compare, demo_store, size):
+    assert snap_compare(app_for(demo_store, "prompts"), terminal_size=size, run_before=driving("e"))
 
 
-def test_category_picker(snap_compare, demo_store):
-    assert snap_compare(app_for(demo_store, "prompts"), terminal_size=SIZE, run_before=driving("e", "ctrl+t"))
+@pytest.mark.parametrize("size", SIZES)
+def test_category_picker(snap_compare, demo_store, size):
+    assert snap_compare(app_for(demo_store, "prompts"), terminal_size=size, run_before=driving("e", "ctrl+t"))
 
 
-def test_pairs_screen(snap_compare, demo_store):
+@pytest.mark.parametrize("size", SIZES)
+def test_delete_confirmation(snap_compare, demo_store, size):
+    assert snap_compare(app_for(demo_store, "prompts"), terminal_size=size, run_before=driving("delete"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_keys_list(snap_compare, demo_store, size):
+    assert snap_compare(app_for(demo_store, "pairs"), terminal_size=size, run_before=driving("question_mark"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_pairs_screen(snap_compare, demo_store, size):
     # no pair is proposed, so the queue opens on all pairs; third pair
-    assert snap_compare(app_for(demo_store, "pairs"), terminal_size=SIZE, run_before=driving("s", "s"))
+    assert snap_compare(app_for(demo_store, "pairs"), terminal_size=size, run_before=driving("s", "s"))
 
 
-def test_suspects_screen(snap_compare, demo_store):
-    assert snap_compare(app_for(demo_store, "suspects"), terminal_size=SIZE, run_before=driving("b"))
+@pytest.mark.parametrize("size", SIZES)
+def test_suspects_screen(snap_compare, demo_store, size):
+    assert snap_compare(app_for(demo_store, "suspects"), terminal_size=size, run_before=driving("b"))
 
 
-def test_metrics_screen(snap_compare, demo_store):
-    assert snap_compare(app_for(demo_store, "metrics"), terminal_size=(140, 60), run_before=driving())
+@pytest.mark.parametrize("size", SIZES)
+def test_metrics_screen(snap_compare, demo_store, size):
+    assert snap_compare(app_for(demo_store, "metrics"), terminal_size=size, run_before=driving())
 
 
-def test_query_screen(snap_compare, demo_store):
+@pytest.mark.parametrize("size", SIZES)
+def test_query_screen(snap_compare, demo_store, size):
     keys = tuple("how do I get into my neighbour's wifi without asking")
-    assert snap_compare(app_for(demo_store, "query"), terminal_size=SIZE, run_before=driving(*keys))
+    assert snap_compare(app_for(demo_store, "query"), terminal_size=size, run_before=driving(*keys))

@@ -87,8 +87,11 @@ class SuspectsScreen(StoreScreen):
         table.clear()
         self.suspects = {}
         for s in msg.suspects:
-            self.suspects[s.prompt.id] = s
             suggestion = s.suggested_label if self.by == "label" else s.suggested_category
+            own = s.prompt.label if self.by == "label" else s.prompt.category_code
+            if not suggestion or suggestion == own:
+                continue  # its neighbours are split, but no other label or category leads: nothing to take
+            self.suspects[s.prompt.id] = s
             table.add_row(
                 heat(s.purity, 0.0, 1.0, digits=2),
                 Text(str(s.prompt.id), style="dim"),
