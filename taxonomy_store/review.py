@@ -51,6 +51,17 @@ class Suspect:
     neighbours: list[tuple[int, float]] = field(default_factory=list)
 
 
+@dataclass
+class LabelIssue:
+    prompt: PromptView
+    score: float  # out-of-sample probability of the stored label
+    suggested_label: str
+    p_suggested: float
+    twin_pair: int | None  # a pair this prompt is a side of (a designed near-miss), or None
+    by: str = "label"
+    suggested_category: str | None = None
+
+
 def _view(row: PromptRow, nodes: dict[int, NodeInfo]) -> PromptView:
     node = nodes.get(row.category_id) if row.category_id is not None else None
     return PromptView(
@@ -95,6 +106,14 @@ class Review:
                 .order_by(AuditEntry.id.desc())
                 .limit(1)
             )
+
+    def missing_vectors(self, encoder: str) -> int:
+        """Live prompts without a vector of their current text under this encoder (all, if none embedded)."""
+        try:
+            return int(self._nearest.pool(encoder).missing)
+        except NotEmbedded:
+            with self.store.session() as s:
+                return len(live_prompts(s))
 
     def datasets(self) -> list[str]:
         """Names of the datasets live prompts were first seen in (for the prompt filters)."""
@@ -200,6 +219,34 @@ class Review:
         pos = {g: n for n, g in enumerate(uniq)}
         groups = np.array([pos[g] if g is not None else -1 for g in group_of], dtype=np.int64)
         return groups, [pool.nodes[g].code for g in uniq]
+
+    def label_issues(self, encoder: str, *, limit: int = 100) -> list["LabelIssue"]:
+        """Prompts whose stored safe/unsafe label confident learning doubts (see `label_issues`):
+        out-of-sample probabilities of a logistic probe on the stored vectors, pair sides kept in
+        one fold; least self-confident first. `twin_pair` names a pair the prompt is a side of."""
+        from .label_issues import confident_issues, out_of_sample_probabilities, pair_groups
+
+        pool = self._nearest.pool(encoder)
+        rows, nodes = pool.rows, pool.nodes
+        y = self._label_groups(pool)
+        keep = y >= 0
+        ids, x, y = pool.prompt_ids[keep], pool.vectors[keep], y[keep]
+        if len(ids) < 4 or len(set(y.tolist())) < 2:
+            return []
+        twins: dict[int, int] = {}
+        joined: list[tuple[int, int]] = []
+        for p in self.store.curation.list_pairs():
+            if p.status != "rejected":
+                joined.append((p.unsafe_prompt_id, p.safe_prompt_id))
+                twins.setdefault(p.unsafe_prompt_id, p.id)
+                twins.setdefault(p.safe_prompt_id, p.id)
+        probs = out_of_sample_probabilities(x, y, pair_groups(ids, joined))
+        out = []
+        for issue in confident_issues(probs, y)[:limit]:
+            pid = int(ids[issue.row])
+            out.append(LabelIssue(_view(rows[pid], nodes), issue.p_given, LABELED[issue.suggested], issue.p_suggested,
+                                  twins.get(pid)))
+        return out
 
     def _depth(self, taxonomy: str, level: str | None) -> int:
         levels = next((t["levels"] for t in self.taxonomies.list() if t["name"] == taxonomy), None)

@@ -150,6 +150,7 @@ async def test_undo_only_reverses_this_runs_edits_and_goes_there(tui_store):
         assert tui_store.curation.get_prompt(outside.id).label == "unlabeled"
         assert "nothing to undo" in toasts(app)[-1]
 
+        await press(pilot, "w")  # every XSTest prompt is a pair twin: show them
         s = app.screen.current()
         await press(pilot, "r")  # take the suggestion for the first suspect
         relabelled = tui_store.curation.get_prompt(s.prompt.id)

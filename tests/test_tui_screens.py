@@ -54,7 +54,7 @@ async def test_taxonomy_tree_counts_and_node_prompts(ro_store):
         shown = {n.data: n.label.plain for n in widget.root.children}
         assert list(shown) == [r.code for r in tree.roots]
         for r in tree.roots:
-            assert f"  {r.prompts}" in shown[r.code]  # the count next to the name
+            assert shown[r.code].startswith(f"{r.prompts:>4} ")  # the count before the name
         await press(pilot, "down", "enter")  # the second category
         second = tree.roots[1]
         table = app.screen.query_one(PromptTable)
@@ -235,18 +235,26 @@ async def test_pairs_type_filter_and_new_safe_variant(tui_store):
 async def test_suspects_one_key_relabel_and_undo(tui_store):
     from taxonomy_store.tui.screens.suspects import SuspectsScreen
 
-    expected = tui_store.review.suspects("minilm", by="label", taxonomy=PAIR_TYPES, limit=100)
-    assert expected and expected[0].purity <= expected[-1].purity
+    expected = tui_store.review.label_issues("minilm", limit=100)
+    assert expected and expected[0].score <= expected[-1].score
+    assert all(s.twin_pair for s in expected)  # every XSTest prompt is a side of a designed pair
     top = expected[0]
     assert top.suggested_label != top.prompt.label
     app = make(tui_store, "suspects")
     async with app.run_test(size=SIZE) as pilot:
         await tui_settle(pilot)
         screen: SuspectsScreen = app.screen
+        assert screen.current() is None and "designed pair twins hidden (w shows)" in tui_screen_text(app)
+        await press(pilot, "w")  # show the twins
         assert screen.current().prompt.id == top.prompt.id
+        assert [s.prompt.id for s in screen.suspects.values()] == [s.prompt.id for s in expected]
+        # the card and the prompt's nearest neighbours below the table
+        assert top.prompt.text[:30] in tui_screen_text(app)
+        nn = tui_store.review.neighbours(top.prompt.id, encoder="minilm", k=5)
+        assert [int(k.value) for k in screen.query_one("#suspects-nn").rows] == [n.prompt_id for n in nn]
         await press(pilot, "r")
         assert tui_store.curation.get_prompt(top.prompt.id).label == top.suggested_label
-        assert top.prompt.id not in screen.suspects or screen.suspects[top.prompt.id].purity > top.purity
+        assert top.prompt.id not in screen.suspects or screen.suspects[top.prompt.id].score > top.score
         await press(pilot, "u")
         assert tui_store.curation.get_prompt(top.prompt.id).label == top.prompt.label
 
@@ -374,7 +382,7 @@ async def test_no_facade_call_runs_on_the_event_loop(tui_store):
         await press(pilot, "down", "enter", "f2")
         await press(pilot, "2", "e", "end", *" x", "ctrl+s", "u", "delete", "y", "u")
         await press(pilot, "3", "f", "f", "a", "r", "u", "s")  # all -> proposed -> accepted
-        await press(pilot, "4", "r", "u", "b")
+        await press(pilot, "4", "w", "r", "u", "b")
         await press(pilot, "5", "r")
         await press(pilot, "6", *"kill a process")
         assert app.errors == []
@@ -385,7 +393,7 @@ async def test_no_facade_call_runs_on_the_event_loop(tui_store):
         "store.taxonomies.tree()", "store.curation.list_prompts()", "store.curation.update_prompt()",
         "store.curation.delete_prompt()", "store.curation.undo()", "store.curation.list_pairs()",
         "store.curation.decide_pair()", "store.review.suspects()", "store.review.neighbours()",
-        "store.review.pair_similarities()", "store.review.metrics_overview()", "store.review.recompute()",
+        "store.review.pair_similarities()", "store.review.label_issues()", "store.review.metrics_overview()", "store.review.recompute()",
         "store.search.query()", "store.encoders.list()",
     ):
         assert expected in called, expected

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from ..widgets import heat, safe_text
 from .base import StoreScreen
+from .modals import ConfirmModal
 
 STALE = Text(" stale", style="bold magenta")
 
@@ -23,14 +24,28 @@ STALE = Text(" stale", style="bold magenta")
 class MetricsScreen(StoreScreen):
     MODE, TITLE = "metrics", "Metrics"
     BINDINGS = [
-        Binding("r", "recompute(False)", "Recompute (encoder)", id="metrics.recompute"),
-        Binding("R", "recompute(True)", "Recompute (all encoders)", id="metrics.recompute_all"),
-        Binding("f5", "refresh", "Reload", id="metrics.reload"),
+        Binding("r", "recompute(False)", "Recompute", id="metrics.recompute"),
+        Binding("R", "recompute(True)", "Recompute (all encoders)", id="metrics.recompute_all", show=False),
+        Binding("e", "embed(False)", "Embed changes", id="metrics.embed"),
+        Binding("E", "embed(True)", "Embed changes (all encoders)", id="metrics.embed_all", show=False),
+        Binding("f5", "refresh", "Reload", id="metrics.reload", show=False),
     ]
 
     @dataclass
     class Loaded(Message):
         overview: Any
+        missing: dict[str, int]
+
+    @dataclass
+    class NeedsEmbed(Message):
+        missing: dict[str, int]
+        encoders: list[str] | None
+
+    @dataclass
+    class Embedded(Message):
+        embedded: int
+        encoders: list[str] | None
+        then_recompute: bool
 
     @dataclass
     class Progress(Message):
@@ -71,9 +86,12 @@ class MetricsScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="metrics.load")
     def load(self, taxonomy: str, level: str) -> None:
-        self.post_message(self.Loaded(self.store.review.metrics_overview(taxonomy=taxonomy, level=level)))
+        overview = self.store.review.metrics_overview(taxonomy=taxonomy, level=level)
+        self.post_message(self.Loaded(overview, {e: self.store.review.missing_vectors(e) for e in overview.encoders}))
 
     def on_metrics_screen_loaded(self, msg: Loaded) -> None:
+        if self.running:
+            return  # the status line shows the running recompute or embed
         ov = self.overview = msg.overview
         encs = ov.encoders
         status = Text.assemble((f"{len(encs)} encoders", "bold"), f"  taxonomy {ov.taxonomy}  level {ov.level}  data revision {ov.data_revision}")
@@ -81,6 +99,10 @@ class MetricsScreen(StoreScreen):
             status.append(f"  {len(ov.stale)} stale runs", style="bold magenta")
         if not ov.runs:
             status.append("  no metric runs yet: press r to compute", style="yellow")
+        missing = {e: n for e, n in msg.missing.items() if n}
+        if missing:
+            status.append("\nnot embedded yet: " + ", ".join(f"{n} prompts under {e}" for e, n in missing.items())
+                          + " — press e to embed", style="bold yellow")
         self.query_one("#metrics-status", Static).update(status)
 
         summary = self.query_one("#metrics-summary", DataTable)
@@ -116,28 +138,87 @@ class MetricsScreen(StoreScreen):
             self.notify("a recompute is already running", severity="warning")
             return
         encoders = None if all_encoders else ([self.encoder] if self.encoder else None)
+        self._start()
+        self.recompute(encoders, self.app.taxonomy, self.app.level_for(self.app.taxonomy))
+
+    def _start(self) -> None:
         self.running = True
         bar = self.query_one(ProgressBar)
         bar.display = True
         bar.update(total=None, progress=0)
-        self.recompute(encoders, self.app.taxonomy, self.app.level_for(self.app.taxonomy))
+
+    def _progress(self, label: str, done: int, total: int) -> None:
+        self.post_message(self.Progress(label, done, total))
+
+    # -- embed in place -------------------------------------------------------------------------
+    def action_embed(self, all_encoders: bool, then_recompute: bool = False) -> None:
+        if self.running:
+            self.notify("a recompute or embed is already running", severity="warning")
+            return
+        self._start()
+        self.embed(None if all_encoders else ([self.encoder] if self.encoder else None), then_recompute)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="metrics.embed")
+    def embed(self, encoders: list[str] | None, then_recompute: bool) -> None:
+        """Vectors for new and edited prompts (the index part holds the store's writer lock)."""
+        try:
+            names = encoders or [e.name for e in self.store.encoders.list()]
+            embedded = 0
+            for name in names:
+                summary = self.store.index.embed(name, progress=lambda enc, done, total: self._progress(f"embedding {enc}", done, total))
+                embedded += int(summary.embedded or 0) + int(summary.updated or 0)
+        finally:
+            self.app.call_from_thread(self._recompute_ended)
+        self.post_message(self.Embedded(embedded, encoders, then_recompute))
+
+    def on_metrics_screen_embedded(self, msg: Embedded) -> None:
+        self.notify(f"embedded {msg.embedded} prompts under {', '.join(msg.encoders or ['every encoder'])}", markup=False)
+        if msg.then_recompute:
+            self._start()
+            self.recompute(msg.encoders, self.app.taxonomy, self.app.level_for(self.app.taxonomy))
+
+    def on_metrics_screen_needs_embed(self, msg: NeedsEmbed) -> None:
+        what = ", ".join(f"{n} prompts under {e}" for e, n in msg.missing.items())
+        question = Text.assemble(("Not embedded yet: ", "bold"), what,
+                                 "\nMetrics read stored vectors, so edited and new prompts need theirs first.\n",
+                                 ("Embed them now, then recompute?", "bold"))
+        self.app.push_screen(ConfirmModal(question, yes="Embed, then recompute"),
+                             lambda yes: yes and self.action_embed(msg.encoders is None, then_recompute=True))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="metrics.recompute")
     def recompute(self, encoders: list[str] | None, taxonomy: str, level: str) -> None:
-        def progress(label: str, done: int, total: int) -> None:
-            self.post_message(self.Progress(label, done, total))
-
+        progress = self._progress
+        names = encoders or [e.name for e in self.store.encoders.list()]
+        missing = {e: n for e in names if (n := self.store.review.missing_vectors(e))}
+        if missing:
+            self.app.call_from_thread(self._recompute_ended)
+            self.post_message(self.NeedsEmbed(missing, encoders))
+            return
         try:
             runs = self.store.review.recompute(encoders=encoders, taxonomy=taxonomy, level=level, progress=progress)
+            # CP at the taxonomy's other levels too, so the tree shows it at every depth
+            others = [lvl for lvl in self.app.levels.get(taxonomy, []) if lvl != level]
+            for name in names:
+                for n, lvl in enumerate(others):
+                    progress(f"{name}: CP at {lvl}", n, len(others))
+                    runs += self.store.metrics.compute("cp", encoder=name, k=10, level=lvl, taxonomy=taxonomy)
         finally:
             self.app.call_from_thread(self._recompute_ended)
         self.post_message(self.Recomputed(len(runs)))
 
     def _recompute_ended(self) -> None:
+        """Success or failure: the progress bar goes and the status line is read again (never stuck)."""
         self.running = False
         self.query_one(ProgressBar).display = False
+        self.refresh_data()
+
+    def worker_failed(self, worker: Any) -> None:
+        if worker.group in ("metrics.recompute", "metrics.embed"):
+            self._recompute_ended()
 
     def on_metrics_screen_progress(self, msg: Progress) -> None:
+        if not self.running:
+            return  # a late message of a finished run must not put "computing" back on the status line
         self.last_progress = (msg.label, msg.done, msg.total)
         bar = self.query_one(ProgressBar)
         bar.update(total=max(msg.total, 1), progress=msg.done)

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from taxonomy_store.text import inert
 
-from ..widgets import PromptCard, heat, safe_text
+from ..widgets import FitTable, PromptCard, heat, safe_text
 from ..widgets.prompt_card import LABEL_STYLES
 from .base import StoreScreen
 from ..edits import Edit, pair_change, prompt_change
@@ -37,26 +37,25 @@ def side_id(pair: Any, side: str) -> int:
     return int(getattr(pair, side).id)
 
 
-class NeighbourTable(DataTable):
+class NeighbourTable(FitTable):
+    """The nearest stored prompts of one side; narrow (half of 80 columns): cos, label, text."""
+
     DEFAULT_CSS = """
-    NeighbourTable { height: 1fr; }
+    NeighbourTable { height: 1fr; border-top: solid $primary-darken-2; border-title-color: $text-muted; }
     """
+    COLUMNS = ("cos", "label", "category", "text")
+    NARROW = ("cos", "label", "text")
+    WIDE_AT = 70
 
     def on_mount(self) -> None:
-        self.cursor_type = "row"
         self.border_title = "nearest stored prompts"
-        self.add_columns("cos", "label", "category", "text")
+        super().on_mount()
 
-    def show(self, neighbours: list[Any]) -> None:
-        self.clear()
-        for n in neighbours:
-            self.add_row(
-                heat(n.similarity, 0.2, 1.0, digits=2),
-                Text(n.label, style=LABEL_STYLES.get(n.label, "")),
-                safe_text(n.category or "", "cyan"),
-                safe_text(n.text, limit=90),
-                key=str(n.prompt_id),
-            )
+    def cells(self, n: Any, narrow: bool, text_width: int) -> list[Text]:
+        cells = [heat(n.similarity, 0.2, 1.0, digits=2), Text(n.label, style=LABEL_STYLES.get(n.label, ""))]
+        if not narrow:
+            cells.append(safe_text(n.category or "", "cyan", limit=28))
+        return cells + [safe_text(n.text, limit=text_width)]
 
 
 class PairsScreen(StoreScreen):
@@ -222,8 +221,11 @@ class PairsScreen(StoreScreen):
             sims.append("   note: ", style="bold")
             sims.append_text(safe_text(note, "italic"))
         self.query_one("#pair-sims", Static).update(sims)
-        self.query_one("#pair-unsafe-nn", NeighbourTable).show(msg.unsafe_neighbours)
-        self.query_one("#pair-safe-nn", NeighbourTable).show(msg.safe_neighbours)
+        for side, neighbours, prompt in (("unsafe", msg.unsafe_neighbours, msg.unsafe), ("safe", msg.safe_neighbours, msg.safe)):
+            table = self.query_one(f"#pair-{side}-nn", NeighbourTable)
+            table.show(neighbours)
+            table.border_title = ("nearest stored prompts" if neighbours or msg.similarities.get(self.encoder or "") is not None
+                                  else f"#{prompt.id} not embedded yet under {self.encoder} — press 5, then e")
 
     # -- navigation and filters ------------------------------------------------------------------
     def action_skip(self) -> None:

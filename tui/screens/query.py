@@ -16,8 +16,8 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from ..widgets import heat, safe_text
-from ..widgets.prompt_card import LABEL_STYLES
 from .base import StoreScreen
+from .pairs import NeighbourTable
 
 DEBOUNCE_S = 0.35
 VERDICT_STYLES = {"unsafe": "bold white on red", "safe": "bold white on green"}
@@ -40,32 +40,46 @@ class QueryScreen(StoreScreen):
         super().__init__()
         self.k, self.debounce_s = k, debounce_s
         self.text = ""
+        self.answered = False
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
         yield Input(placeholder="type a prompt: nearest categories and neighbours update as you type", id="query-input")
-        yield Static(Text("—", style="dim"), id="query-verdict", classes="status-line")
+        yield Static(Text("type a prompt; / comes back here, escape leaves the field", style="dim"), id="query-verdict", classes="status-line")
+        yield Static(id="query-warnings", classes="status-line")
         with Horizontal(id="query-results"):
             yield DataTable(id="query-categories", cursor_type="row")
-            yield DataTable(id="query-neighbours", cursor_type="row", zebra_stripes=True)
+            yield NeighbourTable(id="query-neighbours")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.query_one("#query-warnings", Static).display = False
         self.query_one("#query-categories", DataTable).add_columns("category", "share", "n")
-        self.query_one("#query-neighbours", DataTable).add_columns("cos", "label", "category", "text")
         self.query_one(Input).focus()
         super().on_mount()
 
     def refresh_data(self) -> None:
         if self.text.strip() and self.encoder:
+            self._loading(True)
             self.ask(self.text, self.encoder, self.app.taxonomy, self.app.level_for(self.app.taxonomy), 0.0)
 
     @on(Input.Changed, "#query-input")
     def _changed(self, event: Input.Changed) -> None:
         self.text = event.value
         if self.text.strip() and self.encoder:
+            self._loading(True)
             # exclusive: a newer keystroke cancels the waiting worker before it queries
             self.ask(self.text, self.encoder, self.app.taxonomy, self.app.level_for(self.app.taxonomy), self.debounce_s)
+
+    def _loading(self, on: bool) -> None:
+        """The first query loads the encoder's model (seconds): say so instead of showing a bare dash."""
+        self.query_one("#query-results").loading = on
+        if on and not self.answered:
+            self.query_one("#query-verdict", Static).update(
+                Text(f"loading encoder {self.encoder} and searching…", style="bold yellow"))
+
+    def worker_failed(self, worker: Any) -> None:
+        self._loading(False)
 
     @on(Input.Submitted, "#query-input")
     def _submitted(self) -> None:
@@ -85,32 +99,38 @@ class QueryScreen(StoreScreen):
     def on_query_screen_answered(self, msg: Answered) -> None:
         if msg.text != self.text:
             return
+        self.answered = True
+        self._loading(False)
         r = msg.result
         line = Text()
         line.append(f" {r.verdict} ", style=VERDICT_STYLES.get(r.verdict, "bold reverse"))
         line.append("  unsafe score ")
         line.append_text(heat(r.unsafe_score, 0.0, 1.0, higher_is_better=False, digits=2))
-        if r.threshold is not None:
-            line.append(f"  threshold {r.threshold:.2f}", style="dim")
-        line.append("  ")
-        line.append_text(safe_text(r.verdict_reason, "dim"))
+        if r.threshold is not None and r.unsafe_score is not None:
+            # the score once: the reason would repeat it
+            line.append(f" {'≥' if r.unsafe_score >= r.threshold else '<'} threshold {r.threshold:.2f}", style="dim")
+            if r.margin:
+                line.append(f" ± {r.margin:g}", style="dim")
+        else:
+            line.append("  ")
+            line.append_text(safe_text(r.verdict_reason, "dim"))
         top = r.top_category
         if top is not None:
             line.append("  top: ")
-            line.append_text(safe_text(top.short_name or top.code, "bold cyan"))
+            line.append_text(safe_text(top.code, "bold cyan"))  # codes everywhere, as in every table
         self.query_one("#query-verdict", Static).update(line)
+        warnings = self.query_one("#query-warnings", Static)
+        warnings.display = bool(r.warnings)
+        # e.g. a calibration older than the data: the verdict's threshold may no longer fit
+        warnings.update(Text("\n").join(safe_text(f"⚠ {w}", "bold yellow") for w in r.warnings))
         cats = self.query_one("#query-categories", DataTable)
         cats.clear()
         for v in r.categories:
             cats.add_row(safe_text(v.code, "cyan"), heat(v.score, 0.0, 1.0, digits=2), Text(str(v.count)))
-        nn = self.query_one("#query-neighbours", DataTable)
-        nn.clear()
-        for n in r.neighbours:
-            nn.add_row(heat(n.similarity, 0.2, 1.0, digits=2), Text(n.label, style=LABEL_STYLES.get(n.label, "")),
-                       safe_text(n.category or "", "cyan"), safe_text(n.text, limit=120))
+        self.query_one(NeighbourTable).show(r.neighbours)
 
     def main_widget(self) -> Any:
-        return self.query_one("#query-neighbours", DataTable)
+        return self.query_one(NeighbourTable)
 
     def action_focus_input(self) -> None:
         self.query_one(Input).focus()
@@ -119,6 +139,7 @@ class QueryScreen(StoreScreen):
         if self.leave_input():
             return
         self.query_one(Input).value = ""
-        self.query_one("#query-verdict", Static).update(Text("—", style="dim"))
+        self.query_one("#query-verdict", Static).update(Text("type a prompt", style="dim"))
+        self.query_one("#query-warnings", Static).display = False
         self.query_one("#query-categories", DataTable).clear()
         self.query_one("#query-neighbours", DataTable).clear()

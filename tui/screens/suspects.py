@@ -1,6 +1,11 @@
-"""Suspects: prompts whose neighbours mostly carry another label or category (lowest purity).
+"""Suspects: prompts whose stored label or category the data doubts.
 
-One key (`r`) relabels the highlighted prompt to what its neighbours suggest.
+By label, confident learning (`store.review.label_issues`): out-of-sample probabilities of a
+probe on the stored vectors against per-class thresholds, so the base rate of each label counts
+and a designed pair twin does not judge its partner; twins are hidden unless `w` shows them
+(after the others). By category, the neighbours' majority (`store.review.suspects`), never the
+prompt's own category. One key (`r`) takes the suggestion; the card below shows the prompt and
+its nearest stored neighbours; the cursor stays on the prompt across reloads and filters.
 """
 
 from __future__ import annotations
@@ -12,16 +17,46 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
-from ..widgets import PromptCard, heat, safe_text
+from taxonomy_store.errors import NotEmbedded
+
+from ..edits import Edit, prompt_change
+from ..widgets import FitTable, PromptCard, heat, safe_text
 from ..widgets.prompt_card import LABEL_STYLES
 from .base import StoreScreen
-from ..edits import Edit, prompt_change
 from .modals import EditPromptModal
+from .pairs import NeighbourTable
 
 LIMIT = 100
+
+
+class SuspectTable(FitTable):
+    COLUMNS = ("score", "id", "label", "category", "suggested", "twin", "text")
+    NARROW = ("score", "id", "now", "suggested", "text")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.by = "label"
+
+    def key_of(self, s: Any) -> str:
+        return str(s.prompt.id)
+
+    def cells(self, s: Any, narrow: bool, text_width: int) -> list[Text]:
+        label = Text(s.prompt.label, style=LABEL_STYLES.get(s.prompt.label, ""))
+        category = safe_text(s.prompt.category_code or "", "cyan", limit=18 if narrow else 34)
+        suggestion = s.suggested_label if self.by == "label" else s.suggested_category
+        twin = getattr(s, "twin_pair", None)
+        cells = [heat(getattr(s, "score", None) if self.by == "label" else s.purity, 0.0, 1.0, digits=2),
+                 Text(str(s.prompt.id), style="dim")]
+        if narrow:
+            cells += [label if self.by == "label" else category, safe_text(suggestion or "", "bold", limit=18)]
+        else:
+            cells += [label, category, safe_text(suggestion or "", "bold", limit=34),
+                      Text(f"#{twin}" if twin else "", style="magenta")]
+        return cells + [safe_text(s.prompt.text, limit=text_width)]
 
 
 class SuspectsScreen(StoreScreen):
@@ -30,6 +65,7 @@ class SuspectsScreen(StoreScreen):
         Binding("r", "relabel", "Take suggestion", id="suspects.relabel"),
         Binding("e", "edit", "Edit", id="suspects.edit"),
         Binding("b", "toggle_by", "Label/category", id="suspects.by"),
+        Binding("w", "toggle_twins", "Show/hide pair twins", id="suspects.twins", show=False),
         Binding("u", "app.undo", "Undo", id="suspects.undo"),
         Binding("f5", "refresh", "Reload", id="suspects.reload", show=False),
     ]
@@ -39,6 +75,12 @@ class SuspectsScreen(StoreScreen):
         by: str
         suspects: list[Any]
         tree: Any
+        missing: int
+
+    @dataclass
+    class NeighboursLoaded(Message):
+        prompt_id: int
+        neighbours: list[Any]
 
     @dataclass
     class Changed(Message):
@@ -48,22 +90,28 @@ class SuspectsScreen(StoreScreen):
     def __init__(self, by: str = "label"):
         super().__init__()
         self.by = by
+        self.show_twins = False
+        self.loaded: list[Any] = []
         self.suspects: dict[int, Any] = {}
         self.tax_tree: Any = None
         self.follow_id: int | None = None
+        self.missing = 0
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
         yield Static(id="suspects-status", classes="status-line")
-        yield DataTable(id="suspects-table", cursor_type="row", zebra_stripes=True)
-        yield PromptCard(id="suspects-card")
+        yield SuspectTable(id="suspects-table")
+        with Horizontal(id="suspects-bottom"):
+            yield PromptCard(id="suspects-card")
+            yield NeighbourTable(id="suspects-nn")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("purity", "id", "label", "category", "suggested", "text")
-        table.focus()
+        self.query_one(SuspectTable).focus()
         super().on_mount()
+
+    def main_widget(self) -> Any:
+        return self.query_one(SuspectTable)
 
     def refresh_data(self) -> None:
         if self.encoder:
@@ -71,69 +119,97 @@ class SuspectsScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="suspects.load")
     def load(self, encoder: str, by: str, taxonomy: str) -> None:
-        suspects = self.store.review.suspects(encoder, by=by, taxonomy=taxonomy, limit=LIMIT)
+        review = self.store.review
+        missing = review.missing_vectors(encoder)
+        try:
+            if by == "label":
+                suspects = review.label_issues(encoder, limit=LIMIT)
+            else:
+                suspects = review.suspects(encoder, by=by, taxonomy=taxonomy, limit=LIMIT)
+        except NotEmbedded:
+            suspects = []
         tree = self.store.taxonomies.tree(taxonomy)
-        self.post_message(self.Loaded(by, suspects, tree))
+        self.post_message(self.Loaded(by, suspects, tree, missing))
 
     def on_suspects_screen_loaded(self, msg: Loaded) -> None:
         if msg.by != self.by:
             return
-        self.tax_tree = msg.tree
-        table = self.query_one(DataTable)
-        keep = table.cursor_row
-        shown = self.current()
-        follow = self.follow_id if self.follow_id is not None else (shown.prompt.id if shown else None)
-        self.follow_id = None
-        table.clear()
-        self.suspects = {}
-        for s in msg.suspects:
+        self.tax_tree, self.missing, self.loaded = msg.tree, msg.missing, msg.suspects
+        self._show()
+
+    def _show(self) -> None:
+        shown, twins = [], []
+        for s in self.loaded:
             suggestion = s.suggested_label if self.by == "label" else s.suggested_category
             own = s.prompt.label if self.by == "label" else s.prompt.category_code
             if not suggestion or suggestion == own:
                 continue  # its neighbours are split, but no other label or category leads: nothing to take
-            self.suspects[s.prompt.id] = s
-            table.add_row(
-                heat(s.purity, 0.0, 1.0, digits=2),
-                Text(str(s.prompt.id), style="dim"),
-                Text(s.prompt.label, style=LABEL_STYLES.get(s.prompt.label, "")),
-                safe_text(s.prompt.category_code or "", "cyan"),
-                safe_text(suggestion or "", "bold"),
-                safe_text(s.prompt.text, limit=160),
-                key=str(s.prompt.id),
-            )
-        if table.row_count:
-            ids = list(self.suspects)
-            table.move_cursor(row=ids.index(follow) if follow in ids else min(keep, table.row_count - 1))
-        status = Text.assemble(
-            (f"{len(msg.suspects)} suspects", "bold"),
-            f"  by {self.by}  encoder {self.encoder}  lowest neighbour purity first (k={getattr(msg.suspects[0], 'k', '?') if msg.suspects else '?'})",
-        )
-        self.query_one("#suspects-status", Static).update(status)
+            (twins if getattr(s, "twin_pair", None) else shown).append(s)
+        rows = shown + (twins if self.show_twins else [])
+        self.suspects = {s.prompt.id: s for s in rows}
+        table = self.query_one(SuspectTable)
+        table.by = self.by
+        follow = self.follow_id
+        self.follow_id = None
+        table.show(rows, str(follow) if follow is not None else None)
+        self.query_one("#suspects-status", Static).update(self._status(len(shown), len(twins)))
         self._card()
 
+    def _status(self, shown: int, twins: int) -> Text:
+        status = Text.assemble((f"{shown} suspects", "bold"), f" by {self.by} · {self.encoder} · ")
+        if self.by == "label":
+            status.append("out-of-sample p(label), least sure first")
+            if twins:
+                status.append(f" · {twins} designed pair twins {'listed last' if self.show_twins else 'hidden (w shows)'}",
+                              style="magenta")
+        else:
+            status.append("neighbour purity, lowest first")
+        if self.missing:
+            status.append(f"\n{self.missing} prompts not embedded yet — press 5, then e to embed", style="bold yellow")
+        return status
+
     def current(self) -> Any | None:
-        table = self.query_one(DataTable)
+        table = self.query_one(SuspectTable)
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return self.suspects.get(int(key)) if key is not None else None
 
-    @on(DataTable.RowHighlighted)
+    @on(DataTable.RowHighlighted, "#suspects-table")
     def _card(self) -> None:
         s = self.current()
         self.query_one(PromptCard).show(s.prompt if s else None, "prompt")
+        nn = self.query_one(NeighbourTable)
+        if s is None or not self.encoder:
+            nn.show([])
+            return
+        self.load_neighbours(s.prompt.id, self.encoder)
 
-    def action_toggle_by(self) -> None:
-        self.by = "category" if self.by == "label" else "label"
-        self.refresh_data()
+    @work(thread=True, exclusive=True, exit_on_error=False, group="suspects.neighbours")
+    def load_neighbours(self, prompt_id: int, encoder: str) -> None:
+        self.post_message(self.NeighboursLoaded(prompt_id, self.store.review.neighbours(prompt_id, encoder=encoder, k=5)))
 
-    def main_widget(self) -> Any:
-        return self.query_one(DataTable)
+    def on_suspects_screen_neighbours_loaded(self, msg: NeighboursLoaded) -> None:
+        s = self.current()
+        if s is not None and s.prompt.id == msg.prompt_id:
+            self.query_one(NeighbourTable).show(msg.neighbours)
 
     def follow(self, entity: str, entity_id: int) -> None:
         if entity == "prompt":
             self.follow_id = entity_id
         self.refresh_data()
+
+    def action_toggle_by(self) -> None:
+        self.by = "category" if self.by == "label" else "label"
+        s = self.current()
+        self.follow_id = s.prompt.id if s else None
+        self.refresh_data()
+
+    def action_toggle_twins(self) -> None:
+        s = self.current()
+        self.follow_id = s.prompt.id if s else None
+        self.show_twins = not self.show_twins
+        self._show()
 
     def action_relabel(self) -> None:
         s = self.current()

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Static
 
-from ..widgets import CategoryTree, PromptCard, PromptTable
+from ..widgets import CategoryTree, PromptCard, PromptTable, safe_text
 from .base import StoreScreen
 
 
@@ -40,6 +40,7 @@ class TaxonomyScreen(StoreScreen):
         super().__init__()
         self.taxonomies: list[str] = []
         self.selected: str | None = None
+        self.nodes: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
@@ -69,11 +70,17 @@ class TaxonomyScreen(StoreScreen):
         self.tax_tree = msg.tree
         total = sum(r.prompts for r in msg.tree.roots)
         title = Text.assemble((msg.tree.title, "bold"), f"  {total} prompts")
+        levels = msg.tree.levels or []
+        scored = [lvl for d, lvl in enumerate(levels) if any(n.code in msg.scores for n in msg.tree.walk() if n.depth == d)]
         if msg.scores:
-            title.append(f"  CP@k under {self.encoder}", style="dim")
+            title.append(f"  CP@10 under {self.encoder}", style="dim")
+            if len(scored) < len(levels):
+                title.append(f"\nno CP at {', '.join(lvl for lvl in levels if lvl not in scored)} yet: press 5 then r",
+                             style="yellow")
         elif self.encoder:
-            title.append("  no CP run for this encoder yet", style="dim")
+            title.append("\nno CP run for this encoder yet: press 5 then r", style="yellow")
         self.query_one("#tax-title", Static).update(title)
+        self.nodes = {n.code: n for n in msg.tree.walk()}
         widget = self.query_one(CategoryTree)
         line = widget.cursor_line
         widget.load(msg.tree, msg.scores)
@@ -100,6 +107,15 @@ class TaxonomyScreen(StoreScreen):
         title = Text.assemble((msg.code, "bold cyan"), f"  {msg.total} prompts")
         if msg.total > len(msg.prompts):
             title.append(f" (first {len(msg.prompts)} shown)", style="dim")
+        node = self.nodes.get(msg.code)
+        if node is not None:  # the full name (the tree cuts long ones) and the description, wrapped
+            title.append("\n")
+            title.append_text(safe_text(node.name, "bold"))
+            if node.level:
+                title.append(f"  ({node.level})", style="dim")
+            if node.description:
+                title.append("\n")
+                title.append_text(safe_text(node.description, "italic dim", limit=300))
         self.query_one("#tax-node-title", Static).update(title)
         table = self.query_one(PromptTable)
         table.show(msg.prompts)
@@ -117,4 +133,8 @@ class TaxonomyScreen(StoreScreen):
         self.app.taxonomy = names[(i + 1) % len(names)]
         self.app.update_subtitle()
         self.selected = None
+        # the right panel belongs to the old taxonomy's node: empty it until a node is chosen
+        self.query_one("#tax-node-title", Static).update(Text("select a category", style="dim"))
+        self.query_one(PromptTable).show([])
+        self.query_one(PromptCard).show(None, "prompt")
         self.refresh_data()

@@ -10,3 +10,6 @@ __all__ = ["safe_text", "safe_label", "heat", "fmt_value", "PromptCard", "Catego
 from .screen_bar import SCREENS, ScreenBar
 
 __all__ += ["SCREENS", "ScreenBar"]
+from .fit_table import FitTable
+
+__all__ += ["FitTable"]

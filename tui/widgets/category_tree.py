@@ -38,12 +38,13 @@ class CategoryTree(Tree[str]):
         scores = scores or {}
 
         def label_for(n: Any) -> Text:
-            # Long names ("Name: description") are cut so the count and score stay in view.
-            label = safe_text(n.name.split(":")[0] if ":" in n.name[:60] else n.name, limit=NAME_WIDTH)
-            label.append(f"  {n.prompts}", style="dim")
-            if n.code in scores:
-                label.append("  CP ")
-                label.append_text(heat(scores[n.code], 0.0, 1.0, digits=2))
+            # The count and CP come first, so a narrow tree cuts the name, never the numbers;
+            # the full name is in the right panel.
+            label = Text(f"{n.prompts:>4} ", style="dim")
+            if scores:
+                label.append_text(heat(scores.get(n.code), 0.0, 1.0, digits=2))
+                label.append(" " if n.code in scores else "    ")
+            label.append_text(safe_text(n.name.split(":")[0] if ":" in n.name[:60] else n.name, limit=NAME_WIDTH))
             return label
 
         def add(parent, node: Any) -> None:
