@@ -99,7 +99,7 @@ class Review:
 
         from .db.models import AuditEntry
 
-        with self.store.session() as s:
+        with self.db.session() as s:
             return s.scalar(
                 select(AuditEntry.batch_id)
                 .where(AuditEntry.entity == entity, AuditEntry.entity_id == entity_id, AuditEntry.reason.like("curation: %"))
@@ -112,7 +112,7 @@ class Review:
         try:
             return int(self._nearest.pool(encoder).missing)
         except NotEmbedded:
-            with self.store.session() as s:
+            with self.db.session() as s:
                 return len(live_prompts(s))
 
     def datasets(self) -> list[str]:
@@ -235,18 +235,27 @@ class Review:
             return []
         twins: dict[int, int] = {}
         joined: list[tuple[int, int]] = []
-        for p in self.store.curation.list_pairs():
-            if p.status != "rejected":
-                joined.append((p.unsafe_prompt_id, p.safe_prompt_id))
-                twins.setdefault(p.unsafe_prompt_id, p.id)
-                twins.setdefault(p.safe_prompt_id, p.id)
+        for pair_id, unsafe_id, safe_id in self._live_pairs():
+            joined.append((unsafe_id, safe_id))
+            twins.setdefault(unsafe_id, pair_id)
+            twins.setdefault(safe_id, pair_id)
         probs = out_of_sample_probabilities(x, y, pair_groups(ids, joined))
         out = []
         for issue in confident_issues(probs, y)[:limit]:
             pid = int(ids[issue.row])
-            out.append(LabelIssue(_view(rows[pid], nodes), issue.p_given, LABELED[issue.suggested], issue.p_suggested,
+            out.append(LabelIssue(_view(rows[pid], nodes), issue.p_given, JUDGED_LABELS[issue.suggested], issue.p_suggested,
                                   twins.get(pid)))
         return out
+
+    def _live_pairs(self) -> list[tuple[int, int, int]]:
+        """(pair id, unsafe prompt id, safe prompt id) of every pair not rejected."""
+        from sqlalchemy import select
+
+        from .db.models import Pair
+
+        with self.db.session() as s:
+            rows = s.execute(select(Pair.id, Pair.unsafe_prompt_id, Pair.safe_prompt_id).where(Pair.status != "rejected"))
+            return [(int(a), int(b), int(c)) for a, b, c in rows]
 
     def _depth(self, taxonomy: str, level: str | None) -> int:
         levels = next((t["levels"] for t in self.taxonomies.list() if t["name"] == taxonomy), None)

@@ -126,7 +126,7 @@ class QueryScreen(StoreScreen):
         cats = self.query_one("#query-categories", DataTable)
         cats.clear()
         for v in r.categories:
-            cats.add_row(safe_text(v.code, "cyan"), heat(v.score, 0.0, 1.0, digits=2), Text(str(v.count)))
+            cats.add_row(safe_text(v.code, "cyan", limit=22), heat(v.score, 0.0, 1.0, digits=2), Text(str(v.count)))
         self.query_one(NeighbourTable).show(r.neighbours)
 
     def main_widget(self) -> Any:
