@@ -94,6 +94,8 @@ class MetricRuns:
         self.encoders = encoders
         self.index = index
         self.neighbours = neighbours  # the kNN graphs of the evaluated sets come from the one neighbour service
+        # metric name -> how to recompute a stale run of it, for runs other parts compute (held-out evaluations)
+        self.rerunners: dict[str, Callable[[RunResult, Progress], RunResult]] = {}
 
     # -- public API ----------------------------------------------------------------------
     def compute(
@@ -193,6 +195,9 @@ class MetricRuns:
         for r in self.stale():
             if r.encoder not in known:
                 continue
+            if r.metric in self.rerunners:
+                out.append(self.rerunners[r.metric](r, progress))
+                continue
             p = {k: r.params[k] for k in ("k", "level", "taxonomy", "pair_set", "weighting") if k in r.params}
             if r.metric in ("separation", "contrast"):
                 p["pair_set"] = r.params.get("pair_set")
@@ -214,6 +219,10 @@ class MetricRuns:
         return _clean(est)
 
     # -- storage -------------------------------------------------------------------------
+    def save(self, r: RunResult) -> RunResult:
+        """Store a run computed elsewhere (held-out evaluations) beside the metric runs."""
+        return self._save(r)
+
     def _save(self, r: RunResult) -> RunResult:
         info = self.encoders.get(r.encoder)
         details = _clean(r.details)
@@ -242,7 +251,8 @@ class _PromptLite:
 
 def _run_key(r: RunResult) -> tuple:
     p = r.params
-    return (r.encoder, r.metric, p.get("k"), str(p.get("level")), p.get("taxonomy"), p.get("pair_set"), p.get("weighting"))
+    held = (tuple(p.get("holdout") or ()), p.get("fraction"), p.get("seed"), bool(p.get("by_dataset")), p.get("scorer"))
+    return (r.encoder, r.metric, p.get("k"), str(p.get("level")), p.get("taxonomy"), p.get("pair_set"), p.get("weighting"), held)
 
 
 class _Context:

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 
 from .audit import data_revision
 from .catalog import NodeInfo, PromptRow, live_prompts, node_index
-from .db.models import AuditEntry, Dataset, Embedding, Encoder, Prompt, PromptSource, Taxonomy
+from .db.models import AuditEntry, Dataset, Embedding, Encoder, Pair, Prompt, PromptSource, Taxonomy
 from .errors import EmptyStore, InvalidValue, NotEmbedded
 from .knn_graphs import Graph, GraphCache, Progress
 from .metrics.similarity import knn_query
@@ -92,6 +92,7 @@ class Pool:
     nodes: dict[int, NodeInfo]
     taxonomies: dict[str, list[str]]  # name -> level names
     datasets: dict[int, frozenset[str]]  # prompt id -> every dataset it has a source in
+    links: list[tuple[int, int]]  # (unsafe, safe) prompt ids of the pairs not rejected: kept together in grouped folds
     missing: int  # live prompts without a current vector
     data_revision: int
     _masks: dict[Filters, np.ndarray] = field(default_factory=dict, repr=False)
@@ -219,6 +220,7 @@ class Neighbours:
             nodes = node_index(s)
             taxonomies = {n: list(lv or []) for n, lv in s.execute(select(Taxonomy.name, Taxonomy.levels)).all()}
             datasets = _memberships(s, rows)
+            links = [(int(a), int(b)) for a, b in s.execute(select(Pair.unsafe_prompt_id, Pair.safe_prompt_id).where(Pair.status != "rejected"))]
             revision = data_revision(s)
         vs = self._index.load_vectors(encoder)  # EncoderMismatch when the collection holds other weights
         ids = np.asarray(vs.prompt_ids, dtype=np.int64)
@@ -230,7 +232,7 @@ class Neighbours:
             )
         pool = Pool(
             token=token, info=info, prompt_ids=ids, vectors=vectors, rows=rows, nodes=nodes, taxonomies=taxonomies,
-            datasets=datasets, missing=int(vs.missing), data_revision=revision,
+            datasets=datasets, links=links, missing=int(vs.missing), data_revision=revision,
         )
         self._pools[encoder] = pool
         return pool
@@ -238,14 +240,20 @@ class Neighbours:
     # -- searches ------------------------------------------------------------------------
     @staticmethod
     def nearest(pool: Pool, vectors: np.ndarray, k: int, filters: Filters | None = None,
-                *, exclude_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                *, exclude_rows: np.ndarray | None = None, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest filtered pool rows of each vector: (pool row numbers (n, k), -1 padded; similarities).
 
-        exclude_rows[i] (a pool row, or -1) is never vector i's neighbour: a stored prompt is not its own."""
+        exclude_rows[i] (a pool row, or -1) is never vector i's neighbour: a stored prompt is not its own.
+        mask (a boolean per pool row) stands in for filters where the rows are chosen by the caller
+        (cross-validation folds, held-out prompts)."""
         q = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         if q.shape[1] != pool.vectors.shape[1]:
             raise InvalidValue(f"query vectors have {q.shape[1]} dimensions, encoder {pool.encoder!r} has {pool.vectors.shape[1]}")
-        rows, x = pool.subset(filters)
+        if mask is not None:
+            rows = np.flatnonzero(mask)
+            x = np.ascontiguousarray(pool.vectors[rows])
+        else:
+            rows, x = pool.subset(filters)
         if len(rows) == 0:
             return np.full((len(q), k), -1, dtype=np.int64), np.full((len(q), k), -np.inf)
         ex = None

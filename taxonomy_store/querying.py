@@ -17,62 +17,26 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
+from . import calibration as calib
+from .calibration import Calibration, Reference, threshold_at_fpr  # noqa: F401  (the query API's names)
 from .catalog import NodeInfo
 from .errors import EmptyPrompt, InvalidValue, NotEnoughLabels, UnknownTaxonomy
-from .metrics.detection import auroc, best_f1, knn_scores
+from .metrics.detection import knn_scores
 from .neighbours import Filters, Neighbours, Pool
+from .scorers import SCORERS
+from .verdicts import NOTHING_LIKE_IT, decide, score_vectors
 from .vocabulary import DEFAULT_TAXONOMY, JUDGED_LABELS, choose_level
 
 DEFAULT_K = 10
-DEFAULT_MARGIN = 0.05
-SCORE_NAME = "similarity_weighted_unsafe_share"
+DEFAULT_MARGIN = calib.DEFAULT_MARGIN
 DETECT_GRAPH = "detect"  # the labeled prompts' graph: calibration and the detection metric share it
 
 
-# -- the maths: the metrics package's kNN, scores, AUROC and best F1; here only what it lacks ----
-def threshold_at_fpr(scores: np.ndarray, y: np.ndarray, target_fpr: float) -> dict[str, float]:
-    """The lowest threshold (highest recall) whose FPR stays within target_fpr; unsafe when score >= threshold."""
-    scores, y = np.asarray(scores, dtype=np.float64), np.asarray(y, dtype=bool)
-    P, N = int(y.sum()), int((~y).sum())
-    order = np.argsort(-scores, kind="mergesort")
-    s, t = scores[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # last position of each distinct score
-    tp, fp = np.cumsum(t)[last], np.cumsum(~t)[last]
-    fpr = fp / N if N else np.zeros(len(last))
-    ok = np.flatnonzero(fpr <= target_fpr + 1e-12)
-    if len(ok):
-        i = int(ok[-1])
-        threshold, tp_i, fp_i = float(s[last[i]]), int(tp[i]), int(fp[i])
-    else:  # even the highest score lets too many safe prompts through: flag nothing
-        threshold, tp_i, fp_i = float(np.nextafter(s[0], np.inf)), 0, 0
-    precision = tp_i / (tp_i + fp_i) if tp_i + fp_i else 0.0
-    recall = tp_i / P if P else 0.0
-    return {
-        "threshold": threshold, "precision": precision, "recall": recall, "fpr": fp_i / N if N else 0.0,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "tp": tp_i, "fp": fp_i, "fn": P - tp_i, "tn": N - fp_i,
-    }
-
-
-def decide(score: float | None, calibration: "Calibration | None") -> tuple[str, str]:
-    """unsafe / safe / uncertain, and why."""
-    if score is None or math.isnan(score):
-        return "uncertain", "no labeled neighbours voted"
-    if calibration is None:
-        return "uncertain", "no calibration for this encoder yet; run `tstore calibrate`"
-    t, m = calibration.threshold, calibration.margin
-    if abs(score - t) < m:
-        return "uncertain", f"score {score:.3f} is within {m:g} of the threshold {t:.3f}"
-    if score >= t:
-        return "unsafe", f"score {score:.3f} >= threshold {t:.3f}"
-    return "safe", f"score {score:.3f} < threshold {t:.3f}"
-
-
+# -- the category vote ----------------------------------------------------------------------
 def category_votes(
     cat_ids: list[int | None], weights: np.ndarray, nodes: dict[int, NodeInfo], taxonomy: str, depth: int, level: str | None
 ) -> list["CategoryVote"]:
@@ -149,49 +113,17 @@ class QueryResult:
     threshold: float | None
     margin: float | None
     warnings: list[str] = field(default_factory=list)
+    scorer: str | None = None  # the calibrated scorer that decided (None: not calibrated)
+    nearest_similarity: float | None = None  # normalised similarity of the nearest labeled prompt
+    votes: dict[str, list[CategoryVote]] = field(default_factory=dict)  # harm taxonomy -> vote at its level
 
     @property
     def top_category(self) -> CategoryVote | None:
+        """The leading harm category; never for a safe verdict or a query unlike anything stored."""
         return self.categories[0] if self.categories else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class Calibration:
-    encoder: str
-    threshold: float
-    margin: float
-    k: int
-    objective: str  # "max_f1" | "target_fpr"
-    target_fpr: float | None
-    precision: float
-    recall: float
-    fpr: float
-    f1: float
-    auroc: float
-    n_safe: int
-    n_unsafe: int
-    n_reference: int  # prompts that could be neighbours (labeled or not)
-    data_revision: int
-    fingerprint: str | None
-    computed_at: str
-    score: str = SCORE_NAME
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    tn: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "Calibration | None":
-        if not d or "threshold" not in d:
-            return None
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class Querying:
@@ -263,42 +195,53 @@ class Querying:
         warnings += extra
 
         qv = self._encode(pool, list(texts))
-        scores, hits = self._search(pool, qv, k, filters, cal.k if cal is not None else k)
-        results = []
-        for i, text in enumerate(texts):
-            neighbours = [_neighbour(pool, int(pool.prompt_ids[j]), sim) for j, sim in zip(*hits[i]) if j >= 0]
+        return [
+            self._result(pool, i, text, ids[i] if ids is not None else None, cal, blocking, warnings, votes_of, filters, k,
+                         taxonomy, level)
+            for i, (text, votes_of) in enumerate(zip(texts, self._search(pool, qv, k, filters, cal, taxonomy, vote_levels, depth)))
+        ]
+
+    @staticmethod
+    def _result(pool, i, text, ident, cal, blocking, warnings, found, filters, k, taxonomy, level) -> QueryResult:
+        neighbours, votes, rollup, by_taxonomy, score, nearest = found
+        verdict, reason = ("uncertain", blocking) if blocking else decide(score, cal, nearest)
+        if verdict == "safe" or reason.startswith(NOTHING_LIKE_IT):
+            # a safe verdict names no harm category, nor does a query unlike anything stored
+            votes, rollup, by_taxonomy = [], {}, {}
+        return QueryResult(
+            index=i, id=ident, text=text, encoder=pool.encoder, k=k, taxonomy=taxonomy, level=level,
+            filters=filters.as_dict(), neighbours=neighbours, categories=votes, rollup=rollup,
+            unsafe_score=score, verdict=verdict, verdict_reason=reason,
+            threshold=cal.threshold if cal else None, margin=cal.margin if cal else None, warnings=list(warnings),
+            scorer=cal.scorer if cal else None, nearest_similarity=nearest, votes=by_taxonomy,
+        )
+
+    def _search(self, pool: Pool, qv: np.ndarray, k: int, filters: Filters, cal, taxonomy, vote_levels, depth):
+        """Per query: (neighbours, votes, rollup, votes per harm taxonomy, unsafe score, nearest normalised similarity)."""
+        voters = pool.mask(Filters(label=JUDGED_LABELS))
+        idx, sims = self.neighbours.nearest(pool, qv, k, filters)
+        scores = nearest = None
+        if voters.any() and cal is not None:
+            scores, nearest = score_vectors(pool, voters, qv, cal)
+        elif voters.any():  # not calibrated: the plain kNN share, so the score still means something
+            vidx, vsims = self.neighbours.nearest(pool, qv, k, mask=voters)
+            scores = knn_scores(vidx, vsims, pool.labels() == "unsafe", k)
+        harm = _harm_taxonomies(pool)
+        for i in range(len(qv)):
+            neighbours = [_neighbour(pool, int(pool.prompt_ids[j]), sim) for j, sim in zip(idx[i], sims[i]) if j >= 0]
             weights = np.clip(np.array([n.similarity for n in neighbours], dtype=np.float64), 0.0, None)
             cat_ids = [pool.rows[n.prompt_id].category_id for n in neighbours]
-            votes = category_votes(cat_ids, weights, pool.nodes, taxonomy, depth, level) if vote_levels else []
+            votes = category_votes(cat_ids, weights, pool.nodes, taxonomy, depth, vote_levels[depth]) if vote_levels else []
             rollup = {
                 vote_levels[d]: category_votes(cat_ids, weights, pool.nodes, taxonomy, d, vote_levels[d]) for d in range(depth - 1, -1, -1)
             }
+            by_taxonomy = {}
+            for name, d in harm.items():
+                v = category_votes(cat_ids, weights, pool.nodes, name, d, pool.taxonomies[name][d] if pool.taxonomies[name] else None)
+                if v:
+                    by_taxonomy[name] = v
             score = None if scores is None or math.isnan(scores[i]) else float(scores[i])
-            verdict, reason = ("uncertain", blocking) if blocking else decide(score, cal)
-            results.append(
-                QueryResult(
-                    index=i, id=ids[i] if ids is not None else None, text=text, encoder=encoder, k=k, taxonomy=taxonomy,
-                    level=level, filters=filters.as_dict(), neighbours=neighbours, categories=votes, rollup=rollup,
-                    unsafe_score=score, verdict=verdict, verdict_reason=reason,
-                    threshold=cal.threshold if cal else None, margin=cal.margin if cal else None, warnings=list(warnings),
-                )
-            )
-        return results
-
-    def _search(self, pool: Pool, qv: np.ndarray, k: int, filters: Filters, verdict_k: int):
-        """Unsafe scores (the calibrated definition: unfiltered labeled voters) and the filtered neighbour rows."""
-        voters = Filters(label=JUDGED_LABELS)
-        is_unsafe = pool.labels() == "unsafe"
-        vote_mask, shown_mask = pool.mask(voters), pool.mask(filters)
-        if not vote_mask.any():
-            idx, sims = self.neighbours.nearest(pool, qv, k, filters)
-            return None, list(zip(idx, sims))
-        if np.array_equal(vote_mask, shown_mask):  # one exact top-k serves the list and the verdict
-            idx, sims = self.neighbours.nearest(pool, qv, max(k, verdict_k), voters)
-            return knn_scores(idx, sims, is_unsafe, verdict_k), list(zip(idx[:, :k], sims[:, :k]))
-        vidx, vsims = self.neighbours.nearest(pool, qv, verdict_k, voters)
-        idx, sims = self.neighbours.nearest(pool, qv, k, filters)
-        return knn_scores(vidx, vsims, is_unsafe, verdict_k), list(zip(idx, sims))
+            yield neighbours, votes, rollup, by_taxonomy, score, None if nearest is None else float(nearest[i])
 
     @staticmethod
     def _warnings(pool: Pool, cal: "Calibration | None") -> tuple[list[str], str | None]:
@@ -326,8 +269,54 @@ class Querying:
         return msgs, blocking
 
     # -- calibrate ------------------------------------------------------------------------
+    def calibrate(
+        self,
+        encoder: str | None = None,
+        *,
+        target_fpr: float | None = None,
+        max_f1: bool = False,
+        k: int = DEFAULT_K,
+        margin: float = DEFAULT_MARGIN,
+        scorer: str | None = None,
+    ) -> Calibration:
+        """Choose the encoder's scorer and unsafe threshold on grouped cross-validation, and store it.
+
+        The scorer with the best out-of-fold AUROC decides unless `scorer` names one; the
+        threshold balances recall and false-positive rate (Youden's J) by default, or takes the
+        best F1 (`max_f1`), or the highest recall within `target_fpr`. An encoder change:
+        audited, and it does not make itself stale.
+        """
+        if k < 1:
+            raise InvalidValue(f"k must be at least 1, got {k}")
+        if target_fpr is not None and not 0.0 <= target_fpr <= 1.0:
+            raise InvalidValue(f"target FPR must lie in [0, 1], got {target_fpr}")
+        if not 0.0 <= margin < 1.0:
+            raise InvalidValue(f"margin must lie in [0, 1), got {margin}")
+        if scorer is not None and scorer not in SCORERS:
+            raise InvalidValue(f"unknown scorer {scorer!r}", f"scorers: {', '.join(SCORERS)}")
+        encoder = self._encoder_name(encoder)
+        pool = self.neighbours.pool(encoder)
+        ref = self.reference(pool)
+        n_unsafe, n_safe = int(ref.is_unsafe.sum()), int((~ref.is_unsafe).sum())
+        if n_safe < 2 or n_unsafe < 2:
+            raise NotEnoughLabels(
+                f"calibration needs safe and unsafe prompts embedded with {encoder!r}; found {n_safe} safe, {n_unsafe} unsafe",
+                "import labeled prompts of both kinds (e.g. xstest_prompts.csv), then `tstore embed --encoder " + encoder + "`",
+            )
+        cal = calib.fit(
+            ref, encoder=encoder, k=min(k, n_safe + n_unsafe - 1), margin=margin, target_fpr=target_fpr, scorer=scorer,
+            data_revision=pool.data_revision, objective="max_f1" if max_f1 else "balanced",
+        )
+        self._encoders.set_calibration(encoder, cal.to_dict())  # audited as an encoder update
+        return cal
+
+    @staticmethod
+    def reference(pool: Pool, mask: np.ndarray | None = None) -> Reference:
+        """The labeled prompts a calibration learns from (all of the pool's, or those in `mask`)."""
+        return Reference.of(pool, np.ones(len(pool), dtype=bool) if mask is None else mask)
+
     def loo_scores(self, encoder: str | None = None, *, k: int = DEFAULT_K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Leave-one-out unsafe scores of the labeled prompts: (prompt ids, scores, is_unsafe).
+        """Leave-one-out kNN-share scores of the labeled prompts: (prompt ids, scores, is_unsafe).
 
         The neighbours are the labeled prompts' cached kNN graph, the one the detection metric reads."""
         pool = self.neighbours.pool(self._encoder_name(encoder))
@@ -337,52 +326,6 @@ class Querying:
             return pool.prompt_ids[members], np.zeros(int(members.sum())), is_unsafe
         ids, g = self.neighbours.pool_graph(pool, DETECT_GRAPH, members, k)
         return ids, knn_scores(g.idx, g.sims, is_unsafe, k), is_unsafe
-
-    def calibrate(
-        self,
-        encoder: str | None = None,
-        *,
-        target_fpr: float | None = None,
-        max_f1: bool = True,
-        k: int = DEFAULT_K,
-        margin: float = DEFAULT_MARGIN,
-    ) -> Calibration:
-        """Choose the encoder's unsafe threshold from the store's labeled prompts, leave-one-out, and store it.
-
-        Best F1 by default; with target_fpr, the highest recall whose false-positive rate stays
-        within it. An encoder change: audited, and it does not make itself stale.
-        """
-        if k < 1:
-            raise InvalidValue(f"k must be at least 1, got {k}")
-        if target_fpr is not None and not 0.0 <= target_fpr <= 1.0:
-            raise InvalidValue(f"target FPR must lie in [0, 1], got {target_fpr}")
-        if target_fpr is None and not max_f1:
-            raise InvalidValue("choose an objective: max_f1=True or a target_fpr")
-        if not 0.0 <= margin < 1.0:
-            raise InvalidValue(f"margin must lie in [0, 1), got {margin}")
-        encoder = self._encoder_name(encoder)
-        pool = self.neighbours.pool(encoder)
-        labels = pool.labels()
-        n_unsafe, n_safe = int((labels == "unsafe").sum()), int((labels == "safe").sum())
-        if n_safe == 0 or n_unsafe == 0 or n_safe + n_unsafe < 3:
-            raise NotEnoughLabels(
-                f"calibration needs safe and unsafe prompts embedded with {encoder!r}; found {n_safe} safe, {n_unsafe} unsafe",
-                "import labeled prompts of both kinds (e.g. xstest_prompts.csv), then `tstore embed --encoder " + encoder + "`",
-            )
-        k = min(k, n_safe + n_unsafe - 1)
-        _, scores, y = self.loo_scores(encoder, k=k)
-        chosen = threshold_at_fpr(scores, y, target_fpr) if target_fpr is not None else best_f1(scores, y)
-        cal = Calibration(
-            encoder=encoder, threshold=chosen["threshold"], margin=float(margin), k=int(k),
-            objective="target_fpr" if target_fpr is not None else "max_f1", target_fpr=target_fpr,
-            precision=chosen["precision"], recall=chosen["recall"], fpr=chosen["fpr"], f1=chosen["f1"],
-            auroc=auroc(scores, y), n_safe=n_safe, n_unsafe=n_unsafe, n_reference=n_safe + n_unsafe,
-            data_revision=pool.data_revision, fingerprint=pool.info.fingerprint,
-            computed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            tp=int(chosen["tp"]), fp=int(chosen["fp"]), fn=int(chosen["fn"]), tn=int(chosen["tn"]),
-        )
-        self._encoders.set_calibration(encoder, cal.to_dict())  # audited as an encoder update
-        return cal
 
     def calibration(self, encoder: str | None = None) -> Calibration | None:
         """The encoder's stored calibration, or None."""
@@ -406,6 +349,17 @@ def _vote_taxonomy(pool: Pool, taxonomy: str | None, level: str | None) -> tuple
         )
     warning = f"taxonomy {DEFAULT_TAXONOMY!r} is not loaded: no category vote (`tstore taxonomy load {DEFAULT_TAXONOMY}`)"
     return name, [], [warning], level or choose_level([])
+
+
+def _harm_taxonomies(pool: Pool) -> dict[str, int]:
+    """Taxonomies whose categories are harms, with the depth they vote at. Pair-type taxonomies
+    (XSTest's homonyms, contexts, ...) describe how a safe prompt resembles an unsafe one: no harm."""
+    out = {}
+    for name, levels in pool.taxonomies.items():
+        if "pair_type" in levels:
+            continue
+        out[name] = levels.index("harm_type") if "harm_type" in levels else max(len(levels) - 1, 0)
+    return out
 
 
 def _neighbour(pool: Pool, pid: int, sim: float) -> Neighbour:

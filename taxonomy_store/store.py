@@ -201,7 +201,10 @@ class Store:
         """Metric runs from stored vectors: `metric_runs.py`."""
         from .metric_runs import MetricRuns
 
-        return MetricRuns(self.db, self.encoders, self.index, self.neighbours)
+        runs = MetricRuns(self.db, self.encoders, self.index, self.neighbours)
+        # held-out evaluations are metric runs another part computes: it reruns them when stale
+        runs.rerunners["evaluate"] = lambda run, progress=None: self.evaluation.rerun(run, progress)
+        return runs
 
     @cached_property
     def search(self):
@@ -209,6 +212,13 @@ class Store:
         from .querying import Querying
 
         return Querying(self.neighbours, self.encoders, self.index)
+
+    @cached_property
+    def evaluation(self):
+        """Held-out evaluation of the guard, stored as metric runs: `taxonomy_store/evaluation.py`."""
+        from .evaluation import Evaluation
+
+        return Evaluation(self.neighbours, self.encoders, self.metrics)
 
     @cached_property
     def neighbours(self):

@@ -1,0 +1,83 @@
+"""Unsafe scorers of the guard: how a query's nearness to stored labeled prompts becomes a score.
+
+- `knn-share`: the similarity-weighted share of unsafe prompts among the k nearest labeled
+  prompts (the paper's kNN detector). Blind to distance: k far-away unsafe neighbours give 1.0.
+- `knn-distance`: each of the k nearest labeled prompts votes +1 (unsafe) or -1 (safe) with the
+  weight of its normalised similarity (cos - b) / (1 - b) clipped to [0, 1] (b: the encoder's
+  baseline similarity of unrelated prompts), averaged over k. Far-away neighbours count little,
+  so "nothing close" scores near 0 instead of a confident 1.
+- `probe`: an L2-regularised logistic regression (scikit-learn) on the stored vectors, classes
+  balanced; its score is P(unsafe). Refit in about a second when labels change.
+
+kNN scorers read neighbour lists (row numbers into the labeled reference, similarities) made
+by the neighbour service; nothing here searches. Higher score = more unsafe, for every scorer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .metrics.detection import knn_scores
+
+SCORERS = ("knn-share", "knn-distance", "probe")
+PROBE_C = 1.0
+
+
+def normalised_similarity(sims: np.ndarray, baseline: float) -> np.ndarray:
+    """(cos - b) / (1 - b), clipped to [0, 1]: 0 for unrelated prompts, 1 for the same vector."""
+    return np.clip((np.asarray(sims, dtype=np.float64) - baseline) / (1.0 - baseline), 0.0, 1.0)
+
+
+def knn_share(idx: np.ndarray, sims: np.ndarray, is_unsafe: np.ndarray, k: int) -> np.ndarray:
+    return knn_scores(idx, sims, is_unsafe, k)
+
+
+def knn_distance(idx: np.ndarray, sims: np.ndarray, is_unsafe: np.ndarray, k: int, baseline: float) -> np.ndarray:
+    nb = np.asarray(idx)[:, :k]
+    valid = nb >= 0
+    sign = np.where(np.asarray(is_unsafe, dtype=bool)[np.where(valid, nb, 0)], 1.0, -1.0)
+    w = np.where(valid, normalised_similarity(np.where(valid, np.asarray(sims)[:, :k], -1.0), baseline), 0.0)
+    return (w * sign).sum(axis=1) / max(int(k), 1)
+
+
+def knn_score(name: str, idx: np.ndarray, sims: np.ndarray, is_unsafe: np.ndarray, k: int, baseline: float) -> np.ndarray:
+    if name == "knn-share":
+        return knn_share(idx, sims, is_unsafe, k)
+    if name == "knn-distance":
+        return knn_distance(idx, sims, is_unsafe, k, baseline)
+    raise ValueError(f"not a kNN scorer: {name!r}")
+
+
+@dataclass
+class Probe:
+    """Logistic regression on normalised vectors: P(unsafe | vector)."""
+
+    coef: np.ndarray
+    intercept: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray, is_unsafe: np.ndarray, *, c: float = PROBE_C) -> "Probe":
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(is_unsafe, dtype=bool)
+        if y.all() or not y.any():
+            raise ValueError("the probe needs safe and unsafe prompts")
+        model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+        model.fit(np.asarray(x, dtype=np.float64), y.astype(int))
+        return cls(coef=model.coef_[0].astype(np.float64), intercept=float(model.intercept_[0]))
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        z = np.asarray(x, dtype=np.float64) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"coef": [float(v) for v in self.coef], "intercept": self.intercept}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Probe | None":
+        if not d or "coef" not in d:
+            return None
+        return cls(coef=np.asarray(d["coef"], dtype=np.float64), intercept=float(d["intercept"]))
