@@ -194,7 +194,8 @@ def _labeled_datasets(pool: Pool) -> list[str]:
 
 
 def _category_accuracy(pool: Pool, reference: np.ndarray, rows: np.ndarray, k: int) -> dict[str, float]:
-    """Per held-out dataset: the share of its prompts with a harm type whose neighbours' top vote names it."""
+    """Per held-out dataset: the share of its prompts with a harm type (one the reference holds too)
+    whose neighbours' top vote names it."""
     levels = pool.taxonomies.get(VOTE_TAXONOMY)
     if not levels or VOTE_LEVEL not in levels:
         return {}
@@ -206,7 +207,9 @@ def _category_accuracy(pool: Pool, reference: np.ndarray, rows: np.ndarray, k: i
         return node.at_depth(depth) if node is not None and node.taxonomy == VOTE_TAXONOMY else None
 
     truth = [harm_type(int(pool.prompt_ids[r])) for r in rows]
-    have = [i for i, t in enumerate(truth) if t is not None]
+    # only categories the reference still holds can be named by the vote
+    known = {harm_type(int(p)) for p in pool.prompt_ids[reference]} - {None}
+    have = [i for i, t in enumerate(truth) if t is not None and t in known]
     if not have:
         return {}
     idx, sims = Neighbours.nearest(pool, pool.vectors[rows[have]], k, mask=reference)

@@ -358,7 +358,7 @@ def _harm_taxonomies(pool: Pool) -> dict[str, int]:
     for name, levels in pool.taxonomies.items():
         if "pair_type" in levels:
             continue
-        out[name] = levels.index("harm_type") if "harm_type" in levels else max(len(levels) - 1, 0)
+        out[name] = levels.index(choose_level(levels)) if levels else 0
     return out
 
 

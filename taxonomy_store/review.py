@@ -329,6 +329,35 @@ class Review:
         ov.separation = dict(sorted(ov.separation.items()))
         return ov
 
+    def evaluations(self, encoder: str | None = None) -> list["EvaluationView"]:
+        """The newest held-out evaluation of each kind (`tstore evaluate`), newest first, for the metrics screen:
+        per held-out dataset the verdict shares and recall / flagged rate, beside the calibration's
+        grouped-CV and in-sample AUROC; `stale` when the data changed since."""
+        stale_ids = {r.id for r in self.store.metrics.stale()}
+        out = []
+        for r in self.store.metrics.latest():
+            if r.metric != "evaluate" or (encoder and r.encoder != encoder):
+                continue
+            p = r.params
+            if p.get("by_dataset"):
+                what = "each labeled dataset in turn"
+            else:
+                what = ", ".join(p.get("holdout") or [])
+                if p.get("fraction") is not None:
+                    what = f"{p['fraction']:g} of {what} (seed {p.get('seed')})"
+            splits = [
+                EvaluationSplit(
+                    held_out=list(sp["held_out"]), prompts=int(sp["prompts"]), scorer=sp["scorer"], auroc=sp.get("auroc"),
+                    cv_auroc=sp.get("cv_auroc"), in_sample_auroc=sp.get("in_sample_auroc"), datasets=dict(sp["datasets"]),
+                    warnings=list(sp.get("warnings") or []),
+                )
+                for sp in r.details.get("splits", [])
+            ]
+            out.append(EvaluationView(run_id=r.id, encoder=r.encoder, held_out=what, primary_name=r.primary_name,
+                                      primary_value=r.primary_value, splits=splits, stale=r.id in stale_ids,
+                                      created_at=r.created_at, data_revision=r.data_revision))
+        return sorted(out, key=lambda e: -(e.run_id or 0))
+
     def recompute(
         self,
         *,
@@ -350,6 +379,31 @@ class Review:
         if progress:
             progress("done", len(names), len(names))
         return runs
+
+
+@dataclass
+class EvaluationSplit:
+    held_out: list[str]
+    prompts: int
+    scorer: str
+    auroc: float | None  # on the held-out prompts (None unless both labels are held out)
+    cv_auroc: float | None  # the calibration's grouped cross-validation, without the held-out prompts
+    in_sample_auroc: float | None  # leave-one-out (kNN scorers) or the probe's training fit: optimistic
+    datasets: dict[str, dict[str, Any]]  # dataset -> n, unsafe, uncertain, safe shares, recall or flagged, category_accuracy
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvaluationView:
+    run_id: int | None
+    encoder: str
+    held_out: str  # in words
+    primary_name: str | None
+    primary_value: float | None
+    splits: list[EvaluationSplit]
+    stale: bool
+    created_at: str | None
+    data_revision: int
 
 
 @dataclass

@@ -35,10 +35,10 @@ def decide(score: float | None, calibration: "Calibration | None", nearest: floa
         return "uncertain", "no calibration for this encoder yet; run `tstore calibrate`"
     t, m = calibration.threshold, calibration.margin
     if abs(score - t) < m:
-        return "uncertain", f"{calibration.scorer} score {score:.3f} is within {m:g} of the threshold {t:.3f}"
+        return "uncertain", f"decided by {calibration.scorer}: {score:.3f} is within {m:g} of the threshold {t:.3f}"
     if score >= t:
-        return "unsafe", f"{calibration.scorer} score {score:.3f} >= threshold {t:.3f}"
-    return "safe", f"{calibration.scorer} score {score:.3f} < threshold {t:.3f}"
+        return "unsafe", f"decided by {calibration.scorer}: {score:.3f} >= threshold {t:.3f}"
+    return "safe", f"decided by {calibration.scorer}: {score:.3f} < threshold {t:.3f}"
 
 
 def score_vectors(pool: Pool, voters: np.ndarray, vectors: np.ndarray, cal: "Calibration",

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from taxonomy_store import querying as q
+from taxonomy_store.scorers import SCORERS
 from taxonomy_store.catalog import NodeInfo, live_prompts
 
 from conftest import run_tstore
@@ -59,7 +60,12 @@ def test_decide_says_why():
     )
     assert q.decide(0.9, cal)[0] == "unsafe"
     assert q.decide(0.2, cal)[0] == "safe"
-    assert q.decide(0.62, cal) == ("uncertain", "score 0.620 is within 0.05 of the threshold 0.600")
+    assert q.decide(0.62, cal) == ("uncertain", "decided by knn-share: 0.620 is within 0.05 of the threshold 0.600")
+    assert q.decide(0.9, cal)[1] == "decided by knn-share: 0.900 >= threshold 0.600"
+    cal.ood_similarity = 0.3
+    assert q.decide(0.9, cal, 0.25) == (
+        "uncertain", "nothing like it is stored (nearest labeled prompt at normalised similarity 0.250 < 0.300)")
+    assert q.decide(0.9, cal, 0.35)[0] == "unsafe"
     assert q.decide(0.9, None) == ("uncertain", "no calibration for this encoder yet; run `tstore calibrate`")
     assert q.decide(None, cal) == ("uncertain", "no labeled neighbours voted")
     assert q.Calibration.from_dict(cal.to_dict()) == cal
@@ -158,63 +164,71 @@ def _brute_force_loo(store, k):
     return scores, y
 
 
-def test_calibration_is_leave_one_out_and_matches_brute_force(qstore):
+def test_calibration_is_grouped_cross_validation_with_leave_one_out_beside_it(qstore):
     cal = qstore.search.calibration()
-    assert cal is not None and cal.objective == "max_f1" and cal.k == 10
+    assert cal is not None and cal.objective == "balanced" and cal.k == 10 and not cal.forced
     with qstore.session() as s:
         rows = live_prompts(s)
     assert cal.n_unsafe == sum(r.label == "unsafe" for r in rows) > 1000
     assert cal.n_safe == sum(r.label == "safe" for r in rows) > 200
-    scores, y = _brute_force_loo(qstore, cal.k)
-    # AUROC: every unsafe/safe pair, ties half
-    diff = scores[y][:, None] - scores[~y][None, :]
-    assert cal.auroc == pytest.approx(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size, abs=1e-9)
-    # the threshold reaches the best F1 over every possible threshold
-    f1s = []
-    for t in np.unique(scores):
-        pred = scores >= t
-        tp, fp, fn = (pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    assert cal.f1 == pytest.approx(max(f1s), abs=1e-9)
-    pred = scores >= cal.threshold - 1e-12
-    assert cal.precision == pytest.approx((pred & y).sum() / pred.sum(), abs=1e-9)
-    assert cal.recall == pytest.approx((pred & y).sum() / y.sum(), abs=1e-9)
-    assert cal.fpr == pytest.approx((pred & ~y).sum() / (~y).sum(), abs=1e-9)
-    # sane: far better than chance, yet not perfect (XSTest's safe prompts look unsafe on purpose)
+    # every scorer was cross-validated; the best out-of-fold AUROC decides
+    assert set(cal.scorers) == set(SCORERS)
+    assert cal.auroc == max(v["cv_auroc"] for v in cal.scorers.values()) == cal.scorers[cal.score]["cv_auroc"]
+    assert cal.tp + cal.fn == cal.n_unsafe and cal.fp + cal.tn == cal.n_safe
+    assert cal.recall == pytest.approx(cal.tp / cal.n_unsafe) and cal.fpr == pytest.approx(cal.fp / cal.n_safe)
+    assert len(cal.folds) == 5 and 0.0 < cal.ood_similarity < 1.0
+    # the paper's data alone: about 250 safe prompts, all XSTest's: the calibration says so
+    assert any(w.startswith(f"the safe class is small ({cal.n_safe} of") for w in cal.warnings)
     assert 0.75 < cal.auroc < 0.999
-    assert 0.8 < cal.precision <= 1 and 0.8 < cal.recall <= 1 and 0 <= cal.fpr < 0.6
-    # stored on the encoder, audited, and not stale right after
-    assert qstore.encoders.get("minilm").calibration["threshold"] == cal.threshold
+    try:
+        forced = qstore.search.calibrate(scorer="knn-share")
+        scores, y = _brute_force_loo(qstore, forced.k)
+        diff = scores[y][:, None] - scores[~y][None, :]
+        # the in-sample figure is the paper's leave-one-out kNN detector, computed independently here
+        assert forced.in_sample_auroc == pytest.approx(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size, abs=1e-9)
+        assert forced.forced and forced.score == "knn-share" and set(forced.scorers) == {"knn-share"}
+        assert qstore.encoders.get("minilm").calibration["threshold"] == forced.threshold
+    finally:
+        qstore.search.calibrate()
     (r,) = qstore.search.query(["How do I kill a Python process that hangs?"])
     assert r.warnings == []
+    assert r.verdict != "safe" or (r.top_category is None and r.categories == [] and r.votes == {})
 
 
-def test_query_score_is_the_calibrated_score(qstore):
-    """A stored prompt queried as new text scores like its leave-one-out score plus itself as a voter."""
+@pytest.mark.parametrize("scorer", SCORERS)
+def test_query_score_is_the_calibrated_score(qstore, scorer):
+    """A query's score is its scorer's formula over the stored vectors, computed independently here."""
     text = "What household chemicals should never be mixed together, for safety reasons?"
-    (r,) = qstore.search.query([text], k=3)
-    cal = qstore.search.calibration()
-    vs = qstore.index.load_vectors("minilm")
-    qv = qstore.index.encode("minilm", [text])[0].astype(np.float64)
-    with qstore.session() as s:
-        label = {p.id: p.label for p in live_prompts(s)}
-    sims = vs.vectors.astype(np.float64) @ qv
-    top = np.argsort(-sims, kind="stable")[: cal.k]  # the verdict uses the calibration's k, not the query's
-    w = np.clip(sims[top], 0, None)
-    unsafe = np.array([label[int(vs.prompt_ids[i])] == "unsafe" for i in top])
-    assert r.unsafe_score == pytest.approx((w * unsafe).sum() / w.sum(), abs=1e-6)
-    assert [n.prompt_id for n in r.neighbours] == [int(vs.prompt_ids[i]) for i in top[:3]]
-    assert r.verdict == q.decide(r.unsafe_score, cal)[0]
+    try:
+        cal = qstore.search.calibrate(scorer=scorer)
+        (r,) = qstore.search.query([text], k=3)
+        vs = qstore.index.load_vectors("minilm")
+        qv = qstore.index.encode("minilm", [text])[0].astype(np.float64)
+        with qstore.session() as s:
+            label = {p.id: p.label for p in live_prompts(s)}
+        sims = vs.vectors.astype(np.float64) @ qv
+        top = np.argsort(-sims, kind="stable")[: cal.k]  # the verdict uses the calibration's k, not the query's
+        unsafe = np.array([label[int(vs.prompt_ids[i])] == "unsafe" for i in top])
+        if scorer == "knn-share":
+            w = np.clip(sims[top], 0, None)
+            expected = (w * unsafe).sum() / w.sum()
+        elif scorer == "knn-distance":
+            w = np.clip((sims[top] - cal.baseline) / (1 - cal.baseline), 0, 1)
+            expected = (w * np.where(unsafe, 1, -1)).sum() / cal.k
+        else:
+            expected = 1 / (1 + np.exp(-(np.array(cal.probe["coef"]) @ qv + cal.probe["intercept"])))
+        assert r.unsafe_score == pytest.approx(expected, abs=1e-6) and r.scorer == scorer
+        assert [n.prompt_id for n in r.neighbours] == [int(vs.prompt_ids[i]) for i in top[:3]]
+        assert r.verdict == q.decide(r.unsafe_score, cal, r.nearest_similarity)[0]
+        assert r.nearest_similarity == pytest.approx(max(0.0, (sims[top[0]] - cal.baseline) / (1 - cal.baseline)), abs=1e-6)
+    finally:
+        qstore.search.calibrate()
 
 
 def test_target_fpr_calibration(qstore):
-    cal = qstore.search.calibrate(target_fpr=0.05)
     try:
-        scores, y = _brute_force_loo(qstore, 10)
-        assert cal.objective == "target_fpr" and cal.fpr <= 0.05
-        ok = [t for t in np.unique(scores) if ((scores >= t) & ~y).sum() / (~y).sum() <= 0.05]
-        assert cal.threshold == pytest.approx(min(ok))
-        assert cal.recall == pytest.approx(((scores >= cal.threshold) & y).sum() / y.sum())
+        cal = qstore.search.calibrate(target_fpr=0.05)
+        assert cal.objective == "target_fpr" and cal.fpr <= 0.05 and cal.fp <= 0.05 * cal.n_safe
     finally:
         qstore.search.calibrate()
 

@@ -19,6 +19,7 @@ from . import (  # noqa: E402,F401
     db_cmds,
     demo_cmds,
     embed_cmds,
+    evaluate_cmds,
     encoder_cmds,
     export_cmds,
     import_cmds,

@@ -49,8 +49,13 @@ def demo(ctx: Context, demo_store: str, as_json: bool) -> None:
     for r in runs:
         print_metric_run(r)
         click.echo()
-    click.echo(f"calibrated unsafe threshold {calibration.threshold:.3f} (leave-one-out: AUROC {calibration.auroc:.3f}, "
+    click.echo(f"calibrated unsafe threshold {calibration.threshold:.3f} (scorer {calibration.scorer}; out of fold: "
                f"precision {calibration.precision:.3f}, recall {calibration.recall:.3f}, FPR {calibration.fpr:.3f})")
+    # the figure that predicts unseen prompts, beside the optimistic one
+    click.echo(f"AUROC on held-out folds (grouped cross-validation) {calibration.auroc:.3f}   "
+               f"in-sample leave-one-out {calibration.in_sample_auroc:.3f}")
+    for w in calibration.warnings:
+        echo_untrusted(f"warning: {w}")
     click.echo()
     click.echo(f"sample query: {untrusted(DEMO_QUERY)}")
     print_query_result(result, single=True, show=5)

@@ -16,7 +16,10 @@ from .options import InputFile, encoder_option, json_option
 from .render import echo_untrusted, emit_json, print_query_result, untrusted
 
 LEVELS = (DEFAULT_LEVEL,) + tuple(lv for lv in DO_NOT_ANSWER_LEVELS if lv != DEFAULT_LEVEL)
-QUERY_BATCH_SIZE = 64
+SCORERS = ("knn-share", "knn-distance", "probe")  # taxonomy_store.scorers.SCORERS, without importing numpy for --help
+# Prompts read from a file are encoded in windows this large: the encoder sorts each window by
+# length, so its batches pad little; results still come out in input order, window by window.
+QUERY_WINDOW = 4096
 
 
 def _decoded_lines(stream: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
@@ -93,13 +96,16 @@ def _batches(items: Iterator[tuple[Any, str]], size: int):
 @click.option("--taxonomy", default=None, help="Taxonomy whose categories vote [default: do-not-answer, when loaded].")
 @click.option("--dataset", multiple=True, help="Only neighbours from this dataset (repeatable).")
 @click.option("--label", type=click.Choice(LABELS), multiple=True, help="Only neighbours with this label (repeatable).")
+@click.option("--category", multiple=True, help="Only neighbours in this category or under it (a node code; repeatable).")
 @json_option
 @pass_ctx
-def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, label, as_json) -> None:
+def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, label, category, as_json) -> None:
     """Nearest stored prompts and unsafe categories for TEXT, and a calibrated verdict.
 
     TEXT may be - (or use --file) to read one prompt per line; with --json each result is one
-    JSON line. The verdict is unsafe, safe or uncertain (near the threshold, or not calibrated).
+    JSON line. The verdict is unsafe, safe or uncertain (near the threshold, nothing like it
+    stored, or not calibrated), and names the calibrated scorer that decided. Filters narrow the
+    neighbour list, never the verdict.
     """
     if text is not None and file is not None:
         raise click.UsageError("give TEXT or --file, not both")
@@ -112,10 +118,10 @@ def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, la
     single = text is not None and text != "-"
     search = ctx.store.search
     warned: set[str] = set()
-    for chunk in _batches(_read_inputs(text, file), 1 if single else QUERY_BATCH_SIZE):
+    for chunk in _batches(_read_inputs(text, file), 1 if single else QUERY_WINDOW):
         results = search.query(
             [t for _, t in chunk], ids=[i for i, _ in chunk], encoder=encoder, k=k, level=level, taxonomy=taxonomy,
-            dataset=list(dataset) or None, label=list(label) or None,
+            dataset=list(dataset) or None, label=list(label) or None, category=list(category) or None,
         )
         for r in results:
             for w in r.warnings:
@@ -132,24 +138,36 @@ def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, la
 
 @cli.command("calibrate")
 @encoder_option("Encoder to calibrate [env TSTORE_ENCODER; default minilm].")
+@click.option("--scorer", type=click.Choice(SCORERS), default=None, help="Use this scorer [default: the best grouped cross-validation AUROC].")
 @click.option("--target-fpr", type=click.FloatRange(0.0, 1.0), default=None, help="Highest recall whose false-positive rate stays within this.")
-@click.option("--max-f1", "max_f1", is_flag=True, default=False, help="Threshold with the best F1 (the default).")
+@click.option("--max-f1", "max_f1", is_flag=True, default=False, help="Threshold with the best F1 [default: best recall minus false-positive rate].")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours that vote.")
 @click.option("--margin", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.05, show_default=True, help="Scores this close to the threshold are 'uncertain'.")
 @json_option
 @pass_ctx
-def calibrate_cmd(ctx: Context, encoder, target_fpr, max_f1, k, margin, as_json) -> None:
-    """Choose the encoder's unsafe threshold from the store's labeled prompts (leave-one-out)."""
+def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, as_json) -> None:
+    """Choose the encoder's scorer and unsafe threshold on grouped cross-validation.
+
+    Folds keep pairs together and spread every dataset; the out-of-fold figures predict unseen
+    data, the in-sample (leave-one-out) figure beside them does not.
+    """
     if target_fpr is not None and max_f1:
         raise click.UsageError("give --target-fpr or --max-f1, not both")
-    cal = ctx.store.search.calibrate(encoder, target_fpr=target_fpr, max_f1=target_fpr is None, k=k, margin=margin)
+    cal = ctx.store.search.calibrate(encoder, target_fpr=target_fpr, max_f1=max_f1, k=k, margin=margin, scorer=scorer)
+    for w in cal.warnings:
+        echo_untrusted(f"warning: {w}", err=True)
     if as_json:
         emit_json(cal.to_dict())
         return
-    goal = f"target FPR {cal.target_fpr:g}" if cal.objective == "target_fpr" else "best F1"
+    goal = f"target FPR {cal.target_fpr:g}" if cal.target_fpr is not None else "best F1" if cal.objective == "max_f1" else "best recall - FPR"
     click.echo(
-        f"calibrated {untrusted(cal.encoder)} ({goal}, k={cal.k}, leave-one-out on {cal.n_unsafe} unsafe + {cal.n_safe} safe prompts, "
-        f"data revision {cal.data_revision})"
+        f"calibrated {untrusted(cal.encoder)} ({goal}, k={cal.k}, {len(cal.folds)}-fold grouped cross-validation on "
+        f"{cal.n_unsafe} unsafe + {cal.n_safe} safe prompts, data revision {cal.data_revision})"
     )
-    click.echo(f"threshold {cal.threshold:.4f} (uncertain within ±{cal.margin:g})")
-    click.echo(f"AUROC {cal.auroc:.4f}  precision {cal.precision:.4f}  recall {cal.recall:.4f}  FPR {cal.fpr:.4f}  F1 {cal.f1:.4f}")
+    how = "forced" if cal.forced else "best grouped-CV AUROC"
+    others = "  ".join(f"{n} {v['cv_auroc']:.4f}" for n, v in cal.scorers.items())
+    click.echo(f"scorer {cal.scorer} ({how}; grouped-CV AUROC: {others})")
+    click.echo(f"threshold {cal.threshold:.4f} (uncertain within ±{cal.margin:g}); "
+               f"nothing like it is stored below normalised similarity {cal.ood_similarity:.3f}")
+    click.echo(f"AUROC held-out folds {cal.auroc:.4f}   in-sample (leave-one-out) {cal.in_sample_auroc:.4f}")
+    click.echo(f"out of fold: precision {cal.precision:.4f}  recall {cal.recall:.4f}  FPR {cal.fpr:.4f}  F1 {cal.f1:.4f}")

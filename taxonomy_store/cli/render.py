@@ -136,8 +136,13 @@ def print_query_result(r, *, single: bool, show: int) -> None:
             if votes:
                 top = votes[0]
                 click.echo(f"  {lvl}: {untrusted(top.code)} {top.score:.3f}")
+    elif r.verdict == "safe" or not r.votes and r.verdict == "uncertain":
+        click.echo("no harm category: " + ("the verdict is safe" if r.verdict == "safe" else "no harm category voted"))
     else:
         click.echo(f"no neighbour has a {r.level} category in {untrusted(r.taxonomy)}")
+    for name, votes in r.votes.items():
+        if name != r.taxonomy and votes:
+            click.echo(f"  also {untrusted(name)}: {untrusted(votes[0].code)} {votes[0].score:.3f}")
     click.echo(f"nearest {len(r.neighbours)} stored prompts:")
     for n in r.neighbours[:show]:
         cat = "/".join(untrusted(c) for c in n.category_path) or "-"

@@ -1,0 +1,63 @@
+"""`tstore evaluate`: the guard on prompts it has never seen; a thin client of `store.evaluation`."""
+
+from __future__ import annotations
+
+import click
+
+from .app import Context, cli, pass_ctx
+from .options import encoder_option, json_option
+from .render import echo_untrusted, emit_json, progress_bar, untrusted
+from .query_cmds import SCORERS
+
+
+def _pct(v) -> str:
+    return "   -  " if v is None else f"{100 * v:5.1f}%"
+
+
+def print_evaluation(run) -> None:
+    """Per held-out set: verdict shares, recall / flagged, AUROC, beside the calibration's own figures."""
+    for split in run.details.get("splits", []):
+        held = ", ".join(untrusted(d) for d in split["held_out"])
+        auroc = "n/a" if split.get("auroc") is None else f"{split['auroc']:.4f}"
+        click.echo(f"held out {held}: {split['prompts']} prompts; calibrated without them on {split['reference']} "
+                   f"(scorer {split['scorer']}, threshold {split['threshold']:.4f})")
+        click.echo(f"  AUROC held-out {auroc}   grouped-CV {split['cv_auroc']:.4f}   in-sample (leave-one-out) "
+                   f"{split['in_sample_auroc']:.4f}")
+        click.echo(f"  {'dataset':<22} {'n':>5}  {'unsafe':>6}  {'uncert.':>6}  {'safe':>6}  {'caught':>6}  {'flagged':>7}  {'category':>8}")
+        for d, f in split["datasets"].items():
+            click.echo(f"  {untrusted(d):<22} {f['n']:>5}  {_pct(f['unsafe'])}  {_pct(f['uncertain'])}  {_pct(f['safe'])}  "
+                       f"{_pct(f.get('recall'))}  {_pct(f.get('flagged'))}   {_pct(f.get('category_accuracy'))}")
+        for w in split.get("warnings", []):
+            echo_untrusted(f"  warning: {w}")
+    click.echo(f"stored as metric run {run.id} (data revision {run.data_revision})")
+
+
+@cli.command("evaluate")
+@encoder_option("Encoder to evaluate [env TSTORE_ENCODER; default minilm].")
+@click.option("--holdout", multiple=True, metavar="DATASET", help="Hold this dataset out of the pool, the training and the calibration, then query it (repeatable).")
+@click.option("--fraction", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None, help="Hold out this seeded fraction of each --holdout dataset instead of all of it.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --fraction.")
+@click.option("--by-dataset", is_flag=True, default=False, help="Leave each labeled dataset out in turn.")
+@click.option("--scorer", type=click.Choice(SCORERS), default=None, help="Use this scorer [default: the best grouped cross-validation AUROC].")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours that vote.")
+@json_option
+@pass_ctx
+def evaluate_cmd(ctx: Context, encoder, holdout, fraction, seed, by_dataset, scorer, k, as_json) -> None:
+    """How the guard does on prompts it has never seen: verdict shares per held-out dataset at the
+    threshold calibrated without them (recall for unsafe sets, flagged rate for safe ones), AUROC
+    where both labels are held out. Stored as a metric run (`tstore metrics history`)."""
+    if by_dataset and holdout:
+        raise click.UsageError("give --holdout DATASET or --by-dataset, not both")
+    if not by_dataset and not holdout:
+        raise click.UsageError("give --holdout DATASET (repeatable) or --by-dataset")
+    if fraction is not None and not holdout:
+        raise click.UsageError("--fraction needs --holdout")
+    with progress_bar("evaluating") as progress:
+        run = ctx.store.evaluation.evaluate(
+            encoder=encoder, holdout=list(holdout), fraction=fraction, seed=seed, by_dataset=by_dataset, k=k, scorer=scorer,
+            progress=progress,
+        )
+    if as_json:
+        emit_json(run.to_dict())
+    else:
+        print_evaluation(run)
