@@ -90,7 +90,7 @@ def guard_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("guard")
     store = init_store(root / "store")
     info = store.encoders.get("minilm")
-    store.index._live[(info.name, info.fingerprint)] = TrigramEncoder(info.dimension or 384)
+    store.live_encoders.install(info, TrigramEncoder(info.dimension or 384))
     for name, rows in {
         "harms": _rows(UNSAFE, "unsafe", "harms", 160),
         "lookalikes": _rows(SAFE, "safe", "lookalikes", 120),
