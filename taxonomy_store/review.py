@@ -333,9 +333,9 @@ class Review:
         """The newest held-out evaluation of each kind (`tstore evaluate`), newest first, for the metrics screen:
         per held-out dataset the verdict shares and recall / flagged rate, beside the calibration's
         grouped-CV and in-sample AUROC; `stale` when the data changed since."""
-        stale_ids = {r.id for r in self.store.metrics.stale()}
+        stale_ids = {r.id for r in self.metrics.stale()}
         out = []
-        for r in self.store.metrics.latest():
+        for r in self.metrics.latest():
             if r.metric != "evaluate" or (encoder and r.encoder != encoder):
                 continue
             p = r.params
