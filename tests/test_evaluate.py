@@ -162,3 +162,10 @@ def test_cli_evaluate(guard_store):
     assert bad.returncode == 1 and "error: no dataset 'nope' in this store" in bad.stderr and "Traceback" not in bad.stderr
     both = run_tstore("--store", str(guard_store.dir), "evaluate")
     assert both.returncode == 2 and "--holdout DATASET" in both.stderr
+
+
+def test_the_cli_names_the_same_scorers():
+    from taxonomy_store.cli.options import SCORERS as CLI_SCORERS
+    from taxonomy_store.scorers import SCORERS
+
+    assert CLI_SCORERS == SCORERS

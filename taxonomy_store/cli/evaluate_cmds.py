@@ -5,9 +5,8 @@ from __future__ import annotations
 import click
 
 from .app import Context, cli, pass_ctx
-from .options import encoder_option, json_option
+from .options import encoder_option, json_option, scorer_option
 from .render import echo_untrusted, emit_json, progress_bar, untrusted
-from .query_cmds import SCORERS
 
 
 def _pct(v) -> str:
@@ -38,7 +37,7 @@ def print_evaluation(run) -> None:
 @click.option("--fraction", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None, help="Hold out this seeded fraction of each --holdout dataset instead of all of it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --fraction.")
 @click.option("--by-dataset", is_flag=True, default=False, help="Leave each labeled dataset out in turn.")
-@click.option("--scorer", type=click.Choice(SCORERS), default=None, help="Use this scorer [default: the best grouped cross-validation AUROC].")
+@scorer_option
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours that vote.")
 @json_option
 @pass_ctx

@@ -78,3 +78,15 @@ class OutputDir(click.ParamType):
         if path.exists() and not path.is_dir():
             raise OutputFileError(path, "is a file, not a directory", "give a directory (it is created when missing)")
         return str(value)
+
+
+# taxonomy_store.scorers.SCORERS, named here so `--help` imports no numpy
+SCORERS = ("knn-share", "knn-distance", "probe")
+
+
+def scorer_option(f):
+    """--scorer: force one of the guard's scorers instead of the best grouped cross-validation AUROC."""
+    return click.option(
+        "--scorer", type=click.Choice(SCORERS), default=None,
+        help="Use this scorer [default: the best grouped cross-validation AUROC].",
+    )(f)

@@ -12,11 +12,10 @@ import click
 from ..errors import EmptyPrompt, InputFileError
 from ..vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_LEVELS, LABELS
 from .app import Context, cli, pass_ctx
-from .options import InputFile, encoder_option, json_option
+from .options import InputFile, encoder_option, json_option, scorer_option
 from .render import echo_untrusted, emit_json, print_query_result, untrusted
 
 LEVELS = (DEFAULT_LEVEL,) + tuple(lv for lv in DO_NOT_ANSWER_LEVELS if lv != DEFAULT_LEVEL)
-SCORERS = ("knn-share", "knn-distance", "probe")  # taxonomy_store.scorers.SCORERS, without importing numpy for --help
 # Prompts read from a file are encoded in windows this large: the encoder sorts each window by
 # length, so its batches pad little; results still come out in input order, window by window.
 QUERY_WINDOW = 4096
@@ -138,7 +137,7 @@ def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, la
 
 @cli.command("calibrate")
 @encoder_option("Encoder to calibrate [env TSTORE_ENCODER; default minilm].")
-@click.option("--scorer", type=click.Choice(SCORERS), default=None, help="Use this scorer [default: the best grouped cross-validation AUROC].")
+@scorer_option
 @click.option("--target-fpr", type=click.FloatRange(0.0, 1.0), default=None, help="Highest recall whose false-positive rate stays within this.")
 @click.option("--max-f1", "max_f1", is_flag=True, default=False, help="Threshold with the best F1 [default: best recall minus false-positive rate].")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours that vote.")
