@@ -165,7 +165,10 @@ class MetricsScreen(StoreScreen):
             names = encoders or [e.name for e in self.store.encoders.list()]
             embedded = 0
             for name in names:
-                summary = self.store.index.embed(name, progress=lambda enc, done, total: self._progress(f"embedding {enc}", done, total))
+                summary = self.store.index.embed(
+                    name, progress=lambda enc, done, total: self._progress(f"embedding {enc}", done, total),
+                    on_wait=lambda why: self._progress(f"waiting for the store's writer lock: {why}", 0, 0),
+                )
                 embedded += int(summary.embedded or 0) + int(summary.updated or 0)
         finally:
             self.app.call_from_thread(self._recompute_ended)
@@ -211,6 +214,11 @@ class MetricsScreen(StoreScreen):
         self.running = False
         self.query_one(ProgressBar).display = False
         self.refresh_data()
+
+    def on_screen_resume(self) -> None:
+        # edits on other screens make runs stale or prompts unembedded: read the state again on return
+        if not self.running and self.is_mounted:
+            self.refresh_data()
 
     def worker_failed(self, worker: Any) -> None:
         if worker.group in ("metrics.recompute", "metrics.embed"):

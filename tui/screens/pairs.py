@@ -129,6 +129,11 @@ class PairsScreen(StoreScreen):
             self.follow_id = self.current.id
         self.refresh_data()
 
+    def on_screen_resume(self) -> None:
+        # an embed or edit elsewhere changes the neighbour panes: read the shown pair again on return
+        if self.is_mounted and self.current is not None:
+            self.show_current()
+
     @property
     def current(self) -> Any | None:
         return self.pairs[self.pos] if 0 <= self.pos < len(self.pairs) else None
