@@ -39,11 +39,11 @@ class FitTable(DataTable):
         self._columns(self._narrow())
 
     def _columns(self, narrow: bool) -> None:
+        # columns made afresh every time: a DataTable column keeps the widest width it ever had
         name = "narrow" if narrow else "wide"
-        if name != self.layout_name:
-            self.clear(columns=True)
-            self.add_columns(*(self.NARROW if narrow else self.COLUMNS))
-            self.layout_name = name
+        self.clear(columns=True)
+        self.add_columns(*(self.NARROW if narrow else self.COLUMNS))
+        self.layout_name = name
 
     def show(self, items: Iterable[Any], follow: str | None = None) -> None:
         """Fill the table; the cursor lands on the row keyed `follow` (or the row it was on)."""
@@ -53,7 +53,6 @@ class FitTable(DataTable):
         self.items = list(items)
         narrow = self._narrow()
         self._columns(narrow)
-        self.clear()
         probe = [self.cells(i, narrow, 1)[:-1] for i in self.items]
         others = [max((r[c].cell_len for r in probe), default=0) for c in range(len(probe[0]))] if probe else []
         used = sum(max(w, 3) + 2 for w in others) + 4  # cell padding, the text cell's, a scrollbar

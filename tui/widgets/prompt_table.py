@@ -68,11 +68,10 @@ class PromptTable(DataTable):
         keep = self.cursor_row
         self.order = list(prompts)
         layout = self._layout()
-        if layout != self.layout_name:
-            self.clear(columns=True)
-            self.add_columns(*self._columns(layout))
-            self.layout_name = layout
-        self.clear()
+        # columns made afresh every time: a DataTable column keeps the widest width it ever had
+        self.clear(columns=True)
+        self.add_columns(*self._columns(layout))
+        self.layout_name = layout
         self.prompts = {p.id: p for p in self.order}
         probe = [self._cells(p, layout, 1) for p in self.order]
         width = self._text_width(probe)
