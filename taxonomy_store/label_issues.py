@@ -67,21 +67,3 @@ def confident_issues(probs: np.ndarray, y: np.ndarray) -> list[Issue]:
     self_conf = probs[np.arange(len(y)), y]
     rows = rows[np.lexsort((rows, self_conf[rows]))]
     return [Issue(int(r), int(y[r]), int(confident[r]), float(self_conf[r]), float(probs[r, confident[r]])) for r in rows]
-
-
-def pair_groups(ids: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """A group number per id: the ids joined by pairs (transitively) share one."""
-    parent = {int(i): int(i) for i in ids}
-
-    def root(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for a, b in pairs:
-        if a in parent and b in parent:
-            parent[root(a)] = root(b)
-    roots = [root(int(i)) for i in ids]
-    index = {r: n for n, r in enumerate(dict.fromkeys(roots))}
-    return np.array([index[r] for r in roots])

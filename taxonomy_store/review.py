@@ -224,7 +224,8 @@ class Review:
         """Prompts whose stored safe/unsafe label confident learning doubts (see `label_issues`):
         out-of-sample probabilities of a logistic probe on the stored vectors, pair sides kept in
         one fold; least self-confident first. `twin_pair` names a pair the prompt is a side of."""
-        from .label_issues import confident_issues, out_of_sample_probabilities, pair_groups
+        from .grouped_cv import pair_groups
+        from .label_issues import confident_issues, out_of_sample_probabilities
 
         pool = self._nearest.pool(encoder)
         rows, nodes = pool.rows, pool.nodes

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from taxonomy_store.label_issues import class_thresholds, confident_issues, out_of_sample_probabilities, pair_groups
+from taxonomy_store.grouped_cv import pair_groups
+from taxonomy_store.label_issues import class_thresholds, confident_issues, out_of_sample_probabilities
 
 
 def blobs(n0: int, n1: int, flips: int, seed: int = 1):
