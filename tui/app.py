@@ -74,12 +74,8 @@ class TStoreApp(App):
     }
     # The screen bar shows 1–6; the footer keeps to the keys a curator needs most, so it fits 80 columns.
     BINDINGS = [
-        Binding("1", "switch_mode('taxonomy')", "Taxonomy", id="goto.taxonomy", show=False),
-        Binding("2", "switch_mode('prompts')", "Prompts", id="goto.prompts", show=False),
-        Binding("3", "switch_mode('pairs')", "Pairs", id="goto.pairs", show=False),
-        Binding("4", "switch_mode('suspects')", "Suspects", id="goto.suspects", show=False),
-        Binding("5", "switch_mode('metrics')", "Metrics", id="goto.metrics", show=False),
-        Binding("6", "switch_mode('query')", "Query", id="goto.query", show=False),
+        *(Binding(str(n), f"switch_mode('{mode}')", title, id=f"goto.{mode}", show=False)
+          for n, (mode, title) in enumerate(SCREEN_TITLES.items(), start=1)),
         Binding("u", "undo", "Undo", id="app.undo", show=False),
         Binding("f2", "next_encoder", "Next encoder", id="app.next_encoder", show=False),
         Binding("question_mark,f1", "show_keys", "Keys", id="app.keys", key_display="?"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Header, Input, Select, TextArea
@@ -13,7 +14,7 @@ from textual.worker import Worker, WorkerState
 
 from taxonomy_store.text import inert
 
-from ..edits import Edit
+from ..edits import Edit, prompt_change
 from ..widgets import ScreenBar
 
 if TYPE_CHECKING:
@@ -95,7 +96,13 @@ class StoreScreen(Screen):
         """Reload what the screen shows (in a worker)."""
 
     def action_refresh(self) -> None:
-        self.refresh_data()
+        self.reopen_index()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="screen.reopen")
+    def reopen_index(self) -> None:
+        """F5: reopen the embedded Chroma client first, so vectors another process wrote are seen."""
+        self.store.index.reopen()
+        self.app.call_from_thread(self.refresh_data)
 
     def follow(self, entity: str, entity_id: int) -> None:
         """Move the cursor to this prompt or pair (after an undo) and reload."""
@@ -105,6 +112,25 @@ class StoreScreen(Screen):
         """In a write worker, right after the write: the edit as one of this run's undoable batches."""
         batch = self.store.review.last_batch(entity, entity_id)
         return Edit(batch, what, self.MODE, entity, entity_id) if batch else None
+
+    def update_prompt(self, prompt_id: int, changes: dict[str, Any]) -> Edit | None:
+        """In a write worker: change a prompt's text, label or category, as one undoable edit."""
+        curation = self.store.curation
+        old = curation.get_prompt(prompt_id)
+        curation.update_prompt(prompt_id, **changes)
+        return self.audited("prompt", prompt_id, prompt_change(old, changes))
+
+    def create_pair(self, unsafe_id: int, changes: dict[str, Any]) -> Edit | None:
+        """In a write worker: a new pair from an unsafe prompt and a written safe variant."""
+        pair = self.store.curation.create_pair(unsafe_id, safe_text=changes["safe_text"],
+                                               pair_type=changes.get("pair_type"))
+        return self.audited("pair", pair.id,
+                            f"pair #{pair.id} created: prompt #{unsafe_id} ↔ prompt #{pair.safe_prompt_id}")
+
+    def written(self, edit: Edit | None, fallback: str) -> None:
+        """Back on the screen after a write: keep the edit for `u` and say what was done."""
+        self.app.record_edit(edit)
+        self.toast(edit.what if edit else fallback)
 
     def toast(self, message: str | Text, *, severity: str = "information", timeout: float | None = None) -> None:
         """A notification whose text may hold prompt text or category names: never parsed as markup."""

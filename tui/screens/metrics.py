@@ -9,12 +9,12 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from ..widgets import heat, safe_text
+from ..keys import keys
 from .base import StoreScreen
 from .modals import ConfirmModal
 
@@ -23,13 +23,13 @@ STALE = Text(" stale", style="bold magenta")
 
 class MetricsScreen(StoreScreen):
     MODE, TITLE = "metrics", "Metrics"
-    BINDINGS = [
-        Binding("r", "recompute(False)", "Recompute", id="metrics.recompute"),
-        Binding("R", "recompute(True)", "Recompute (all encoders)", id="metrics.recompute_all", show=False),
-        Binding("e", "embed(False)", "Embed changes", id="metrics.embed"),
-        Binding("E", "embed(True)", "Embed changes (all encoders)", id="metrics.embed_all", show=False),
-        Binding("f5", "refresh", "Reload", id="metrics.reload", show=False),
-    ]
+    BINDINGS = keys("metrics", """
+        r  | recompute(False) | Recompute                    | recompute
+        R  | recompute(True)  | Recompute (all encoders)     | recompute_all | hidden
+        e  | embed(False)     | Embed changes                | embed
+        E  | embed(True)      | Embed changes (all encoders) | embed_all     | hidden
+        f5 | refresh          | Reload                       | reload        | hidden
+    """)
 
     @dataclass
     class Loaded(Message):

@@ -12,7 +12,6 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
@@ -21,8 +20,9 @@ from taxonomy_store.text import inert
 
 from ..widgets import FitTable, PromptCard, heat, safe_text
 from ..widgets.prompt_card import LABEL_STYLES
+from ..keys import keys
 from .base import StoreScreen
-from ..edits import Edit, pair_change, prompt_change
+from ..edits import Edit, pair_change
 from .modals import ConfirmModal, EditPromptModal, NewPairModal, TextInputModal
 
 STATUSES = ("proposed", "accepted", "rejected", None)
@@ -60,20 +60,20 @@ class NeighbourTable(FitTable):
 
 class PairsScreen(StoreScreen):
     MODE, TITLE = "pairs", "Pairs"
-    BINDINGS = [
-        Binding("a", "decide('accepted')", "Accept", id="pairs.accept"),
-        Binding("r", "decide('rejected')", "Reject", id="pairs.reject"),
-        Binding("s", "skip", "Skip", id="pairs.skip"),
-        Binding("b", "back", "Back", id="pairs.back", show=False),
-        Binding("e", "edit('unsafe')", "Edit unsafe", id="pairs.edit_unsafe", show=False),
-        Binding("E", "edit('safe')", "Edit safe", id="pairs.edit_safe", show=False),
-        Binding("n", "note", "Note", id="pairs.note", show=False),
-        Binding("u", "app.undo", "Undo", id="pairs.undo"),
-        Binding("c", "new_pair", "New pair", id="pairs.new", show=False),
-        Binding("f", "cycle_status", "Status filter", id="pairs.status", show=False),
-        Binding("t", "cycle_type", "Type filter", id="pairs.type", show=False),
-        Binding("f5", "refresh", "Reload", id="pairs.reload", show=False),
-    ]
+    BINDINGS = keys("pairs", """
+        a  | decide('accepted') | Accept        | accept
+        r  | decide('rejected') | Reject        | reject
+        s  | skip               | Skip          | skip
+        b  | back               | Back          | back        | hidden
+        e  | edit('unsafe')     | Edit unsafe   | edit_unsafe | hidden
+        E  | edit('safe')       | Edit safe     | edit_safe   | hidden
+        n  | note               | Note          | note        | hidden
+        u  | app.undo           | Undo          | undo
+        c  | new_pair           | New pair      | new         | hidden
+        f  | cycle_status       | Status filter | status      | hidden
+        t  | cycle_type         | Type filter   | type        | hidden
+        f5 | refresh            | Reload        | reload      | hidden
+    """)
 
     @dataclass
     class Loaded(Message):
@@ -324,21 +324,17 @@ class PairsScreen(StoreScreen):
             curation.decide_pair(target, args["status"], note=args.get("note"))
             edit = self.audited("pair", target, pair_change(pair, args["status"], args.get("note")))
         elif what == "edit":
-            old = curation.get_prompt(target)
-            curation.update_prompt(target, **args)
-            edit = self.audited("prompt", target, prompt_change(old, args))
+            edit = self.update_prompt(target, args)
             pair = self.current
             if pair is not None and "label" in args:
                 other = curation.get_prompt(side_id(pair, "safe") if target == side_id(pair, "unsafe") else side_id(pair, "unsafe"))
                 same = args["label"] if other.label == args["label"] else None
         else:
-            new = curation.create_pair(target, safe_text=args["safe_text"], pair_type=args.get("pair_type"))
-            edit = self.audited("pair", new.id, f"pair #{new.id} created: prompt #{target} ↔ prompt #{new.safe_prompt_id}")
+            edit = self.create_pair(target, args)
         self.post_message(self.Changed(edit, what, same))
 
     def on_pairs_screen_changed(self, msg: Changed) -> None:
-        self.app.record_edit(msg.edit)
-        self.toast(msg.edit.what if msg.edit else f"{msg.what} saved")
+        self.written(msg.edit, f"{msg.what} saved")
         if msg.same_label:
             self.toast(f"both sides of the pair are now {msg.same_label}", severity="warning")
             self.offer_reject(msg.same_label)

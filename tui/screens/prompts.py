@@ -8,7 +8,6 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Input, Select, Static
@@ -16,8 +15,9 @@ from textual.widgets import Footer, Input, Select, Static
 from taxonomy_store.vocabulary import REVIEW_ORDER
 
 from ..widgets import PromptCard, PromptTable, safe_text
+from ..keys import keys
 from .base import StoreScreen
-from ..edits import Edit, prompt_change
+from ..edits import Edit
 from .modals import CategoryPicker, ConfirmModal, EditPromptModal, NewPairModal
 
 PAGE = 200
@@ -25,21 +25,21 @@ PAGE = 200
 
 class PromptsScreen(StoreScreen):
     MODE, TITLE = "prompts", "Prompts"
-    BINDINGS = [
-        Binding("slash", "focus_search", "Search", id="prompts.search"),
-        Binding("e", "edit", "Edit", id="prompts.edit"),
-        Binding("c", "filter_category", "Category filter", id="prompts.category", show=False),
-        Binding("l", "cycle_label", "Label filter", id="prompts.label"),
-        Binding("right_square_bracket", "page(1)", "Next page", id="prompts.next_page", show=False),
-        Binding("left_square_bracket", "page(-1)", "Previous page", id="prompts.previous_page", show=False),
-        Binding("d", "cycle_dataset", "Dataset filter", id="prompts.dataset", show=False),
-        Binding("x", "toggle_deleted", "Show deleted", id="prompts.deleted", show=False),
-        Binding("p", "new_pair", "New pair", id="prompts.new_pair", show=False),
-        Binding("delete", "delete", "Delete (asks)", id="prompts.delete", show=False),
-        Binding("u", "app.undo", "Undo", id="prompts.undo"),
-        Binding("escape", "clear_filters", "Leave input / clear filters", id="prompts.clear", show=False),
-        Binding("f5", "refresh", "Reload", id="prompts.reload", show=False),
-    ]
+    BINDINGS = keys("prompts", """
+        slash                | focus_search    | Search                      | search
+        e                    | edit            | Edit                        | edit
+        c                    | filter_category | Category filter             | category      | hidden
+        l                    | cycle_label     | Label filter                | label
+        right_square_bracket | page(1)         | Next page                   | next_page     | hidden
+        left_square_bracket  | page(-1)        | Previous page               | previous_page | hidden
+        d                    | cycle_dataset   | Dataset filter              | dataset       | hidden
+        x                    | toggle_deleted  | Show deleted                | deleted       | hidden
+        p                    | new_pair        | New pair                    | new_pair      | hidden
+        delete               | delete          | Delete (asks)               | delete        | hidden
+        u                    | app.undo        | Undo                        | undo
+        escape               | clear_filters   | Leave input / clear filters | clear         | hidden
+        f5                   | refresh         | Reload                      | reload        | hidden
+    """)
 
     @dataclass
     class Loaded(Message):
@@ -233,21 +233,16 @@ class PromptsScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="prompts.write")
     def write(self, what: str, prompt_id: int, changes: dict[str, Any]) -> None:
-        curation = self.store.curation
         if what == "update":
-            old = curation.get_prompt(prompt_id)
-            curation.update_prompt(prompt_id, **changes)
-            edit = self.audited("prompt", prompt_id, prompt_change(old, changes))
+            edit = self.update_prompt(prompt_id, changes)
         elif what == "delete":
-            curation.delete_prompt(prompt_id)
+            self.store.curation.delete_prompt(prompt_id)
             edit = self.audited("prompt", prompt_id, f"prompt #{prompt_id} live → deleted")
         else:
-            pair = curation.create_pair(prompt_id, safe_text=changes["safe_text"], pair_type=changes.get("pair_type"))
-            edit = self.audited("pair", pair.id, f"pair #{pair.id} created: prompt #{prompt_id} ↔ prompt #{pair.safe_prompt_id}")
+            edit = self.create_pair(prompt_id, changes)
         self.post_message(self.Changed(edit, what, prompt_id))
 
     def on_prompts_screen_changed(self, msg: Changed) -> None:
-        self.app.record_edit(msg.edit)
-        self.toast(msg.edit.what if msg.edit else f"{msg.what}: prompt #{msg.prompt_id}")
+        self.written(msg.edit, f"{msg.what}: prompt #{msg.prompt_id}")
         self.follow_id = msg.prompt_id if msg.what == "update" else None
         self.refresh_data(keep_page=True)

@@ -9,13 +9,13 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from ..widgets import heat, safe_text
+from ..keys import keys
 from .base import StoreScreen
 from .pairs import NeighbourTable
 
@@ -25,11 +25,11 @@ VERDICT_STYLES = {"unsafe": "bold white on red", "safe": "bold white on green"}
 
 class QueryScreen(StoreScreen):
     MODE, TITLE = "query", "Query"
-    BINDINGS = [
-        Binding("escape", "clear", "Leave input / clear", id="query.clear"),
-        Binding("slash", "focus_input", "Type a query", id="query.input"),
-        Binding("f5", "refresh", "Re-run", id="query.rerun"),
-    ]
+    BINDINGS = keys("query", """
+        escape | clear       | Leave input / clear | clear
+        slash  | focus_input | Type a query        | input
+        f5     | refresh     | Re-run              | rerun
+    """)
 
     @dataclass
     class Answered(Message):

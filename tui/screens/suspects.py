@@ -16,16 +16,16 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
 from taxonomy_store.errors import NotEmbedded
 
-from ..edits import Edit, prompt_change
+from ..edits import Edit
 from ..widgets import FitTable, PromptCard, heat, safe_text
 from ..widgets.prompt_card import LABEL_STYLES
+from ..keys import keys
 from .base import StoreScreen
 from .modals import EditPromptModal
 from .pairs import NeighbourTable
@@ -61,14 +61,14 @@ class SuspectTable(FitTable):
 
 class SuspectsScreen(StoreScreen):
     MODE, TITLE = "suspects", "Suspects"
-    BINDINGS = [
-        Binding("r", "relabel", "Take suggestion", id="suspects.relabel"),
-        Binding("e", "edit", "Edit", id="suspects.edit"),
-        Binding("b", "toggle_by", "Label/category", id="suspects.by"),
-        Binding("w", "toggle_twins", "Show/hide pair twins", id="suspects.twins", show=False),
-        Binding("u", "app.undo", "Undo", id="suspects.undo"),
-        Binding("f5", "refresh", "Reload", id="suspects.reload", show=False),
-    ]
+    BINDINGS = keys("suspects", """
+        r  | relabel      | Take suggestion      | relabel
+        e  | edit         | Edit                 | edit
+        b  | toggle_by    | Label/category       | by
+        w  | toggle_twins | Show/hide pair twins | twins   | hidden
+        u  | app.undo     | Undo                 | undo
+        f5 | refresh      | Reload               | reload  | hidden
+    """)
 
     @dataclass
     class Loaded(Message):
@@ -231,11 +231,9 @@ class SuspectsScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="suspects.write")
     def write(self, old: Any, changes: dict[str, Any]) -> None:
-        self.store.curation.update_prompt(old.id, **changes)
-        self.post_message(self.Changed(self.audited("prompt", old.id, prompt_change(old, changes)), old.id))
+        self.post_message(self.Changed(self.update_prompt(old.id, changes), old.id))
 
     def on_suspects_screen_changed(self, msg: Changed) -> None:
-        self.app.record_edit(msg.edit)
-        self.toast(msg.edit.what if msg.edit else f"prompt #{msg.prompt_id} updated")
+        self.written(msg.edit, f"prompt #{msg.prompt_id} updated")
         self.follow_id = msg.prompt_id
         self.refresh_data()

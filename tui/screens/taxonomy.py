@@ -8,21 +8,21 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Static
 
 from ..widgets import CategoryTree, PromptCard, PromptTable, safe_text
+from ..keys import keys
 from .base import StoreScreen
 
 
 class TaxonomyScreen(StoreScreen):
     MODE, TITLE = "taxonomy", "Taxonomy"
-    BINDINGS = [
-        Binding("t", "next_taxonomy", "Next taxonomy", id="taxonomy.next"),
-        Binding("f5", "refresh", "Reload", id="taxonomy.reload"),
-    ]
+    BINDINGS = keys("taxonomy", """
+        t  | next_taxonomy | Next taxonomy | next
+        f5 | refresh       | Reload        | reload
+    """)
 
     @dataclass
     class TreeLoaded(Message):
