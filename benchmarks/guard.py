@@ -24,17 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model  # noqa: E402
+from _machine import DATASETS, cpu_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-DATASETS = Path(os.environ.get("TSTORE_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
 PAPER = ("xstest_prompts.csv", "xstest_aug.csv", "do_not_answer.csv")
 SCENARIOS = [
     ("half of both open sets held out (seed 0)", dict(holdout=["advbench", "alpaca_eval"], fraction=0.5, seed=0)),
