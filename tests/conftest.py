@@ -215,18 +215,49 @@ def tui_demo_store_dir(tmp_path_factory) -> Path:
     )
 
 
-@pytest.fixture
-def tui_store(tui_shared_store_dir, tmp_path):
-    """A private copy of the shared-data TUI store, open (tests may write to it)."""
+def open_store_copy(src: Path, dst: Path):
+    """Copy a prepared store directory and open the copy (tests may write to it); yields the store."""
     import shutil
 
     from taxonomy_store.store import Store
 
-    dst = tmp_path / "store"
-    shutil.copytree(tui_shared_store_dir, dst)
+    shutil.copytree(src, dst)
     s = Store.open(dst)
     yield s
     s.close()
+
+
+@pytest.fixture
+def tui_store(tui_shared_store_dir, tmp_path):
+    """A private copy of the shared-data TUI store, open (tests may write to it)."""
+    yield from open_store_copy(tui_shared_store_dir, tmp_path / "store")
+
+
+@pytest.fixture
+def tui_demo_store(tui_demo_store_dir, tmp_path):
+    """A private copy of the demo store (Do-Not-Answer shaped, with metric runs at harm_type)."""
+    yield from open_store_copy(tui_demo_store_dir, tmp_path / "demo")
+
+
+TUI_PAIR_TYPES = "xstest-pair-types"
+
+
+def make_tui(store, start: str, taxonomy: str = TUI_PAIR_TYPES, **kw):
+    """The app the CLI builds, on `store`, opening on screen `start` (the pair-type taxonomy by default)."""
+    from taxonomy_store.tui import make_app
+
+    return make_app(store, taxonomy=taxonomy, start=start, **kw)
+
+
+async def tui_press(pilot, *keys: str) -> None:
+    """Press each key and let the app settle after each."""
+    for k in keys:
+        await pilot.press(k)
+        await tui_settle(pilot)
+
+
+def tui_toasts(app) -> list[str]:
+    return [n.message for n in app._notifications]
 
 
 async def tui_settle(pilot, rounds: int = 200) -> None:

@@ -4,44 +4,14 @@ database afterwards."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from conftest import tui_async, tui_screen_text, tui_settle
+from conftest import make_tui as make, tui_async, tui_press as press, tui_screen_text, tui_settle, tui_toasts as toasts
 
 pytestmark = pytest.mark.slow
 
 PAIR_TYPES = "xstest-pair-types"
 DNA = "do-not-answer"
-
-
-def make(store, start: str, taxonomy: str = PAIR_TYPES, **kw):
-    from taxonomy_store.tui import make_app
-
-    return make_app(store, taxonomy=taxonomy, start=start, **kw)
-
-
-async def press(pilot, *keys: str) -> None:
-    for k in keys:
-        await pilot.press(k)
-        await tui_settle(pilot)
-
-
-def toasts(app) -> list[str]:
-    return [n.message for n in app._notifications]
-
-
-@pytest.fixture
-def demo_copy(tui_demo_store_dir, tmp_path):
-    """A private copy of the demo store (Do-Not-Answer shaped, with metric runs at harm_type)."""
-    from taxonomy_store.store import Store
-
-    dst = tmp_path / "demo"
-    shutil.copytree(tui_demo_store_dir, dst)
-    s = Store.open(dst)
-    yield s
-    s.close()
 
 
 def cp_runs(store, taxonomy: str) -> dict[str, dict]:
@@ -139,19 +109,19 @@ async def test_query_score_once_codes_and_stale_calibration(tui_store):
 
 
 @tui_async
-async def test_taxonomy_cp_at_every_level_and_the_panel_follows_t(demo_copy):
+async def test_taxonomy_cp_at_every_level_and_the_panel_follows_t(tui_demo_store):
     from taxonomy_store.tui.widgets import CategoryTree, PromptTable
 
-    app = make(demo_copy, "taxonomy", taxonomy=DNA)
+    app = make(tui_demo_store, "taxonomy", taxonomy=DNA)
     async with app.run_test(size=(160, 48)) as pilot:
         await tui_settle(pilot)
         assert "no CP at risk_area, specific_harm yet: press 5 then r" in tui_screen_text(app)
         await press(pilot, "5", "r", "1", "f5")
-        runs = cp_runs(demo_copy, DNA)
+        runs = cp_runs(tui_demo_store, DNA)
         assert set(runs) == {"risk_area", "harm_type", "specific_harm"}
         tree = app.screen.query_one(CategoryTree)
-        scores = demo_copy.review.category_scores("minilm", taxonomy=DNA)
-        nodes = list(demo_copy.taxonomies.tree(DNA).walk())
+        scores = tui_demo_store.review.category_scores("minilm", taxonomy=DNA)
+        nodes = list(tui_demo_store.taxonomies.tree(DNA).walk())
         for depth in (0, 1, 2):
             assert any(n.depth == depth and n.code in scores for n in nodes)
         seen = 0

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import tui_async, tui_screen_text, tui_settle
+from conftest import tui_async, tui_press as press, tui_screen_text, tui_settle
 
 pytestmark = pytest.mark.slow
 
 SIZE = (140, 60)
 PAIR_TYPES = "xstest-pair-types"
-
-
-async def press(pilot, *keys: str) -> None:
-    for k in keys:
-        await pilot.press(k)
-        await tui_settle(pilot)
 
 
 def cp_runs(store) -> dict[str, float]:

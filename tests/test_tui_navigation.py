@@ -6,28 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import tui_async, tui_screen_text, tui_settle
+from conftest import make_tui as make, tui_async, tui_press as press, tui_screen_text, tui_settle, tui_toasts as toasts
 
 pytestmark = pytest.mark.slow
 
-PAIR_TYPES = "xstest-pair-types"
 MODES = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query")
-
-
-def make(store, start: str, **kw):
-    from taxonomy_store.tui import make_app
-
-    return make_app(store, taxonomy=PAIR_TYPES, start=start, **kw)
-
-
-async def press(pilot, *keys: str) -> None:
-    for k in keys:
-        await pilot.press(k)
-        await tui_settle(pilot)
-
-
-def toasts(app) -> list[str]:
-    return [n.message for n in app._notifications]
 
 
 @tui_async

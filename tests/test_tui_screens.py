@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import tui_async, tui_screen_text, tui_settle
+from conftest import make_tui as make, tui_async, tui_press as press, tui_screen_text, tui_settle
 
 pytestmark = pytest.mark.slow
 
@@ -25,18 +25,6 @@ def ro_store(tui_shared_store_dir):
     s = Store.open(tui_shared_store_dir)
     yield s
     s.close()
-
-
-def make(store, start: str, **kw):
-    from taxonomy_store.tui import make_app
-
-    return make_app(store, taxonomy=PAIR_TYPES, start=start, **kw)
-
-
-async def press(pilot, *keys: str) -> None:
-    for k in keys:
-        await pilot.press(k)
-        await tui_settle(pilot)
 
 
 # -- taxonomy --------------------------------------------------------------------------------------
