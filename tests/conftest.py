@@ -261,20 +261,30 @@ def tui_toasts(app) -> list[str]:
 
 
 async def tui_settle(pilot, rounds: int = 200) -> None:
-    """Wait until the app's workers are done and their messages handled (they may start more)."""
-    from textual.worker import WorkerFailed
+    """Wait until the app's workers are done, their messages handled (they may start more) and focus has landed.
+
+    Focus moves by deferred calls and Focus events; under load they can still be queued when the
+    workers are done, and a snapshot would then show an unfocused table or text area."""
+    from textual.worker import WorkerCancelled, WorkerFailed
 
     app = pilot.app
+    unfocused = 0
     for _ in range(rounds):
         await pilot.pause()
         try:
             await app.workers.wait_for_complete()
-        except WorkerFailed:
-            pass  # the app's error handler shows it; tests look at app.errors
+        except (WorkerFailed, WorkerCancelled):
+            pass  # failures: the app's error handler shows them (tests look at app.errors); cancelled: a newer one runs
         await pilot.pause()
-        if all(w.is_finished for w in app.workers):
+        if not all(w.is_finished for w in app.workers):
+            continue
+        focused = app.screen.focused
+        if focused is not None and focused.has_focus:
             return
-    raise AssertionError("the TUI's workers never settled")
+        unfocused += 1
+        if focused is None and unfocused >= 10:
+            return  # a screen with nothing focused: ten quiet rounds are enough
+    raise AssertionError("the TUI's workers or focus never settled")
 
 
 def tui_screen_text(app) -> str:
