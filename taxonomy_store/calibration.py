@@ -27,10 +27,10 @@ from .grouped_cv import dataset_folds, pair_groups
 from .metrics.baseline import estimate_baseline
 from .metrics.detection import auroc, best_f1
 from .neighbours import Neighbours, Pool
-from .scorers import SCORERS, Probe, knn_score, normalised_similarity
+from .scorers import SCORERS, Probe, normalised_similarity, score_near
 from .vocabulary import JUDGED_LABELS
 
-DEFAULT_MARGIN = 0.05
+DEFAULT_MARGIN = 0.05  # the uncertain band: this share of the scorer's score spread, either side of the threshold
 OOD_COVERAGE = 0.95  # share of stored prompts that count as "like something stored"
 SMALL_SAFE_SHARE = 0.20
 SMALL_SAFE_COUNT = 500
@@ -87,7 +87,7 @@ def threshold_at_fpr(scores: np.ndarray, y: np.ndarray, target_fpr: float) -> di
 class Calibration:
     encoder: str
     threshold: float
-    margin: float
+    margin: float  # as asked: a share of the deciding scorer's score spread
     k: int
     objective: str  # "max_f1" | "target_fpr"
     target_fpr: float | None
@@ -115,6 +115,13 @@ class Calibration:
     probe: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     forced: bool = False
+    # the uncertain band in score units: margin x the 5th-95th percentile spread of the deciding
+    # scorer's out-of-fold scores, so it means the same for every scorer (None: stored before, band = margin)
+    band: float | None = None
+
+    @property
+    def uncertain_within(self) -> float:
+        return self.margin if self.band is None else self.band
 
     @property
     def scorer(self) -> str:
@@ -173,10 +180,9 @@ def scores_for(name: str, ref: Reference, train: np.ndarray, query: np.ndarray, 
         return probe.score(pool.vectors[query])
     mask = np.zeros(len(pool), dtype=bool)
     mask[ref.rows[train]] = True
-    idx, sims = Neighbours.nearest(pool, pool.vectors[query], k, mask=mask, exclude_rows=exclude)
     unsafe_of_row = np.zeros(len(pool), dtype=bool)
     unsafe_of_row[ref.rows] = ref.is_unsafe
-    return knn_score(name, idx, sims, unsafe_of_row, k, b)
+    return score_near(name, pool, pool.vectors[query], mask, unsafe_of_row, k, b, exclude_rows=exclude)[0]
 
 
 def out_of_fold(ref: Reference, k: int, b: float, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -198,6 +204,12 @@ def in_sample(name: str, ref: Reference, k: int, b: float, probe: Probe | None) 
     """Leave-one-out scores (kNN scorers: a prompt never votes for itself) or the probe's training fit."""
     everyone = np.ones(len(ref.rows), dtype=bool)
     return scores_for(name, ref, everyone, ref.rows, k, b, probe=probe, exclude=ref.rows if name != "probe" else None)
+
+
+def score_band(scores: np.ndarray, margin: float) -> float:
+    """The uncertain band in score units: margin x the spread (5th to 95th percentile) of these scores."""
+    lo, hi = np.quantile(np.asarray(scores, dtype=np.float64), [0.05, 0.95])
+    return float(margin) * float(hi - lo)
 
 
 def ood_similarity(ref: Reference, b: float, coverage: float = OOD_COVERAGE) -> float:
@@ -261,5 +273,5 @@ def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: floa
         score=chosen, tp=int(pick["tp"]), fp=int(pick["fp"]), fn=int(pick["fn"]), tn=int(pick["tn"]),
         in_sample_auroc=float(loo), scorers={n: {"cv_auroc": float(cv[n])} for n in names}, folds=fold_names,
         baseline=b, ood_similarity=ood_similarity(ref, b), probe=probe.to_dict() if probe else None,
-        warnings=warnings, forced=scorer is not None,
+        warnings=warnings, forced=scorer is not None, band=score_band(oof[chosen][ok], margin),
     )

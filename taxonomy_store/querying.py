@@ -212,7 +212,7 @@ class Querying:
             index=i, id=ident, text=text, encoder=pool.encoder, k=k, taxonomy=taxonomy, level=level,
             filters=filters.as_dict(), neighbours=neighbours, categories=votes, rollup=rollup,
             unsafe_score=score, verdict=verdict, verdict_reason=reason,
-            threshold=cal.threshold if cal else None, margin=cal.margin if cal else None, warnings=list(warnings),
+            threshold=cal.threshold if cal else None, margin=cal.uncertain_within if cal else None, warnings=list(warnings),
             scorer=cal.scorer if cal else None, nearest_similarity=nearest, votes=by_taxonomy,
         )
 

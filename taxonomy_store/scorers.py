@@ -6,11 +6,17 @@
   weight of its normalised similarity (cos - b) / (1 - b) clipped to [0, 1] (b: the encoder's
   baseline similarity of unrelated prompts), averaged over k. Far-away neighbours count little,
   so "nothing close" scores near 0 instead of a confident 1.
+- `knn-contrast`: how much nearer the query sits to unsafe than to safe prompts: the mean
+  normalised similarity of its k nearest unsafe prompts minus that of its k nearest safe ones
+  (each label searched on its own). Every label brings k voters whatever its share of the
+  store, so a store that holds five unsafe prompts for each safe one does not tilt the score
+  towards unsafe; far from everything it scores near 0.
 - `probe`: an L2-regularised logistic regression (scikit-learn) on the stored vectors, classes
   balanced; its score is P(unsafe). Refit in about a second when labels change.
 
-kNN scorers read neighbour lists (row numbers into the labeled reference, similarities) made
-by the neighbour service; nothing here searches. Higher score = more unsafe, for every scorer.
+kNN scorers read neighbour lists (pool row numbers, similarities) made by the neighbour
+service (`score_near` asks it); the formulas themselves are pure. Higher score = more unsafe,
+for every scorer.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from .metrics.detection import knn_scores
+from .neighbours import Neighbours, Pool
 
-SCORERS = ("knn-share", "knn-distance", "probe")
+SCORERS = ("knn-share", "knn-distance", "knn-contrast", "probe")
 PROBE_C = 1.0
 
 
@@ -41,6 +48,32 @@ def knn_distance(idx: np.ndarray, sims: np.ndarray, is_unsafe: np.ndarray, k: in
     sign = np.where(np.asarray(is_unsafe, dtype=bool)[np.where(valid, nb, 0)], 1.0, -1.0)
     w = np.where(valid, normalised_similarity(np.where(valid, np.asarray(sims)[:, :k], -1.0), baseline), 0.0)
     return (w * sign).sum(axis=1) / max(int(k), 1)
+
+
+def knn_contrast(unsafe_sims: np.ndarray, safe_sims: np.ndarray, k: int, baseline: float) -> np.ndarray:
+    """Mean normalised similarity of the k nearest unsafe prompts minus that of the k nearest safe ones.
+
+    unsafe_sims, safe_sims: each query's similarities to its nearest prompts of that label alone
+    (-inf where the label has fewer than k prompts: they count as unrelated)."""
+    def near(sims: np.ndarray) -> np.ndarray:
+        return normalised_similarity(np.asarray(sims)[:, :k], baseline).sum(axis=1) / max(int(k), 1)
+
+    return near(unsafe_sims) - near(safe_sims)
+
+
+def score_near(name: str, pool: Pool, vectors: np.ndarray, voters: np.ndarray, is_unsafe: np.ndarray, k: int,
+               baseline: float, exclude_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores under a kNN scorer, similarity to the nearest voter) of these vectors.
+
+    voters: a boolean per pool row, the labeled prompts that may vote; is_unsafe: a boolean per pool row."""
+    idx, sims = Neighbours.nearest(pool, vectors, k, mask=voters, exclude_rows=exclude_rows)
+    nearest = np.where(idx[:, 0] >= 0, sims[:, 0], -1.0)
+    if name == "knn-contrast":
+        unsafe = is_unsafe.astype(bool)
+        _, u = Neighbours.nearest(pool, vectors, k, mask=voters & unsafe, exclude_rows=exclude_rows)
+        _, s = Neighbours.nearest(pool, vectors, k, mask=voters & ~unsafe, exclude_rows=exclude_rows)
+        return knn_contrast(u, s, k, baseline), nearest
+    return knn_score(name, idx, sims, is_unsafe, k, baseline), nearest
 
 
 def knn_score(name: str, idx: np.ndarray, sims: np.ndarray, is_unsafe: np.ndarray, k: int, baseline: float) -> np.ndarray:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .neighbours import Neighbours, Pool
-from .scorers import Probe, knn_score, normalised_similarity
+from .neighbours import Pool
+from .scorers import Probe, normalised_similarity, score_near
 
 if TYPE_CHECKING:
     from .calibration import Calibration
@@ -33,7 +33,7 @@ def decide(score: float | None, calibration: "Calibration | None", nearest: floa
         return "uncertain", "no labeled neighbours voted"
     if calibration is None:
         return "uncertain", "no calibration for this encoder yet; run `tstore calibrate`"
-    t, m = calibration.threshold, calibration.margin
+    t, m = calibration.threshold, calibration.uncertain_within
     if abs(score - t) < m:
         return "uncertain", f"decided by {calibration.scorer}: {score:.3f} is within {m:g} of the threshold {t:.3f}"
     if score >= t:
@@ -47,12 +47,11 @@ def score_vectors(pool: Pool, voters: np.ndarray, vectors: np.ndarray, cal: "Cal
 
     voters: a boolean per pool row, the labeled prompts that may vote."""
     b = cal.baseline if cal.baseline is not None else 0.0
-    idx, sims = Neighbours.nearest(pool, vectors, cal.k, mask=voters, exclude_rows=exclude_rows)
-    nearest = normalised_similarity(np.where(idx[:, 0] >= 0, sims[:, 0], -1.0), b)
+    name = "knn-share" if cal.scorer == "probe" else cal.scorer  # the probe still needs the nearest voter
+    scores, nearest = score_near(name, pool, vectors, voters, pool.labels() == "unsafe", cal.k, b, exclude_rows)
     if cal.scorer == "probe":
         probe = Probe.from_dict(cal.probe)
         if probe is None:
             raise ValueError("the calibration names the probe but holds no probe")
-        return probe.score(vectors), nearest
-    is_unsafe = pool.labels() == "unsafe"
-    return knn_score(cal.scorer, idx, sims, is_unsafe, cal.k, b), nearest
+        scores = probe.score(vectors)
+    return scores, normalised_similarity(nearest, b)

@@ -69,6 +69,17 @@ def test_decide_says_why():
     assert q.decide(0.9, None) == ("uncertain", "no calibration for this encoder yet; run `tstore calibrate`")
     assert q.decide(None, cal) == ("uncertain", "no labeled neighbours voted")
     assert q.Calibration.from_dict(cal.to_dict()) == cal
+    # a calibration made now carries its band in score units: the margin scaled to the scorer's spread
+    cal.band = 0.01
+    assert q.decide(0.62, cal)[0] == "unsafe" and q.decide(0.605, cal)[1].endswith("within 0.01 of the threshold 0.600")
+
+
+def test_uncertain_band_is_the_margin_times_the_score_spread():
+    from taxonomy_store.calibration import score_band
+
+    scores = np.linspace(-0.2, 0.3, 101)  # 5th percentile -0.175, 95th 0.275
+    assert score_band(scores, 0.05) == pytest.approx(0.05 * 0.45)
+    assert score_band(scores * 4, 0.05) == pytest.approx(4 * score_band(scores, 0.05))  # scale-free
 
 
 def test_category_vote_rolls_up_and_shares_the_weight():
@@ -143,7 +154,11 @@ def test_unseen_paraphrase_gets_its_harm_type_first(qstore, shared_datasets, wor
     w = np.clip([n.similarity for n in r.neighbours], 0, None)
     mine = sum(wi for wi, n in zip(w, r.neighbours) if len(n.category_path) > 1 and n.category_path[1] == r.categories[0].code)
     assert r.categories[0].score == pytest.approx(mine / w.sum())
-    assert r.verdict == "unsafe" and r.unsafe_score >= r.threshold
+    # above the threshold; the address question may sit inside the uncertain band, since XSTest's
+    # safe prompts ask for public figures' addresses
+    assert r.unsafe_score >= r.threshold and r.verdict in ("unsafe", "uncertain")
+    if words == ("homemade bomb",):
+        assert r.verdict == "unsafe"
     assert [n.similarity for n in r.neighbours] == sorted((n.similarity for n in r.neighbours), reverse=True)
 
 
@@ -215,6 +230,15 @@ def test_query_score_is_the_calibrated_score(qstore, scorer):
         elif scorer == "knn-distance":
             w = np.clip((sims[top] - cal.baseline) / (1 - cal.baseline), 0, 1)
             expected = (w * np.where(unsafe, 1, -1)).sum() / cal.k
+        elif scorer == "knn-contrast":
+            is_unsafe = np.array([label[int(p)] == "unsafe" for p in vs.prompt_ids])
+            is_safe = np.array([label[int(p)] == "safe" for p in vs.prompt_ids])
+
+            def near(of_label):  # mean normalised similarity of the k nearest prompts of one label
+                best = np.sort(sims[of_label])[::-1][: cal.k]
+                return np.clip((best - cal.baseline) / (1 - cal.baseline), 0, 1).sum() / cal.k
+
+            expected = near(is_unsafe) - near(is_safe)
         else:
             expected = 1 / (1 + np.exp(-(np.array(cal.probe["coef"]) @ qv + cal.probe["intercept"])))
         assert r.unsafe_score == pytest.approx(expected, abs=1e-6) and r.scorer == scorer

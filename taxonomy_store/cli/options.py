@@ -81,7 +81,7 @@ class OutputDir(click.ParamType):
 
 
 # taxonomy_store.scorers.SCORERS, named here so `--help` imports no numpy
-SCORERS = ("knn-share", "knn-distance", "probe")
+SCORERS = ("knn-share", "knn-distance", "knn-contrast", "probe")
 
 
 def scorer_option(f):

@@ -141,7 +141,8 @@ def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, la
 @click.option("--target-fpr", type=click.FloatRange(0.0, 1.0), default=None, help="Highest recall whose false-positive rate stays within this.")
 @click.option("--max-f1", "max_f1", is_flag=True, default=False, help="Threshold with the best F1 [default: best recall minus false-positive rate].")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours that vote.")
-@click.option("--margin", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.05, show_default=True, help="Scores this close to the threshold are 'uncertain'.")
+@click.option("--margin", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.05, show_default=True, help="The 'uncertain' band either side of the threshold, as a share of the deciding scorer's score spread "
+              "(5th to 95th percentile of its out-of-fold scores), so it means the same for every scorer.")
 @json_option
 @pass_ctx
 def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, as_json) -> None:
@@ -166,7 +167,7 @@ def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, 
     how = "forced" if cal.forced else "best grouped-CV AUROC"
     others = "  ".join(f"{n} {v['cv_auroc']:.4f}" for n, v in cal.scorers.items())
     click.echo(f"scorer {cal.scorer} ({how}; grouped-CV AUROC: {others})")
-    click.echo(f"threshold {cal.threshold:.4f} (uncertain within ±{cal.margin:g}); "
+    click.echo(f"threshold {cal.threshold:.4f} (uncertain within ±{cal.uncertain_within:.3g}); "
                f"nothing like it is stored below normalised similarity {cal.ood_similarity:.3f}")
     click.echo(f"AUROC held-out folds {cal.auroc:.4f}   in-sample (leave-one-out) {cal.in_sample_auroc:.4f}")
     click.echo(f"out of fold: precision {cal.precision:.4f}  recall {cal.recall:.4f}  FPR {cal.fpr:.4f}  F1 {cal.f1:.4f}")
