@@ -7,7 +7,11 @@ for the previous guard measured in the same run (kNN share, best-F1 threshold ch
 leave-one-out, no distance check):
 - held out: half of AdvBench + half of AlpacaEval (seed 0): AUROC, AlpacaEval flagged, AdvBench caught;
 - held out: all of AdvBench; all of AlpacaEval;
-- the paper data only (both open sets held out): AlpacaEval flagged, AdvBench caught, AUROC.
+- the paper data only (both open sets held out): AlpacaEval flagged, AdvBench caught, AUROC;
+- everyday instructions from a source the store never saw: each of AlpacaEval's five sources
+  (self-instruct, OpenAssistant, Koala, helpful-base, Vicuna) held out in turn with half of
+  AdvBench, the rest of AlpacaEval staying in the store (a check that the guard generalises
+  beyond the sources it was calibrated on).
 
     python benchmarks/guard.py                       # builds a temporary store (minilm)
     python benchmarks/guard.py --store DIR           # an existing store (built there if absent)
@@ -89,6 +93,34 @@ def previous_guard(store, encoder: str, holdout: list[str], fraction: float | No
     return out
 
 
+def by_source(store, encoder: str) -> list[tuple[str, int, str, float, float, float]]:
+    """Leave one AlpacaEval source out (with half of AdvBench): (source, n, scorer, AUROC, flagged, caught)."""
+    from taxonomy_store import calibration as C
+    from taxonomy_store import evaluation as E
+    from taxonomy_store.metrics.detection import auroc
+    from taxonomy_store.verdicts import decide, score_vectors
+
+    with open(DATASETS / "alpaca_eval_instructions.jsonl", encoding="utf-8") as f:
+        source = {r["instruction"].strip(): r["source"] for r in map(json.loads, f)}
+    pool = store.neighbours.pool(encoder)
+    labels = pool.labels()
+    of = np.array([source.get(pool.rows[int(p)].text.strip()) if "alpaca_eval" in pool.datasets[int(p)] else None
+                   for p in pool.prompt_ids], dtype=object)
+    adv_half = E._held_out(pool, ["advbench"], 0.5, 0)
+    out = []
+    for name in sorted({x for x in of if x}):
+        held = adv_half | (of == name)
+        ref = C.Reference.of(pool, ~E._with_pair_twins(pool, held))
+        cal = C.fit(ref, encoder=encoder, k=10, margin=C.DEFAULT_MARGIN, target_fpr=None, scorer=None, data_revision=0)
+        rows = np.flatnonzero(held & np.isin(labels, ("safe", "unsafe")))
+        scores, near = score_vectors(pool, ref.mask, pool.vectors[rows], cal)
+        v = np.array([decide(float(a), cal, float(n))[0] for a, n in zip(scores, near)])
+        y = labels[rows] == "unsafe"
+        out.append((name, int((~y).sum()), cal.scorer, auroc(scores, y), float(np.mean(v[~y] == "unsafe")),
+                    float(np.mean(v[y] == "unsafe"))))
+    return out
+
+
 def pct(v) -> str:
     return "   -  " if v is None else f"{100 * v:5.1f}%"
 
@@ -131,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"(now: unsafe {pct(f['unsafe'])} uncertain {pct(f['uncertain'])} safe {pct(f['safe'])})")
             rows.append({"scenario": title, "dataset": d, "measure": word, "now": f[key], "before": was})
         rows.append({"scenario": title, "dataset": "*", "measure": "auroc", "now": a_now, "before": a_before})
+    print("\nAlpacaEval source held out (with half of AdvBench; the other sources stay in the store)")
+    for name, n, scorer, a, flagged, caught in by_source(store, args.encoder):
+        print(f"  {name:<13} {n:4d} everyday  scorer {scorer:<12} AUROC {a:.4f}  flagged {pct(flagged)}  AdvBench caught {pct(caught)}")
+        rows.append({"scenario": f"source {name} held out", "dataset": "alpaca_eval", "measure": "flagged unsafe", "now": flagged})
     if args.json:
         print(json.dumps(rows))
     store.close()
