@@ -215,6 +215,16 @@ def tui_demo_store_dir(tmp_path_factory) -> Path:
     )
 
 
+def export_bytes(store, directory: Path) -> bytes:
+    """The store as `tstore export` writes it (prompts, then pairs, as CSV): equal bytes, equal stores."""
+    out = []
+    for kind in ("prompts", "pairs"):
+        path = Path(directory) / f"export-{kind}.csv"
+        getattr(store.exports, f"export_{kind}")(path, format="csv")
+        out.append(path.read_bytes())
+    return b"\n--\n".join(out)
+
+
 def open_store_copy(src: Path, dst: Path):
     """Copy a prepared store directory and open the copy (tests may write to it); yields the store."""
     import shutil

@@ -23,6 +23,8 @@ from taxonomy_store.cli.app import run
 from taxonomy_store.store import Store, init_store
 from taxonomy_store.text import inert
 
+from conftest import export_bytes
+
 BASE_CSV = "text,label\nA stored unsafe prompt about harm,unsafe\nA stored safe prompt about baking,safe\n"
 
 
@@ -45,12 +47,7 @@ def exported(options: list[str]) -> bytes:
     """The store as `tstore export` writes it: prompts, then pairs."""
     store = Store.open(options[1], db_url=options[3] if len(options) > 2 else None)
     try:
-        out = []
-        for kind in ("prompts", "pairs"):
-            path = Path(options[1]).parent / f"export-{kind}.csv"
-            getattr(store.exports, f"export_{kind}")(path, format="csv")
-            out.append(path.read_bytes())
-        return b"\n--\n".join(out)
+        return export_bytes(store, Path(options[1]).parent)
     finally:
         store.close()
 

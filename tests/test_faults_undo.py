@@ -17,6 +17,8 @@ from taxonomy_store.cli.app import run
 from taxonomy_store.errors import NotFound, UndoConflict
 from taxonomy_store.store import Store, init_store
 
+from conftest import export_bytes
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def base(request, tmp_path, shared_datasets) -> list[str]:
@@ -37,12 +39,7 @@ def open_store(options: list[str]) -> Store:
 
 def exported(options: list[str]) -> bytes:
     with open_store(options) as store:
-        out = []
-        for kind in ("prompts", "pairs"):
-            path = Path(options[1]).parent / f"export-{kind}.csv"
-            getattr(store.exports, f"export_{kind}")(path, format="csv")
-            out.append(path.read_bytes())
-        return b"\n--\n".join(out)
+        return export_bytes(store, Path(options[1]).parent)
 
 
 def edit(options: list[str], prompt_id: int, label: str) -> str:
