@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from taxonomy_store import metrics as M  # noqa: E402
-from taxonomy_store.adapt_training import AdaptConfig, TrainingData, train  # noqa: E402
+from taxonomy_store.adapt_methods import train  # noqa: E402
+from taxonomy_store.adapt_training import METHOD_DEFAULTS, AdaptConfig, TrainingData, method, resolved  # noqa: E402
 
 TRAIN_TYPES = ("homonyms", "figurative_language", "target", "context", "definitions")
 HELD_TYPES = ("group", "action", "history", "privacy_publicity", "privacy_fictionality")
@@ -144,7 +145,9 @@ def _config(args) -> AdaptConfig:
     for kv in args.set or []:
         k, _, val = kv.partition("=")
         cur = getattr(cfg, k)
-        setattr(cfg, k, (val.lower() in ("1", "true", "yes")) if isinstance(cur, bool) else type(cur)(val) if cur is not None else int(val))
+        if cur is None:  # a per-method default: its type is the default's type
+            cur = METHOD_DEFAULTS["layers"].get(k, 0)
+        setattr(cfg, k, (val.lower() in ("1", "true", "yes")) if isinstance(cur, bool) else type(cur)(val))
     return cfg
 
 
@@ -192,9 +195,47 @@ def adapter_lookup(model_dir: str, base):
     return look
 
 
+def extrapolate_layers(model_path: str, split: dict, cfg: AdaptConfig, n_texts: int = 160, n_steps: int = 3) -> None:
+    """Time the lower layers over n_texts and n_steps of layer tuning on them; extrapolate (said so)."""
+    from sentence_transformers import SentenceTransformer
+
+    from taxonomy_store.adapt_layers import fit, lower_states, training_texts
+    from taxonomy_store.adapt_training import steps_per_epoch
+
+    cfg, data = resolved(cfg), training_data(split)
+    texts = training_texts(data)
+    rng = np.random.default_rng(0)
+    sample = [texts[i] for i in rng.choice(len(texts), size=min(n_texts, len(texts)), replace=False)]
+    keep = set(sample)
+    sub = TrainingData([t for t in data.category_texts if t in keep],
+                       [c for t, c in zip(data.category_texts, data.category_labels) if t in keep],
+                       [p for p in data.pairs if p[0] in keep and p[1] in keep], [t for t in data.safe_texts if t in keep],
+                       [t for t in data.unsafe_texts if t in keep], [t for t in data.geometry_texts if t in keep])
+    model = SentenceTransformer(model_path, device="cpu")
+    t0 = time.perf_counter()
+    states = lower_states(model, sample, cfg.tune_layers, cfg.encode_batch)
+    rate = len(sample) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    fit(model[0].auto_model, states, {t: i for i, t in enumerate(sample)}, sub, cfg, n_steps)
+    per_step = (time.perf_counter() - t0) / n_steps
+    t0 = time.perf_counter()
+    model.encode(sample, batch_size=64)
+    enc_rate = len(sample) / (time.perf_counter() - t0)
+    steps = steps_per_epoch(data, cfg) * cfg.epochs
+    total = len(texts) / rate + steps * per_step
+    print(f"EXTRAPOLATED (layers, top {cfg.tune_layers}) from {len(sample)} training texts through the lower layers "
+          f"({rate:.1f} texts/s) and {n_steps} steps ({per_step:.1f} s/step): {len(texts)} training texts + {steps} steps "
+          f"~ {total / 60:.1f} min on {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f}); encoding with the "
+          f"tuned model runs at the encoder's speed ({enc_rate:.1f} texts/s here) and comes on top")
+
+
 def extrapolate(model_path: str, split: dict, cfg: AdaptConfig, n_texts: int = 128, n_steps: int = 20) -> None:
     """Time encoding n_texts and n_steps adapter steps; extrapolate to the whole split (said so)."""
     from sentence_transformers import SentenceTransformer
+
+    if method(cfg) == "layers":
+        return extrapolate_layers(model_path, split, cfg)
+    cfg = resolved(cfg)
 
     texts = _all_texts(split)
     rng = np.random.default_rng(0)
@@ -227,12 +268,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=AdaptConfig.epochs)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the method's (layers 4, adapter 30)")
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--model", default=None, help="model folder (default: minilm)")
     ap.add_argument("--cache", default=None, help="npz file caching the base vectors of the split (exploration)")
-    ap.add_argument("--reencode", action="store_true", help="encode the held-out sets with the saved tuned model (slow) "
-                    "instead of applying its adapter to the base vectors; the two agree to float rounding")
+    ap.add_argument("--reencode", action="store_true", help="adapter method: encode the held-out sets with the saved tuned "
+                    "model (slow) instead of applying its adapter to the base vectors; the two agree to float rounding "
+                    "(the layer method always re-encodes)")
     ap.add_argument("--set", action="append", help="AdaptConfig field=value")
     ap.add_argument("--extrapolate", action="store_true", help="only time a few texts and steps and extrapolate "
                     "(for a large encoder such as SBERT-all on a small CPU)")
@@ -252,19 +294,23 @@ def main() -> None:
         t0 = time.perf_counter()
         info = train(base_path, training_data(split), cfg, tmp, frozen=base)
         t_train = time.perf_counter() - t0
-        v1 = encode_all(tmp, split) if args.reencode else encode_all(tmp, split, adapter_lookup(tmp, base))
+        t0 = time.perf_counter()
+        reencode = args.reencode or method(cfg) == "layers"
+        v1 = encode_all(tmp, split) if reencode else encode_all(tmp, split, adapter_lookup(tmp, base))
+        t_reenc = time.perf_counter() - t0
     after = evaluate(v1, split)
     after["everyday_spearman"] = everyday_spearman(v0, v1)
     before["everyday_spearman"] = 1.0
     print(f"split seed {args.split_seed}, training seed {args.seed}, {info['steps']} steps "
           f"({info['steps_per_epoch']}/epoch), sizes {info['sizes']}")
-    print(f"config {cfg}")
+    print(f"config {resolved(cfg)}")
     print(f"{'metric (held out)':32s} {'base':>8s} {'tuned':>8s} {'delta':>8s}")
     for k in ["cp@10_macro", "pair_norm_macro", "pair_cos_macro", *[f"pair_norm.{t}" for t in HELD_TYPES],
               "b", "everyday_spearman", "guard_auroc", "guard_auroc_pairs"]:
         print(_row(k, before, after))
     print(f"wall time: encoding the split's {info['texts_encoded']} training texts and held-out texts once "
-          f"{t_enc:.0f} s{' (cached)' if args.cache and t_enc < 5 else ''}, adapter training {t_train:.1f} s; "
+          f"{t_enc:.0f} s{' (cached)' if args.cache and t_enc < 5 else ''}, training ({method(cfg)}) {t_train:.1f} s, "
+          f"held-out and reference texts encoded with the tuned model {t_reenc:.0f} s{'' if reencode else ' (adapter on base vectors)'}; "
           f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
 
 

@@ -1,10 +1,12 @@
-"""Tuning a sentence encoder on curated safety data: the objective and the training loop.
+"""Tuning a sentence encoder on curated safety data: the objective, and the linear-adapter method.
 
-What is tuned: a linear adapter (initialised to the identity) after the encoder, followed by
-L2 normalisation. The encoder's own weights stay frozen, so every training text is encoded
-once and a step is matrix products over those vectors: seconds per run on a CPU, for minilm
-and SBERT-all alike. The saved folder is the encoder's modules + `Dense` + `Normalize`, a plain
-sentence-transformers model.
+Two methods share the objective and this module's config (adapt_methods picks one):
+- "layers", the default: the encoder's top transformer layers are tuned (adapt_layers);
+- "adapter" (`tune_layers=0`): a linear adapter (initialised to the identity) after the frozen
+  encoder, followed by L2 normalisation. Every training text is encoded once and a step is
+  matrix products over those vectors: seconds per run on a CPU. Its saved folder is the
+  encoder's modules + `Dense` + `Normalize`, a plain sentence-transformers model. On held-out
+  pair types it did not move twins apart (docs/BENCHMARKS.md), hence the layer method.
 
 The objective, all terms in every step (trained apart, they fight):
 - category: supervised contrastive loss over unsafe prompts with a harm category (P x K
@@ -15,7 +17,7 @@ The objective, all terms in every step (trained apart, they fight):
 - geometry: the cosine matrix of safe and unrelated prompts that belong to no pair is
   distilled from the frozen encoder (mean squared error), so everyday traffic keeps its
   neighbourhoods (Spearman of all pairwise cosines stays high).
-Options explored and left off by default (see benchmarks/adapt.py): safe twins as one more
+Options explored and left off by default (adapter method; see benchmarks/adapt.py): safe twins as one more
 "category" (`safe_class`), a label term on the twins alone (`w_twins`), and geometry that
 also keeps safe-to-unsafe cosines (`geometry_cross`: guard AUROC kept, less purity gained).
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,22 +55,26 @@ class TrainingData:
 
 @dataclass
 class AdaptConfig:
-    epochs: int = 30
+    """A field left at None takes its method's default (METHOD_DEFAULTS); `resolved` fills them in."""
+
+    tune_layers: int = 2  # top transformer layers tuned; 0: the linear adapter on the frozen encoder
+    epochs: int | None = None
     seed: int = 0
-    lr: float = 2e-3
-    category_batch: int = 64
-    pair_batch: int = 32
-    safe_batch: int = 64
-    label_batch: int = 32
+    lr: float | None = None
+    category_batch: int | None = None
+    pair_batch: int | None = None
+    safe_batch: int | None = None
+    label_batch: int | None = None
     temperature: float = 0.1
     pair_margin: float = 0.25
-    w_category: float = 1.0
-    w_pairs: float = 1.0
+    w_category: float | None = None
+    w_pairs: float | None = None
     w_label: float = 1.0
-    w_geometry: float = 2000.0
+    w_geometry: float | None = None
     warmup: float = 0.1
     device: str = "cpu"
     encode_batch: int = 64
+    max_tokens: int = 64  # layers: training texts cut to this many tokens (vectors after training are not cut)
     safe_class: bool = False
     geometry_cross: bool = False
     w_twins: float = 0.0
@@ -76,11 +82,32 @@ class AdaptConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Per method, what a None field means. "layers": a step encodes every text it uses, so batches
+# are smaller and epochs few; "adapter": a step is matrix products over stored vectors.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "layers": {"epochs": 4, "lr": 2e-4, "category_batch": 32, "pair_batch": 16, "safe_batch": 32, "label_batch": 16,
+               "w_category": 0.6, "w_pairs": 3.0, "w_geometry": 500.0},
+    "adapter": {"epochs": 30, "lr": 2e-3, "category_batch": 64, "pair_batch": 32, "safe_batch": 64, "label_batch": 32,
+                "w_category": 1.0, "w_pairs": 1.0, "w_geometry": 2000.0},
+}
+
+
+def method(cfg: AdaptConfig) -> str:
+    return "layers" if cfg.tune_layers > 0 else "adapter"
+
+
+def resolved(cfg: AdaptConfig) -> AdaptConfig:
+    """cfg with every None field set to its method's default."""
+    filled = {k: v for k, v in METHOD_DEFAULTS[method(cfg)].items() if getattr(cfg, k) is None}
+    return replace(cfg, **filled) if filled else cfg
+
+
 Progress = Callable[[int, int, dict[str, float]], None] | None
 
 
 def steps_per_epoch(data: TrainingData, cfg: AdaptConfig) -> int:
     """One epoch: every category prompt, pair and safe prompt seen about once."""
+    cfg = resolved(cfg)
     parts = [len(data.category_texts) / cfg.category_batch, len(data.pairs) / cfg.pair_batch,
              len(data.geometry_texts) / cfg.safe_batch]
     return max(1, math.ceil(max(parts)))
@@ -196,9 +223,9 @@ def _save_tuned(model, adapter, dim: int, out_dir: str | Path) -> None:
     tuned.save(str(out_dir))
 
 
-def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: str | Path, progress: Progress = None,
-          encode_progress: Callable[[int, int], None] | None = None,
-          frozen: Callable[[list[str]], np.ndarray] | None = None) -> dict[str, Any]:
+def train_adapter(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: str | Path, progress: Progress = None,
+                  encode_progress: Callable[[int, int], None] | None = None,
+                  frozen: Callable[[list[str]], np.ndarray] | None = None) -> dict[str, Any]:
     """Tune an adapter on top of the model in model_dir; save model + adapter to out_dir.
 
     The adapter is a linear map initialised to the identity, then L2 normalisation: the
@@ -208,6 +235,7 @@ def train(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, out_dir: 
     import torch
     from sentence_transformers import SentenceTransformer
 
+    cfg = resolved(cfg)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     model = SentenceTransformer(str(model_dir), device=cfg.device)

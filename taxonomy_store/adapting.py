@@ -26,7 +26,8 @@ import numpy as np
 
 from .adapt_data import CuratedSet, holdout_split, read_curated, training_data
 from .adapt_report import compare
-from .adapt_training import AdaptConfig, steps_per_epoch, train
+from .adapt_methods import train
+from .adapt_training import AdaptConfig, resolved, steps_per_epoch
 from .errors import EncoderError, InvalidValue, NotFound, UnknownEncoder
 
 if TYPE_CHECKING:
@@ -96,8 +97,7 @@ class Adaptation:
         _check_name(new)
         if holdout_fraction is not None and not 0.0 < holdout_fraction < 1.0:
             raise InvalidValue(f"--holdout-fraction must lie strictly between 0 and 1, not {holdout_fraction}")
-        epochs = AdaptConfig.epochs if epochs is None else epochs
-        if epochs < 1:
+        if epochs is not None and epochs < 1:
             raise InvalidValue(f"--epochs must be at least 1, not {epochs}")
         self._check_names(source, new)
         info = self.encoders.get(source)
@@ -105,12 +105,13 @@ class Adaptation:
         train_ids, held_ids = holdout_split(data, holdout_fraction, seed)
         tdata = training_data(data, train_ids)
         cfg = AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps)
-        # FROM's stored vectors are what the adapter starts from: no text is encoded twice.
+        # FROM's stored vectors are what the adapter method starts from: no text is encoded twice
+        # (the layer method runs FROM's lower layers over the training texts itself).
         x_from = self._vectors(source, data, progress)
         row = {t: n for n, t in enumerate(data.texts)}
         folder, summary = self._train(info.model_path, new, tdata, cfg, progress,
                                       frozen=lambda texts: x_from[[row[t] for t in texts]])
-        recipe = {"config": {k: v for k, v in asdict(cfg).items() if k != "extra"}, "training": summary,
+        recipe = {"config": {k: v for k, v in asdict(resolved(cfg)).items() if k != "extra"}, "training": summary,
                   "taxonomy": taxonomy, "level": data.level, "holdout_fraction": holdout_fraction,
                   "held_out_prompts": len(held_ids), "from_fingerprint": info.fingerprint}
         try:
