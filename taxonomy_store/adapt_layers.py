@@ -52,7 +52,7 @@ def lower_states(model, texts: list[str], n_top: int, batch_size: int = 64,
     with torch.no_grad():
         for j in range(0, len(order), batch_size):
             ids = order[j : j + batch_size]
-            f = model.tokenize([texts[i] for i in ids])
+            f = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.tokenize([texts[i] for i in ids]).items()}
             h = bert.embeddings(input_ids=f["input_ids"], token_type_ids=f.get("token_type_ids"))
             h = _run(bert.encoder.layer[:low], bert, h, _masks(bert, h, f["attention_mask"]))
             for r, i in enumerate(ids):
@@ -68,8 +68,8 @@ def top_vectors(layers, bert, states: list, max_tokens: int | None = None):
 
     hs = [s[:max_tokens] if max_tokens else s for s in states]
     n, d = max(h.shape[0] for h in hs), hs[0].shape[1]
-    h = torch.zeros(len(hs), n, d)
-    att = torch.zeros(len(hs), n, dtype=torch.long)
+    h = torch.zeros(len(hs), n, d, device=hs[0].device)
+    att = torch.zeros(len(hs), n, dtype=torch.long, device=hs[0].device)
     for r, x in enumerate(hs):
         h[r, : x.shape[0]] = x
         att[r, : x.shape[0]] = 1
@@ -82,25 +82,26 @@ def _step_terms(layers, frozen_layers, bert, states, batch: dict, c0, cfg: Adapt
     import torch
 
     ci, pu, ps, gi, ui = batch["cat"], batch["u"], batch["s"], batch["geo"], batch["unsafe"]
+    dev = states[0].device
     e = top_vectors(layers, bert, [states[i] for i in ci + pu + ps + gi + ui], cfg.max_tokens)
     nc, npr, ng = len(ci), len(pu), len(gi)
     ec, eu, es = e[:nc], e[nc : nc + npr], e[nc + npr : nc + 2 * npr]
     eg = e[nc + 2 * npr : nc + 2 * npr + ng]
     terms: dict = {}
     if nc and cfg.w_category:
-        terms["category"] = cfg.w_category * _supcon(ec, torch.tensor(batch["cat_y"]), cfg.temperature)
+        terms["category"] = cfg.w_category * _supcon(ec, torch.tensor(batch["cat_y"], device=dev), cfg.temperature)
     if npr and cfg.w_pairs:
         c = (eu * es).sum(dim=1)
         terms["pairs"] = cfg.w_pairs * torch.relu(c - (c0[batch["pi"]] - cfg.pair_margin)).pow(2).mean() * 10
     if cfg.w_label:
-        y = torch.tensor([1] * (nc + npr) + [0] * (npr + ng) + [1] * len(ui))
+        y = torch.tensor([1] * (nc + npr) + [0] * (npr + ng) + [1] * len(ui), device=dev)
         terms["label"] = cfg.w_label * _supcon(e, y, cfg.temperature * 4)
     if ng and cfg.w_geometry:
         with torch.no_grad():
             eg0 = top_vectors(frozen_layers, bert, [states[i] for i in gi], cfg.max_tokens)
         terms["geometry"] = cfg.w_geometry * (eg @ eg.T - eg0 @ eg0.T).pow(2).mean()
     if npr and cfg.w_twins:
-        y_tw = torch.tensor([1] * npr + [0] * npr)
+        y_tw = torch.tensor([1] * npr + [0] * npr, device=dev)
         terms["twins"] = cfg.w_twins * _supcon(torch.cat([eu, es]), y_tw, cfg.temperature * 4)
     return terms
 
@@ -133,7 +134,7 @@ def train_layers(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, ou
     from sentence_transformers import SentenceTransformer
 
     cfg = resolved(cfg)
-    model = SentenceTransformer(str(model_dir), device="cpu")
+    model = SentenceTransformer(str(model_dir), device=cfg.device)
     bert = _bert(model)
     texts = training_texts(data)
     states = lower_states(model, texts, cfg.tune_layers, cfg.encode_batch, encode_progress)
@@ -198,4 +199,4 @@ def _save(model, layers, low: int, out_dir: str | Path) -> None:
     for i, layer in enumerate(layers):
         bert.encoder.layer[low + i].load_state_dict(layer.state_dict())
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    model.save(str(out_dir))
+    model.to("cpu").save(str(out_dir))
