@@ -195,8 +195,8 @@ def adapter_lookup(model_dir: str, base):
     return look
 
 
-def extrapolate_layers(model_path: str, split: dict, cfg: AdaptConfig, n_texts: int = 160, n_steps: int = 3) -> None:
-    """Time the lower layers over n_texts and n_steps of layer tuning on them; extrapolate (said so)."""
+def extrapolate_layers(model_path: str, split: dict, cfg: AdaptConfig, n_steps: int = 3) -> None:
+    """Time the lower layers over a sample of the training texts and n_steps of layer tuning on them; extrapolate (said so)."""
     from sentence_transformers import SentenceTransformer
 
     from taxonomy_store.adapt_layers import fit, lower_states, training_texts
@@ -205,12 +205,15 @@ def extrapolate_layers(model_path: str, split: dict, cfg: AdaptConfig, n_texts: 
     cfg, data = resolved(cfg), training_data(split)
     texts = training_texts(data)
     rng = np.random.default_rng(0)
-    sample = [texts[i] for i in rng.choice(len(texts), size=min(n_texts, len(texts)), replace=False)]
-    keep = set(sample)
-    sub = TrainingData([t for t in data.category_texts if t in keep],
-                       [c for t, c in zip(data.category_texts, data.category_labels) if t in keep],
-                       [p for p in data.pairs if p[0] in keep and p[1] in keep], [t for t in data.safe_texts if t in keep],
-                       [t for t in data.unsafe_texts if t in keep], [t for t in data.geometry_texts if t in keep])
+    pick = lambda xs, k: [xs[i] for i in sorted(rng.choice(len(xs), size=min(k, len(xs)), replace=False))]  # noqa: E731
+    # Enough of each role that every step's batches are full-sized (the timing is per real step).
+    cats = pick(list(zip(data.category_texts, data.category_labels)), 2 * cfg.category_batch)
+    pairs = pick(data.pairs, cfg.pair_batch)
+    geometry = pick(data.geometry_texts, cfg.safe_batch)
+    others = pick([t for t in data.unsafe_texts if t not in set(data.category_texts) | {u for u, _ in data.pairs}], cfg.label_batch)
+    sub = TrainingData([t for t, _ in cats], [c for _, c in cats], pairs, [s for _, s in pairs] + geometry,
+                       [t for t, _ in cats] + [u for u, _ in pairs] + others, geometry)
+    sample = training_texts(sub)
     model = SentenceTransformer(model_path, device="cpu")
     t0 = time.perf_counter()
     states = lower_states(model, sample, cfg.tune_layers, cfg.encode_batch)

@@ -29,15 +29,27 @@ def _bert(model):
 
 def _masks(bert, h, att):
     """The attention mask in the form the model's attention implementation expects."""
-    return bert._create_attention_masks(attention_mask=att, encoder_attention_mask=None, embedding_output=h,
-                                        encoder_hidden_states=None, cache=None)[0]
+    if hasattr(bert, "_create_attention_masks"):  # BERT (minilm)
+        return bert._create_attention_masks(attention_mask=att, encoder_attention_mask=None, embedding_output=h,
+                                            encoder_hidden_states=None, cache=None)[0]
+    from transformers.masking_utils import create_bidirectional_mask  # MPNet (SBERT-all)
+
+    return create_bidirectional_mask(config=bert.config, inputs_embeds=h, attention_mask=att)
 
 
 def _run(layers, bert, h, am):
+    # MPNet's layers take a relative position bias, computed from the sequence as its encoder does.
+    extra = (bert.encoder.compute_position_bias(h),) if hasattr(bert.encoder, "compute_position_bias") else ()
     for layer in layers:
-        h = layer(h, attention_mask=am)
+        h = layer(h, am, *extra)
         h = h[0] if isinstance(h, tuple) else h
     return h
+
+
+def _embed(bert, f: dict):
+    if bert.config.model_type == "bert":
+        return bert.embeddings(input_ids=f["input_ids"], token_type_ids=f.get("token_type_ids"))
+    return bert.embeddings(input_ids=f["input_ids"])
 
 
 def lower_states(model, texts: list[str], n_top: int, batch_size: int = 64,
@@ -53,7 +65,7 @@ def lower_states(model, texts: list[str], n_top: int, batch_size: int = 64,
         for j in range(0, len(order), batch_size):
             ids = order[j : j + batch_size]
             f = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.tokenize([texts[i] for i in ids]).items()}
-            h = bert.embeddings(input_ids=f["input_ids"], token_type_ids=f.get("token_type_ids"))
+            h = _embed(bert, f)
             h = _run(bert.encoder.layer[:low], bert, h, _masks(bert, h, f["attention_mask"]))
             for r, i in enumerate(ids):
                 out[i] = h[r, : int(f["attention_mask"][r].sum())].clone()

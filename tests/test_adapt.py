@@ -64,6 +64,7 @@ def test_adapt_registers_embeds_and_compares(demo_store_dir, tmp_path):
         r = s.adaptation.adapt("tiny", "tiny-safe", epochs=1, max_steps=3, holdout_fraction=0.3, seed=1)
         new = s.encoders.get("tiny-safe")
         assert new.adapted_from == "tiny" and new.adaptation["training"]["steps"] == 3
+        assert new.adaptation["training"]["method"] == "top 2 of 2 transformer layers tuned (lower layers frozen)"
         assert new.adaptation["holdout_fraction"] == 0.3 and new.adaptation["held_out_prompts"] > 0
         assert new.fingerprint and new.fingerprint != base.fingerprint
         assert Path(new.model_ref) == demo_store_dir / "models" / "tiny-safe"
@@ -126,3 +127,12 @@ def test_cli_adapt_table_and_export_errors(demo_store_dir, tmp_path):
     (tmp_path / "full" / "f").write_text("x")
     r = run_tstore("encoder", "export", "tiny-cli", str(tmp_path / "full"), env=env)
     assert r.returncode != 0 and "is not an empty directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_layer_method_only_for_known_architectures(tiny_model, tmp_path):
+    from taxonomy_store.adapt_methods import layer_tunable
+
+    assert layer_tunable(tiny_model)  # BERT
+    assert not layer_tunable(tmp_path)  # no config.json: the adapter is used instead
+    (tmp_path / "config.json").write_text('{"model_type": "t5"}')
+    assert not layer_tunable(tmp_path)
