@@ -20,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Any, Callable
 
-from .adapt_training import AdaptConfig, TrainingData, _class_batch, _Cycler, _supcon, resolved, steps_per_epoch
+from .adapt_training import AdaptConfig, TrainingData, _class_batch, _Cycler, _supcon, optimise_step, resolved, steps_per_epoch
 
 
 def _bert(model):
@@ -188,13 +188,7 @@ def fit(bert, states: list, pos: dict[str, int], data: TrainingData, cfg: AdaptC
     batches = _Batches(data, pos, cfg, rng)
     last: dict[str, float] = {}
     for step in range(total):
-        terms = _step_terms(layers, frozen_layers, bert, states, batches.next(), c0, cfg)
-        loss = sum(terms.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        last = {k: float(v.detach()) for k, v in terms.items()}
+        last = optimise_step(opt, sched, _step_terms(layers, frozen_layers, bert, states, batches.next(), c0, cfg))
         if progress is not None:
             progress(step + 1, total, last)
     return layers, last

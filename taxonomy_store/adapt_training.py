@@ -210,6 +210,16 @@ def _twins_term(adapter, x, u_r, s_r, pi: list[int], cfg: AdaptConfig):
     return cfg.w_twins * _supcon(e_tw, y_tw, cfg.temperature * 4)
 
 
+def optimise_step(opt, sched, terms: dict) -> dict[str, float]:
+    """One optimiser step on the sum of the loss terms; the terms' values, for the progress bar."""
+    loss = sum(terms.values())
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
 def _save_tuned(model, adapter, dim: int, out_dir: str | Path) -> None:
     """The frozen encoder's modules, the adapter as a Dense layer, then L2 normalisation."""
     import torch
@@ -286,12 +296,7 @@ def train_adapter(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, o
         )
         if twins_term is not None:
             terms["twins"] = twins_term
-        loss = sum(terms.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        last = {k: float(v.detach()) for k, v in terms.items()}
+        last = optimise_step(opt, sched, terms)
         if progress is not None:
             progress(step + 1, total, last)
     _save_tuned(model, adapter, dim, out_dir)
