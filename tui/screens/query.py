@@ -108,9 +108,9 @@ class QueryScreen(StoreScreen):
         line.append_text(heat(r.unsafe_score, 0.0, 1.0, higher_is_better=False, digits=2))
         if r.threshold is not None and r.unsafe_score is not None:
             # the score once: the reason would repeat it
-            line.append(f" {'≥' if r.unsafe_score >= r.threshold else '<'} threshold {r.threshold:.2f}", style="dim")
+            line.append(f" {'≥' if r.unsafe_score >= r.threshold else '<'} threshold {r.threshold:.3f}", style="dim")
             if r.margin:
-                line.append(f" ± {r.margin:g}", style="dim")
+                line.append(f" ± {r.margin:.2g}", style="dim")
         else:
             line.append("  ")
             line.append_text(safe_text(r.verdict_reason, "dim"))
