@@ -194,6 +194,35 @@ async def test_pairs_accept_reject_undo_note(tui_store):
 
 
 @tui_async
+async def test_a_cancelled_read_arriving_late_does_not_draw_over_a_newer_one(ro_store):
+    """Two reads of one exclusive group: the newer cancels the older, whose thread still finishes
+    and posts. Its result, arriving last, must be dropped (this once left the pairs queue empty)."""
+    from taxonomy_store.tui.screens.pairs import PairsScreen
+
+    ids = sorted(statuses(ro_store))
+    app = make(ro_store, "pairs")
+    async with app.run_test(size=SIZE) as pilot:
+        await tui_settle(pilot)
+        screen: PairsScreen = app.screen
+        assert [p.id for p in screen.pairs] == ids
+        older = screen.run_worker(lambda: None, thread=True, group="pairs.load")
+        await tui_settle(pilot)
+        older.cancel()  # as a newer read of the group does; here after its thread finished
+        late = PairsScreen.Loaded([], [], {})
+        late.worker = older
+        assert late.stale
+        screen.post_message(late)
+        await tui_settle(pilot)
+        assert [p.id for p in screen.pairs] == ids  # the late, cancelled read was dropped
+        fresh = PairsScreen.Loaded([], [], {"accepted": len(ids)})
+        assert fresh.worker is None and not fresh.stale  # posted outside any worker
+        screen.post_message(fresh)
+        await tui_settle(pilot)
+        assert screen.pairs == []  # a current result is drawn
+        assert app.errors == []
+
+
+@tui_async
 async def test_pairs_type_filter_and_new_safe_variant(tui_store):
     from taxonomy_store.tui.screens.modals import NewPairModal
 

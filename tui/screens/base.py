@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Header, Input, Select, TextArea
-from textual.worker import Worker, WorkerState
+from textual.worker import NoActiveWorker, Worker, WorkerState, get_current_worker
 
 from taxonomy_store.text import inert
 
@@ -19,6 +20,26 @@ from ..widgets import ScreenBar
 
 if TYPE_CHECKING:
     from ..host import StoreHost
+
+
+class WorkerResult(Message):
+    """What a read worker found, posted back to its screen.
+
+    A newer read of the same exclusive group cancels the older worker, but a thread cannot be
+    stopped: the older one still finishes and posts, possibly after the newer one. Its result is
+    then `stale`, and the handler drops it instead of drawing old data over new.
+    (Results of writes are not WorkerResults: a write that happened is always reported.)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            self.worker: Worker | None = get_current_worker()
+        except NoActiveWorker:
+            self.worker = None
+
+    @property
+    def stale(self) -> bool:
+        return self.worker is not None and self.worker.is_cancelled
 
 
 class StoreScreen(Screen):

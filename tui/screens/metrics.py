@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from ..widgets import heat, safe_text
 from ..keys import keys
-from .base import StoreScreen
+from .base import StoreScreen, WorkerResult
 from .modals import ConfirmModal
 
 STALE = Text(" stale", style="bold magenta")
@@ -32,7 +32,7 @@ class MetricsScreen(StoreScreen):
     """)
 
     @dataclass
-    class Loaded(Message):
+    class Loaded(WorkerResult):
         overview: Any
         missing: dict[str, int]
 
@@ -90,6 +90,8 @@ class MetricsScreen(StoreScreen):
         self.post_message(self.Loaded(overview, {e: self.store.review.missing_vectors(e) for e in overview.encoders}))
 
     def on_metrics_screen_loaded(self, msg: Loaded) -> None:
+        if msg.stale:
+            return  # an older read, cancelled by a newer one
         if self.running:
             return  # the status line shows the running recompute or embed
         ov = self.overview = msg.overview

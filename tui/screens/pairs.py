@@ -21,7 +21,7 @@ from taxonomy_store.text import inert
 from ..widgets import FitTable, PromptCard, heat, safe_text
 from ..widgets.prompt_card import LABEL_STYLES
 from ..keys import keys
-from .base import StoreScreen
+from .base import StoreScreen, WorkerResult
 from ..edits import Edit, pair_change
 from .modals import ConfirmModal, EditPromptModal, NewPairModal, TextInputModal
 
@@ -76,13 +76,13 @@ class PairsScreen(StoreScreen):
     """)
 
     @dataclass
-    class Loaded(Message):
+    class Loaded(WorkerResult):
         pairs: list[Any]
         types: list[str]
         counts: dict[str, int]
 
     @dataclass
-    class Details(Message):
+    class Details(WorkerResult):
         pair_id: int
         unsafe: Any
         safe: Any
@@ -156,6 +156,8 @@ class PairsScreen(StoreScreen):
         self.post_message(self.Loaded(pairs, sorted(types), counts))
 
     def on_pairs_screen_loaded(self, msg: Loaded) -> None:
+        if msg.stale:
+            return  # an older read, cancelled by a newer one
         first, self._first_load = self._first_load, False
         if first and self.status == "proposed" and not msg.pairs and sum(msg.counts.values()):
             self.status = None
@@ -205,6 +207,8 @@ class PairsScreen(StoreScreen):
         self.post_message(self.Details(pair.id, unsafe, safe, sims, nu, ns))
 
     def on_pairs_screen_details(self, msg: Details) -> None:
+        if msg.stale:
+            return  # an older read, cancelled by a newer one
         pair = self.current
         if pair is None or pair.id != msg.pair_id:
             return

@@ -16,7 +16,7 @@ from taxonomy_store.vocabulary import REVIEW_ORDER
 
 from ..widgets import PromptCard, PromptTable, safe_text
 from ..keys import keys
-from .base import StoreScreen
+from .base import StoreScreen, WorkerResult
 from ..edits import Edit
 from .modals import CategoryPicker, ConfirmModal, EditPromptModal, NewPairModal
 
@@ -42,7 +42,7 @@ class PromptsScreen(StoreScreen):
     """)
 
     @dataclass
-    class Loaded(Message):
+    class Loaded(WorkerResult):
         prompts: list[Any]
         total: int
         trees: dict[str, Any]
@@ -114,6 +114,8 @@ class PromptsScreen(StoreScreen):
         self.post_message(self.Loaded(prompts, total, trees, self.store.review.datasets()))
 
     def on_prompts_screen_loaded(self, msg: Loaded) -> None:
+        if msg.stale:
+            return  # an older read, cancelled by a newer one
         self.trees, self.datasets = msg.trees, msg.datasets
         self.tax_tree = msg.trees.get(self.app.taxonomy)
         table = self.query_one(PromptTable)

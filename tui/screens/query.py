@@ -10,13 +10,12 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from ..widgets import heat, safe_text
 from ..keys import keys
-from .base import StoreScreen
+from .base import StoreScreen, WorkerResult
 from .pairs import NeighbourTable
 
 DEBOUNCE_S = 0.35
@@ -32,7 +31,7 @@ class QueryScreen(StoreScreen):
     """)
 
     @dataclass
-    class Answered(Message):
+    class Answered(WorkerResult):
         text: str
         result: Any
 
@@ -97,6 +96,8 @@ class QueryScreen(StoreScreen):
             self.post_message(self.Answered(text, result))
 
     def on_query_screen_answered(self, msg: Answered) -> None:
+        if msg.stale:
+            return  # an older read, cancelled by a newer one
         if msg.text != self.text:
             return
         self.answered = True

@@ -26,7 +26,7 @@ from ..edits import Edit
 from ..widgets import FitTable, PromptCard, heat, safe_text
 from ..widgets.prompt_card import LABEL_STYLES
 from ..keys import keys
-from .base import StoreScreen
+from .base import StoreScreen, WorkerResult
 from .modals import EditPromptModal
 from .pairs import NeighbourTable
 
@@ -71,14 +71,14 @@ class SuspectsScreen(StoreScreen):
     """)
 
     @dataclass
-    class Loaded(Message):
+    class Loaded(WorkerResult):
         by: str
         suspects: list[Any]
         tree: Any
         missing: int
 
     @dataclass
-    class NeighboursLoaded(Message):
+    class NeighboursLoaded(WorkerResult):
         prompt_id: int
         neighbours: list[Any]
 
@@ -132,6 +132,8 @@ class SuspectsScreen(StoreScreen):
         self.post_message(self.Loaded(by, suspects, tree, missing))
 
     def on_suspects_screen_loaded(self, msg: Loaded) -> None:
+        if msg.stale:
+            return  # an older read, cancelled by a newer one
         if msg.by != self.by:
             return
         self.tax_tree, self.missing, self.loaded = msg.tree, msg.missing, msg.suspects
@@ -190,6 +192,8 @@ class SuspectsScreen(StoreScreen):
         self.post_message(self.NeighboursLoaded(prompt_id, self.store.review.neighbours(prompt_id, encoder=encoder, k=5)))
 
     def on_suspects_screen_neighbours_loaded(self, msg: NeighboursLoaded) -> None:
+        if msg.stale:
+            return  # an older read, cancelled by a newer one
         s = self.current()
         if s is not None and s.prompt.id == msg.prompt_id:
             self.query_one(NeighbourTable).show(msg.neighbours)

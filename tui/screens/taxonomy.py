@@ -9,12 +9,11 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.widgets import Footer, Static
 
 from ..widgets import CategoryTree, PromptCard, PromptTable, safe_text
 from ..keys import keys
-from .base import StoreScreen
+from .base import StoreScreen, WorkerResult
 
 
 class TaxonomyScreen(StoreScreen):
@@ -25,13 +24,13 @@ class TaxonomyScreen(StoreScreen):
     """)
 
     @dataclass
-    class TreeLoaded(Message):
+    class TreeLoaded(WorkerResult):
         tree: Any
         scores: dict[str, float]
         taxonomies: list[str]
 
     @dataclass
-    class PromptsLoaded(Message):
+    class PromptsLoaded(WorkerResult):
         code: str
         prompts: list[Any]
         total: int
@@ -66,6 +65,8 @@ class TaxonomyScreen(StoreScreen):
         self.post_message(self.TreeLoaded(tree, scores, taxonomies))
 
     def on_taxonomy_screen_tree_loaded(self, msg: TreeLoaded) -> None:
+        if msg.stale:
+            return  # an older read, cancelled by a newer one
         self.taxonomies = msg.taxonomies
         self.tax_tree = msg.tree
         total = sum(r.prompts for r in msg.tree.roots)
@@ -102,6 +103,8 @@ class TaxonomyScreen(StoreScreen):
         self.post_message(self.PromptsLoaded(code, prompts, total))
 
     def on_taxonomy_screen_prompts_loaded(self, msg: PromptsLoaded) -> None:
+        if msg.stale:
+            return  # an older read, cancelled by a newer one
         if msg.code != self.selected:
             return
         title = Text.assemble((msg.code, "bold cyan"), f"  {msg.total} prompts")
