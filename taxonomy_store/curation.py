@@ -39,6 +39,9 @@ class PromptView:
     dataset: str | None
     revision: int
     deleted: bool
+    # Set by a write method only: the audit batch it wrote (None: the call changed nothing).
+    # `tstore prompt undo --batch` and the TUI's undo take it from here.
+    batch: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -58,6 +61,8 @@ class PairView:
     safe_prompt_id: int
     unsafe_text: str
     safe_text: str
+    # Set by a write method only: the audit batch it wrote (None: the call changed nothing).
+    batch: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -74,6 +79,12 @@ class UndoResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _written(view, audit) -> Any:
+    """A view returned by a write: with the batch it wrote, or None when it recorded nothing."""
+    view.batch = audit.batch_id if audit.count else None
+    return view
 
 
 def _jsonable(v: Any) -> Any:
@@ -210,7 +221,7 @@ class Curation:
             if category is not None:
                 values["category_id"] = None if category in ("", "none") else self._node(s, category, taxonomy)
             self._set_prompt(s, audit, p, values)
-        return self.get_prompt(prompt_id)
+        return _written(self.get_prompt(prompt_id), audit)
 
     def delete_prompt(self, prompt_id: int) -> PromptView:
         with self.db.write(reason=f"curation: delete prompt {prompt_id}") as (s, audit):
@@ -218,7 +229,7 @@ class Curation:
             if p.deleted_at is not None:
                 raise InvalidValue(f"prompt {prompt_id} is already deleted")
             self._set_prompt(s, audit, p, {"deleted_at": utcnow()}, action="delete")
-        return self.get_prompt(prompt_id)
+        return _written(self.get_prompt(prompt_id), audit)
 
     def restore_prompt(self, prompt_id: int) -> PromptView:
         with self.db.write(reason=f"curation: restore prompt {prompt_id}") as (s, audit):
@@ -226,7 +237,7 @@ class Curation:
             if p.deleted_at is None:
                 raise InvalidValue(f"prompt {prompt_id} is not deleted")
             self._set_prompt(s, audit, p, {"deleted_at": None})
-        return self.get_prompt(prompt_id)
+        return _written(self.get_prompt(prompt_id), audit)
 
     # -- pairs ---------------------------------------------------------------------------
     def list_pairs(
@@ -284,7 +295,7 @@ class Curation:
             if note is not None:
                 values["note"] = note
             self._set_pair(s, audit, pair, values)
-        return self.get_pair(pair_id)
+        return _written(self.get_pair(pair_id), audit)
 
     def create_pair(
         self, unsafe_prompt_id: int, *, safe_prompt_id: int | None = None, safe_text: str | None = None,
@@ -327,7 +338,7 @@ class Curation:
             )
             pair_id = s.execute(insert(Pair).returning(Pair.id), [dict(values, created_at=utcnow())]).scalar_one()
             audit.record("insert", "pair", pair_id, None, values)
-        return self.get_pair(pair_id)
+        return _written(self.get_pair(pair_id), audit)
 
     def _new_prompt(self, s, audit, text: str, h: str) -> Prompt:
         ds = s.scalar(select(Dataset).where(Dataset.name == CURATED_DATASET))

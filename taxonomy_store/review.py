@@ -90,23 +90,6 @@ class Review:
             nodes = node_index(s)
         return rows, nodes
 
-    def last_batch(self, entity: str, entity_id: int) -> str | None:
-        """The audit batch of the newest curation edit of one prompt or pair (None: never edited).
-
-        The TUI reads it right after its own write, so that its undo only ever reverses batches that
-        run of the app made."""
-        from sqlalchemy import select
-
-        from .db.models import AuditEntry
-
-        with self.db.session() as s:
-            return s.scalar(
-                select(AuditEntry.batch_id)
-                .where(AuditEntry.entity == entity, AuditEntry.entity_id == entity_id, AuditEntry.reason.like("curation: %"))
-                .order_by(AuditEntry.id.desc())
-                .limit(1)
-            )
-
     def missing_vectors(self, encoder: str) -> int:
         """Live prompts without a vector of their current text under this encoder (all, if none embedded)."""
         try:

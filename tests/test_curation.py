@@ -61,6 +61,26 @@ def test_update_prompt_bumps_revision_and_audits(cstore):
         c.update_prompt(1, label="harmless")
 
 
+def test_a_write_names_its_own_batch_and_none_when_it_changed_nothing(cstore):
+    """The TUI's undo keeps the batch a write returns; a no-op write must not hand back an older
+    batch (someone else's, or one already undone)."""
+    c = cstore.curation
+    rev = cstore.data_revision()
+    edited = c.update_prompt(5, label="unsafe")
+    with cstore.session() as s:
+        batches = s.scalars(select(AuditEntry.batch_id).where(AuditEntry.id > rev)).all()
+    assert batches == [edited.batch]
+    again = c.update_prompt(5, label="unsafe")  # already unsafe: nothing written
+    assert again.batch is None and cstore.data_revision() == rev + 1
+    assert c.get_prompt(5).batch is None  # reads carry no batch
+    decided = c.decide_pair(1, "rejected")
+    assert decided.batch not in (None, edited.batch)  # (deciding again is a write: decided_at moves)
+    deleted = c.delete_prompt(6)
+    assert c.undo().undone_batch == deleted.batch
+    assert c.undo().undone_batch == decided.batch
+    assert c.undo().undone_batch == edited.batch
+
+
 def test_delete_restore_and_undo(cstore):
     c = cstore.curation
     c.delete_prompt(3)

@@ -129,24 +129,22 @@ class StoreScreen(Screen):
         """Move the cursor to this prompt or pair (after an undo) and reload."""
         self.refresh_data()
 
-    def audited(self, entity: str, entity_id: int, what: str) -> Edit | None:
-        """In a write worker, right after the write: the edit as one of this run's undoable batches."""
-        batch = self.store.review.last_batch(entity, entity_id)
-        return Edit(batch, what, self.MODE, entity, entity_id) if batch else None
+    def edited(self, entity: str, view: Any, what: str) -> Edit | None:
+        """In a write worker: the view a write returned as one of this run's undoable edits
+        (None when the write changed nothing, so `u` never reaches someone else's batch)."""
+        return Edit(view.batch, what, self.MODE, entity, view.id) if view.batch else None
 
     def update_prompt(self, prompt_id: int, changes: dict[str, Any]) -> Edit | None:
         """In a write worker: change a prompt's text, label or category, as one undoable edit."""
         curation = self.store.curation
         old = curation.get_prompt(prompt_id)
-        curation.update_prompt(prompt_id, **changes)
-        return self.audited("prompt", prompt_id, prompt_change(old, changes))
+        return self.edited("prompt", curation.update_prompt(prompt_id, **changes), prompt_change(old, changes))
 
     def create_pair(self, unsafe_id: int, changes: dict[str, Any]) -> Edit | None:
         """In a write worker: a new pair from an unsafe prompt and a written safe variant."""
         pair = self.store.curation.create_pair(unsafe_id, safe_text=changes["safe_text"],
                                                pair_type=changes.get("pair_type"))
-        return self.audited("pair", pair.id,
-                            f"pair #{pair.id} created: prompt #{unsafe_id} ↔ prompt #{pair.safe_prompt_id}")
+        return self.edited("pair", pair, f"pair #{pair.id} created: prompt #{unsafe_id} ↔ prompt #{pair.safe_prompt_id}")
 
     def written(self, edit: Edit | None, fallback: str) -> None:
         """Back on the screen after a write: keep the edit for `u` and say what was done."""

@@ -325,8 +325,8 @@ class PairsScreen(StoreScreen):
         curation, same = self.store.curation, None
         if what == "decide":
             pair = args.get("pair") or curation.get_pair(target)
-            curation.decide_pair(target, args["status"], note=args.get("note"))
-            edit = self.audited("pair", target, pair_change(pair, args["status"], args.get("note")))
+            decided = curation.decide_pair(target, args["status"], note=args.get("note"))
+            edit = self.edited("pair", decided, pair_change(pair, args["status"], args.get("note")))
         elif what == "edit":
             edit = self.update_prompt(target, args)
             pair = self.current

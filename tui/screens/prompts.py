@@ -238,8 +238,8 @@ class PromptsScreen(StoreScreen):
         if what == "update":
             edit = self.update_prompt(prompt_id, changes)
         elif what == "delete":
-            self.store.curation.delete_prompt(prompt_id)
-            edit = self.audited("prompt", prompt_id, f"prompt #{prompt_id} live → deleted")
+            deleted = self.store.curation.delete_prompt(prompt_id)
+            edit = self.edited("prompt", deleted, f"prompt #{prompt_id} live → deleted")
         else:
             edit = self.create_pair(prompt_id, changes)
         self.post_message(self.Changed(edit, what, prompt_id))
