@@ -176,6 +176,13 @@ async def test_category_picker_offers_the_prompts_own_taxonomy(tui_store):
         await press(pilot, "e", "ctrl+t")
         assert isinstance(app.screen, CategoryPicker)
         assert app.screen.tax_tree.name == PAIR_TYPES
+        await press(pilot, "escape", "escape", "3")  # the pairs screen: its edit modal has the picker too
+        await tui_settle(pilot)
+        side = app.screen.shown.unsafe
+        await press(pilot, "e", "ctrl+t")
+        assert isinstance(app.screen, CategoryPicker)
+        assert app.screen.tax_tree.name == side.taxonomy == PAIR_TYPES
+        assert app.errors == []
 
 
 @tui_async

@@ -89,6 +89,7 @@ class PairsScreen(StoreScreen):
         similarities: dict[str, float | None]
         unsafe_neighbours: list[Any]
         safe_neighbours: list[Any]
+        trees: dict[str, Any]  # the taxonomy trees of the two prompts, for the edit modal's category picker
 
     @dataclass
     class Changed(Message):
@@ -204,7 +205,8 @@ class PairsScreen(StoreScreen):
         sims = review.pair_similarities(uid, sid)
         nu = review.neighbours(uid, encoder=encoder, k=5) if encoder else []
         ns = review.neighbours(sid, encoder=encoder, k=5) if encoder else []
-        self.post_message(self.Details(pair.id, unsafe, safe, sims, nu, ns))
+        trees = {t: self.store.taxonomies.tree(t) for t in {unsafe.taxonomy, safe.taxonomy} if t}
+        self.post_message(self.Details(pair.id, unsafe, safe, sims, nu, ns, trees))
 
     def on_pairs_screen_details(self, msg: Details) -> None:
         if msg.stale:
@@ -296,7 +298,7 @@ class PairsScreen(StoreScreen):
                 self.follow_id = pair.id
                 self.write("edit", prompt.id, changes)
 
-        self.app.push_screen(EditPromptModal(prompt, None), done)
+        self.app.push_screen(EditPromptModal(prompt, shown.trees.get(prompt.taxonomy or "")), done)
 
     def offer_reject(self, label: str) -> None:
         """After an edit left both sides with one label: the pair no longer contrasts; offer to reject it."""
