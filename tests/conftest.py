@@ -271,14 +271,18 @@ def tui_toasts(app) -> list[str]:
 
 
 async def tui_settle(pilot, rounds: int = 200) -> None:
-    """Wait until the app's workers are done, their messages handled (they may start more) and focus has landed.
+    """Wait until the app's workers are done, their messages handled (they may start more), focus has
+    landed and the screen reads the same on two rounds in a row.
 
     Focus moves by deferred calls and Focus events; under load they can still be queued when the
-    workers are done, and a snapshot would then show an unfocused table or text area."""
+    workers are done, and a snapshot would then show an unfocused table or text area. A DataTable
+    measures its columns on its next idle event after rows are added; until then it draws every
+    cell cut to its header's width, so the screen must also have stopped changing."""
     from textual.worker import WorkerCancelled, WorkerFailed
 
     app = pilot.app
     unfocused = 0
+    shown: str | None = None
     for _ in range(rounds):
         await pilot.pause()
         try:
@@ -287,14 +291,19 @@ async def tui_settle(pilot, rounds: int = 200) -> None:
             pass  # failures: the app's error handler shows them (tests look at app.errors); cancelled: a newer one runs
         await pilot.pause()
         if not all(w.is_finished for w in app.workers):
+            shown = None
             continue
         focused = app.screen.focused
-        if focused is not None and focused.has_focus:
+        if focused is None or not focused.has_focus:
+            unfocused += 1
+            if focused is not None or unfocused < 10:
+                shown = None
+                continue  # focus is still on its way (or: a screen with nothing focused, after ten quiet rounds)
+        now = tui_screen_text(app)
+        if now == shown:
             return
-        unfocused += 1
-        if focused is None and unfocused >= 10:
-            return  # a screen with nothing focused: ten quiet rounds are enough
-    raise AssertionError("the TUI's workers or focus never settled")
+        shown = now
+    raise AssertionError("the TUI's workers, focus or screen never settled")
 
 
 def tui_screen_text(app) -> str:
