@@ -132,6 +132,7 @@ async def test_undo_only_reverses_this_runs_edits_and_goes_there(tui_store):
         await press(pilot, "u")
         assert tui_store.curation.get_prompt(outside.id).label == "unlabeled"
         assert "nothing to undo" in toasts(app)[-1]
+        assert "`tstore prompt undo`" in toasts(app)[-1]  # a command that exists
 
         await press(pilot, "w")  # every XSTest prompt is a pair twin: show them
         s = app.screen.current()

@@ -154,7 +154,7 @@ class TStoreApp(App):
         todo = [e for e in self.edits if not e.undone]
         if not todo:
             self.notify("nothing to undo: no edit made in this run of the app "
-                        "(`tstore undo` undoes earlier batches)", severity="warning", markup=False)
+                        "(`tstore prompt undo` undoes earlier batches)", severity="warning", markup=False)
             return
         self.undo_edit(todo[-1])
 
