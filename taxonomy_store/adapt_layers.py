@@ -8,9 +8,10 @@ step. The saved folder is the encoder itself with its top layers replaced: a pla
 sentence-transformers model, the same modules as FROM.
 
 The objective is adapt_training's terms over the tuned encoder's vectors (category, pairs,
-label, geometry, twins). The label term reuses the step's texts (category prompts and pair
+label, geometry, twins, sensitivity). The label term reuses the step's texts (category prompts and pair
 originals unsafe, safe twins and everyday prompts safe, plus a few unsafe prompts without a
-category); the geometry teacher is FROM's top layers on the same states.
+category); the geometry teacher is FROM's top layers on the same states. The sensitivity term
+runs each step's category prompts' one-word swaps (adapt_swaps) through the same layers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import random
 from pathlib import Path
 from typing import Any, Callable
 
+from .adapt_swaps import swap_pool, word_swaps
 from .adapt_training import AdaptConfig, TrainingData, _class_batch, _Cycler, _supcon, optimise_step, resolved, steps_per_epoch
 
 
@@ -112,6 +114,11 @@ def _step_terms(layers, frozen_layers, bert, states, batch: dict, c0, cfg: Adapt
         with torch.no_grad():
             eg0 = top_vectors(frozen_layers, bert, [states[i] for i in gi], cfg.max_tokens)
         terms["geometry"] = cfg.w_geometry * (eg @ eg.T - eg0 @ eg0.T).pow(2).mean()
+    if batch["swap"] and cfg.w_sensitivity:
+        ew = top_vectors(layers, bert, [states[i] for i in batch["swap"]], cfg.max_tokens)
+        c = (ec[batch["swap_rows"]] * ew).sum(dim=1)
+        limit = torch.tensor(batch["swap_c0"], device=dev) - cfg.sensitivity_margin
+        terms["sensitivity"] = cfg.w_sensitivity * torch.relu(c - limit).pow(2).mean() * 10
     if npr and cfg.w_twins:
         y_tw = torch.tensor([1] * npr + [0] * npr, device=dev)
         terms["twins"] = cfg.w_twins * _supcon(torch.cat([eu, es]), y_tw, cfg.temperature * 4)
@@ -121,8 +128,9 @@ def _step_terms(layers, frozen_layers, bert, states, batch: dict, c0, cfg: Adapt
 class _Batches:
     """Indices into the training texts for one step: P x K category prompts, pairs, everyday, unsafe."""
 
-    def __init__(self, data: TrainingData, pos: dict[str, int], cfg: AdaptConfig, rng: random.Random):
-        self.rng, self.cfg, self.data, self.pos = rng, cfg, data, pos
+    def __init__(self, data: TrainingData, pos: dict[str, int], cfg: AdaptConfig, rng: random.Random,
+                 swaps: dict[str, tuple[str, float]] | None = None):
+        self.rng, self.cfg, self.data, self.pos, self.swaps = rng, cfg, data, pos, swaps or {}
         self.codes = {c: i for i, c in enumerate(sorted(set(data.category_labels)))}
         cat = set(data.category_texts)
         self.extra_unsafe = [t for t in data.unsafe_texts if t not in cat and t not in {u for u, _ in data.pairs}]
@@ -133,7 +141,10 @@ class _Batches:
         d, b, p = self.data, resolved(self.cfg), self.pos
         ci = _class_batch(self.rng, d.category_labels, b.category_batch) if d.category_texts else []
         pi = self.cyc["pairs"].take(b.pair_batch)
-        return {"cat": [p[d.category_texts[i]] for i in ci], "cat_y": [self.codes[d.category_labels[i]] for i in ci],
+        rows = [r for r, i in enumerate(ci) if d.category_texts[i] in self.swaps]
+        swapped = [self.swaps[d.category_texts[ci[r]]] for r in rows]
+        return {"swap_rows": rows, "swap": [p[t] for t, _ in swapped], "swap_c0": [c for _, c in swapped],
+                "cat": [p[d.category_texts[i]] for i in ci], "cat_y": [self.codes[d.category_labels[i]] for i in ci],
                 "pi": pi, "u": [p[d.pairs[i][0]] for i in pi], "s": [p[d.pairs[i][1]] for i in pi],
                 "geo": [p[d.geometry_texts[i]] for i in self.cyc["geo"].take(b.safe_batch)],
                 "unsafe": [p[self.extra_unsafe[i]] for i in self.cyc["unsafe"].take(b.label_batch)]}
@@ -148,24 +159,49 @@ def train_layers(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, ou
     cfg = resolved(cfg)
     model = SentenceTransformer(str(model_dir), device=cfg.device)
     bert = _bert(model)
-    texts = training_texts(data)
+    swaps = training_swaps(data, cfg)
+    texts = training_texts(data, swaps)
     states = lower_states(model, texts, cfg.tune_layers, cfg.encode_batch, encode_progress)
     total = _total_steps(data, cfg)
-    layers, last = fit(bert, states, {t: i for i, t in enumerate(texts)}, data, cfg, total, progress)
+    layers, last = fit(bert, states, {t: i for i, t in enumerate(texts)}, data, cfg, total, progress, swaps)
     low = len(bert.encoder.layer) - cfg.tune_layers
     _save(model, layers, low, out_dir)
     return {"steps": total, "steps_per_epoch": steps_per_epoch(data, cfg), "epochs": cfg.epochs, "sizes": data.sizes(),
-            "texts_encoded": len(texts), "last_losses": last,
+            "texts_encoded": len(texts), "swaps": len(swaps), "last_losses": last,
             "method": f"top {cfg.tune_layers} of {len(bert.encoder.layer)} transformer layers tuned (lower layers frozen)"}
 
 
-def training_texts(data: TrainingData) -> list[str]:
+def training_swaps(data: TrainingData, cfg: AdaptConfig) -> dict[str, str]:
+    """Each category prompt's one-word swap, words drawn from the everyday (else safe) prompts; none without the term."""
+    if not resolved(cfg).w_sensitivity:
+        return {}
+    return word_swaps(data.category_texts, swap_pool(data.geometry_texts or data.safe_texts or data.category_texts), cfg.seed)
+
+
+def training_texts(data: TrainingData, swaps: dict[str, str] | None = None) -> list[str]:
     return sorted(set(data.category_texts) | {t for p in data.pairs for t in p} | set(data.unsafe_texts)
-                  | set(data.geometry_texts))
+                  | set(data.geometry_texts) | set((swaps or {}).values()))
+
+
+def _swap_targets(frozen_layers, bert, states: list, pos: dict[str, int], swaps: dict[str, str],
+                  max_tokens: int) -> dict[str, tuple[str, float]]:
+    """prompt -> (its swap, their cosine under FROM), as training sees them (cut to max_tokens); swaps
+    that the cut makes identical to their prompt are dropped (they could never move apart)."""
+    import torch
+
+    keys = sorted(swaps)
+    if not keys:
+        return {}
+    with torch.no_grad():
+        a = top_vectors(frozen_layers, bert, [states[pos[t]] for t in keys], max_tokens)
+        b = top_vectors(frozen_layers, bert, [states[pos[swaps[t]]] for t in keys], max_tokens)
+        cos = (a * b).sum(1).tolist()
+    return {t: (swaps[t], c) for t, c in zip(keys, cos) if c < 0.9999}
 
 
 def fit(bert, states: list, pos: dict[str, int], data: TrainingData, cfg: AdaptConfig, total: int,
-        progress: Callable[[int, int, dict[str, float]], None] | None = None) -> tuple[Any, dict[str, float]]:
+        progress: Callable[[int, int, dict[str, float]], None] | None = None,
+        swaps: dict[str, str] | None = None) -> tuple[Any, dict[str, float]]:
     """(a tuned copy of bert's top cfg.tune_layers layers, the last step's loss terms) after total steps."""
     import torch
 
@@ -185,7 +221,7 @@ def fit(bert, states: list, pos: dict[str, int], data: TrainingData, cfg: AdaptC
     opt = torch.optim.AdamW(layers.parameters(), lr=cfg.lr, weight_decay=0.01)
     warm = max(1, int(total * cfg.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
-    batches = _Batches(data, pos, cfg, rng)
+    batches = _Batches(data, pos, cfg, rng, _swap_targets(frozen_layers, bert, states, pos, swaps or {}, cfg.max_tokens))
     last: dict[str, float] = {}
     for step in range(total):
         last = optimise_step(opt, sched, _step_terms(layers, frozen_layers, bert, states, batches.next(), c0, cfg))

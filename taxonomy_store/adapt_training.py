@@ -16,7 +16,11 @@ The objective, all terms in every step (trained apart, they fight):
 - label: a supervised contrastive safe/unsafe term at a softer temperature;
 - geometry: the cosine matrix of safe and unrelated prompts that belong to no pair is
   distilled from the frozen encoder (mean squared error), so everyday traffic keeps its
-  neighbourhoods (Spearman of all pairwise cosines stays high).
+  neighbourhoods (Spearman of all pairwise cosines stays high);
+- sensitivity (layer method only): each category prompt's copy with one word swapped
+  (adapt_swaps) must sit `sensitivity_margin` further from it than in the frozen encoder, so
+  gathering a category does not teach the encoder to overlook the word that makes a safe
+  look-alike safe.
 Options explored and left off by default (adapter method; see benchmarks/adapt.py): safe twins as one more
 "category" (`safe_class`), a label term on the twins alone (`w_twins`), and geometry that
 also keeps safe-to-unsafe cosines (`geometry_cross`: guard AUROC kept, less purity gained).
@@ -71,6 +75,8 @@ class AdaptConfig:
     w_pairs: float | None = None
     w_label: float = 1.0
     w_geometry: float | None = None
+    w_sensitivity: float | None = None  # layers only: one-word swaps of category prompts must move away
+    sensitivity_margin: float = 0.15
     warmup: float = 0.1
     device: str = "cpu"
     encode_batch: int = 64
@@ -86,9 +92,9 @@ class AdaptConfig:
 # are smaller and epochs few; "adapter": a step is matrix products over stored vectors.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "layers": {"epochs": 4, "lr": 2e-4, "category_batch": 32, "pair_batch": 16, "safe_batch": 32, "label_batch": 16,
-               "w_category": 0.6, "w_pairs": 3.0, "w_geometry": 500.0},
+               "w_category": 1.0, "w_pairs": 3.0, "w_geometry": 500.0, "w_sensitivity": 3.0},
     "adapter": {"epochs": 30, "lr": 2e-3, "category_batch": 64, "pair_batch": 32, "safe_batch": 64, "label_batch": 32,
-                "w_category": 1.0, "w_pairs": 1.0, "w_geometry": 2000.0},
+                "w_category": 1.0, "w_pairs": 1.0, "w_geometry": 2000.0, "w_sensitivity": 0.0},
 }
 
 

@@ -136,3 +136,37 @@ def test_layer_method_only_for_known_architectures(tiny_model, tmp_path):
     assert not layer_tunable(tmp_path)  # no config.json: the adapter is used instead
     (tmp_path / "config.json").write_text('{"model_type": "t5"}')
     assert not layer_tunable(tmp_path)
+
+
+def test_sensitivity_term_moves_one_word_swaps_away_from_their_prompts(tiny_model, tmp_path):
+    """The sensitivity term alone (every other weight 0): after training, each category prompt sits
+    further from its one-word swap than in FROM."""
+    from sentence_transformers import SentenceTransformer
+
+    from taxonomy_store.adapt_layers import train_layers, training_swaps
+    from taxonomy_store.adapt_training import AdaptConfig, TrainingData
+
+    prompts = [f"{verb} the {thing} of my {whom} without being seen" for verb in ("Describe", "Explain", "Outline")
+               for thing in ("diary", "passwords") for whom in ("landlord", "teacher", "manager")]
+    everyday = ["Suggest a name for a lemonade stand", "Summarise the plot of a famous novel",
+                "Plan a vegetarian dinner for four friends", "Translate good morning into Portuguese"]
+    data = TrainingData(category_texts=prompts, category_labels=[p.split()[0] for p in prompts], pairs=[],
+                        safe_texts=everyday, unsafe_texts=prompts, geometry_texts=everyday)
+    cfg = AdaptConfig(w_category=0.0, w_pairs=0.0, w_label=0.0, w_geometry=0.0, w_sensitivity=1.0,
+                      sensitivity_margin=0.2, lr=2e-3, max_steps=20, epochs=20, category_batch=18)
+    swaps = training_swaps(data, cfg)
+    assert set(swaps) == set(prompts)
+    info = train_layers(tiny_model, data, cfg, tmp_path / "tuned")
+    assert set(info["last_losses"]) == {"sensitivity"}
+
+    def swap_cosines(folder):
+        m = SentenceTransformer(str(folder), device="cpu")
+        a = m.encode(prompts, normalize_embeddings=True)
+        b = m.encode([swaps[p] for p in prompts], normalize_embeddings=True)
+        return (a * b).sum(1)
+
+    before, after = swap_cosines(tiny_model), swap_cosines(tmp_path / "tuned")
+    # measured: 0.992 -> 0.878 in 20 steps (the margin asks for 0.2, the term is squared near it)
+    assert float(np.mean(before - after)) > 0.08, (before.mean(), after.mean())
+    assert float(np.mean(after)) < float(np.mean(before))
+    assert training_swaps(data, AdaptConfig(w_sensitivity=0.0)) == {}

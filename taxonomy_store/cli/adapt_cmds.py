@@ -45,8 +45,9 @@ def adapt(ctx: Context, source: str, new: str, level: str, taxonomy: str, epochs
           holdout_fraction: float | None, max_steps: int | None, as_json: bool) -> None:
     """Fine-tune a copy of an encoder on the store's curated data, register it, embed the store, compare.
 
-    Categories gather, safe twins move away from their unsafe originals, everyday geometry is
-    kept. Interrupting leaves no half-registered encoder.
+    Categories gather, safe twins move away from their unsafe originals, a prompt with one word
+    swapped moves away from the prompt, everyday geometry is kept. Interrupting leaves no
+    half-registered encoder.
     """
     with progress_bar("adapt", transient=False, time_remaining=True) as progress:
         result = ctx.store.adaptation.adapt(source, new, taxonomy=taxonomy, level=level, epochs=epochs, seed=seed,
