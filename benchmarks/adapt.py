@@ -13,7 +13,10 @@ everyday safe) against the training prompts as the store; also on the held-out p
 b: the store's estimate (seeded 500 x 500 cross sample, half safe half unsafe) over the
 held-out prompts, for each encoder.
 
-    python benchmarks/adapt.py [--split-seed 0] [--seed 0] [--epochs 4] [--max-steps N] [--set w_label=0.5]
+--swap-types trains on the held-out pair types and holds out the training ones: a check that a
+method was not fitted to the issue's split.
+
+    python benchmarks/adapt.py [--split-seed 0] [--seed 0] [--epochs 4] [--max-steps N] [--set w_label=0.5] [--swap-types]
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def datasets_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
-def load_split(root: Path, seed: int) -> dict:
+def load_split(root: Path, seed: int, held_types: tuple[str, ...] = HELD_TYPES) -> dict:
     rng = np.random.default_rng(seed)
     with open(root / "do_not_answer.csv", encoding="utf-8", newline="") as f:
         dna = [(r["question"], r["types_of_harm"]) for r in csv.DictReader(f)]
@@ -66,7 +69,8 @@ def load_split(root: Path, seed: int) -> dict:
     order = rng.permutation(len(alpaca))
     return {
         "train_dna": train_dna, "held_dna": held_dna,
-        "train_pairs": [p for p in pairs if p[2] in TRAIN_TYPES], "held_pairs": [p for p in pairs if p[2] in HELD_TYPES],
+        "held_types": held_types,
+        "train_pairs": [p for p in pairs if p[2] not in held_types], "held_pairs": [p for p in pairs if p[2] in held_types],
         "advbench": adv, "train_alpaca": [alpaca[i] for i in order[EVERYDAY_HELD:]],
         "held_alpaca": [alpaca[i] for i in order[:EVERYDAY_HELD]],
     }
@@ -112,7 +116,7 @@ def evaluate(v: dict[str, np.ndarray], split: dict) -> dict[str, float]:
     sep = M.separation(M.pair_cosines(v["held_u"], v["held_s"]), np.array([t for _, _, t in split["held_pairs"]]), b)
     out["pair_norm_macro"] = sep["metrics"]["separation_norm_macro"]
     out["pair_cos_macro"] = sep["metrics"]["separation_cos_macro"]
-    for t in HELD_TYPES:
+    for t in split["held_types"]:
         out[f"pair_norm.{t}"] = sep["metrics"][f"separation_norm.{t}"]
     ref = np.vstack([v["ref_unsafe"], v["ref_safe"]])
     ref_y = np.r_[np.ones(len(v["ref_unsafe"]), bool), np.zeros(len(v["ref_safe"]), bool)]
@@ -199,11 +203,11 @@ def extrapolate_layers(model_path: str, split: dict, cfg: AdaptConfig, n_steps: 
     """Time the lower layers over a sample of the training texts and n_steps of layer tuning on them; extrapolate (said so)."""
     from sentence_transformers import SentenceTransformer
 
-    from taxonomy_store.adapt_layers import fit, lower_states, training_texts
+    from taxonomy_store.adapt_layers import fit, lower_states, training_swaps, training_texts
     from taxonomy_store.adapt_training import steps_per_epoch
 
     cfg, data = resolved(cfg), training_data(split)
-    texts = training_texts(data)
+    texts = training_texts(data, training_swaps(data, cfg))
     rng = np.random.default_rng(0)
     pick = lambda xs, k: [xs[i] for i in sorted(rng.choice(len(xs), size=min(k, len(xs)), replace=False))]  # noqa: E731
     # Enough of each role that every step's batches are full-sized (the timing is per real step).
@@ -213,13 +217,14 @@ def extrapolate_layers(model_path: str, split: dict, cfg: AdaptConfig, n_steps: 
     others = pick([t for t in data.unsafe_texts if t not in set(data.category_texts) | {u for u, _ in data.pairs}], cfg.label_batch)
     sub = TrainingData([t for t, _ in cats], [c for _, c in cats], pairs, [s for _, s in pairs] + geometry,
                        [t for t, _ in cats] + [u for u, _ in pairs] + others, geometry)
-    sample = training_texts(sub)
+    swaps = training_swaps(sub, cfg)
+    sample = training_texts(sub, swaps)
     model = SentenceTransformer(model_path, device="cpu")
     t0 = time.perf_counter()
     states = lower_states(model, sample, cfg.tune_layers, cfg.encode_batch)
     rate = len(sample) / (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    fit(model[0].auto_model, states, {t: i for i, t in enumerate(sample)}, sub, cfg, n_steps)
+    fit(model[0].auto_model, states, {t: i for i, t in enumerate(sample)}, sub, cfg, n_steps, swaps=swaps)
     per_step = (time.perf_counter() - t0) / n_steps
     t0 = time.perf_counter()
     model.encode(sample, batch_size=64)
@@ -278,11 +283,13 @@ def main() -> None:
     ap.add_argument("--reencode", action="store_true", help="adapter method: encode the held-out sets with the saved tuned "
                     "model (slow) instead of applying its adapter to the base vectors; the two agree to float rounding "
                     "(the layer method always re-encodes)")
+    ap.add_argument("--swap-types", action="store_true", help="a check that a method is not tuned to the issue's split: "
+                    f"train on the pair types {', '.join(HELD_TYPES)} and hold out {', '.join(TRAIN_TYPES)}")
     ap.add_argument("--set", action="append", help="AdaptConfig field=value")
     ap.add_argument("--extrapolate", action="store_true", help="only time a few texts and steps and extrapolate "
                     "(for a large encoder such as SBERT-all on a small CPU)")
     args = ap.parse_args()
-    split = load_split(datasets_dir(), args.split_seed)
+    split = load_split(datasets_dir(), args.split_seed, TRAIN_TYPES if args.swap_types else HELD_TYPES)
     base_path = args.model or minilm_path()
     cfg = _config(args)
     if args.extrapolate:
@@ -308,7 +315,7 @@ def main() -> None:
           f"({info['steps_per_epoch']}/epoch), sizes {info['sizes']}")
     print(f"config {resolved(cfg)}")
     print(f"{'metric (held out)':32s} {'base':>8s} {'tuned':>8s} {'delta':>8s}")
-    for k in ["cp@10_macro", "pair_norm_macro", "pair_cos_macro", *[f"pair_norm.{t}" for t in HELD_TYPES],
+    for k in ["cp@10_macro", "pair_norm_macro", "pair_cos_macro", *[f"pair_norm.{t}" for t in split["held_types"]],
               "b", "everyday_spearman", "guard_auroc", "guard_auroc_pairs"]:
         print(_row(k, before, after))
     print(f"wall time: encoding the split's {info['texts_encoded']} training texts and held-out texts once "
