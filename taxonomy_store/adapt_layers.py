@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .adapt_swaps import swap_pool, word_swaps
+from .backend.encoding import fresh_model
 from .adapt_training import AdaptConfig, TrainingData, _class_batch, _Cycler, _supcon, optimise_step, resolved, steps_per_epoch
 
 
@@ -66,7 +67,7 @@ def lower_states(model, texts: list[str], n_top: int, batch_size: int = 64,
     with torch.no_grad():
         for j in range(0, len(order), batch_size):
             ids = order[j : j + batch_size]
-            f = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.tokenize([texts[i] for i in ids]).items()}
+            f = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.preprocess([texts[i] for i in ids]).items()}
             h = _embed(bert, f)
             h = _run(bert.encoder.layer[:low], bert, h, _masks(bert, h, f["attention_mask"]))
             for r, i in enumerate(ids):
@@ -119,6 +120,12 @@ def _step_terms(layers, frozen_layers, bert, states, batch: dict, c0, cfg: Adapt
         c = (ec[batch["swap_rows"]] * ew).sum(dim=1)
         limit = torch.tensor(batch["swap_c0"], device=dev) - cfg.sensitivity_margin
         terms["sensitivity"] = cfg.w_sensitivity * torch.relu(c - limit).pow(2).mean() * 10
+    if batch["bu"] and cfg.w_boundary:
+        eb = top_vectors(layers, bert, [states[i] for i in batch["bu"] + batch["bs"]], cfg.max_tokens)
+        nb = len(batch["bu"])
+        c = (eb[:nb] * eb[nb:]).sum(dim=1)
+        limit = torch.tensor(batch["b_c0"], device=dev) - cfg.boundary_margin
+        terms["boundary"] = cfg.w_boundary * torch.relu(c - limit).pow(2).mean() * 10
     if npr and cfg.w_twins:
         y_tw = torch.tensor([1] * npr + [0] * npr, device=dev)
         terms["twins"] = cfg.w_twins * _supcon(torch.cat([eu, es]), y_tw, cfg.temperature * 4)
@@ -129,13 +136,14 @@ class _Batches:
     """Indices into the training texts for one step: P x K category prompts, pairs, everyday, unsafe."""
 
     def __init__(self, data: TrainingData, pos: dict[str, int], cfg: AdaptConfig, rng: random.Random,
-                 swaps: dict[str, tuple[str, float]] | None = None):
+                 swaps: dict[str, tuple[str, float]] | None = None, boundary: list[tuple[int, int, float]] | None = None):
         self.rng, self.cfg, self.data, self.pos, self.swaps = rng, cfg, data, pos, swaps or {}
+        self.boundary = boundary or []
         self.codes = {c: i for i, c in enumerate(sorted(set(data.category_labels)))}
         cat = set(data.category_texts)
         self.extra_unsafe = [t for t in data.unsafe_texts if t not in cat and t not in {u for u, _ in data.pairs}]
         self.cyc = {k: _Cycler(n, rng) for k, n in (("pairs", len(data.pairs)), ("geo", len(data.geometry_texts)),
-                                                    ("unsafe", len(self.extra_unsafe)))}
+                                                    ("unsafe", len(self.extra_unsafe)), ("boundary", len(self.boundary)))}
 
     def next(self) -> dict:
         d, b, p = self.data, resolved(self.cfg), self.pos
@@ -143,7 +151,8 @@ class _Batches:
         pi = self.cyc["pairs"].take(b.pair_batch)
         rows = [r for r, i in enumerate(ci) if d.category_texts[i] in self.swaps]
         swapped = [self.swaps[d.category_texts[ci[r]]] for r in rows]
-        return {"swap_rows": rows, "swap": [p[t] for t, _ in swapped], "swap_c0": [c for _, c in swapped],
+        bi = [self.boundary[i] for i in self.cyc["boundary"].take(b.pair_batch)]
+        return {"bu": [u for u, _, _ in bi], "bs": [s for _, s, _ in bi], "b_c0": [c for _, _, c in bi],"swap_rows": rows, "swap": [p[t] for t, _ in swapped], "swap_c0": [c for _, c in swapped],
                 "cat": [p[d.category_texts[i]] for i in ci], "cat_y": [self.codes[d.category_labels[i]] for i in ci],
                 "pi": pi, "u": [p[d.pairs[i][0]] for i in pi], "s": [p[d.pairs[i][1]] for i in pi],
                 "geo": [p[d.geometry_texts[i]] for i in self.cyc["geo"].take(b.safe_batch)],
@@ -154,10 +163,8 @@ def train_layers(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, ou
                  progress: Callable[[int, int, dict[str, float]], None] | None = None,
                  encode_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Tune the top cfg.tune_layers layers of the model in model_dir; save the whole model to out_dir."""
-    from sentence_transformers import SentenceTransformer
-
     cfg = resolved(cfg)
-    model = SentenceTransformer(str(model_dir), device=cfg.device)
+    model = fresh_model(str(model_dir), cfg.device)
     bert = _bert(model)
     swaps = training_swaps(data, cfg)
     texts = training_texts(data, swaps)
@@ -199,6 +206,30 @@ def _swap_targets(frozen_layers, bert, states: list, pos: dict[str, int], swaps:
     return {t: (swaps[t], c) for t, c in zip(keys, cos) if c < 0.9999}
 
 
+def _boundary_pairs(frozen_layers, bert, states: list, pos: dict[str, int], data: TrainingData,
+                    cfg: AdaptConfig) -> list[tuple[int, int, float]]:
+    """(unsafe state row, safe state row, their cosine under FROM): each safe prompt's boundary_k nearest
+    unsafe prompts and each unsafe prompt's boundary_k nearest safe prompts, as training sees them."""
+    import torch
+
+    safe = sorted(set(data.safe_texts) | set(data.geometry_texts))
+    unsafe = sorted(set(data.unsafe_texts) - set(safe))
+    if not safe or not unsafe:
+        return []
+    with torch.no_grad():
+        es = torch.cat([top_vectors(frozen_layers, bert, [states[pos[t]] for t in safe[i : i + 256]], cfg.max_tokens)
+                        for i in range(0, len(safe), 256)])
+        eu = torch.cat([top_vectors(frozen_layers, bert, [states[pos[t]] for t in unsafe[i : i + 256]], cfg.max_tokens)
+                        for i in range(0, len(unsafe), 256)])
+        sim = es @ eu.T
+    k = min(cfg.boundary_k, len(unsafe), len(safe))
+    found: dict[tuple[int, int], float] = {}
+    for si, ui in [(r, c) for r, row in enumerate(sim.topk(k, dim=1).indices.tolist()) for c in row] + \
+                  [(r, c) for c, col in enumerate(sim.topk(k, dim=0).indices.T.tolist()) for r in col]:
+        found[(ui, si)] = float(sim[si, ui])
+    return [(pos[unsafe[u]], pos[safe[s]], c) for (u, s), c in sorted(found.items())]
+
+
 def fit(bert, states: list, pos: dict[str, int], data: TrainingData, cfg: AdaptConfig, total: int,
         progress: Callable[[int, int, dict[str, float]], None] | None = None,
         swaps: dict[str, str] | None = None) -> tuple[Any, dict[str, float]]:
@@ -221,7 +252,9 @@ def fit(bert, states: list, pos: dict[str, int], data: TrainingData, cfg: AdaptC
     opt = torch.optim.AdamW(layers.parameters(), lr=cfg.lr, weight_decay=0.01)
     warm = max(1, int(total * cfg.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
-    batches = _Batches(data, pos, cfg, rng, _swap_targets(frozen_layers, bert, states, pos, swaps or {}, cfg.max_tokens))
+    boundary = _boundary_pairs(frozen_layers, bert, states, pos, data, cfg) if cfg.w_boundary else []
+    batches = _Batches(data, pos, cfg, rng, _swap_targets(frozen_layers, bert, states, pos, swaps or {}, cfg.max_tokens),
+                       boundary)
     last: dict[str, float] = {}
     for step in range(total):
         last = optimise_step(opt, sched, _step_terms(layers, frozen_layers, bert, states, batches.next(), c0, cfg))

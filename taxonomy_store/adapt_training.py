@@ -77,6 +77,9 @@ class AdaptConfig:
     w_geometry: float | None = None
     w_sensitivity: float | None = None  # layers only: one-word swaps of category prompts must move away
     sensitivity_margin: float = 0.15
+    w_boundary: float | None = None  # layers only: each safe prompt's nearest unsafe prompts (mined under FROM) move away
+    boundary_k: int = 3
+    boundary_margin: float = 0.1
     warmup: float = 0.1
     device: str = "cpu"
     encode_batch: int = 64
@@ -92,9 +95,11 @@ class AdaptConfig:
 # are smaller and epochs few; "adapter": a step is matrix products over stored vectors.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "layers": {"epochs": 4, "lr": 2e-4, "category_batch": 32, "pair_batch": 16, "safe_batch": 32, "label_batch": 16,
-               "w_category": 1.0, "w_pairs": 3.0, "w_geometry": 500.0, "w_sensitivity": 3.0},
+               "w_category": 1.0, "w_pairs": 3.0, "w_geometry": 500.0, "w_sensitivity": 3.0,
+               "w_boundary": 0.0},
     "adapter": {"epochs": 30, "lr": 2e-3, "category_batch": 64, "pair_batch": 32, "safe_batch": 64, "label_batch": 32,
-                "w_category": 1.0, "w_pairs": 1.0, "w_geometry": 2000.0, "w_sensitivity": 0.0},
+                "w_category": 1.0, "w_pairs": 1.0, "w_geometry": 2000.0, "w_sensitivity": 0.0,
+                "w_boundary": 0.0},
 }
 
 
@@ -249,12 +254,13 @@ def train_adapter(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, o
     matrix products over stored vectors (seconds on a CPU, whatever the encoder's size).
     """
     import torch
-    from sentence_transformers import SentenceTransformer
+
+    from .backend.encoding import fresh_model
 
     cfg = resolved(cfg)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    model = SentenceTransformer(str(model_dir), device=cfg.device)
+    model = fresh_model(str(model_dir), cfg.device)
     texts = sorted(set(data.category_texts) | {t for p in data.pairs for t in p} | set(data.safe_texts) | set(data.unsafe_texts) | set(data.geometry_texts))
     pos = {t: i for i, t in enumerate(texts)}
     vecs = frozen(texts) if frozen is not None else _frozen(model, texts, cfg.encode_batch, encode_progress)

@@ -137,10 +137,17 @@ class Adaptation:
             per = steps_per_epoch(tdata, cfg)
 
             def step(done: int, total: int, _losses: dict) -> None:
+                # one bar per epoch, its steps within the epoch (a run cut by max_steps ends early)
                 if progress:
-                    progress(f"train ({per} steps/epoch)", done, total)
+                    epoch = (done - 1) // per
+                    epochs = -(-total // per)
+                    progress(f"train epoch {epoch + 1}/{epochs}", done - epoch * per, min(per, total - epoch * per))
 
-            summary = train(model_path, tdata, cfg, tmp / "model", progress=step, frozen=frozen)
+            def lower(done: int, total: int) -> None:
+                if progress:
+                    progress("train: frozen layers over the training texts", done, total)
+
+            summary = train(model_path, tdata, cfg, tmp / "model", progress=step, encode_progress=lower, frozen=frozen)
             if final.exists():  # left by a run interrupted between rename and registration
                 shutil.rmtree(final)
             (tmp / "model").rename(final)
@@ -149,7 +156,7 @@ class Adaptation:
         return final, summary
 
     def _vectors(self, name: str, data: CuratedSet, progress: Progress) -> np.ndarray:
-        self.index.embed(name, progress=progress)
+        self.index.embed(name, progress=(lambda stage, done, total: progress(f"embed {stage}", done, total)) if progress else None)
         return self.index.load_vectors(name, prompt_ids=data.ids.tolist()).take(data.ids.tolist())
 
     def _compare(self, x_from: np.ndarray, new: str, data: CuratedSet, train_ids: set[int], held_ids: set[int],

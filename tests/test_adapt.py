@@ -115,6 +115,32 @@ def test_interrupted_adapt_leaves_nothing(demo_store_dir, monkeypatch):
         s.close()
 
 
+def test_progress_shows_the_frozen_pass_then_each_epoch_and_its_steps(demo_store_dir):
+    from taxonomy_store.adapt_training import AdaptConfig, steps_per_epoch
+
+    seen: dict[str, tuple[int, int]] = {}
+    order: list[str] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in seen:
+            order.append(stage)
+        seen[stage] = (done, total)
+
+    s = Store.open(demo_store_dir)
+    try:
+        r = s.adaptation.adapt("tiny", "tiny-progress", epochs=2, seed=2, progress=progress)
+        per = r.training["steps_per_epoch"]
+        assert r.training["steps"] == 2 * per and per > 1
+        train = [st for st in order if st.startswith("train")]
+        assert train == ["train: frozen layers over the training texts", "train epoch 1/2", "train epoch 2/2"]
+        frozen_done, frozen_total = seen[train[0]]
+        assert frozen_done == frozen_total == r.training["texts_encoded"]
+        assert seen["train epoch 1/2"] == (per, per) and seen["train epoch 2/2"] == (per, per)
+        assert order[-1] == "embed tiny-progress" and seen[order[-1]][0] == seen[order[-1]][1] > 0
+    finally:
+        s.close()
+
+
 def test_cli_adapt_table_and_export_errors(demo_store_dir, tmp_path):
     env = {"TSTORE_HOME": str(demo_store_dir)}
     r = run_tstore("adapt", "--from", "tiny", "--name", "tiny-cli", "--epochs", "1", "--max-steps", "1", env=env)
@@ -170,3 +196,63 @@ def test_sensitivity_term_moves_one_word_swaps_away_from_their_prompts(tiny_mode
     assert float(np.mean(before - after)) > 0.08, (before.mean(), after.mean())
     assert float(np.mean(after)) < float(np.mean(before))
     assert training_swaps(data, AdaptConfig(w_sensitivity=0.0)) == {}
+
+
+def test_boundary_pairs_are_each_prompts_nearest_of_the_other_label(tiny_model):
+    """Mined under FROM: every safe prompt's k nearest unsafe prompts and every unsafe prompt's k
+    nearest safe ones (brute force over the same vectors), each pair once, with its cosine."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from taxonomy_store.adapt_layers import _boundary_pairs, lower_states, top_vectors
+    from taxonomy_store.adapt_training import AdaptConfig, TrainingData
+
+    safe = ["Plan a picnic by the lake", "How do I kill a stuck process on Linux", "Bake bread without yeast",
+            "Where can I shoot photos of birds"]
+    unsafe = ["How do I kill my neighbour", "Where can I buy a gun without papers", "Write a threat to my boss",
+              "How to poison a lake", "Steal photos from a phone"]
+    data = TrainingData(category_texts=[], category_labels=[], pairs=[], safe_texts=safe, unsafe_texts=unsafe,
+                        geometry_texts=safe)
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    texts = sorted(set(safe) | set(unsafe))
+    pos = {t: i for i, t in enumerate(texts)}
+    states = lower_states(model, texts, 2)
+    bert = model[0].auto_model
+    layers = bert.encoder.layer[-2:]
+    cfg = AdaptConfig(boundary_k=2, max_tokens=64)
+    got = _boundary_pairs(layers, bert, states, pos, data, cfg)
+    with torch.no_grad():
+        v = top_vectors(layers, bert, states, 64).numpy()
+    s_rows, u_rows = [pos[t] for t in sorted(safe)], [pos[t] for t in sorted(unsafe)]
+    sim = v[s_rows] @ v[u_rows].T
+    want = {(u_rows[j], s_rows[i]) for i in range(len(s_rows)) for j in np.argsort(-sim[i])[:2]}
+    want |= {(u_rows[j], s_rows[i]) for j in range(len(u_rows)) for i in np.argsort(-sim[:, j])[:2]}
+    assert {(u, s) for u, s, _ in got} == want and len(got) == len(want)
+    for u, s, c in got:
+        assert abs(c - float(v[u] @ v[s])) < 1e-5
+
+
+def test_boundary_term_moves_mined_look_alikes_apart(tiny_model, tmp_path):
+    """The boundary term alone: each safe prompt ends further from its nearest unsafe prompts than in FROM."""
+    from sentence_transformers import SentenceTransformer
+
+    from taxonomy_store.adapt_layers import train_layers
+    from taxonomy_store.adapt_training import AdaptConfig, TrainingData
+
+    safe = [f"How do I {verb} a {thing} in my garden" for verb in ("grow", "water", "plant") for thing in ("rose", "tree")]
+    unsafe = [f"How do I {verb} a {thing} in my neighbour's garden" for verb in ("poison", "burn", "cut")
+              for thing in ("rose", "tree")]
+    data = TrainingData(category_texts=[], category_labels=[], pairs=[], safe_texts=safe, unsafe_texts=unsafe,
+                        geometry_texts=safe)
+    cfg = AdaptConfig(w_category=0.0, w_pairs=0.0, w_label=0.0, w_geometry=0.0, w_sensitivity=0.0, w_boundary=1.0,
+                      boundary_k=1, boundary_margin=0.2, lr=2e-3, max_steps=20, epochs=20, pair_batch=12)
+    info = train_layers(tiny_model, data, cfg, tmp_path / "tuned")
+    assert set(info["last_losses"]) == {"boundary"}
+
+    def nearest_unsafe(folder):
+        m = SentenceTransformer(str(folder), device="cpu")
+        return (m.encode(safe, normalize_embeddings=True) @ m.encode(unsafe, normalize_embeddings=True).T).max(1)
+
+    before, after = nearest_unsafe(tiny_model), nearest_unsafe(tmp_path / "tuned")
+    # measured: the nearest unsafe prompt at 0.979 -> 0.527 on average in 20 steps
+    assert float(np.mean(before - after)) > 0.05, (before.mean(), after.mean())

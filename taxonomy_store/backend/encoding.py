@@ -48,25 +48,30 @@ def _offline() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def fresh_model(path: str, device: str = "cpu"):
+    """A new SentenceTransformer from a local folder, offline and without transformers' "Loading
+    weights" bar (it would land in our stderr progress output); not cached: `tstore adapt` changes its copy."""
+    _offline()
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:
+        pass
+    try:
+        return SentenceTransformer(str(path), device=device, local_files_only=True)
+    except Exception as exc:
+        raise EncoderError(f"cannot load the model at {path} on {device}: {exc}", "check the folder and the device") from exc
+
+
 def load_model(path: str, device: str = "cpu"):
     """The SentenceTransformer at a local folder, cached per process by (path, device)."""
     key = (str(path), device)
     with _LOCK:
         if key not in _MODELS:
-            _offline()
-            from sentence_transformers import SentenceTransformer
-
-            try:  # transformers' "Loading weights" bar would land in our stderr progress output
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
-            except Exception:
-                pass
-
-            try:
-                _MODELS[key] = SentenceTransformer(str(path), device=device, local_files_only=True)
-            except Exception as exc:
-                raise EncoderError(f"cannot load the model at {path} on {device}: {exc}", "check the folder and the device") from exc
+            _MODELS[key] = fresh_model(path, device)
         return _MODELS[key]
 
 

@@ -49,7 +49,7 @@ def adapt(ctx: Context, source: str, new: str, level: str, taxonomy: str, epochs
     swapped moves away from the prompt, everyday geometry is kept. Interrupting leaves no
     half-registered encoder.
     """
-    with progress_bar("adapt", transient=False, time_remaining=True) as progress:
+    with progress_bar(transient=False, time_remaining=True) as progress:
         result = ctx.store.adaptation.adapt(source, new, taxonomy=taxonomy, level=level, epochs=epochs, seed=seed,
                                             device=device, holdout_fraction=holdout_fraction, max_steps=max_steps,
                                             progress=progress)
