@@ -272,11 +272,13 @@ class Review:
         """The newest runs arranged as tables: primary values, separation per pair type and CP per
         category (rows) × encoder (columns), with the stale (row, encoder) cells."""
         level = level or self.default_level(taxonomy)
-        encoders = [e.name for e in self.encoders.list()]
+        infos = self.encoders.list()
+        bases = {e.name: e.adapted_from for e in infos if e.adapted_from}
+        encoders = beside_their_bases([e.name for e in infos], bases)
         latest = self.metrics.latest()
         stale_ids = {r.id for r in self.metrics.stale()}
         ov = MetricsOverview(taxonomy=taxonomy, level=level, k=k, data_revision=self.db.data_revision(),
-                             encoders=encoders, runs=len(latest))
+                             encoders=encoders, runs=len(latest), bases=bases)
         sep_sets = sorted({r.params.get("pair_set") or "" for r in latest if r.metric == "separation"})
 
         def put(row: str, name: str, r, value, *, lower_is_better: bool = False, lo: float = 0.0, hi: float = 1.0) -> None:
@@ -390,14 +392,36 @@ class EvaluationView:
     data_revision: int
 
 
+def beside_their_bases(names: list[str], bases: dict[str, str]) -> list[str]:
+    """names in their order, except that each tuned encoder follows its base (and that base's other
+    tuned encoders, oldest first); a tuned encoder whose base is gone keeps its place."""
+    children: dict[str, list[str]] = {}
+    for n in names:
+        if bases.get(n) in names:
+            children.setdefault(bases[n], []).append(n)
+    out: list[str] = []
+
+    def put(n: str) -> None:
+        if n not in out:
+            out.append(n)
+            for c in children.get(n, []):
+                put(c)
+
+    for n in names:
+        if bases.get(n) not in names:
+            put(n)
+    return out + [n for n in names if n not in out]  # a cycle of names reused after a removal
+
+
 @dataclass
 class MetricsOverview:
     taxonomy: str
     level: str
     k: int
     data_revision: int
-    encoders: list[str]
+    encoders: list[str]  # columns: each encoder tuned by `tstore adapt` right after its base
     runs: int
+    bases: dict[str, str] = field(default_factory=dict)  # tuned encoder -> the encoder it was tuned from
     primary: dict[str, dict[str, float | None]] = field(default_factory=dict)  # row -> encoder -> value
     primary_names: dict[str, str] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)

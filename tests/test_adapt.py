@@ -18,7 +18,7 @@ from taxonomy_store.demo import build_demo_store
 from taxonomy_store.errors import EncoderError
 from taxonomy_store.store import Store
 
-from conftest import run_tstore
+from conftest import make_tui, run_tstore, tui_async, tui_screen_text, tui_settle
 
 
 @pytest.fixture(scope="session")
@@ -256,3 +256,36 @@ def test_boundary_term_moves_mined_look_alikes_apart(tiny_model, tmp_path):
     before, after = nearest_unsafe(tiny_model), nearest_unsafe(tmp_path / "tuned")
     # measured: the nearest unsafe prompt at 0.979 -> 0.527 on average in 20 steps
     assert float(np.mean(before - after)) > 0.05, (before.mean(), after.mean())
+
+
+def test_beside_their_bases_orders_each_tuned_encoder_after_its_base():
+    from taxonomy_store.review import beside_their_bases
+
+    names = ["minilm", "sbert-all", "minilm-safe", "sbert-safe", "minilm-safe-2", "orphan"]
+    bases = {"minilm-safe": "minilm", "sbert-safe": "sbert-all", "minilm-safe-2": "minilm-safe", "orphan": "removed"}
+    assert beside_their_bases(names, bases) == ["minilm", "minilm-safe", "minilm-safe-2", "sbert-all", "sbert-safe", "orphan"]
+    assert beside_their_bases(["b", "a"], {"a": "b", "b": "a"}) == ["b", "a"]  # names reused after removals
+    assert beside_their_bases(["x", "y"], {}) == ["x", "y"]
+
+
+@tui_async
+async def test_tui_metrics_screen_shows_the_tuned_encoder_beside_its_base(demo_store_dir):
+    s = Store.open(demo_store_dir)
+    try:
+        s.encoders.add("zz-other", s.encoders.get("minilm").model_path)  # registered after tiny: a column between
+        s.adaptation.adapt("tiny", "tiny-beside", epochs=1, max_steps=1)
+        ov = s.review.metrics_overview()
+        assert ov.bases["tiny-beside"] == "tiny"
+        assert ov.encoders.index("tiny-beside") < ov.encoders.index("zz-other")
+        app = make_tui(s, "metrics", taxonomy="do-not-answer")
+        async with app.run_test(size=(160, 48)) as pilot:
+            await tui_settle(pilot)
+            screen = tui_screen_text(app)
+            assert "tiny-beside from tiny" in screen
+            summary = app.screen.query_one("#metrics-summary")
+            labels = [str(c.label) for c in summary.columns.values()]
+            assert labels[labels.index("tiny") + 1] in {"tiny-safe", "tiny-cli", "tiny-progress", "tiny-beside"}
+            assert labels.index("tiny-beside") < labels.index("zz-other")
+            assert app.errors == []
+    finally:
+        s.close()
