@@ -17,10 +17,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -99,12 +99,35 @@ class Adaptation:
             raise InvalidValue(f"--holdout-fraction must lie strictly between 0 and 1, not {holdout_fraction}")
         if epochs is not None and epochs < 1:
             raise InvalidValue(f"--epochs must be at least 1, not {epochs}")
-        self._check_names(source, new)
+        with self._claim(new):
+            self._check_names(source, new)
+            return self._adapt(source, new, taxonomy, level, AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps),
+                               holdout_fraction, progress, t0)
+
+    @contextmanager
+    def _claim(self, new: str) -> Iterator[None]:
+        """Hold `<store>/models/.NEW.lock` while NEW is made: a second `adapt` of the same name fails at
+        once instead of replacing the first one's folder."""
+        from filelock import FileLock, Timeout
+
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.models_dir / f".{new}.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise EncoderError(f"another `tstore adapt` is already making {new!r} in this store",
+                               "wait for it to finish, or pick another --name") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _adapt(self, source: str, new: str, taxonomy: str, level: str | int, cfg: AdaptConfig,
+               holdout_fraction: float | None, progress: Progress, t0: float) -> AdaptResult:
         info = self.encoders.get(source)
         data = self._data(taxonomy, level)
-        train_ids, held_ids = holdout_split(data, holdout_fraction, seed)
+        train_ids, held_ids = holdout_split(data, holdout_fraction, cfg.seed)
         tdata = training_data(data, train_ids)
-        cfg = AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps)
         # FROM's stored vectors are what the adapter method starts from: no text is encoded twice
         # (the layer method runs FROM's lower layers over the training texts itself).
         x_from = self._vectors(source, data, progress)
@@ -115,7 +138,7 @@ class Adaptation:
                   "taxonomy": taxonomy, "level": data.level, "holdout_fraction": holdout_fraction,
                   "held_out_prompts": len(held_ids), "from_fingerprint": info.fingerprint}
         try:
-            self.encoders.add(new, folder, device=device, batch_size=info.batch_size, _reason=f"adapt {new} from {source}",
+            self.encoders.add(new, folder, device=cfg.device, batch_size=info.batch_size, _reason=f"adapt {new} from {source}",
                               adapted_from=source, adaptation=recipe)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)

@@ -289,3 +289,39 @@ async def test_tui_metrics_screen_shows_the_tuned_encoder_beside_its_base(demo_s
             assert app.errors == []
     finally:
         s.close()
+
+
+def test_a_second_adapt_of_the_same_name_fails_at_once_and_leaves_the_first_ones_folder(demo_store_dir, tmp_path):
+    """Another process is making NEW (it holds models/.NEW.lock): adapt of that name says so and touches nothing."""
+    import subprocess
+    import sys
+    import time
+
+    lock = demo_store_dir / "models" / ".tiny-twice.lock"
+    folder = demo_store_dir / "models" / "tiny-twice"
+    folder.mkdir(parents=True)
+    (folder / "marker").write_text("the first run's model")
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, pathlib\nfrom filelock import FileLock\n"
+        f"l = FileLock({str(lock)!r}); l.acquire(); pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(60)")])
+    try:
+        for _ in range(200):
+            if ready.exists():
+                break
+            time.sleep(0.05)
+        assert ready.exists()
+        s = Store.open(demo_store_dir)
+        try:
+            with pytest.raises(EncoderError, match="another `tstore adapt` is already making 'tiny-twice'"):
+                s.adaptation.adapt("tiny", "tiny-twice", epochs=1, max_steps=1)
+            assert "tiny-twice" not in [e.name for e in s.encoders.list()]
+            assert (folder / "marker").read_text() == "the first run's model"
+        finally:
+            s.close()
+    finally:
+        holder.kill()
+        holder.wait()
+    import shutil
+
+    shutil.rmtree(folder)
