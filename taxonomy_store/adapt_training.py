@@ -21,6 +21,9 @@ The objective, all terms in every step (trained apart, they fight):
   (adapt_swaps) must sit `sensitivity_margin` further from it than in the frozen encoder, so
   gathering a category does not teach the encoder to overlook the word that makes a safe
   look-alike safe.
+- boundary (layer method, off by default: `w_boundary`): each safe prompt's nearest unsafe prompts
+  (and each unsafe prompt's nearest safe ones), mined under FROM, must move `boundary_margin` apart;
+  it lifted the held-out guard AUROC a little and cost Categorical Purity (docs/BENCHMARKS.md).
 Options explored and left off by default (adapter method; see benchmarks/adapt.py): safe twins as one more
 "category" (`safe_class`), a label term on the twins alone (`w_twins`), and geometry that
 also keeps safe-to-unsafe cosines (`geometry_cross`: guard AUROC kept, less purity gained).
