@@ -152,7 +152,8 @@ class _Batches:
         rows = [r for r, i in enumerate(ci) if d.category_texts[i] in self.swaps]
         swapped = [self.swaps[d.category_texts[ci[r]]] for r in rows]
         bi = [self.boundary[i] for i in self.cyc["boundary"].take(b.pair_batch)]
-        return {"bu": [u for u, _, _ in bi], "bs": [s for _, s, _ in bi], "b_c0": [c for _, _, c in bi],"swap_rows": rows, "swap": [p[t] for t, _ in swapped], "swap_c0": [c for _, c in swapped],
+        return {"swap_rows": rows, "swap": [p[t] for t, _ in swapped], "swap_c0": [c for _, c in swapped],
+                "bu": [u for u, _, _ in bi], "bs": [s for _, s, _ in bi], "b_c0": [c for _, _, c in bi],
                 "cat": [p[d.category_texts[i]] for i in ci], "cat_y": [self.codes[d.category_labels[i]] for i in ci],
                 "pi": pi, "u": [p[d.pairs[i][0]] for i in pi], "s": [p[d.pairs[i][1]] for i in pi],
                 "geo": [p[d.geometry_texts[i]] for i in self.cyc["geo"].take(b.safe_batch)],

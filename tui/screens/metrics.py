@@ -98,7 +98,7 @@ class MetricsScreen(StoreScreen):
         encs = ov.encoders
         status = Text.assemble((f"{len(encs)} encoders", "bold"), f"  taxonomy {ov.taxonomy}  level {ov.level}  data revision {ov.data_revision}")
         if ov.bases:
-            status.append("\ntuned by `tstore adapt`, each beside its base: ", style="dim")
+            status.append("\nadapted (beside their base): ", style="dim")
             status.append_text(safe_text(", ".join(f"{new} from {base}" for new, base in ov.bases.items())))
         if ov.stale:
             status.append(f"  {len(ov.stale)} stale runs", style="bold magenta")
