@@ -106,12 +106,13 @@ class Adaptation:
 
     @contextmanager
     def _claim(self, new: str) -> Iterator[None]:
-        """Hold `<store>/models/.NEW.lock` while NEW is made: a second `adapt` of the same name fails at
-        once instead of replacing the first one's folder."""
+        """Hold `<store>/models/.locks/NEW.lock` while NEW is made: a second `adapt` of the same name fails
+        at once instead of replacing the first one's folder. (The empty lock file stays, as filelock's do.)"""
         from filelock import FileLock, Timeout
 
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.models_dir / f".{new}.lock"), timeout=0)
+        locks = self.models_dir / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(locks / f"{new}.lock"), timeout=0)
         try:
             lock.acquire()
         except Timeout:

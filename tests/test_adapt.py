@@ -292,12 +292,13 @@ async def test_tui_metrics_screen_shows_the_tuned_encoder_beside_its_base(demo_s
 
 
 def test_a_second_adapt_of_the_same_name_fails_at_once_and_leaves_the_first_ones_folder(demo_store_dir, tmp_path):
-    """Another process is making NEW (it holds models/.NEW.lock): adapt of that name says so and touches nothing."""
+    """Another process is making NEW (it holds models/.locks/NEW.lock): adapt of that name says so and touches nothing."""
     import subprocess
     import sys
     import time
 
-    lock = demo_store_dir / "models" / ".tiny-twice.lock"
+    lock = demo_store_dir / "models" / ".locks" / "tiny-twice.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
     folder = demo_store_dir / "models" / "tiny-twice"
     folder.mkdir(parents=True)
     (folder / "marker").write_text("the first run's model")
