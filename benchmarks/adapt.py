@@ -16,7 +16,7 @@ held-out prompts, for each encoder.
 --swap-types trains on the held-out pair types and holds out the training ones: a check that a
 method was not fitted to the issue's split.
 
-    python benchmarks/adapt.py [--split-seed 0] [--seed 0] [--epochs 4] [--max-steps N] [--set w_label=0.5] [--swap-types]
+    python benchmarks/adapt.py [--split-seed 0] [--seed 0] [--epochs 6] [--max-steps N] [--set w_label=0.5] [--swap-types]
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=None, help="default: the method's (layers 4, adapter 30)")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the method's (layers 6, adapter 30)")
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--model", default=None, help="model folder (default: minilm)")
     ap.add_argument("--cache", default=None, help="npz file caching the base vectors of the split (exploration)")

@@ -97,7 +97,7 @@ class AdaptConfig:
 # Per method, what a None field means. "layers": a step encodes every text it uses, so batches
 # are smaller and epochs few; "adapter": a step is matrix products over stored vectors.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "layers": {"epochs": 4, "lr": 2e-4, "category_batch": 32, "pair_batch": 16, "safe_batch": 32, "label_batch": 16,
+    "layers": {"epochs": 6, "lr": 2e-4, "category_batch": 32, "pair_batch": 16, "safe_batch": 32, "label_batch": 16,
                "w_category": 1.0, "w_pairs": 3.0, "w_geometry": 500.0, "w_sensitivity": 3.0,
                "w_boundary": 0.0},
     "adapter": {"epochs": 30, "lr": 2e-3, "category_batch": 64, "pair_batch": 32, "safe_batch": 64, "label_batch": 32,

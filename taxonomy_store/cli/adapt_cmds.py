@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..adapt_training import METHOD_DEFAULTS
 from .app import Context, cli, pass_ctx
 from .options import json_option
 from .render import emit_json, fmt_value, progress_bar, stdout_console, table, untrusted
@@ -33,7 +34,8 @@ def _table(result) -> None:
 @click.option("--name", "new", required=True, metavar="NEW", help="Name of the tuned encoder to register.")
 @click.option("--level", default="harm_type", show_default=True, help="Taxonomy level of the categories to gather.")
 @click.option("--taxonomy", default="do-not-answer", show_default=True, help="Taxonomy of the categories.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes over the training data [default: 4].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help=f"Passes over the training data [default: {METHOD_DEFAULTS['layers']['epochs']}].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds training and the held-out split.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True)
 @click.option("--holdout-fraction", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
