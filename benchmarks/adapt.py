@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from taxonomy_store import metrics as M  # noqa: E402
-from taxonomy_store.adapt_methods import train  # noqa: E402
-from taxonomy_store.adapt_training import METHOD_DEFAULTS, AdaptConfig, TrainingData, method, resolved  # noqa: E402
+from taxonomy_store.adapt.methods import train  # noqa: E402
+from taxonomy_store.adapt.training import METHOD_DEFAULTS, AdaptConfig, TrainingData, method, resolved  # noqa: E402
 
 TRAIN_TYPES = ("homonyms", "figurative_language", "target", "context", "definitions")
 HELD_TYPES = ("group", "action", "history", "privacy_publicity", "privacy_fictionality")
@@ -203,8 +203,8 @@ def extrapolate_layers(model_path: str, split: dict, cfg: AdaptConfig, n_steps: 
     """Time the lower layers over a sample of the training texts and n_steps of layer tuning on them; extrapolate (said so)."""
     from sentence_transformers import SentenceTransformer
 
-    from taxonomy_store.adapt_layers import fit, lower_states, training_swaps, training_texts
-    from taxonomy_store.adapt_training import steps_per_epoch
+    from taxonomy_store.adapt.layers import fit, lower_states, training_swaps, training_texts
+    from taxonomy_store.adapt.training import steps_per_epoch
 
     cfg, data = resolved(cfg), training_data(split)
     texts = training_texts(data, training_swaps(data, cfg))
@@ -256,7 +256,7 @@ def extrapolate(model_path: str, split: dict, cfg: AdaptConfig, n_texts: int = 1
     del model
     fake = lambda ts: (lambda v: v / np.linalg.norm(v, axis=1, keepdims=True))(rng.normal(size=(len(ts), dim))).astype(np.float32)  # noqa: E731
     data = training_data(split)
-    per_epoch = __import__("taxonomy_store.adapt_training", fromlist=["x"]).steps_per_epoch(data, cfg)
+    per_epoch = __import__("taxonomy_store.adapt.training", fromlist=["x"]).steps_per_epoch(data, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         cut = AdaptConfig(**{**cfg.__dict__, "max_steps": n_steps})
         t0 = time.perf_counter()

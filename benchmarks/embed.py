@@ -1,4 +1,4 @@
-"""Embedding throughput: `store.index.embed` (Chroma writes and SQL bookkeeping included) against
+"""Embedding throughput: `store.embeddings.embed` (Chroma writes and SQL bookkeeping included) against
 raw `SentenceTransformer.encode` on the same texts, in the same run. Target: ratio >= 0.90.
 
 The texts are ~1,000 prompts of ../shared/datasets (all of XSTest, then Do-Not-Answer), read at run
@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from taxonomy_store.encoders import DEFAULT_MODEL_REF, resolve_model_ref
+    from taxonomy_store.embeddings.encoders import DEFAULT_MODEL_REF, resolve_model_ref
     from taxonomy_store.backend.encoding import load_model
     from taxonomy_store.store import init_store
 
@@ -78,11 +78,11 @@ def main() -> int:
         store.encoders.get("minilm")  # registry opened (and weights hashed) before the clock starts
         t0, c0 = time.perf_counter(), time.process_time()
         # The encoder's own settings: forward passes of 64 (as raw), written 4 passes at a time.
-        summary = store.index.embed("minilm")
+        summary = store.embeddings.embed("minilm")
         ours_s.append(time.perf_counter() - t0)
         ours_cpu.append(time.process_time() - c0)
         assert summary.embedded == len(texts), summary
-        assert store.index.collection_count("minilm") == len(texts)
+        assert store.embeddings.collection_count("minilm") == len(texts)
         store.close()
 
     with tempfile.TemporaryDirectory(prefix="tstore-bench-embed-") as tmp:
@@ -95,7 +95,7 @@ def main() -> int:
                 run_ours(r)
                 run_raw()
             print(f"round {r + 1}: raw {len(texts) / raw_s[-1]:.1f} sentences/s, "
-                  f"store.index.embed {len(texts) / ours_s[-1]:.1f} sentences/s "
+                  f"store.embeddings.embed {len(texts) / ours_s[-1]:.1f} sentences/s "
                   f"(CPU seconds {raw_cpu[-1]:.1f} vs {ours_cpu[-1]:.1f})", file=sys.stderr, flush=True)
 
     raw = len(texts) / min(raw_s)
@@ -131,7 +131,7 @@ def main() -> int:
     else:
         print(f"texts: {len(texts)}  batch size: {args.batch_size}  rounds: {args.rounds} (best of each)")
         print(f"raw SentenceTransformer.encode : {raw:8.1f} sentences/s")
-        print(f"store.index.embed              : {ours:8.1f} sentences/s")
+        print(f"store.embeddings.embed              : {ours:8.1f} sentences/s")
         print(f"ratio                          : {ratio:8.3f}  (target >= 0.90: {'met' if out['met'] else 'MISSED'})")
         print(f"CPU-time ratio (raw / ours)    : {cpu_ratio:8.3f}")
     return 0

@@ -59,17 +59,17 @@ def build_store(path: Path, encoder: str):
     store.imports.import_file(DATASETS / "alpaca_eval_instructions.jsonl", dataset="alpaca_eval",
                               mapping={"text": "instruction", "id": "id"}, label="safe")
     t = time.perf_counter()
-    store.index.embed(encoder)
+    store.embeddings.embed(encoder)
     log(f"embedded {encoder} in {time.perf_counter() - t:.1f} s")
     return store
 
 
 def previous_guard(store, encoder: str, holdout: list[str], fraction: float | None, seed: int) -> dict:
     """The guard before held-out evaluation: kNN share, best F1 chosen leave-one-out, no distance check."""
-    from taxonomy_store import calibration as C
-    from taxonomy_store import evaluation as E
+    from taxonomy_store.guard import calibration as C
+    from taxonomy_store.guard import evaluation as E
     from taxonomy_store.metrics.detection import auroc, best_f1
-    from taxonomy_store.verdicts import decide, score_vectors
+    from taxonomy_store.guard.verdicts import decide, score_vectors
 
     pool = store.neighbours.pool(encoder)
     held = E._held_out(pool, holdout, fraction, seed)
@@ -95,10 +95,10 @@ def previous_guard(store, encoder: str, holdout: list[str], fraction: float | No
 
 def by_source(store, encoder: str) -> list[tuple[str, int, str, float, float, float]]:
     """Leave one AlpacaEval source out (with half of AdvBench): (source, n, scorer, AUROC, flagged, caught)."""
-    from taxonomy_store import calibration as C
-    from taxonomy_store import evaluation as E
+    from taxonomy_store.guard import calibration as C
+    from taxonomy_store.guard import evaluation as E
     from taxonomy_store.metrics.detection import auroc
-    from taxonomy_store.verdicts import decide, score_vectors
+    from taxonomy_store.guard.verdicts import decide, score_vectors
 
     with open(DATASETS / "alpaca_eval_instructions.jsonl", encoding="utf-8") as f:
         source = {r["instruction"].strip(): r["source"] for r in map(json.loads, f)}
@@ -138,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.TemporaryDirectory()
         path = Path(tmp.name) / "store"
     store = build_store(path, args.encoder)
-    store.index.embed(args.encoder)  # only what is missing; sbert-all: `tstore encoder install sbert-all` first
+    store.embeddings.embed(args.encoder)  # only what is missing; sbert-all: `tstore encoder install sbert-all` first
     t = time.perf_counter()
-    cal = store.search.calibrate(args.encoder)
+    cal = store.guard.calibrate(args.encoder)
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; encoder {args.encoder}")
     print(f"plain calibrate ({time.perf_counter() - t:.1f} s): scorer {cal.scorer}, grouped-CV AUROC {cal.auroc:.4f} "
           f"(in-sample leave-one-out {cal.in_sample_auroc:.4f}); per scorer: "

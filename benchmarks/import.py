@@ -28,7 +28,7 @@ WORDS = (
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
     """Unique synthetic prompts, half safe half unsafe, categories from Do-Not-Answer's leaves."""
-    from taxonomy_store.taxonomy_files import locate, read_taxonomy_file
+    from taxonomy_store.importers.taxonomy_files import locate, read_taxonomy_file
 
     leaves = [n.code for n, d in read_taxonomy_file(locate("do-not-answer")).walk() if d == 2]
     rng = random.Random(seed)

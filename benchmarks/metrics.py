@@ -90,7 +90,7 @@ def bench_paper(tmp: Path, encoders: list[str], k: int = 10) -> list[dict]:
     for name in encoders:
         if name == "sbert-all":
             from taxonomy_store.errors import EncoderError
-            from taxonomy_store.model_assets import install_sbert_all
+            from taxonomy_store.workflows.model_assets import install_sbert_all
 
             try:
                 install_sbert_all(store)
@@ -99,9 +99,9 @@ def bench_paper(tmp: Path, encoders: list[str], k: int = 10) -> list[dict]:
                 continue
             store.encoders.set_baseline(name, 0.092, {"source": "paper"})
         log(f"1. [{name}] embedding Do-Not-Answer and xstest_aug (not timed) ...")
-        store.index.embed(name)
+        store.embeddings.embed(name)
         if name != "sbert-all":
-            store.metrics.estimate_baseline(name)  # a fixed b, as the paper uses
+            store.metric_runs.estimate_baseline(name)  # a fixed b, as the paper uses
         b = store.encoders.get(name).baseline
         model = SentenceTransformer(str(store.encoders.get(name).model_path), device="cpu")
         model.encode(["warm up"])
@@ -109,10 +109,10 @@ def bench_paper(tmp: Path, encoders: list[str], k: int = 10) -> list[dict]:
         for _ in range(2 if name == "minilm" else 1):  # best of two on a shared machine (one for the slow model)
             clear_graphs(store)
             t = time.perf_counter()
-            runs = store.metrics.compute(["cp", "separation"], encoder=name, k=k, pair_set="xstest_aug")
+            runs = store.metric_runs.compute(["cp", "separation"], encoder=name, k=k, pair_set="xstest_aug")
             ours.append(time.perf_counter() - t)
             t = time.perf_counter()
-            store.metrics.compute(["cp", "separation"], encoder=name, k=k, pair_set="xstest_aug")
+            store.metric_runs.compute(["cp", "separation"], encoder=name, k=k, pair_set="xstest_aug")
             warm.append(time.perf_counter() - t)
             t = time.perf_counter()
             ref = paper_pipeline(model, k, b)
@@ -135,7 +135,7 @@ def build_synthetic_store(path: Path, n: int, dim: int = 384, seed: int = 0):
 
     from taxonomy_store.catalog import live_prompts, node_index
     from taxonomy_store.db.models import Prompt, TaxonomyNode
-    from taxonomy_store.indexing import meta_sha256, vector_metadata
+    from taxonomy_store.embeddings.indexing import meta_sha256, vector_metadata
     from taxonomy_store.store import init_store
     from taxonomy_store.text import text_sha256
 
@@ -164,25 +164,25 @@ def build_synthetic_store(path: Path, n: int, dim: int = 384, seed: int = 0):
         rows = live_prompts(s)
         nodes = node_index(s)
     metas = [vector_metadata(r, nodes) for r in rows]
-    coll = store.index.vectors.collection(info)
-    store.index.vectors.upsert(coll, [r.id for r in rows], vecs, metas)
+    coll = store.embeddings.vectors.collection(info)
+    store.embeddings.vectors.upsert(coll, [r.id for r in rows], vecs, metas)
     # The bookkeeping `embed` would have written (benchmark only: no model is run).
-    store.index._write_bookkeeping(info, [(r.id, r.text_sha256, meta_sha256(m)) for r, m in zip(rows, metas)], "benchmark vectors")
+    store.embeddings._write_bookkeeping(info, [(r.id, r.text_sha256, meta_sha256(m)) for r, m in zip(rows, metas)], "benchmark vectors")
     return store, [r.id for r in rows[:n_unsafe]]
 
 
 def bench_incremental(tmp: Path, n: int, k: int = 10) -> list[dict]:
     log(f"2. building a {n:,}-prompt store with synthetic vectors (not timed) ...")
     store, unsafe_ids = build_synthetic_store(tmp / "synthetic", n)
-    store.metrics.compute(["cp", "detect"], encoder="minilm", k=k)  # the stored graphs of the last run
+    store.metric_runs.compute(["cp", "detect"], encoder="minilm", k=k)  # the stored graphs of the last run
     store.curation.update_prompt(unsafe_ids[123], label="safe")
     t = time.perf_counter()
-    inc = store.metrics.compute(["cp", "detect"], encoder="minilm", k=k)
+    inc = store.metric_runs.compute(["cp", "detect"], encoder="minilm", k=k)
     t_inc = time.perf_counter() - t
     log(f"   incremental: {t_inc:.3f} s, graphs {[r.details['graph']['source'] for r in inc]}")
     clear_graphs(store)
     t = time.perf_counter()
-    full = store.metrics.compute(["cp", "detect"], encoder="minilm", k=k)
+    full = store.metric_runs.compute(["cp", "detect"], encoder="minilm", k=k)
     t_full = time.perf_counter() - t
     log(f"   full: {t_full:.3f} s")
     for a, b in zip(inc, full):

@@ -1,4 +1,4 @@
-"""Warm `store.search.query` latency and throughput versus the raw path, in one process and run.
+"""Warm `store.guard.query` latency and throughput versus the raw path, in one process and run.
 
 Raw path: `SentenceTransformer.encode` of the same model + a numpy brute-force top-k over the
 same vectors. Ours adds the category vote, the unsafe score, the verdict and the neighbours'
@@ -46,7 +46,7 @@ def build_store(path: Path, encoder: str):
     for name in FILES:
         store.imports.import_file(DATASETS / name)
     t = time.perf_counter()
-    store.index.embed(encoder)
+    store.embeddings.embed(encoder)
     log(f"embedded the store in {time.perf_counter() - t:.1f} s")
     return store
 
@@ -72,8 +72,8 @@ try:
     from taxonomy_store.backend.encoding import load_model
     from taxonomy_store.backend.model_folders import resolve_model_ref
 except ImportError:
-    from taxonomy_store.encoding import load_model
-    from taxonomy_store.encoders import resolve_model_ref
+    from taxonomy_store.backend.encoding import load_model
+    from taxonomy_store.embeddings.encoders import resolve_model_ref
 texts = [json.loads(line)["text"] for line in open(sys.argv[1], encoding="utf-8")]
 model = load_model(str(resolve_model_ref(sys.argv[2])))
 model.encode(texts, batch_size=int(sys.argv[3]), convert_to_numpy=True, show_progress_bar=False)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = store.encoders.get(args.encoder)
     model = load_model(str(info.model_path), info.device)
-    vs = store.index.load_vectors(args.encoder)
+    vs = store.embeddings.load_vectors(args.encoder)
     vectors = np.ascontiguousarray(vs.vectors, dtype=np.float32)
     with store.session() as s:
         texts = [r.text for r in live_prompts(s)]
@@ -177,10 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         return np.take_along_axis(part, order, axis=1)
 
     def ours(batch: list[str]):
-        return store.search.query(batch, encoder=args.encoder, k=k)
+        return store.guard.query(batch, encoder=args.encoder, k=k)
 
     def ours_chroma(batch: list[str]):
-        return store.search.query(batch, encoder=args.encoder, k=k, label=["safe", "unsafe"])
+        return store.guard.query(batch, encoder=args.encoder, k=k, label=["safe", "unsafe"])
 
     # warm both paths (model, snapshot, Chroma client)
     for t in pool[:5]:
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"store: {out['store_prompts']} prompts, encoder {args.encoder}, k={k}")
         print(f"single prompt ({n} each, interleaved):")
         print(f"  raw encode + numpy top-k   p50 {s['raw_p50_ms']:7.2f} ms   p95 {s['raw_p95_ms']:7.2f} ms")
-        print(f"  store.search.query         p50 {s['ours_p50_ms']:7.2f} ms   p95 {s['ours_p95_ms']:7.2f} ms")
+        print(f"  store.guard.query         p50 {s['ours_p50_ms']:7.2f} ms   p95 {s['ours_p95_ms']:7.2f} ms")
         print(f"  ratio                      p50 {s['ratio_p50']:7.2f}x     p95 {s['ratio_p95']:7.2f}x   (target p50 <= 1.3x: {'met' if s['target_met'] else 'MISSED'})")
         print(f"  filtered (exact masks)     p50 {s['chroma_filtered_p50_ms']:7.2f} ms   p95 {s['chroma_filtered_p95_ms']:7.2f} ms")
         print(f"batch of {b['n']} (best of {args.batch_repeats}, alternating):")

@@ -12,7 +12,7 @@ __all__ = ["__version__", "Store", "open_store", "init_store"]
 def __getattr__(name: str):
     # The facade pulls in SQLAlchemy; load it on first use only.
     if name in ("Store", "open_store", "init_store"):
-        from . import store
+        from taxonomy_store import store
 
         return getattr(store, name)
     raise AttributeError(name)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .db.models import AuditEntry
+from taxonomy_store.db.models import AuditEntry
 
 
 def current_actor() -> str:

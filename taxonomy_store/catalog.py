@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .db.models import Dataset, Prompt, Taxonomy, TaxonomyNode
+from taxonomy_store.db.models import Dataset, Prompt, Taxonomy, TaxonomyNode
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import stat
 from importlib import resources
 from pathlib import Path
 
-from .errors import InputFileError, OutputFileError
+from taxonomy_store.errors import InputFileError, OutputFileError
 
 STORE_MARKER = "tstore-store.json"
 SQLITE_NAME = "tstore.db"

@@ -17,13 +17,13 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from . import paths
-from .audit import AuditBatch
-from .backend.database import Database
-from .backend.dirs import StoreDirs
-from .db import migrate
-from .db.engine import make_engine, normalise_url
-from .errors import NotAStore, StoreExists
+from taxonomy_store import paths
+from taxonomy_store.audit import AuditBatch
+from taxonomy_store.backend.database import Database
+from taxonomy_store.backend.dirs import StoreDirs
+from taxonomy_store.db import migrate
+from taxonomy_store.db.engine import make_engine, normalise_url
+from taxonomy_store.errors import NotAStore, StoreExists
 
 
 def _read_marker(store_dir: Path) -> dict:
@@ -137,111 +137,111 @@ class Store:
     @cached_property
     def writer_lock(self):
         """One writer at a time on the embedded vector index: `backend/writer_lock.py`."""
-        from .backend.writer_lock import WriterLock
+        from taxonomy_store.backend.writer_lock import WriterLock
 
         return WriterLock(self.dir, enabled=not self.chroma_url)
 
     @cached_property
     def vector_index(self):
-        from .backend.vector_index import VectorIndex
+        from taxonomy_store.backend.vector_index import VectorIndex
 
         return VectorIndex(self.dirs.chroma, self.writer_lock, chroma_url=self.chroma_url, chroma_token=self.chroma_token)
 
     @cached_property
     def live_encoders(self):
-        from .backend.encoding import LiveEncoders
+        from taxonomy_store.backend.encoding import LiveEncoders
 
         return LiveEncoders()
 
     # -- parts ---------------------------------------------------------------------------
     @cached_property
     def taxonomies(self):
-        """Load taxonomy definitions, list them, read their trees: `taxonomy.py`."""
-        from .taxonomy import Taxonomies
+        """Load taxonomy definitions, list them, read their trees: `taxonomy/trees.py`."""
+        from taxonomy_store.taxonomy.trees import Taxonomies
 
         return Taxonomies(self.db)
 
     @cached_property
     def imports(self):
-        """Importing data files into the store: `imports.py`."""
-        from .imports import Imports
+        """Importing data files into the store: `transfer/imports.py`."""
+        from taxonomy_store.transfer.imports import Imports
 
         return Imports(self.db, self.taxonomies)
 
     @cached_property
     def exports(self):
-        """Writing prompts and pairs back out: `exports.py`."""
-        from .exports import Exports
+        """Writing prompts and pairs back out: `transfer/exports.py`."""
+        from taxonomy_store.transfer.exports import Exports
 
         return Exports(self.db)
 
     @cached_property
     def curation(self):
-        """Edits of prompts and pairs, pair review, undo: `curation.py`."""
-        from .curation import Curation
+        """Edits of prompts and pairs, pair review, undo: `curation/edits.py`."""
+        from taxonomy_store.curation.edits import Curation
 
         return Curation(self.db)
 
     @cached_property
     def encoders(self):
-        """The encoder registry: `encoders.py`. Removing an encoder drops its vectors from the index."""
-        from .encoders import Encoders
+        """The encoder registry: `embeddings/encoders.py`. Removing an encoder drops its vectors from the index."""
+        from taxonomy_store.embeddings.encoders import Encoders
 
-        return Encoders(self.db, drop_vectors=lambda info, **wait: self.index.drop_vectors(info, **wait))
-
-    @cached_property
-    def index(self):
-        """Per-encoder vector collections: embed, verify, read vectors: `indexing.py`."""
-        from .indexing import Index
-
-        return Index(self.db, self.encoders, self.vector_index, self.live_encoders)
+        return Encoders(self.db, drop_vectors=lambda info, **wait: self.embeddings.drop_vectors(info, **wait))
 
     @cached_property
-    def metrics(self):
-        """Metric runs from stored vectors: `metric_runs.py`."""
-        from .metric_runs import MetricRuns
+    def embeddings(self):
+        """Per-encoder vector collections: embed, verify, read vectors: `embeddings/indexing.py`."""
+        from taxonomy_store.embeddings.indexing import Embeddings
 
-        runs = MetricRuns(self.db, self.encoders, self.index, self.neighbours)
+        return Embeddings(self.db, self.encoders, self.vector_index, self.live_encoders)
+
+    @cached_property
+    def metric_runs(self):
+        """Metric runs from stored vectors: `measurement/runs.py`."""
+        from taxonomy_store.measurement.runs import MetricRuns
+
+        runs = MetricRuns(self.db, self.encoders, self.embeddings, self.neighbours)
         # held-out evaluations are metric runs another part computes: it reruns them when stale
         runs.rerunners["evaluate"] = lambda run, progress=None: self.evaluation.rerun(run, progress)
         return runs
 
     @cached_property
-    def search(self):
-        """Nearest categories for new prompts, calibration: `querying.py`."""
-        from .querying import Querying
+    def guard(self):
+        """The guard: query (category vote, calibrated verdict) and calibrate: `guard/querying.py`."""
+        from taxonomy_store.guard.querying import Guard
 
-        return Querying(self.neighbours, self.encoders, self.index)
+        return Guard(self.neighbours, self.encoders, self.embeddings)
 
     @cached_property
     def evaluation(self):
-        """Held-out evaluation of the guard, stored as metric runs: `taxonomy_store/evaluation.py`."""
-        from .evaluation import Evaluation
+        """Held-out evaluation of the guard, stored as metric runs: `taxonomy_store/guard/evaluation.py`."""
+        from taxonomy_store.guard.evaluation import Evaluation
 
-        return Evaluation(self.neighbours, self.encoders, self.metrics)
+        return Evaluation(self.neighbours, self.encoders, self.metric_runs)
 
     @cached_property
     def neighbours(self):
-        """The one exact neighbour service (stored vectors, exact top-k, filters as masks): `neighbours.py`."""
-        from .knn_graphs import GraphCache
-        from .neighbours import Neighbours
+        """The one exact neighbour service (stored vectors, exact top-k, filters as masks): `neighbours/service.py`."""
+        from taxonomy_store.neighbours.graphs import GraphCache
+        from taxonomy_store.neighbours.service import Neighbours
 
-        return Neighbours(self.db, self.encoders, self.index, GraphCache(self.dirs.cache))
+        return Neighbours(self.db, self.encoders, self.embeddings, GraphCache(self.dirs.cache))
 
     @cached_property
     def adaptation(self):
-        """Tuning encoders on the store's data, exporting encoders: `taxonomy_store/adapting.py`."""
-        from .adapting import Adaptation
+        """Tuning encoders on the store's data, exporting encoders: `taxonomy_store/adapt/adaptation.py`."""
+        from taxonomy_store.adapt.adaptation import Adaptation
 
-        return Adaptation(store_dir=self.dir, read=self.session, encoders=self.encoders, index=self.index,
-                          metric_runs=self.metrics)
+        return Adaptation(store_dir=self.dir, read=self.session, encoders=self.encoders, embeddings=self.embeddings,
+                          metric_runs=self.metric_runs)
 
     @cached_property
     def review(self):
-        """Read-only views for the curators' TUI: suspects, neighbours, metric tables: `review.py`."""
-        from .review import Review
+        """Read-only views for the curators' TUI: suspects, neighbours, metric tables: `curation/review.py`."""
+        from taxonomy_store.curation.review import Review
 
-        return Review(self.db, self.taxonomies, self.encoders, self.index, self.metrics, self.neighbours)
+        return Review(self.db, self.taxonomies, self.encoders, self.embeddings, self.metric_runs, self.neighbours)
 
 
 def init_store(

@@ -187,7 +187,7 @@ def build_tui_store(path: Path, files: list[Path], *, metrics: bool = False):
             s.taxonomies.load(name)
         for f in files:
             s.imports.import_file(f)
-        s.index.embed()
+        s.embeddings.embed()
         if metrics:
             s.review.recompute()
     finally:

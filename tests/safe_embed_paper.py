@@ -1,5 +1,5 @@
 """The Safe-Embed paper's published figures, copied here from the paper so the tests do not take
-them from `taxonomy_store/reproduce.py`, the code under test.
+them from `taxonomy_store/workflows/reproduce.py`, the code under test.
 
 Kim et al. (2024), "Safe-Embed: Unveiling the Safety-Critical Knowledge of Sentence Encoders",
 Safety-Challenging results, SBERT-all (all-mpnet-base-v2) row: mean normalised pair similarity

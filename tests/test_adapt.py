@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from taxonomy_store.demo import build_demo_store
+from taxonomy_store.workflows.demo import build_demo_store
 from taxonomy_store.errors import EncoderError
 from taxonomy_store.store import Store
 
@@ -76,10 +76,10 @@ def test_adapt_registers_embeds_and_compares(demo_store_dir, tmp_path):
             assert "separation_norm_macro" in side and "contrast_max_norm_mean" in side
         assert r.figures["from"]["everyday_spearman"] == 1.0
         assert -1.0 <= r.figures["new"]["everyday_spearman"] < 1.0  # three steps moved the space a little
-        stored = {r.metric for r in s.metrics.history(encoder="tiny-safe")}
+        stored = {r.metric for r in s.metric_runs.history(encoder="tiny-safe")}
         assert {"cp", "separation", "contrast", "detect"} <= stored  # the TUI's metrics screen reads these
-        vs = s.index.load_vectors("tiny-safe")
-        assert vs.missing == 0 and len(vs) == len(s.index.load_vectors("minilm"))
+        vs = s.embeddings.load_vectors("tiny-safe")
+        assert vs.missing == 0 and len(vs) == len(s.embeddings.load_vectors("minilm"))
         with pytest.raises(EncoderError, match="already registered"):
             s.adaptation.adapt("tiny", "tiny-safe", epochs=1, max_steps=1)
         # export: a plain sentence-transformers folder giving the stored vectors back
@@ -88,13 +88,13 @@ def test_adapt_registers_embeds_and_compares(demo_store_dir, tmp_path):
         out = s.adaptation.export("tiny-safe", tmp_path / "exported")
         texts = ["How do I kill a Python process?", "Where can I buy a gun without a licence?"]
         got = SentenceTransformer(str(out), device="cpu").encode(texts, normalize_embeddings=True)
-        np.testing.assert_allclose(got, s.index.encode("tiny-safe", texts), atol=1e-5)
+        np.testing.assert_allclose(got, s.embeddings.encode("tiny-safe", texts), atol=1e-5)
     finally:
         s.close()
 
 
 def test_interrupted_adapt_leaves_nothing(demo_store_dir, monkeypatch):
-    import taxonomy_store.adapting as adapting
+    import taxonomy_store.adapt.adaptation as adapting
 
     real_train = adapting.train
 
@@ -116,7 +116,7 @@ def test_interrupted_adapt_leaves_nothing(demo_store_dir, monkeypatch):
 
 
 def test_progress_shows_the_frozen_pass_then_each_epoch_and_its_steps(demo_store_dir):
-    from taxonomy_store.adapt_training import AdaptConfig, steps_per_epoch
+    from taxonomy_store.adapt.training import AdaptConfig, steps_per_epoch
 
     seen: dict[str, tuple[int, int]] = {}
     order: list[str] = []
@@ -156,7 +156,7 @@ def test_cli_adapt_table_and_export_errors(demo_store_dir, tmp_path):
 
 
 def test_layer_method_only_for_known_architectures(tiny_model, tmp_path):
-    from taxonomy_store.adapt_methods import layer_tunable
+    from taxonomy_store.adapt.methods import layer_tunable
 
     assert layer_tunable(tiny_model)  # BERT
     assert not layer_tunable(tmp_path)  # no config.json: the adapter is used instead
@@ -169,8 +169,8 @@ def test_sensitivity_term_moves_one_word_swaps_away_from_their_prompts(tiny_mode
     further from its one-word swap than in FROM."""
     from sentence_transformers import SentenceTransformer
 
-    from taxonomy_store.adapt_layers import train_layers, training_swaps
-    from taxonomy_store.adapt_training import AdaptConfig, TrainingData
+    from taxonomy_store.adapt.layers import train_layers, training_swaps
+    from taxonomy_store.adapt.training import AdaptConfig, TrainingData
 
     prompts = [f"{verb} the {thing} of my {whom} without being seen" for verb in ("Describe", "Explain", "Outline")
                for thing in ("diary", "passwords") for whom in ("landlord", "teacher", "manager")]
@@ -204,8 +204,8 @@ def test_boundary_pairs_are_each_prompts_nearest_of_the_other_label(tiny_model):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from taxonomy_store.adapt_layers import _boundary_pairs, lower_states, top_vectors
-    from taxonomy_store.adapt_training import AdaptConfig, TrainingData
+    from taxonomy_store.adapt.layers import _boundary_pairs, lower_states, top_vectors
+    from taxonomy_store.adapt.training import AdaptConfig, TrainingData
 
     safe = ["Plan a picnic by the lake", "How do I kill a stuck process on Linux", "Bake bread without yeast",
             "Where can I shoot photos of birds"]
@@ -236,8 +236,8 @@ def test_boundary_term_moves_mined_look_alikes_apart(tiny_model, tmp_path):
     """The boundary term alone: each safe prompt ends further from its nearest unsafe prompts than in FROM."""
     from sentence_transformers import SentenceTransformer
 
-    from taxonomy_store.adapt_layers import train_layers
-    from taxonomy_store.adapt_training import AdaptConfig, TrainingData
+    from taxonomy_store.adapt.layers import train_layers
+    from taxonomy_store.adapt.training import AdaptConfig, TrainingData
 
     safe = [f"How do I {verb} a {thing} in my garden" for verb in ("grow", "water", "plant") for thing in ("rose", "tree")]
     unsafe = [f"How do I {verb} a {thing} in my neighbour's garden" for verb in ("poison", "burn", "cut")
@@ -259,7 +259,7 @@ def test_boundary_term_moves_mined_look_alikes_apart(tiny_model, tmp_path):
 
 
 def test_beside_their_bases_orders_each_tuned_encoder_after_its_base():
-    from taxonomy_store.review import beside_their_bases
+    from taxonomy_store.curation.review import beside_their_bases
 
     names = ["minilm", "sbert-all", "minilm-safe", "sbert-safe", "minilm-safe-2", "orphan"]
     bases = {"minilm-safe": "minilm", "sbert-safe": "sbert-all", "minilm-safe-2": "minilm-safe", "orphan": "removed"}

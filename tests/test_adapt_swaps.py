@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taxonomy_store.adapt_swaps import MAX_POSITION, swap_pool, word_swaps
+from taxonomy_store.adapt.swaps import MAX_POSITION, swap_pool, word_swaps
 
 TEXTS = [
     "How could someone sneak a blade past the stadium gates?",

@@ -31,7 +31,7 @@ def _cp_table(stdout: str) -> tuple[dict[str, float], float, float]:
 
 
 def test_build_demo_store_twice_changes_nothing(tmp_path):
-    from taxonomy_store.demo import build_demo_store
+    from taxonomy_store.workflows.demo import build_demo_store
 
     first = build_demo_store(tmp_path / "demo")
     assert [s.added for s in first.imports] == [300, 200, 120]

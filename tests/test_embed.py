@@ -1,4 +1,4 @@
-"""`store.index` / `tstore embed` / `tstore verify` on real data.
+"""`store.embeddings` / `tstore embed` / `tstore verify` on real data.
 
 Prompts come from ../shared/datasets at test time, written through `store.write()` by a small
 test-only helper (the importer is another part; nothing of the datasets is copied here). The
@@ -87,11 +87,11 @@ def edit_prompt(store, prompt_id: int, *, text: str | None = None, label: str | 
 
 def chroma_records(store, encoder: str = "minilm", ids=None) -> dict[int, dict]:
     info = store.encoders.get(encoder)
-    coll = store.index.vectors.collection(info, create=False)
+    coll = store.embeddings.vectors.collection(info, create=False)
     if coll is None:
         return {}
     out = {}
-    for page in store.index.vectors.pages(coll, include=["metadatas"], ids=ids):
+    for page in store.embeddings.vectors.pages(coll, include=["metadatas"], ids=ids):
         out.update({int(i): m for i, m in zip(page["ids"], page["metadatas"])})
     return out
 
@@ -116,26 +116,26 @@ def make_dataset_store(store, datasets: Path) -> dict:
 def run_incremental_scenario(store, ids: dict) -> None:
     """embed; again (nothing); label edit (metadata only); category move; text edit (one); delete (gone)."""
     total = len(ids["xstest"]) + len(ids["dna"])
-    s = store.index.embed()
+    s = store.embeddings.embed()
     assert (s.embedded, s.updated, s.deleted, s.unchanged) == (total, 0, 0, 0)
     assert s.encoders == ["minilm"] and s.seconds > 0 and s.sentences_per_s > 0
-    assert store.index.collection_count("minilm") == total
+    assert store.embeddings.collection_count("minilm") == total
     assert bookkeeping_rows(store) == total
-    assert store.index.verify().ok
+    assert store.embeddings.verify().ok
 
-    again = store.index.embed()
+    again = store.embeddings.embed()
     assert (again.embedded, again.updated, again.deleted, again.unchanged) == (0, 0, 0, total)
 
     # A label edit: the vector stays, only its metadata changes.
     a = ids["xstest"][0]
-    before = store.index.load_vectors("minilm", prompt_ids=[a]).vectors.copy()
+    before = store.embeddings.load_vectors("minilm", prompt_ids=[a]).vectors.copy()
     old_label = chroma_records(store, ids=[a])[a]["label"]
     new_label = "unsafe" if old_label == "safe" else "safe"
     edit_prompt(store, a, label=new_label)
-    s = store.index.embed()
+    s = store.embeddings.embed()
     assert (s.embedded, s.updated, s.deleted, s.unchanged) == (0, 1, 0, total - 1)
     assert chroma_records(store, ids=[a])[a]["label"] == new_label
-    np.testing.assert_array_equal(store.index.load_vectors("minilm", prompt_ids=[a]).vectors, before)
+    np.testing.assert_array_equal(store.embeddings.load_vectors("minilm", prompt_ids=[a]).vectors, before)
 
     # A category moved up from a specific harm (depth 2) to its risk area (depth 0): the deeper keys go.
     b = ids["dna"][0]
@@ -143,7 +143,7 @@ def run_incremental_scenario(store, ids: dict) -> None:
     assert meta["taxonomy"] == "do-not-answer" and meta["cat_2"] == meta["category"] and meta["cat_0"] != meta["category"]
     risk_area = meta["cat_0"]
     edit_prompt(store, b, category=risk_area)
-    s = store.index.embed()
+    s = store.embeddings.embed()
     assert (s.embedded, s.updated) == (0, 1)
     meta = chroma_records(store, ids=[b])[b]
     assert meta["category"] == risk_area and meta["cat_0"] == risk_area
@@ -153,17 +153,17 @@ def run_incremental_scenario(store, ids: dict) -> None:
     c = ids["xstest"][1]
     new_text = "How do I stop a stuck background job on my laptop?"
     edit_prompt(store, c, text=new_text)
-    s = store.index.embed()
+    s = store.embeddings.embed()
     assert (s.embedded, s.updated, s.deleted, s.unchanged) == (1, 0, 0, total - 1)
-    stored = store.index.load_vectors("minilm", prompt_ids=[c]).vectors[0]
-    fresh = store.index.encode("minilm", [new_text])[0]
+    stored = store.embeddings.load_vectors("minilm", prompt_ids=[c]).vectors[0]
+    fresh = store.embeddings.encode("minilm", [new_text])[0]
     assert float(stored @ fresh) > 0.9999
 
     # Text and category at once (upsert merges metadata in Chroma: the old deeper keys must still go).
     e = ids["dna"][2]
     meta = chroma_records(store, ids=[e])[e]
     edit_prompt(store, e, text="Which locks are hardest to pick, asking for a novel?", category=meta["cat_0"])
-    s = store.index.embed()
+    s = store.embeddings.embed()
     assert (s.embedded, s.updated) == (1, 0)
     meta = chroma_records(store, ids=[e])[e]
     assert meta["category"] == meta["cat_0"] and "cat_1" not in meta and "cat_2" not in meta
@@ -171,22 +171,22 @@ def run_incremental_scenario(store, ids: dict) -> None:
     # A delete: the vector is gone from Chroma and from what load_vectors returns.
     d = ids["dna"][1]
     edit_prompt(store, d, delete=True)
-    s = store.index.embed()
+    s = store.embeddings.embed()
     assert (s.embedded, s.updated, s.deleted, s.unchanged) == (0, 0, 1, total - 1)
-    assert d not in chroma_records(store) and store.index.collection_count("minilm") == total - 1
-    vs = store.index.load_vectors("minilm")
+    assert d not in chroma_records(store) and store.embeddings.collection_count("minilm") == total - 1
+    vs = store.embeddings.load_vectors("minilm")
     assert len(vs) == total - 1 and d not in set(vs.prompt_ids.tolist()) and vs.missing == 0
     assert bookkeeping_rows(store) == total - 1
 
-    report = store.index.verify()
+    report = store.embeddings.verify()
     assert report.ok and report.prompts == report.vectors == total - 1
 
 
 def run_tamper_and_repair(store) -> None:
     """Break the collection behind the store's back; verify names each problem; repair fixes them."""
     info = store.encoders.get("minilm")
-    coll = store.index.vectors.collection(info)
-    vs = store.index.load_vectors("minilm")
+    coll = store.embeddings.vectors.collection(info)
+    vs = store.embeddings.load_vectors("minilm")
     missing, stale, wrong = (int(x) for x in vs.prompt_ids[[2, 3, 4]])
     orphan = 10_000_000  # no such prompt
     coll.delete(ids=[str(missing)])
@@ -194,22 +194,22 @@ def run_tamper_and_repair(store) -> None:
     coll.update(ids=[str(wrong)], metadatas=[{"label": "unlabeled"}])
     coll.upsert(ids=[str(orphan)], embeddings=[vs.vectors[0].tolist()], metadatas=[{"label": "safe"}])
 
-    r = store.index.verify()
+    r = store.embeddings.verify()
     assert not r.ok
     assert (r.missing, r.stale, r.wrong_metadata, r.orphaned) == (1, 1, 1, 1)
     # the bookkeeping still describes the untouched vectors of missing, stale and wrong
     assert r.bookkeeping == 3
     assert r.examples["missing"] == [missing] and r.examples["orphaned"] == [orphan]
 
-    fixed = store.index.verify(repair=True)
+    fixed = store.embeddings.verify(repair=True)
     assert fixed.repaired == {**fixed.repaired, "embedded": 2, "updated": 1, "deleted": 1}
-    after = store.index.verify()
+    after = store.embeddings.verify()
     assert after.ok and after.vectors == after.prompts == len(vs)
     # the stale vector was encoded again from the prompt's text
     with store.session() as s:
         text = s.get(Prompt, stale).text
-    stored = store.index.load_vectors("minilm", prompt_ids=[stale]).vectors[0]
-    assert float(stored @ store.index.encode("minilm", [text])[0]) > 0.9999
+    stored = store.embeddings.load_vectors("minilm", prompt_ids=[stale]).vectors[0]
+    assert float(stored @ store.embeddings.encode("minilm", [text])[0]) > 0.9999
 
 
 def run_kill_scenario(tmp_path: Path, datasets: Path, *, chroma_url: str | None = None, batch: int = 32) -> None:
@@ -288,22 +288,22 @@ def test_incremental_embed_on_real_data(dataset_store):
 
 def test_verify_finds_and_repairs_each_kind_of_problem(dataset_store):
     store, ids = dataset_store
-    if store.index.collection_count("minilm") == 0:
-        store.index.embed()
+    if store.embeddings.collection_count("minilm") == 0:
+        store.embeddings.embed()
     run_tamper_and_repair(store)
 
 
 def test_vectors_nearest_and_filters(dataset_store):
     store, ids = dataset_store
-    store.index.embed()
-    vs = store.index.load_vectors("minilm")
+    store.embeddings.embed()
+    vs = store.embeddings.load_vectors("minilm")
     assert vs.vectors.dtype == np.float32 and vs.prompt_ids.dtype == np.int64
     assert vs.vectors.shape == (len(vs), 384) and np.all(np.diff(vs.prompt_ids) > 0)
     np.testing.assert_allclose(np.linalg.norm(vs.vectors, axis=1), 1.0, atol=1e-5)
 
     # A stored prompt's nearest neighbour is itself, at cosine similarity 1.
     p = int(vs.prompt_ids[5])
-    hits = store.index.nearest("minilm", vs.take([p]), 5)
+    hits = store.embeddings.nearest("minilm", vs.take([p]), 5)
     assert hits[0][0][0] == p and hits[0][0][1] == pytest.approx(1.0, abs=1e-4)
     sims = [h[1] for h in hits[0]]
     assert sims == sorted(sims, reverse=True)
@@ -313,13 +313,13 @@ def test_vectors_nearest_and_filters(dataset_store):
 
     with store.session() as s:
         label = dict(s.execute(select(Prompt.id, Prompt.label)).all())
-    unsafe = store.index.nearest("minilm", vs.take([p]), 10, where={"label": "unsafe"})[0]
+    unsafe = store.embeddings.nearest("minilm", vs.take([p]), 10, where={"label": "unsafe"})[0]
     assert len(unsafe) == 10 and all(label[i] == "unsafe" for i, _ in unsafe)
 
     # Filter by an ancestor: every hit lies under that risk area.
     b = ids["dna"][5]
     area = chroma_records(store, ids=[b])[b]["cat_0"]
-    under = store.index.nearest("minilm", vs.take([b]), 50, where={"cat_0": area, "label": "unsafe"})[0]
+    under = store.embeddings.nearest("minilm", vs.take([b]), 50, where={"cat_0": area, "label": "unsafe"})[0]
     metas = chroma_records(store, ids=[i for i, _ in under])
     assert under and all(metas[i]["cat_0"] == area for i, _ in under)
     assert under[0][0] == b
@@ -327,7 +327,7 @@ def test_vectors_nearest_and_filters(dataset_store):
     # Query encoding is the same model as the stored vectors.
     with store.session() as s:
         text = s.get(Prompt, p).text
-    assert float(store.index.encode("minilm", [text])[0] @ vs.take([p])[0]) > 0.9999
+    assert float(store.embeddings.encode("minilm", [text])[0] @ vs.take([p])[0]) > 0.9999
 
 
 def test_load_vectors_refuses_prompts_without_a_current_vector(store, shared_datasets):
@@ -335,17 +335,17 @@ def test_load_vectors_refuses_prompts_without_a_current_vector(store, shared_dat
 
     use_hashing_encoder(store)
     ids = add_prompts(store, xstest_items(shared_datasets, 12), "xstest")
-    store.index.embed()
+    store.embeddings.embed()
     new = add_prompts(store, [("A brand new prompt nobody embedded yet.", "safe", None)], "extra")
-    vs = store.index.load_vectors("minilm")
+    vs = store.embeddings.load_vectors("minilm")
     assert len(vs) == 12 and vs.missing == 1
     with pytest.raises(NotEmbedded) as e:
-        store.index.load_vectors("minilm", prompt_ids=[ids[0], new[0]])
+        store.embeddings.load_vectors("minilm", prompt_ids=[ids[0], new[0]])
     assert "tstore embed --encoder minilm" in e.value.hint
     edit_prompt(store, ids[0], text="An edited text whose vector is now stale.")
     with pytest.raises(NotEmbedded, match="1 of 1 prompts"):
-        store.index.load_vectors("minilm", prompt_ids=[ids[0]])
-    assert store.index.verify().stale == 1
+        store.embeddings.load_vectors("minilm", prompt_ids=[ids[0]])
+    assert store.embeddings.verify().stale == 1
 
 
 def test_sigkill_mid_embed_then_rerun_is_clean(tmp_path, shared_datasets):
@@ -430,10 +430,10 @@ def test_embed_and_verify_with_postgresql(tmp_path, pg_url, shared_datasets):
     use_hashing_encoder(store)
     ids = add_prompts(store, xstest_items(shared_datasets, 10), "xstest")
     assert store.encoders.get("minilm").created_at  # a tz-aware timestamp on PostgreSQL, normalised
-    assert store.index.embed().embedded == 10
+    assert store.embeddings.embed().embedded == 10
     edit_prompt(store, ids[0], label="unsafe" if chroma_records(store, ids=[ids[0]])[ids[0]]["label"] == "safe" else "safe")
     edit_prompt(store, ids[1], delete=True)
-    s = store.index.embed()
+    s = store.embeddings.embed()
     assert (s.embedded, s.updated, s.deleted, s.unchanged) == (0, 1, 1, 8)
-    assert store.index.verify().ok and bookkeeping_rows(store) == 9
+    assert store.embeddings.verify().ok and bookkeeping_rows(store) == 9
     store.close()

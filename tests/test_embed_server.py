@@ -28,9 +28,9 @@ def test_server_client_is_http_and_nothing_lands_in_the_store_dir(server_store):
     import chromadb
 
     store, _ = server_store
-    assert isinstance(store.index.vectors.client, chromadb.api.ClientAPI)
-    assert type(store.index.vectors.client).__name__ != "PersistentClient"
-    assert store.index.vectors.client.heartbeat() > 0
+    assert isinstance(store.embeddings.vectors.client, chromadb.api.ClientAPI)
+    assert type(store.embeddings.vectors.client).__name__ != "PersistentClient"
+    assert store.embeddings.vectors.client.heartbeat() > 0
     assert not store.chroma_path.exists()
 
 
@@ -42,8 +42,8 @@ def test_incremental_embed_on_a_chroma_server(server_store):
 
 def test_verify_and_repair_on_a_chroma_server(server_store):
     store, _ = server_store
-    if store.index.collection_count("minilm") == 0:
-        store.index.embed()
+    if store.embeddings.collection_count("minilm") == 0:
+        store.embeddings.embed()
     run_tamper_and_repair(store)
 
 
@@ -52,12 +52,14 @@ def test_two_stores_share_a_server_without_mixing(tmp_path, shared_datasets, chr
     from test_embed import add_prompts, xstest_items
 
     first, _ = server_store
+    if first.embeddings.collection_count("minilm") == 0:  # the fixture's store, embedded whatever ran before
+        first.embeddings.embed()
     other = init_store(tmp_path / "other", chroma_url=chroma_server_url)
     add_prompts(other, xstest_items(shared_datasets, 5), "xstest")
-    assert other.index.embed().embedded == 5
-    assert other.index.collection_count("minilm") == 5
-    assert first.index.collection_count("minilm") > 5
-    assert other.index.verify().ok and first.index.verify().ok
+    assert other.embeddings.embed().embedded == 5
+    assert other.embeddings.collection_count("minilm") == 5
+    assert first.embeddings.collection_count("minilm") > 5
+    assert other.embeddings.verify().ok and first.embeddings.verify().ok
     other.close()
 
 

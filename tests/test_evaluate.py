@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 
-from taxonomy_store.calibration import balanced_threshold
-from taxonomy_store.grouped_cv import dataset_folds, pair_groups
-from taxonomy_store.scorers import knn_distance
+from taxonomy_store.guard.calibration import balanced_threshold
+from taxonomy_store.guard.grouped_cv import dataset_folds, pair_groups
+from taxonomy_store.guard.scorers import knn_distance
 
 from conftest import run_tstore
 from test_neighbours import TrigramEncoder
@@ -103,7 +103,7 @@ def guard_store(tmp_path_factory):
             w.writeheader()
             w.writerows({"text": r["text"], "label": r["label"]} for r in rows)
         store.imports.import_file(path, dataset=name)
-    store.index.embed("minilm")
+    store.embeddings.embed("minilm")
     yield store
     store.close()
 
@@ -121,7 +121,7 @@ def test_evaluate_holds_out_whole_datasets_and_stores_a_run(guard_store):
     assert run.values["everyday:flagged"] == figs["everyday"]["flagged"]
     assert run.id is not None and run.params["holdout"] == ["everyday", "attacks"]
     assert any("every safe prompt comes from one dataset (lookalikes)" in w for w in split["warnings"])
-    stored = guard_store.metrics.history("evaluate")[-1]
+    stored = guard_store.metric_runs.history("evaluate")[-1]
     assert stored.id == run.id and stored.values == run.values
     # what the TUI's metrics screen reads
     (view,) = [v for v in guard_store.review.evaluations() if v.run_id == run.id]
@@ -142,11 +142,11 @@ def test_evaluate_fraction_is_seeded_and_by_dataset_covers_every_labeled_dataset
 
 def test_evaluate_runs_go_stale_and_rerun(guard_store):
     run = guard_store.evaluation.evaluate(holdout=["attacks"])
-    assert run.id not in {r.id for r in guard_store.metrics.stale()}
+    assert run.id not in {r.id for r in guard_store.metric_runs.stale()}
     pid = guard_store.curation.list_prompts(label="safe")[0].id
     guard_store.curation.update_prompt(pid, label="unsafe")
-    assert run.id in {r.id for r in guard_store.metrics.stale()}
-    again = [r for r in guard_store.metrics.recompute_stale() if r.metric == "evaluate" and r.params.get("holdout") == ["attacks"]]
+    assert run.id in {r.id for r in guard_store.metric_runs.stale()}
+    again = [r for r in guard_store.metric_runs.recompute_stale() if r.metric == "evaluate" and r.params.get("holdout") == ["attacks"]]
     assert again and again[0].data_revision > run.data_revision
     guard_store.curation.update_prompt(pid, label="safe")
 
@@ -166,6 +166,6 @@ def test_cli_evaluate(guard_store):
 
 def test_the_cli_names_the_same_scorers():
     from taxonomy_store.cli.options import SCORERS as CLI_SCORERS
-    from taxonomy_store.scorers import SCORERS
+    from taxonomy_store.guard.scorers import SCORERS
 
     assert CLI_SCORERS == SCORERS

@@ -258,7 +258,7 @@ class _OtherWriter:
     the import lock (the advisory lock every import takes)."""
 
     def __init__(self, options: list[str]):
-        from taxonomy_store.import_lock import IMPORT_LOCK_KEY
+        from taxonomy_store.transfer.import_lock import IMPORT_LOCK_KEY
 
         if len(options) > 2:
             import psycopg
@@ -296,7 +296,7 @@ def test_import_waits_for_another_writer_then_runs(base, tmp_path, capsys):
 
 
 def test_import_gives_up_on_a_writer_that_does_not_finish(base, tmp_path, capsys, monkeypatch):
-    from taxonomy_store import import_lock
+    from taxonomy_store.transfer import import_lock
     from taxonomy_store.db import engine
 
     monkeypatch.setattr(import_lock, "IMPORT_WAIT_SECONDS", 0.5)

@@ -32,7 +32,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from sentence_transformers import SentenceTransformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from taxonomy_store.encoders import DEFAULT_MODEL_REF, resolve_model_ref
+    from taxonomy_store.embeddings.encoders import DEFAULT_MODEL_REF, resolve_model_ref
 
     root = tmp_path_factory.mktemp("tiny_model")
     tok = AutoTokenizer.from_pretrained(str(resolve_model_ref(DEFAULT_MODEL_REF)))
@@ -65,7 +65,7 @@ def build_store(path: Path, datasets: Path, tiny_model: Path, files=("xstest", "
             import_shared(s, datasets, name)
         s.encoders.add(TINY, str(tiny_model), batch_size=256)
         if embed:
-            s.index.embed(TINY)
+            s.embeddings.embed(TINY)
     finally:
         s.close()
     return path
@@ -96,7 +96,7 @@ def unreadable_ids(store_dir: Path, encoder: str = TINY) -> tuple[int, list[int]
     code = (
         "import json,sys\n"
         "from taxonomy_store.store import Store\n"
-        "s = Store.open(sys.argv[1]); v = s.index.vectors\n"
+        "s = Store.open(sys.argv[1]); v = s.embeddings.vectors\n"
         "coll = v.collection(s.encoders.get(sys.argv[2]), create=False)\n"
         "ids = sorted(v.ids(coll)); bad = []\n"
         "for i in ids:\n"
@@ -162,7 +162,7 @@ def test_two_embeds_at_once_leave_every_vector_readable(tmp_path, shared_dataset
     r = run_tstore("--store", str(d), "calibrate", "--encoder", TINY, "--json")
     assert r.returncode == 0, r.stderr
     with Store.open(d) as s:
-        vs = s.index.load_vectors(TINY)
+        vs = s.embeddings.load_vectors(TINY)
         assert (len(vs), vs.missing, vs.dimension) == (2714, 0, 32)
 
 
@@ -250,7 +250,7 @@ def test_verify_finds_unreadable_vectors_and_repair_fixes_them(tmp_path, shared_
     with Store.open(d) as s:
         for f in ("dna", "advbench", "alpaca"):
             import_shared(s, shared_datasets, f)
-        assert s.index.embed(TINY).embedded == 2264
+        assert s.embeddings.embed(TINY).embedded == 2264
     stale.stdin.write("go\n")
     stale.stdin.flush()
     assert stale.stdout.readline().strip() == "written"
@@ -288,7 +288,7 @@ def test_verify_finds_wrong_dimension_vectors_and_repair_fixes_them(tmp_path, sh
     d = build_store(tmp_path / "store", shared_datasets, tiny_model, files=("xstest",), embed=True)
     with Store.open(d) as s:
         info = s.encoders.get(TINY)
-        v = s.index.vectors
+        v = s.embeddings.vectors
         coll = v.collection(info, create=False)
         page = coll.get(include=["metadatas"])
         # Another model's 8-dimensional vectors under the same ids and metadata.
@@ -302,8 +302,8 @@ def test_verify_finds_wrong_dimension_vectors_and_repair_fixes_them(tmp_path, sh
     r = run_tstore("--store", str(d), "verify", "--encoder", TINY, "--repair", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["repaired"]["embedded"] == 450, r.stderr
     with Store.open(d) as s:
-        assert s.index.verify(TINY).ok
-        vs = s.index.load_vectors(TINY)
+        assert s.embeddings.verify(TINY).ok
+        vs = s.embeddings.load_vectors(TINY)
         assert (len(vs), vs.dimension) == (450, 32)
 
 
@@ -316,8 +316,8 @@ def test_long_lived_store_sees_an_outside_import_and_embed(tmp_path, shared_data
 
     d = build_store(tmp_path / "store", shared_datasets, tiny_model, files=("xstest",), embed=True)
     with Store.open(d) as a:
-        first = a.search.query([QUERY], encoder=TINY)[0]
-        assert len(a.index.load_vectors(TINY)) == 450
+        first = a.guard.query([QUERY], encoder=TINY)[0]
+        assert len(a.embeddings.load_vectors(TINY)) == 450
         for name, extra in (("advbench", ["--map", "text=goal", "--label", "unsafe"]), ("alpaca", ["--map", "text=instruction", "--label", "safe"])):
             src = "advbench_harmful_behaviors.csv" if name == "advbench" else "alpaca_eval_instructions.jsonl"
             r = run_tstore("--store", str(d), "import", str(shared_datasets / src), *extra)
@@ -325,18 +325,18 @@ def test_long_lived_store_sees_an_outside_import_and_embed(tmp_path, shared_data
         r = run_tstore("--store", str(d), "embed", "--encoder", TINY, "--json")
         assert r.returncode == 0 and json.loads(r.stdout)["embedded"] == 1326, r.stderr
 
-        vs = a.index.load_vectors(TINY)
+        vs = a.embeddings.load_vectors(TINY)
         assert (len(vs), vs.missing) == (1776, 0)
-        again = a.search.query([QUERY], encoder=TINY)[0]
+        again = a.guard.query([QUERY], encoder=TINY)[0]
         assert again.to_dict()["neighbours"] and first.to_dict()["neighbours"]
         alpaca_text = a.curation.list_prompts(dataset="alpaca_eval_instructions", limit=1)[0].text
-        hit = a.search.query([alpaca_text], encoder=TINY, k=1)[0].to_dict()["neighbours"][0]
+        hit = a.guard.query([alpaca_text], encoder=TINY, k=1)[0].to_dict()["neighbours"][0]
         assert hit["text"] == alpaca_text  # a prompt embedded by the other process is found
 
         import_shared(a, shared_datasets, "dna")
-        assert a.index.embed(TINY).embedded == 938
-        a.index.reopen()  # what the TUI's F5 calls
-        assert a.index.verify(TINY).ok
+        assert a.embeddings.embed(TINY).embedded == 938
+        a.embeddings.reopen()  # what the TUI's F5 calls
+        assert a.embeddings.verify(TINY).ok
     assert unreadable_ids(d) == (2714, [])
 
 

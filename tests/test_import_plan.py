@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taxonomy_store.errors import InputFileError
-from taxonomy_store.import_plan import Conflict, Planner, RowFacts, StoredState, plan_import, plan_pairs
+from taxonomy_store.transfer.import_plan import Conflict, Planner, RowFacts, StoredState, plan_import, plan_pairs
 from taxonomy_store.importers import PairRecord, PromptRecord
 from taxonomy_store.text import text_sha256
 

@@ -30,7 +30,7 @@ def dna_store(tmp_path_factory, shared_datasets):
     s = init_store(path)
     s.imports.import_file(shared_datasets / "do_not_answer.csv")
     s.imports.import_file(shared_datasets / "xstest_prompts.csv")
-    s.index.embed("minilm")
+    s.embeddings.embed("minilm")
     yield s
     s.close()
 
@@ -67,7 +67,7 @@ def test_cp_from_chroma_equals_brute_force_on_fresh_vectors(dna_store):
     from sentence_transformers import SentenceTransformer
 
     rev = dna_store.data_revision()
-    [run] = dna_store.metrics.compute("cp", encoder="minilm", k=10, level="harm_type", taxonomy="do-not-answer")
+    [run] = dna_store.metric_runs.compute("cp", encoder="minilm", k=10, level="harm_type", taxonomy="do-not-answer")
     assert dna_store.data_revision() == rev  # runs are derived data: no audit entries
     rows = cp_set(dna_store)
     assert len(rows) == run.details["prompts"] and run.details["categories"] == 12
@@ -83,12 +83,12 @@ def test_cp_from_chroma_equals_brute_force_on_fresh_vectors(dna_store):
     assert run.primary_value == pytest.approx(np.mean(list(want.values())), abs=1e-6)
     assert run.values["cp@10_macro"] > 2 * run.values["cp@10_chance_macro"]
     # Stored, and read back the same.
-    [stored] = dna_store.metrics.history(metric="cp")[-1:]
+    [stored] = dna_store.metric_runs.history(metric="cp")[-1:]
     assert stored.id == run.id and stored.values == run.values and stored.data_revision == rev
 
 
 def test_detection_and_category_accuracy(dna_store):
-    [run] = dna_store.metrics.compute("detect", encoder="minilm", k=10)
+    [run] = dna_store.metric_runs.compute("detect", encoder="minilm", k=10)
     v = run.values
     with dna_store.session() as s:
         labels = [p.label for p in live_prompts(s)]
@@ -141,7 +141,7 @@ def _edit(store, pid: int, **fields):
 def _full_recompute(store, metric, **kw):
     for f in graph_files(store):
         f.unlink()
-    [run] = store.metrics.compute(metric, encoder="minilm", **kw)
+    [run] = store.metric_runs.compute(metric, encoder="minilm", **kw)
     assert run.details["graph"]["source"] == "full"
     return run
 
@@ -153,8 +153,8 @@ def assert_same_values(a, b):
 
 
 def test_incremental_after_label_and_category_edits_equals_full(dna_store):
-    dna_store.metrics.compute("cp", encoder="minilm")
-    dna_store.metrics.compute("detect", encoder="minilm")
+    dna_store.metric_runs.compute("cp", encoder="minilm")
+    dna_store.metric_runs.compute("detect", encoder="minilm")
     rows = cp_set(dna_store)
     with dna_store.session() as s:
         nodes = node_index(s)
@@ -162,40 +162,40 @@ def test_incremental_after_label_and_category_edits_equals_full(dna_store):
     other = next(n.id for n in nodes.values() if n.taxonomy == "do-not-answer" and n.depth == 2 and nodes[n.at_depth(1)].code != rows[0][2])
     # A category edit (same CP set, same texts): both graphs are reused as they are.
     _edit(dna_store, rows[0][0], category_id=other)
-    assert any(r.metric == "cp" for r in dna_store.metrics.stale())
-    [cp] = dna_store.metrics.compute("cp", encoder="minilm")
-    [det] = dna_store.metrics.compute("detect", encoder="minilm")
+    assert any(r.metric == "cp" for r in dna_store.metric_runs.stale())
+    [cp] = dna_store.metric_runs.compute("cp", encoder="minilm")
+    [det] = dna_store.metric_runs.compute("detect", encoder="minilm")
     assert cp.details["graph"]["source"] == "cache" and det.details["graph"]["source"] == "cache"
     assert_same_values(cp, _full_recompute(dna_store, "cp"))
     assert_same_values(det, _full_recompute(dna_store, "detect"))
     # A label edit unsafe -> safe: the prompt leaves the CP set; only rows that had it as a neighbour are redone.
     _edit(dna_store, rows[5][0], label="safe")
-    [cp] = dna_store.metrics.compute("cp", encoder="minilm")
+    [cp] = dna_store.metric_runs.compute("cp", encoder="minilm")
     g = cp.details["graph"]
     # Rows that had it as a neighbour take the next one from their stored list: no vectors read.
     assert g["source"] == "incremental" and g["recomputed"] == 0 and not g["vectors_loaded"]
     assert cp.details["prompts"] == len(rows) - 1
-    [det] = dna_store.metrics.compute("detect", encoder="minilm")
+    [det] = dna_store.metric_runs.compute("detect", encoder="minilm")
     assert det.details["graph"]["source"] == "cache"
     assert_same_values(cp, _full_recompute(dna_store, "cp"))
     assert_same_values(det, _full_recompute(dna_store, "detect"))
     # Nothing stale once recomputed; --stale recomputes only what moved.
-    stale = {(r.metric, r.params.get("k")) for r in dna_store.metrics.stale()}
+    stale = {(r.metric, r.params.get("k")) for r in dna_store.metric_runs.stale()}
     assert ("cp", 10) not in stale and ("detect", 10) not in stale
 
 
 def test_incremental_after_text_edit_equals_full(dna_store):
-    dna_store.metrics.compute("cp", encoder="minilm")
+    dna_store.metric_runs.compute("cp", encoder="minilm")
     pid, text, _ = cp_set(dna_store)[10]
     new_text = text + " Explain step by step."
     _edit(dna_store, pid, text=new_text, text_sha256=text_sha256(new_text))
     with pytest.raises(Exception) as err:
-        dna_store.metrics.compute("cp", encoder="minilm")
+        dna_store.metric_runs.compute("cp", encoder="minilm")
     assert "tstore embed" in str(err.value)
-    assert dna_store.index.embed("minilm").embedded == 1
-    stale_before = dna_store.metrics.stale()
+    assert dna_store.embeddings.embed("minilm").embedded == 1
+    stale_before = dna_store.metric_runs.stale()
     assert stale_before
-    redone = dna_store.metrics.recompute_stale()
+    redone = dna_store.metric_runs.recompute_stale()
     assert {r.metric for r in redone} >= {"cp"}
     cps = [r for r in redone if r.metric == "cp"]
     # The first stale CP run updates the graph (the edited row and those that had it as a
@@ -206,7 +206,7 @@ def test_incremental_after_text_edit_equals_full(dna_store):
     [cp] = [r for r in cps if r.params["k"] == 10]
     assert_same_values(cp, _full_recompute(dna_store, "cp"))
     with dna_store.session() as s:
-        assert s.scalar(select(MetricRun.id).order_by(MetricRun.id.desc()).limit(1)) == dna_store.metrics.history()[-1].id
+        assert s.scalar(select(MetricRun.id).order_by(MetricRun.id.desc()).limit(1)) == dna_store.metric_runs.history()[-1].id
 
 
 def test_contrast_boundary_from_an_imported_contrast_set(dna_store, tmp_path):
@@ -222,10 +222,10 @@ def test_contrast_boundary_from_an_imported_contrast_set(dna_store, tmp_path):
         for i, u in enumerate(unsafe):
             w.writerow([u, *safe[3 * i : 3 * i + 3]])
     dna_store.imports.import_file(path, dataset="contrast_test")
-    assert dna_store.index.embed("minilm").embedded == 0  # every text was already there
-    [run] = dna_store.metrics.compute("contrast", encoder="minilm")
+    assert dna_store.embeddings.embed("minilm").embedded == 0  # every text was already there
+    [run] = dna_store.metric_runs.compute("contrast", encoder="minilm")
     b = run.details["baseline"]
-    vs = dna_store.index.load_vectors("minilm")
+    vs = dna_store.embeddings.load_vectors("minilm")
     with dna_store.session() as s:
         by_text = {p.text: p.id for p in live_prompts(s)}
     want = []

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from taxonomy_store.metrics.detection import knn_scores
-from taxonomy_store.neighbours import Filters
+from taxonomy_store.neighbours.service import Filters
 
 K = 10
 
@@ -67,7 +67,7 @@ def dup_store(tmp_path_factory):
     info = store.encoders.get("minilm")
     store.live_encoders.install(info, TrigramEncoder(info.dimension or 384))
     store.imports.import_file(path, dataset="near_duplicates")
-    store.index.embed("minilm")
+    store.embeddings.embed("minilm")
     yield store
     store.close()
 
@@ -81,7 +81,7 @@ def test_every_prompt_finds_itself_first_under_its_label_filter(dup_store):
     assert len(prompts) == 2400
     for label in ("safe", "unsafe"):
         ids = [pid for pid, (_, lbl) in prompts.items() if lbl == label]
-        results = dup_store.search.query([prompts[i][0] for i in ids], k=3, label=label)
+        results = dup_store.guard.query([prompts[i][0] for i in ids], k=3, label=label)
         firsts = [(r.neighbours[0].prompt_id, r.neighbours[0].similarity) for r in results]
         missed = [pid for pid, (got, _) in zip(ids, firsts) if got != pid]
         assert missed == []
@@ -112,7 +112,7 @@ def test_every_reader_names_the_same_neighbours(dup_store):
     assert len(suspects) == len(prompts)
     by_suspects = {s.prompt.id: [pid for pid, _ in s.neighbours] for s in suspects}
     sample = sorted(prompts)[::37]
-    results = dup_store.search.query([prompts[i][0] for i in sample], k=K + 1, label=["safe", "unsafe"])
+    results = dup_store.guard.query([prompts[i][0] for i in sample], k=K + 1, label=["safe", "unsafe"])
     for pid, r in zip(sample, results):
         pane = [n.prompt_id for n in dup_store.review.neighbours(pid, encoder="minilm", k=K)]
         queried = [n.prompt_id for n in r.neighbours]
@@ -120,7 +120,7 @@ def test_every_reader_names_the_same_neighbours(dup_store):
         assert pane == queried[1:] == by_suspects[pid]
         assert len(pane) == K
 
-    (run,) = dup_store.metrics.compute("detect", encoder="minilm", k=K)
+    (run,) = dup_store.metric_runs.compute("detect", encoder="minilm", k=K)
     assert run.details["graph"]["source"] == "cache"  # the graph suspects built: the same neighbours
     ids = np.array(sorted(prompts))
     is_unsafe = np.array([prompts[i][1] == "unsafe" for i in ids])

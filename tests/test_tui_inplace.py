@@ -15,7 +15,7 @@ DNA = "do-not-answer"
 
 
 def cp_runs(store, taxonomy: str) -> dict[str, dict]:
-    return {str(r.params["level"]): r for r in store.metrics.latest() if r.metric == "cp" and r.params.get("taxonomy") == taxonomy}
+    return {str(r.params["level"]): r for r in store.metric_runs.latest() if r.metric == "cp" and r.params.get("taxonomy") == taxonomy}
 
 
 @tui_async
@@ -83,7 +83,7 @@ async def test_recompute_failure_leaves_no_stuck_status(tui_store):
 async def test_query_score_once_codes_and_stale_calibration(tui_store):
     from taxonomy_store.tui.screens.pairs import NeighbourTable
 
-    tui_store.search.calibrate("minilm")
+    tui_store.guard.calibrate("minilm")
     some = tui_store.curation.list_prompts(label="safe", limit=1)[0]
     tui_store.curation.update_prompt(some.id, label="unlabeled")  # the data moves on after calibrating
     app = make(tui_store, "query")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from taxonomy_store.grouped_cv import pair_groups
-from taxonomy_store.label_issues import class_thresholds, confident_issues, out_of_sample_probabilities
+from taxonomy_store.guard.grouped_cv import pair_groups
+from taxonomy_store.curation.label_issues import class_thresholds, confident_issues, out_of_sample_probabilities
 
 
 def blobs(n0: int, n1: int, flips: int, seed: int = 1):
@@ -43,7 +43,7 @@ def test_pair_groups_join_both_sides():
 
 @pytest.mark.slow
 def test_label_issues_on_the_store_find_a_curators_slips(tui_store):
-    vs = tui_store.index.load_vectors("minilm")
+    vs = tui_store.embeddings.load_vectors("minilm")
     labels = {p.id: p.label for p in tui_store.curation.list_prompts()}
     keep = np.array([labels.get(int(i)) in ("safe", "unsafe") for i in vs.prompt_ids])
     ids, x = vs.prompt_ids[keep], vs.vectors[keep]

@@ -14,7 +14,7 @@ PAIR_TYPES = "xstest-pair-types"
 
 
 def cp_runs(store) -> dict[str, float]:
-    runs = [r for r in store.metrics.latest() if r.metric == "cp" and r.params.get("taxonomy") == PAIR_TYPES]
+    runs = [r for r in store.metric_runs.latest() if r.metric == "cp" and r.params.get("taxonomy") == PAIR_TYPES]
     assert len(runs) == 1
     return {c: d["cp"] for c, d in runs[0].details["per_category"].items()}
 
@@ -26,7 +26,7 @@ async def test_recompute_marks_stale_and_follows_a_relabel(tui_store):
     from taxonomy_store.tui import make_app
     from taxonomy_store.tui.screens.metrics import MetricsScreen
 
-    assert tui_store.metrics.latest() == []
+    assert tui_store.metric_runs.latest() == []
     app = make_app(tui_store, taxonomy=PAIR_TYPES, start="metrics")
     async with app.run_test(size=SIZE) as pilot:
         await tui_settle(pilot)
@@ -36,7 +36,7 @@ async def test_recompute_marks_stale_and_follows_a_relabel(tui_store):
         await press(pilot, "r")  # recompute every metric for minilm, in a worker
         assert screen.last_progress is not None and screen.last_progress[0] == "done"
         assert not screen.query_one(ProgressBar).display and not screen.running
-        metrics = {r.metric for r in tui_store.metrics.latest()}
+        metrics = {r.metric for r in tui_store.metric_runs.latest()}
         assert {"cp", "separation", "detect", "baseline"} <= metrics
         before = cp_runs(tui_store)
 
@@ -45,14 +45,14 @@ async def test_recompute_marks_stale_and_follows_a_relabel(tui_store):
         assert cp_table.row_count == len(before)
         for code, value in before.items():
             assert cp_table.get_row(code)[2].plain == f"{value:.3f}"
-        sep_runs = [r for r in tui_store.metrics.latest() if r.metric == "separation"]
+        sep_runs = [r for r in tui_store.metric_runs.latest() if r.metric == "separation"]
         assert len(sep_runs) == 2  # one per pair set: XSTest's own twins and Safe-Embed's pairs
         sep_table = screen.query_one("#metrics-separation", DataTable)
         assert sep_table.row_count == sum(len(r.details["per_type"]) for r in sep_runs) >= 10
         for r in sep_runs:
             for t, d in r.details["per_type"].items():
                 assert sep_table.get_row(f"{r.params['pair_set']} · {t}")[1].plain == f"{d['norm']:.3f}"
-        detect = next(r for r in tui_store.metrics.latest() if r.metric == "detect")
+        detect = next(r for r in tui_store.metric_runs.latest() if r.metric == "detect")
         summary = screen.query_one("#metrics-summary", DataTable)
         assert summary.get_row("detect")[1].plain == f"{detect.values['detect_auroc@10']:.3f}"
         assert 0.5 < detect.values["detect_auroc@10"] <= 1.0
@@ -74,7 +74,7 @@ async def test_recompute_marks_stale_and_follows_a_relabel(tui_store):
         after = cp_runs(tui_store)
         assert after[old_cat] != before[old_cat] and after[new_cat] != before[new_cat]
         # the moved prompt no longer counts in its old category
-        sizes = {c: d["prompts"] for c, d in next(r for r in tui_store.metrics.latest() if r.metric == "cp").details["per_category"].items()}
+        sizes = {c: d["prompts"] for c, d in next(r for r in tui_store.metric_runs.latest() if r.metric == "cp").details["per_category"].items()}
         assert cp_table.get_row(old_cat)[1].plain == str(sizes[old_cat])
         assert cp_table.get_row(old_cat)[2].plain == f"{after[old_cat]:.3f}"
         assert "stale" not in tui_screen_text(app)

@@ -21,7 +21,7 @@ def store(tui_shared_store_dir):
 
 @pytest.fixture(scope="module")
 def brute(store):
-    vs = store.index.load_vectors("minilm")
+    vs = store.embeddings.load_vectors("minilm")
     prompts = {p.id: p for p in store.curation.list_prompts()}
     return vs, prompts
 

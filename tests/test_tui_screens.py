@@ -292,13 +292,13 @@ async def test_query_as_you_type_is_debounced(ro_store):
     from textual.widgets import DataTable
 
     calls: list[str] = []
-    real_query = ro_store.search.query
+    real_query = ro_store.guard.query
 
     def counting_query(texts, **kw):
         calls.append(texts[0])
         return real_query(texts, **kw)
 
-    ro_store.search.query = counting_query
+    ro_store.guard.query = counting_query
     text = "How can I kill a Python process"
     app = make(ro_store, "query")
     async with app.run_test(size=SIZE) as pilot:
@@ -363,7 +363,7 @@ def raw_controls(app) -> list[str]:
 
 
 # -- the event loop never blocks ------------------------------------------------------------------
-PARTS = {"taxonomies", "imports", "exports", "curation", "encoders", "index", "metrics", "search", "review"}
+PARTS = {"taxonomies", "imports", "exports", "curation", "encoders", "embeddings", "metric_runs", "guard", "review"}
 
 
 class ThreadRecordingStore:
@@ -411,7 +411,7 @@ async def test_no_facade_call_runs_on_the_event_loop(tui_store):
         "store.curation.delete_prompt()", "store.curation.undo()", "store.curation.list_pairs()",
         "store.curation.decide_pair()", "store.review.suspects()", "store.review.neighbours()",
         "store.review.pair_similarities()", "store.review.label_issues()", "store.review.metrics_overview()", "store.review.recompute()",
-        "store.search.query()", "store.encoders.list()",
+        "store.guard.query()", "store.encoders.list()",
     ):
         assert expected in called, expected
     on_loop = sorted({p for p, t in calls if t is main})

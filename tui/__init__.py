@@ -6,6 +6,6 @@ textual, so the library and the CLI's other commands never import it at module t
 
 from __future__ import annotations
 
-from .app import TStoreApp, make_app
+from taxonomy_store.tui.app import TStoreApp, make_app
 
 __all__ = ["TStoreApp", "make_app"]

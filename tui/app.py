@@ -14,17 +14,17 @@ from taxonomy_store.errors import TStoreError
 from taxonomy_store.text import inert
 from taxonomy_store.vocabulary import DEFAULT_ENCODER, DEFAULT_TAXONOMY, choose_level
 
-from .commands import TStoreCommands
-from .edits import Edit
-from .screens.base import StoreScreen
-from .screens.metrics import MetricsScreen
-from .screens.modals import ErrorModal, KeysModal
-from .screens.pairs import PairsScreen
-from .screens.prompts import PromptsScreen
-from .screens.query import QueryScreen
-from .screens.suspects import SuspectsScreen
-from .screens.taxonomy import TaxonomyScreen
-from .widgets import SCREENS
+from taxonomy_store.tui.commands import TStoreCommands
+from taxonomy_store.tui.edits import Edit
+from taxonomy_store.tui.screens.base import StoreScreen
+from taxonomy_store.tui.screens.metrics import MetricsScreen
+from taxonomy_store.tui.screens.modals import ErrorModal, KeysModal
+from taxonomy_store.tui.screens.pairs import PairsScreen
+from taxonomy_store.tui.screens.prompts import PromptsScreen
+from taxonomy_store.tui.screens.query import QueryScreen
+from taxonomy_store.tui.screens.suspects import SuspectsScreen
+from taxonomy_store.tui.screens.taxonomy import TaxonomyScreen
+from taxonomy_store.tui.widgets import SCREENS
 
 SCREEN_KEYS = {mode: key for mode, key, _ in SCREENS}
 

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 if TYPE_CHECKING:
-    from .host import StoreHost
+    from taxonomy_store.tui.host import StoreHost
 
 
 class TStoreCommands(Provider):

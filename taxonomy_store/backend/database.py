@@ -13,8 +13,8 @@ from typing import Iterator
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..audit import AuditBatch, data_revision
-from ..db.engine import redact
+from taxonomy_store.audit import AuditBatch, data_revision
+from taxonomy_store.db.engine import redact
 
 
 class Database:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
+from taxonomy_store import paths
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-from ..db.models import Encoder
-from .model_folders import resolve_model_ref
+from taxonomy_store.db.models import Encoder
+from taxonomy_store.backend.model_folders import resolve_model_ref
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..errors import EncoderError, EncoderMismatch
-from .model_folders import fingerprint, resolve_model_ref
+from taxonomy_store.errors import EncoderError, EncoderMismatch
+from taxonomy_store.backend.model_folders import fingerprint, resolve_model_ref
 
 if TYPE_CHECKING:
-    from .encoder_info import EncoderInfo
+    from taxonomy_store.backend.encoder_info import EncoderInfo
 
 
 

@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import EncoderError
-from ..paths import model_cache_dir
+from taxonomy_store.errors import EncoderError
+from taxonomy_store.paths import model_cache_dir
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

@@ -27,13 +27,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 from urllib.parse import urlparse
 
-from ..errors import EncoderMismatch, IndexDamaged, TStoreError, VectorStoreUnreachable
-from .writer_lock import OnWait, WriterLock
+from taxonomy_store.errors import EncoderMismatch, IndexDamaged, TStoreError, VectorStoreUnreachable
+from taxonomy_store.backend.writer_lock import OnWait, WriterLock
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .encoder_info import EncoderInfo
+    from taxonomy_store.backend.encoder_info import EncoderInfo
 
 T = TypeVar("T")
 COLLECTION_PREFIX = "tstore_"

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import WriterBusy
+from taxonomy_store.errors import WriterBusy
 
 LOCK_NAME = "writer.lock"
 OWNER_NAME = "writer.json"

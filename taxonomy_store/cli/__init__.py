@@ -12,9 +12,9 @@ import sys
 
 import click
 
-from .app import cli
+from taxonomy_store.cli.app import cli
 
-from . import (  # noqa: E402,F401
+from taxonomy_store.cli import (  # noqa: E402,F401
     adapt_cmds,
     db_cmds,
     demo_cmds,
@@ -34,7 +34,7 @@ from . import (  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .app import run
+    from taxonomy_store.cli.app import run
 
     sys.exit(run(cli, argv))
 

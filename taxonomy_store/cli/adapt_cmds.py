@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..adapt_training import METHOD_DEFAULTS
-from .app import Context, cli, pass_ctx
-from .options import json_option
-from .render import emit_json, fmt_value, progress_bar, stdout_console, table, untrusted
+from taxonomy_store.adapt.training import METHOD_DEFAULTS
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import json_option
+from taxonomy_store.cli.render import emit_json, fmt_value, progress_bar, stdout_console, table, untrusted
 
 ROWS = ("cp@10_macro", "separation_norm_macro", "contrast_max_norm_mean", "guard_auroc", "everyday_spearman", "baseline")
 LOWER_IS_BETTER = {"separation_norm_macro", "contrast_max_norm_mean"}

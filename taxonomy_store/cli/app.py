@@ -6,9 +6,9 @@ from functools import cached_property
 
 import click
 
-from .. import __version__
-from ..errors import TStoreError
-from .render import untrusted
+from taxonomy_store import __version__
+from taxonomy_store.errors import TStoreError
+from taxonomy_store.cli.render import untrusted
 
 
 class Context:
@@ -22,7 +22,7 @@ class Context:
 
     @cached_property
     def store(self):
-        from ..store import Store
+        from taxonomy_store.store import Store
 
         store = Store.open(self.store_arg, db_url=self.db_url, chroma_url=self.chroma_url, chroma_token=self.chroma_token)
         # A command that writes vectors while another process does says whom it waits for.

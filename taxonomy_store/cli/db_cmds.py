@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..errors import InvalidValue
-from .app import Context, cli, pass_ctx
-from .options import json_option
-from .render import emit_json, untrusted
+from taxonomy_store.errors import InvalidValue
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import json_option
+from taxonomy_store.cli.render import emit_json, untrusted
 
 
 @cli.command()
@@ -15,7 +15,7 @@ from .render import emit_json, untrusted
 @pass_ctx
 def init(ctx: Context, as_json: bool) -> None:
     """Create a store (directory, database at the newest schema) or upgrade an existing one."""
-    from ..store import init_store
+    from taxonomy_store.store import init_store
 
     store = init_store(ctx.store_arg, db_url=ctx.db_url, chroma_url=ctx.chroma_url)
     info = {"store": str(store.dir), "database": store.db_url}
@@ -32,7 +32,7 @@ def db() -> None:
 
 def _open_any_schema(ctx: Context):
     """The store without requiring the newest schema (a newer tstore's schema is still refused)."""
-    from ..store import Store
+    from taxonomy_store.store import Store
 
     return Store.open(ctx.store_arg, db_url=ctx.db_url, check_schema=False)
 
@@ -45,7 +45,7 @@ def _engine(ctx: Context):
 @pass_ctx
 def upgrade(ctx: Context) -> None:
     """Upgrade the database to the newest schema."""
-    from ..store import Store
+    from taxonomy_store.store import Store
 
     store = Store.open(ctx.store_arg, db_url=ctx.db_url, check_schema=False)
     click.echo(f"database at schema {store.upgrade_schema()}")
@@ -57,7 +57,7 @@ def upgrade(ctx: Context) -> None:
 @pass_ctx
 def downgrade(ctx: Context, revision: str, yes: bool) -> None:
     """Downgrade the database to REVISION ('base' drops every table); needs --yes."""
-    from ..db import migrate
+    from taxonomy_store.db import migrate
 
     store = _open_any_schema(ctx)
     engine = store.engine
@@ -78,7 +78,7 @@ def downgrade(ctx: Context, revision: str, yes: bool) -> None:
 @pass_ctx
 def current(ctx: Context, as_json: bool) -> None:
     """Show the database's schema revision and the newest one."""
-    from ..db import migrate
+    from taxonomy_store.db import migrate
 
     engine = _engine(ctx)
     info = {"current": migrate.current_revision(engine), "head": migrate.head_revision()}

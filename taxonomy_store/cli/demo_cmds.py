@@ -6,11 +6,11 @@ import time
 
 import click
 
-from ..vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_TAXONOMY
-from .app import Context, cli, pass_ctx
-from .options import json_option
-from .render import echo_untrusted, emit_json, print_query_result, progress_bar, untrusted
-from .render_metrics import print_metric_run
+from taxonomy_store.vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_TAXONOMY
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import json_option
+from taxonomy_store.cli.render import echo_untrusted, emit_json, print_query_result, progress_bar, untrusted
+from taxonomy_store.cli.render_metrics import print_metric_run
 
 
 @cli.command()
@@ -23,7 +23,7 @@ def demo(ctx: Context, demo_store: str, as_json: bool) -> None:
     Runs on the embedded defaults (SQLite, embedded Chroma, all-MiniLM-L6-v2); running it
     again re-imports and re-encodes nothing.
     """
-    from ..demo import DEMO_QUERY, build_demo_store
+    from taxonomy_store.workflows.demo import DEMO_QUERY, build_demo_store
 
     started = time.perf_counter()
     say = (lambda m: echo_untrusted(m, err=True))
@@ -31,9 +31,9 @@ def demo(ctx: Context, demo_store: str, as_json: bool) -> None:
         build = build_demo_store(demo_store or ctx.store_arg or "tstore-demo", progress=progress, say=say)
         store = build.store
         say("metrics: baseline, CP@10 per harm type, separation per pair type, contrast boundary, kNN detection")
-        runs = store.metrics.compute("all", k=10, level=DEFAULT_LEVEL, taxonomy=DO_NOT_ANSWER_TAXONOMY, progress=progress)
-        calibration = store.search.calibrate()
-        (result,) = store.search.query([DEMO_QUERY], k=10, level=DEFAULT_LEVEL)
+        runs = store.metric_runs.compute("all", k=10, level=DEFAULT_LEVEL, taxonomy=DO_NOT_ANSWER_TAXONOMY, progress=progress)
+        calibration = store.guard.calibrate()
+        (result,) = store.guard.query([DEMO_QUERY], k=10, level=DEFAULT_LEVEL)
     seconds = time.perf_counter() - started
     if as_json:
         emit_json({

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..errors import IndexOutOfSync
-from .app import Context, cli, pass_ctx
-from .options import all_encoders_option, encoder_option, json_option, no_wait_option
-from .render import emit_json, progress_bar, untrusted
+from taxonomy_store.errors import IndexOutOfSync
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import all_encoders_option, encoder_option, json_option, no_wait_option
+from taxonomy_store.cli.render import emit_json, progress_bar, untrusted
 
 
 @cli.command("embed")
@@ -26,7 +26,7 @@ def embed(ctx: Context, encoder: str | None, all_encoders: bool, batch_size: int
     """
     store = ctx.store
     with progress_bar("embedding", transient=False, time_remaining=True) as progress:
-        s = store.index.embed(
+        s = store.embeddings.embed(
             None if all_encoders else encoder, all=all_encoders, progress=progress, batch_size=batch_size, wait=not no_wait
         )
     if as_json:
@@ -55,11 +55,11 @@ def verify(ctx: Context, encoder: str | None, all_encoders: bool, repair: bool, 
     store = ctx.store
     if repair:
         with progress_bar("repairing", transient=False, time_remaining=True) as progress:
-            result = store.index.verify(
+            result = store.embeddings.verify(
                 None if all_encoders else encoder, all=all_encoders, repair=True, progress=progress, wait=not no_wait
             )
     else:
-        result = store.index.verify(None if all_encoders else encoder, all=all_encoders)
+        result = store.embeddings.verify(None if all_encoders else encoder, all=all_encoders)
     reports = result if isinstance(result, list) else [result]
     for r in reports:
         if as_json:

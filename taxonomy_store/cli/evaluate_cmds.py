@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .app import Context, cli, pass_ctx
-from .options import encoder_option, json_option, scorer_option
-from .render import echo_untrusted, emit_json, progress_bar, untrusted
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import encoder_option, json_option, scorer_option
+from taxonomy_store.cli.render import echo_untrusted, emit_json, progress_bar, untrusted
 
 
 def _pct(v) -> str:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..vocabulary import EXPORT_FORMATS, LABELS, PAIR_STATUSES
-from .app import Context, cli, pass_ctx
-from .options import OutputFile, json_option
-from .render import emit_json, untrusted
+from taxonomy_store.vocabulary import EXPORT_FORMATS, LABELS, PAIR_STATUSES
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import OutputFile, json_option
+from taxonomy_store.cli.render import emit_json, untrusted
 
 
 

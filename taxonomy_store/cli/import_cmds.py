@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidValue
-from ..vocabulary import FILE_KINDS, IMPORT_FORMATS, LABELS
-from .app import Context, cli, pass_ctx
-from .options import json_option
-from .render import echo_untrusted, emit_json, progress_bar
+from taxonomy_store.errors import InvalidValue
+from taxonomy_store.vocabulary import FILE_KINDS, IMPORT_FORMATS, LABELS
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import json_option
+from taxonomy_store.cli.render import echo_untrusted, emit_json, progress_bar
 
 # Files at least this large get a progress bar on stderr.
 PROGRESS_MIN_BYTES = 1_000_000

@@ -1,6 +1,6 @@
 """`tstore metrics cp|separation|contrast|detect|baseline|all|history`, `tstore metrics --stale`.
 
-Thin client of `store.metrics`; no torch, sentence-transformers or chromadb import here (the
+Thin client of `store.metric_runs`; no torch, sentence-transformers or chromadb import here (the
 vectors are read through the facade only when a run needs them).
 """
 
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import click
 
-from ..errors import InvalidValue
-from ..vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY
-from .app import Context, cli, pass_ctx
-from .options import all_encoders_option, encoder_option, json_option
-from .render import emit_json, progress_bar
-from .render_metrics import print_metric_run, print_run_history
+from taxonomy_store.errors import InvalidValue
+from taxonomy_store.vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import all_encoders_option, encoder_option, json_option
+from taxonomy_store.cli.render import emit_json, progress_bar
+from taxonomy_store.cli.render_metrics import print_metric_run, print_run_history
 
 
 def _compute_and_show(ctx: Context, metric: str, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json) -> None:
@@ -24,7 +24,7 @@ def _compute_and_show(ctx: Context, metric: str, encoder, all_encoders, k, level
     results = []
     with progress_bar() as progress:
         for name in names:
-            results += store.metrics.compute(metric, encoder=name, k=k, level=level, taxonomy=taxonomy, pair_set=pair_set,
+            results += store.metric_runs.compute(metric, encoder=name, k=k, level=level, taxonomy=taxonomy, pair_set=pair_set,
                                              weighting=weighting, progress=progress)
     for r in results:
         if as_json:
@@ -65,7 +65,7 @@ def metrics(click_ctx: click.Context, stale: bool, as_json: bool) -> None:
         click.echo(click_ctx.get_help())
         return
     with progress_bar() as progress:
-        results = ctx.store.metrics.recompute_stale(progress=progress)
+        results = ctx.store.metric_runs.recompute_stale(progress=progress)
     if as_json:
         for r in results:
             emit_json(r.to_dict())
@@ -96,7 +96,7 @@ for _name, _text in METRIC_HELP.items():
 @pass_ctx
 def history(ctx: Context, metric: str | None, encoder: str | None, as_json: bool) -> None:
     """Stored runs, oldest first: how each metric moved as the data changed."""
-    runs = ctx.store.metrics.history(metric=metric, encoder=encoder)
+    runs = ctx.store.metric_runs.history(metric=metric, encoder=encoder)
     rev = ctx.store.data_revision()
     if as_json:
         for r in runs:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import OutputFileError
-from ..paths import check_readable_dir, check_readable_file, check_writable_file
+from taxonomy_store.errors import OutputFileError
+from taxonomy_store.paths import check_readable_dir, check_readable_file, check_writable_file
 
 
 def json_option(f):
@@ -80,7 +80,7 @@ class OutputDir(click.ParamType):
         return str(value)
 
 
-# taxonomy_store.scorers.SCORERS, named here so `--help` imports no numpy
+# taxonomy_store.guard.scorers.SCORERS, named here so `--help` imports no numpy
 SCORERS = ("knn-share", "knn-distance", "knn-contrast", "probe")
 
 

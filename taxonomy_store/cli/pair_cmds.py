@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..vocabulary import PAIR_STATUSES
-from .app import Context, cli, pass_ctx
-from .options import json_option
-from .render import emit_json, untrusted
+from taxonomy_store.vocabulary import PAIR_STATUSES
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import json_option
+from taxonomy_store.cli.render import emit_json, untrusted
 
 
 

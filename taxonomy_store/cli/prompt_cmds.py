@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..errors import InvalidValue
-from ..vocabulary import LABELS
-from .app import Context, cli, pass_ctx
-from .options import json_option
-from .render import emit_json, untrusted
+from taxonomy_store.errors import InvalidValue
+from taxonomy_store.vocabulary import LABELS
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import json_option
+from taxonomy_store.cli.render import emit_json, untrusted
 
 
 

@@ -1,4 +1,4 @@
-"""`tstore query` and `tstore calibrate`: thin clients of `store.search`."""
+"""`tstore query` and `tstore calibrate`: thin clients of `store.guard`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import IO, Any, Iterator
 
 import click
 
-from ..errors import EmptyPrompt, InputFileError
-from ..vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_LEVELS, LABELS
-from .app import Context, cli, pass_ctx
-from .options import InputFile, encoder_option, json_option, scorer_option
-from .render import echo_untrusted, emit_json, print_query_result, untrusted
+from taxonomy_store.errors import EmptyPrompt, InputFileError
+from taxonomy_store.vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_LEVELS, LABELS
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import InputFile, encoder_option, json_option, scorer_option
+from taxonomy_store.cli.render import echo_untrusted, emit_json, print_query_result, untrusted
 
 LEVELS = (DEFAULT_LEVEL,) + tuple(lv for lv in DO_NOT_ANSWER_LEVELS if lv != DEFAULT_LEVEL)
 # Prompts read from a file are encoded in windows this large: the encoder sorts each window by
@@ -115,7 +115,7 @@ def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, la
     if text is not None and text != "-" and not text.strip():
         raise EmptyPrompt("empty prompt", "give some text to query")
     single = text is not None and text != "-"
-    search = ctx.store.search
+    search = ctx.store.guard
     warned: set[str] = set()
     for chunk in _batches(_read_inputs(text, file), 1 if single else QUERY_WINDOW):
         results = search.query(
@@ -153,7 +153,7 @@ def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, 
     """
     if target_fpr is not None and max_f1:
         raise click.UsageError("give --target-fpr or --max-f1, not both")
-    cal = ctx.store.search.calibrate(encoder, target_fpr=target_fpr, max_f1=max_f1, k=k, margin=margin, scorer=scorer)
+    cal = ctx.store.guard.calibrate(encoder, target_fpr=target_fpr, max_f1=max_f1, k=k, margin=margin, scorer=scorer)
     for w in cal.warnings:
         echo_untrusted(f"warning: {w}", err=True)
     if as_json:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from . import cli
+from taxonomy_store.cli import cli
 
 
 def _walk(cmd: click.Command, path: list[str]):

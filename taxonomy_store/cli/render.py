@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from ..text import inert
+from taxonomy_store.text import inert
 
 Progress = Callable[[str, int, int], None]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from .render import fmt_value, markup, stdout_console, table, untrusted
+from taxonomy_store.cli.render import fmt_value, markup, stdout_console, table, untrusted
 
 
 def _cp(con, r, head: str) -> None:

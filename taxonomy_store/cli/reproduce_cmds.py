@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from .app import Context, cli, pass_ctx
-from .options import InputDir, OutputDir, json_option
-from .render import echo_untrusted, emit_json, progress_bar, untrusted
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import InputDir, OutputDir, json_option
+from taxonomy_store.cli.render import echo_untrusted, emit_json, progress_bar, untrusted
 
 
 @cli.group()
@@ -25,8 +25,8 @@ def reproduce() -> None:
 def safe_embed(ctx: Context, data_dir: str, encoders: tuple[str, ...], out_dir: str, as_json: bool) -> None:
     """Import the Safe-Embed data, embed with each encoder, and write a report (Markdown, JSON, PNG charts)
     beside the paper's published SBERT-all row. Running it twice re-encodes nothing."""
-    from ..reproduce import reproduce_safe_embed
-    from ..store import init_store
+    from taxonomy_store.workflows.reproduce import reproduce_safe_embed
+    from taxonomy_store.store import init_store
 
     # The store is created if it does not exist yet: one command from nothing to the report.
     store = init_store(ctx.store_arg, db_url=ctx.db_url, chroma_url=ctx.chroma_url)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .app import Context, cli, pass_ctx
-from .options import json_option
-from .render import emit_json, markup, stdout_console, untrusted
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import json_option
+from taxonomy_store.cli.render import emit_json, markup, stdout_console, untrusted
 
 
 @cli.group(invoke_without_command=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..vocabulary import DEFAULT_TAXONOMY
-from .app import Context, cli, pass_ctx
-from .options import encoder_option
+from taxonomy_store.vocabulary import DEFAULT_TAXONOMY
+from taxonomy_store.cli.app import Context, cli, pass_ctx
+from taxonomy_store.cli.options import encoder_option
 
 SCREENS = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query")
 
@@ -18,7 +18,7 @@ SCREENS = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query")
 @pass_ctx
 def tui(ctx: Context, encoder: str | None, taxonomy: str, screen: str) -> None:
     """Open the curators' app: taxonomy, prompts, pair review, suspects, metrics, query."""
-    from ..tui import make_app  # textual loads only for this command
+    from taxonomy_store.tui import make_app  # textual loads only for this command
 
     store = ctx.store
     make_app(store, encoder=encoder, taxonomy=taxonomy, start=screen).run()

@@ -7,7 +7,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from ..errors import DatabaseUnreachable, InvalidValue
+from taxonomy_store.errors import DatabaseUnreachable, InvalidValue
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

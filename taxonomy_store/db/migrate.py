@@ -17,8 +17,8 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
-from ..errors import InvalidValue, SchemaOutdated, SchemaTooNew
-from ..paths import package_dir
+from taxonomy_store.errors import InvalidValue, SchemaOutdated, SchemaTooNew
+from taxonomy_store.paths import package_dir
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

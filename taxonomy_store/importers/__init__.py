@@ -1,22 +1,22 @@
 """Importers: each turns a data file into validated plain records (no SQL) or raises InputFileError.
 
 `parse_file(path)` reads the bytes once, detects the format from the header unless one is
-given, and returns a `ParsedFile`; `Imports` (taxonomy_store/imports.py) writes it.
+given, and returns a `ParsedFile`; `Imports` (taxonomy_store/transfer/imports.py) writes it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputFileError
-from ..paths import check_readable_file
-from ..vocabulary import FILE_KINDS, FORMAT_DO_NOT_ANSWER, IMPORT_FORMATS, LABELS
-from .contrast import parse_contrast_json, parse_contrast_long, parse_contrast_wide, variant_columns
-from .do_not_answer import parse_do_not_answer
-from .generic import PROMPTS_EXPORT_COLUMNS, parse_generic, parse_pairs_export, parse_prompts_export
-from .records import MAX_TEXT_CHARS, PairRecord, ParsedFile, PromptRecord
-from .tabular import Table, read_table
-from .xstest import parse_pairs, parse_xstest_prompts
+from taxonomy_store.errors import InputFileError
+from taxonomy_store.paths import check_readable_file
+from taxonomy_store.vocabulary import FILE_KINDS, FORMAT_DO_NOT_ANSWER, IMPORT_FORMATS, LABELS
+from taxonomy_store.importers.contrast import parse_contrast_json, parse_contrast_long, parse_contrast_wide, variant_columns
+from taxonomy_store.importers.do_not_answer import parse_do_not_answer
+from taxonomy_store.importers.generic import PROMPTS_EXPORT_COLUMNS, parse_generic, parse_pairs_export, parse_prompts_export
+from taxonomy_store.importers.records import MAX_TEXT_CHARS, PairRecord, ParsedFile, PromptRecord
+from taxonomy_store.importers.tabular import Table, read_table
+from taxonomy_store.importers.xstest import parse_pairs, parse_xstest_prompts
 
 FORMATS = IMPORT_FORMATS
 # Bare file kinds are accepted as --format too: they mean "generic, read as this kind".

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 
-from ..errors import InputFileError
-from .records import PairRecord, ParsedFile, PromptRecord
-from .tabular import Table, cell, parse_label, prompt_text, row_key
+from taxonomy_store.errors import InputFileError
+from taxonomy_store.importers.records import PairRecord, ParsedFile, PromptRecord
+from taxonomy_store.importers.tabular import Table, cell, parse_label, prompt_text, row_key
 
 _VARIANT = re.compile(r"^variant_(\d+)$")
 

@@ -8,9 +8,9 @@ one prompt, and the import reports the duplicate.
 
 from __future__ import annotations
 
-from ..vocabulary import DO_NOT_ANSWER_TAXONOMY, FORMAT_DO_NOT_ANSWER
-from .records import ParsedFile, PromptRecord
-from .tabular import Table, cell, prompt_text, row_key
+from taxonomy_store.vocabulary import DO_NOT_ANSWER_TAXONOMY, FORMAT_DO_NOT_ANSWER
+from taxonomy_store.importers.records import ParsedFile, PromptRecord
+from taxonomy_store.importers.tabular import Table, cell, prompt_text, row_key
 
 TAXONOMY = DO_NOT_ANSWER_TAXONOMY
 COLUMNS = ("risk_area", "types_of_harm", "specific_harms", "question")

@@ -6,11 +6,11 @@ column. `pair_with` names the id of the row this one pairs with (one side safe, 
 
 from __future__ import annotations
 
-from ..errors import InputFileError
-from ..text import text_sha256
-from ..vocabulary import JUDGED_LABELS, LABELS
-from .records import PairRecord, ParsedFile, PromptRecord
-from .tabular import Table, cell, parse_label, prompt_text
+from taxonomy_store.errors import InputFileError
+from taxonomy_store.text import text_sha256
+from taxonomy_store.vocabulary import JUDGED_LABELS, LABELS
+from taxonomy_store.importers.records import PairRecord, ParsedFile, PromptRecord
+from taxonomy_store.importers.tabular import Table, cell, parse_label, prompt_text
 
 TARGETS = ("text", "label", "category", "id", "pair_with")
 # Column names tried when --map does not name a target.

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputFileError
-from .records import MAX_TEXT_CHARS
+from taxonomy_store.errors import InputFileError
+from taxonomy_store.importers.records import MAX_TEXT_CHARS
 
 # Response columns of Do-Not-Answer run to tens of KB; anything beyond this is a broken file.
 MAX_FIELD_CHARS = 1_000_000

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ..errors import InputFileError
-from ..vocabulary import FORMAT_XSTEST, PAIR_TYPES_TAXONOMY
-from .records import PairRecord, ParsedFile, PromptRecord
-from .tabular import Table, cell, parse_label, prompt_text, row_key
+from taxonomy_store.errors import InputFileError
+from taxonomy_store.vocabulary import FORMAT_XSTEST, PAIR_TYPES_TAXONOMY
+from taxonomy_store.importers.records import PairRecord, ParsedFile, PromptRecord
+from taxonomy_store.importers.tabular import Table, cell, parse_label, prompt_text, row_key
 
 XSTEST_COLUMNS = ("id", "prompt", "type", "label")
 AUG_COLUMNS = ("unsafe_prompt", "safe_prompt", "type")
@@ -18,7 +18,7 @@ TWIN_OFFSET = 25
 @lru_cache(maxsize=1)
 def xstest_type_to_pair_type() -> dict[str, str]:
     """XSTest v2 safe `type` → pair-type code, from the built-in taxonomy's `xstest_types`."""
-    from ..taxonomy_files import locate, read_taxonomy_file
+    from taxonomy_store.importers.taxonomy_files import locate, read_taxonomy_file
 
     definition = read_taxonomy_file(locate(PAIR_TYPES_TAXONOMY))
     out: dict[str, str] = {}
@@ -30,7 +30,7 @@ def xstest_type_to_pair_type() -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def pair_type_codes() -> frozenset[str]:
-    from ..taxonomy_files import locate, read_taxonomy_file
+    from taxonomy_store.importers.taxonomy_files import locate, read_taxonomy_file
 
     return frozenset(n.code for n, _ in read_taxonomy_file(locate(PAIR_TYPES_TAXONOMY)).walk())
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .similarity import normalise
+from taxonomy_store.metrics.similarity import normalise
 
 
 def _draw(rng: np.random.Generator, n: int, m: int, labels: np.ndarray | None) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .purity import same_share
+from taxonomy_store.metrics.purity import same_share
 
 
 def knn_scores(neighbours: np.ndarray, sims: np.ndarray, is_unsafe: np.ndarray, k: int, weighting: str = "similarity") -> np.ndarray:

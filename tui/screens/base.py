@@ -15,11 +15,11 @@ from textual.worker import NoActiveWorker, Worker, WorkerState, get_current_work
 
 from taxonomy_store.text import inert
 
-from ..edits import Edit, prompt_change
-from ..widgets import ScreenBar
+from taxonomy_store.tui.edits import Edit, prompt_change
+from taxonomy_store.tui.widgets import ScreenBar
 
 if TYPE_CHECKING:
-    from ..host import StoreHost
+    from taxonomy_store.tui.host import StoreHost
 
 
 class WorkerResult(Message):
@@ -122,7 +122,7 @@ class StoreScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="screen.reopen")
     def reopen_index(self) -> None:
         """F5: reopen the embedded Chroma client first, so vectors another process wrote are seen."""
-        self.store.index.reopen()
+        self.store.embeddings.reopen()
         self.app.call_from_thread(self.refresh_data)
 
     def follow(self, entity: str, entity_id: int) -> None:

@@ -13,10 +13,10 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
-from ..widgets import heat, safe_text
-from ..keys import keys
-from .base import StoreScreen, WorkerResult
-from .modals import ConfirmModal
+from taxonomy_store.tui.widgets import heat, safe_text
+from taxonomy_store.tui.keys import keys
+from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
+from taxonomy_store.tui.screens.modals import ConfirmModal
 
 STALE = Text(" stale", style="bold magenta")
 
@@ -170,7 +170,7 @@ class MetricsScreen(StoreScreen):
             names = encoders or [e.name for e in self.store.encoders.list()]
             embedded = 0
             for name in names:
-                summary = self.store.index.embed(
+                summary = self.store.embeddings.embed(
                     name, progress=lambda enc, done, total: self._progress(f"embedding {enc}", done, total),
                     on_wait=lambda why: self._progress(f"waiting for the store's writer lock: {why}", 0, 0),
                 )
@@ -209,7 +209,7 @@ class MetricsScreen(StoreScreen):
             for name in names:
                 for n, lvl in enumerate(others):
                     progress(f"{name}: CP at {lvl}", n, len(others))
-                    runs += self.store.metrics.compute("cp", encoder=name, k=10, level=lvl, taxonomy=taxonomy)
+                    runs += self.store.metric_runs.compute("cp", encoder=name, k=10, level=lvl, taxonomy=taxonomy)
         finally:
             self.app.call_from_thread(self._recompute_ended)
         self.post_message(self.Recomputed(len(runs)))

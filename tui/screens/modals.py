@@ -15,7 +15,7 @@ from textual.widgets import Button, Input, Label, Select, Static, TextArea
 from taxonomy_store.text import inert
 from taxonomy_store.vocabulary import REVIEW_ORDER
 
-from ..widgets import CategoryTree, PromptCard, safe_text
+from taxonomy_store.tui.widgets import CategoryTree, PromptCard, safe_text
 
 
 

@@ -18,12 +18,12 @@ from textual.widgets import DataTable, Footer, Static
 
 from taxonomy_store.text import inert
 
-from ..widgets import FitTable, PromptCard, heat, safe_text
-from ..widgets.prompt_card import LABEL_STYLES
-from ..keys import keys
-from .base import StoreScreen, WorkerResult
-from ..edits import Edit, pair_change
-from .modals import ConfirmModal, EditPromptModal, NewPairModal, TextInputModal
+from taxonomy_store.tui.widgets import FitTable, PromptCard, heat, safe_text
+from taxonomy_store.tui.widgets.prompt_card import LABEL_STYLES
+from taxonomy_store.tui.keys import keys
+from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
+from taxonomy_store.tui.edits import Edit, pair_change
+from taxonomy_store.tui.screens.modals import ConfirmModal, EditPromptModal, NewPairModal, TextInputModal
 
 STATUSES = ("proposed", "accepted", "rejected", None)
 STATUS_STYLES = {"proposed": "bold yellow", "accepted": "bold green", "rejected": "bold red"}

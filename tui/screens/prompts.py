@@ -14,11 +14,11 @@ from textual.widgets import Footer, Input, Select, Static
 
 from taxonomy_store.vocabulary import REVIEW_ORDER
 
-from ..widgets import PromptCard, PromptTable, safe_text
-from ..keys import keys
-from .base import StoreScreen, WorkerResult
-from ..edits import Edit
-from .modals import CategoryPicker, ConfirmModal, EditPromptModal, NewPairModal
+from taxonomy_store.tui.widgets import PromptCard, PromptTable, safe_text
+from taxonomy_store.tui.keys import keys
+from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
+from taxonomy_store.tui.edits import Edit
+from taxonomy_store.tui.screens.modals import CategoryPicker, ConfirmModal, EditPromptModal, NewPairModal
 
 PAGE = 200
 

@@ -13,10 +13,10 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
-from ..widgets import heat, safe_text
-from ..keys import keys
-from .base import StoreScreen, WorkerResult
-from .pairs import NeighbourTable
+from taxonomy_store.tui.widgets import heat, safe_text
+from taxonomy_store.tui.keys import keys
+from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
+from taxonomy_store.tui.screens.pairs import NeighbourTable
 
 DEBOUNCE_S = 0.35
 VERDICT_STYLES = {"unsafe": "bold white on red", "safe": "bold white on green"}
@@ -91,7 +91,7 @@ class QueryScreen(StoreScreen):
             time.sleep(delay)
         if worker.is_cancelled:
             return
-        result = self.store.search.query([text], encoder=encoder, k=self.k, taxonomy=taxonomy, level=level)[0]
+        result = self.store.guard.query([text], encoder=encoder, k=self.k, taxonomy=taxonomy, level=level)[0]
         if not worker.is_cancelled:
             self.post_message(self.Answered(text, result))
 

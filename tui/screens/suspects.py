@@ -22,13 +22,13 @@ from textual.widgets import DataTable, Footer, Static
 
 from taxonomy_store.errors import NotEmbedded
 
-from ..edits import Edit
-from ..widgets import FitTable, PromptCard, heat, safe_text
-from ..widgets.prompt_card import LABEL_STYLES
-from ..keys import keys
-from .base import StoreScreen, WorkerResult
-from .modals import EditPromptModal
-from .pairs import NeighbourTable
+from taxonomy_store.tui.edits import Edit
+from taxonomy_store.tui.widgets import FitTable, PromptCard, heat, safe_text
+from taxonomy_store.tui.widgets.prompt_card import LABEL_STYLES
+from taxonomy_store.tui.keys import keys
+from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
+from taxonomy_store.tui.screens.modals import EditPromptModal
+from taxonomy_store.tui.screens.pairs import NeighbourTable
 
 LIMIT = 100
 

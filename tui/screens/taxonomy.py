@@ -11,9 +11,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 
-from ..widgets import CategoryTree, PromptCard, PromptTable, safe_text
-from ..keys import keys
-from .base import StoreScreen, WorkerResult
+from taxonomy_store.tui.widgets import CategoryTree, PromptCard, PromptTable, safe_text
+from taxonomy_store.tui.keys import keys
+from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
 
 
 class TaxonomyScreen(StoreScreen):

@@ -7,8 +7,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Tree
 
-from .heat import heat
-from .safe_text import safe_text
+from taxonomy_store.tui.widgets.heat import heat
+from taxonomy_store.tui.widgets.safe_text import safe_text
 
 
 NAME_WIDTH = 40

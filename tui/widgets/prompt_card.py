@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from taxonomy_store.vocabulary import SAFE, UNLABELED, UNSAFE
 
-from .safe_text import safe_text
+from taxonomy_store.tui.widgets.safe_text import safe_text
 
 LABEL_STYLES = {UNSAFE: "bold red", SAFE: "bold green", UNLABELED: "bold yellow"}
 

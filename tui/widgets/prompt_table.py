@@ -11,8 +11,8 @@ from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
 
-from .prompt_card import LABEL_STYLES
-from .safe_text import safe_text
+from taxonomy_store.tui.widgets.prompt_card import LABEL_STYLES
+from taxonomy_store.tui.widgets.safe_text import safe_text
 
 COLUMNS = ("id", "label", "category", "dataset", "rev", "text")
 NARROW = ("id", "label", "category", "text")

@@ -1,0 +1,1 @@
+"""`tstore adapt`: tune an encoder on the store's own curated data (data, objective, trainers, report)."""

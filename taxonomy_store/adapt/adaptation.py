@@ -1,0 +1,209 @@
+"""`tstore adapt`: tune a copy of an encoder on the store's curated data, register it, compare.
+
+Order of work, so an interrupted run leaves no half-registered encoder:
+1. read the curated data (and the held-out split, if asked);
+2. train into a temporary folder under `<store>/models/`; an exception or Ctrl-C removes it;
+3. rename the finished folder to `<store>/models/NEW` (atomic on one file system);
+4. only then register NEW (fingerprint, dimension, the encoder it came from, the recipe);
+5. embed the store with NEW (and with FROM where its vectors are missing), then compare.
+A folder left at step 3 by an interrupted run has no registry row; the next adapt of that name
+replaces it.
+
+`export` writes any registered encoder as a plain sentence-transformers folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+
+from taxonomy_store.adapt.data import CuratedSet, holdout_split, read_curated, training_data
+from taxonomy_store.adapt.report import compare
+from taxonomy_store.adapt.methods import train
+from taxonomy_store.adapt.training import AdaptConfig, resolved, steps_per_epoch
+from taxonomy_store.errors import EncoderError, InvalidValue, NotFound, UnknownEncoder
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from taxonomy_store.embeddings.encoders import Encoders
+    from taxonomy_store.embeddings.indexing import Embeddings
+    from taxonomy_store.measurement.runs import MetricRuns
+
+MODELS_DIR = "models"
+# progress(stage, done, total): stages "train" (steps) and the index's embed stages.
+Progress = Callable[[str, int, int], None] | None
+
+
+@dataclass
+class AdaptResult:
+    name: str
+    adapted_from: str
+    model_dir: str
+    held_out: bool
+    figures: dict[str, dict[str, Any]]
+    training: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Adaptation:
+    """Tuning encoders on the store's data; its collaborators are the registry and the index."""
+
+    def __init__(self, *, store_dir: Path, read: Callable[[], AbstractContextManager["Session"]],
+                 encoders: "Encoders", embeddings: "Embeddings", metric_runs: "MetricRuns | None" = None):
+        self.store_dir = Path(store_dir)
+        self.metric_runs = metric_runs
+        self.read = read
+        self.encoders = encoders
+        self.embeddings = embeddings
+
+    @property
+    def models_dir(self) -> Path:
+        return self.store_dir / MODELS_DIR
+
+    def _check_names(self, source: str, new: str) -> None:
+        self.encoders.get(source)
+        try:
+            self.encoders.get(new)
+        except UnknownEncoder:
+            return
+        raise EncoderError(f"encoder {new!r} is already registered",
+                           f"pick another --name, or remove it first (`tstore encoder remove {new}`)")
+
+    def _data(self, taxonomy: str, level: str | int) -> CuratedSet:
+        with self.read() as s:
+            data = read_curated(s, taxonomy=taxonomy, level=level)
+        if len(set(data.categories[(data.labels == "unsafe") & (data.categories != "")].tolist())) < 2:
+            raise NotFound(f"the store holds unsafe prompts of fewer than two {data.level} categories",
+                           "import a dataset with categories, e.g. `tstore import do_not_answer.csv`")
+        return data
+
+    def adapt(self, source: str, new: str, *, taxonomy: str = "do-not-answer", level: str | int = "harm_type",
+              epochs: int | None = None, seed: int = 0, device: str = "cpu", holdout_fraction: float | None = None,
+              max_steps: int | None = None, progress: Progress = None) -> AdaptResult:
+        from taxonomy_store.embeddings.encoders import _check_name
+
+        t0 = time.perf_counter()
+        _check_name(new)
+        if holdout_fraction is not None and not 0.0 < holdout_fraction < 1.0:
+            raise InvalidValue(f"--holdout-fraction must lie strictly between 0 and 1, not {holdout_fraction}")
+        if epochs is not None and epochs < 1:
+            raise InvalidValue(f"--epochs must be at least 1, not {epochs}")
+        with self._claim(new):
+            self._check_names(source, new)
+            return self._adapt(source, new, taxonomy, level, AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps),
+                               holdout_fraction, progress, t0)
+
+    @contextmanager
+    def _claim(self, new: str) -> Iterator[None]:
+        """Hold `<store>/models/.locks/NEW.lock` while NEW is made: a second `adapt` of the same name fails
+        at once instead of replacing the first one's folder. (The empty lock file stays, as filelock's do.)"""
+        from filelock import FileLock, Timeout
+
+        locks = self.models_dir / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(locks / f"{new}.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise EncoderError(f"another `tstore adapt` is already making {new!r} in this store",
+                               "wait for it to finish, or pick another --name") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _adapt(self, source: str, new: str, taxonomy: str, level: str | int, cfg: AdaptConfig,
+               holdout_fraction: float | None, progress: Progress, t0: float) -> AdaptResult:
+        info = self.encoders.get(source)
+        data = self._data(taxonomy, level)
+        train_ids, held_ids = holdout_split(data, holdout_fraction, cfg.seed)
+        tdata = training_data(data, train_ids)
+        # FROM's stored vectors are what the adapter method starts from: no text is encoded twice
+        # (the layer method runs FROM's lower layers over the training texts itself).
+        x_from = self._vectors(source, data, progress)
+        row = {t: n for n, t in enumerate(data.texts)}
+        folder, summary = self._train(info.model_path, new, tdata, cfg, progress,
+                                      frozen=lambda texts: x_from[[row[t] for t in texts]])
+        recipe = {"config": {k: v for k, v in asdict(resolved(cfg)).items() if k != "extra"}, "training": summary,
+                  "taxonomy": taxonomy, "level": data.level, "holdout_fraction": holdout_fraction,
+                  "held_out_prompts": len(held_ids), "from_fingerprint": info.fingerprint}
+        try:
+            self.encoders.add(new, folder, device=cfg.device, batch_size=info.batch_size, _reason=f"adapt {new} from {source}",
+                              adapted_from=source, adaptation=recipe)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        figures = self._compare(x_from, new, data, train_ids, held_ids, progress)
+        if self.metric_runs is not None:
+            # Stored runs of NEW (and FROM, on the same data revision) for `tstore metrics` and
+            # the TUI's metrics screen, which shows NEW beside its base.
+            for name in (source, new):
+                self.metric_runs.compute("all", encoder=name, taxonomy=taxonomy, level=level)
+        return AdaptResult(name=new, adapted_from=source, model_dir=str(folder), held_out=bool(held_ids),
+                           figures=figures, training=summary, seconds=round(time.perf_counter() - t0, 1))
+
+    def _train(self, model_path: Path, new: str, tdata, cfg: AdaptConfig, progress: Progress, frozen) -> tuple[Path, dict]:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        final = self.models_dir / new
+        tmp = Path(tempfile.mkdtemp(prefix=f".partial-{new}-", dir=self.models_dir))
+        try:
+            per = steps_per_epoch(tdata, cfg)
+
+            def step(done: int, total: int, _losses: dict) -> None:
+                # one bar per epoch, its steps within the epoch (a run cut by max_steps ends early)
+                if progress:
+                    epoch = (done - 1) // per
+                    epochs = -(-total // per)
+                    progress(f"train epoch {epoch + 1}/{epochs}", done - epoch * per, min(per, total - epoch * per))
+
+            def lower(done: int, total: int) -> None:
+                if progress:
+                    progress("train: frozen layers over the training texts", done, total)
+
+            summary = train(model_path, tdata, cfg, tmp / "model", progress=step, encode_progress=lower, frozen=frozen)
+            if final.exists():  # left by a run interrupted between rename and registration
+                shutil.rmtree(final)
+            (tmp / "model").rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final, summary
+
+    def _vectors(self, name: str, data: CuratedSet, progress: Progress) -> np.ndarray:
+        self.embeddings.embed(name, progress=(lambda stage, done, total: progress(f"embed {stage}", done, total)) if progress else None)
+        return self.embeddings.load_vectors(name, prompt_ids=data.ids.tolist()).take(data.ids.tolist())
+
+    def _compare(self, x_from: np.ndarray, new: str, data: CuratedSet, train_ids: set[int], held_ids: set[int],
+                 progress: Progress) -> dict[str, dict[str, Any]]:
+        x_new = self._vectors(new, data, progress)
+        if held_ids:
+            return compare(x_from, x_new, data, held_ids, train_ids)
+        return compare(x_from, x_new, data, set(data.ids.tolist()), None)
+
+    def export(self, name: str, target: str | Path) -> Path:
+        """Copy the encoder's model folder to target (a new or empty directory), loadable by SentenceTransformer."""
+        info = self.encoders.get(name)
+        src = info.model_path
+        target = Path(target)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise InvalidValue(f"{target} exists and is not an empty directory", "pick a new directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".export-{name}-", dir=target.parent))
+        try:
+            shutil.copytree(src, tmp / "model", symlinks=False)
+            if target.exists():
+                target.rmdir()
+            (tmp / "model").rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target

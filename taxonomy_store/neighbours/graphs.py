@@ -1,0 +1,108 @@
+"""Cached exact kNN graphs of sets of stored prompts, kept in `<store>/cache/knn_*.npz`.
+
+A graph is keyed by the encoder's weights and the (prompt id, text hash) of every row, so label
+and category edits reuse it as it is (no vectors read), and text edits, additions and removals
+update only the affected rows (`metrics.similarity.update_knn`). Rows are ordered by prompt id;
+a row's neighbours are row numbers, most similar first, ties to the lower prompt id.
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from taxonomy_store.metrics.similarity import knn, update_knn
+
+if TYPE_CHECKING:
+    from taxonomy_store.embeddings.encoders import EncoderInfo
+
+# progress(stage, done, total)
+Progress = Callable[[str, int, int], None] | None
+GRAPH_MIN_K = 20
+GRAPH_EXTRA = 10
+
+
+@dataclass
+class Graph:
+    keys: np.ndarray
+    idx: np.ndarray
+    sims: np.ndarray
+    stats: dict[str, Any]
+
+
+def graph_keys(prompt_ids: np.ndarray, text_hashes: list[str]) -> np.ndarray:
+    """Row identity: prompt id and (80 bits of) its text hash, as compact bytes."""
+    return np.array([f"{p}:{h[:20]}".encode() for p, h in zip(np.asarray(prompt_ids).tolist(), text_hashes)], dtype="S")
+
+
+class GraphCache:
+    """Exact self-kNN graphs of prompt sets, computed once and updated incrementally."""
+
+    def __init__(self, cache_dir: Path):
+        self.cache_dir = Path(cache_dir)
+
+    def path(self, info: "EncoderInfo", tag: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag)
+        return self.cache_dir / f"knn_{info.name}_{(info.fingerprint or 'nofp')[:12]}_{safe}.npz"
+
+    @staticmethod
+    def _load(path: Path) -> Graph | None:
+        """The cached graph, or None (a miss: recomputed and rewritten) when the file cannot be read.
+
+        The cache is derived data: a truncated file (BadZipFile), an empty one (EOFError, which
+        click would otherwise report as Ctrl-C) or one of another shape costs a recomputation.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                g = Graph(keys=z["keys"], idx=z["idx"], sims=z["sims"], stats={})
+            return g if g.keys.dtype.kind == "S" and g.idx.shape[0] == g.keys.shape[0] else None
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return None
+
+    @staticmethod
+    def _save(path: Path, g: Graph) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=g.keys, idx=g.idx, sims=g.sims)
+        tmp.replace(path)
+
+    def graph(
+        self, info: "EncoderInfo", tag: str, prompt_ids: np.ndarray, text_hashes: list[str], k: int,
+        vectors: Callable[[], np.ndarray], progress: Progress = None,
+    ) -> Graph:
+        """The kNN graph of these prompts (ordered by id), from the cache when it still fits.
+
+        `vectors()` returns their stored vectors (float32, normalised, same order); it is called
+        only when rows changed."""
+        keys = graph_keys(prompt_ids, text_hashes)
+        # Keep more neighbours than asked: a removed neighbour is then replaced from the row's own
+        # list, so removals and label edits never need the vectors again.
+        kg = max(int(k) + GRAPH_EXTRA, GRAPH_MIN_K)
+        path = self.path(info, tag)
+        old = self._load(path) if path.exists() else None
+        t0 = time.perf_counter()
+        if old is not None and old.idx.shape[1] >= k and old.keys.shape == keys.shape and (old.keys == keys).all():
+            need = min(int(k), keys.size - 1)
+            if keys.size == 0 or int((old.idx >= 0).sum(axis=1).min()) >= need:
+                old.stats = {"source": "cache", "rows": int(keys.size), "recomputed": 0, "vectors_loaded": False,
+                             "seconds": round(time.perf_counter() - t0, 4)}
+                return old
+        cb = (lambda d, t: progress(f"kNN {tag}", d, t)) if progress else None
+        if old is not None and old.idx.shape[1] >= k and keys.size:
+            idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, vectors, int(k), assume_normalised=True)
+            st["source"] = "full" if st.get("full") else "incremental"
+        elif keys.size:
+            idx, sims = knn(vectors(), kg, progress=cb, assume_normalised=True)
+            st = {"source": "full", "rows": int(keys.size), "recomputed": int(keys.size), "vectors_loaded": True}
+        else:
+            idx, sims = np.zeros((0, kg), np.int64), np.zeros((0, kg))
+            st = {"source": "full", "rows": 0, "recomputed": 0, "vectors_loaded": False}
+        st["seconds"] = round(time.perf_counter() - t0, 4)
+        g = Graph(keys=keys, idx=idx, sims=sims, stats=st)
+        self._save(path, g)
+        return g

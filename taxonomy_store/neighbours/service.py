@@ -1,0 +1,320 @@
+"""The one exact neighbour service: nearest stored prompts per encoder, from the stored vectors.
+
+Every part that names neighbours asks here: `query` (filtered or not) and its verdict, the
+calibration, metric runs, suspects and the curators' neighbour panes. So they cannot disagree.
+
+- The *pool* of an encoder is every live prompt with a vector of its current text (read once
+  per process from the vector index, reloaded when the data, the encoder or its embeddings
+  change), with the labels, categories and dataset memberships that filters test.
+- Filters (label, dataset, category with everything under it, taxonomy, datasets left out)
+  are boolean masks over the pool: a filtered search is exact, never an approximate index's guess.
+- Top-k is the metrics package's blocked exact top-k (float64 decision, ties to the lower
+  prompt id). Self-graphs of whole prompt sets come from the kNN graph cache (`knn_graphs`).
+
+Chroma stores the vectors; it decides nothing here.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+from sqlalchemy import func, select
+
+from taxonomy_store.audit import data_revision
+from taxonomy_store.catalog import NodeInfo, PromptRow, live_prompts, node_index
+from taxonomy_store.db.models import AuditEntry, Dataset, Embedding, Encoder, Pair, Prompt, PromptSource, Taxonomy
+from taxonomy_store.errors import EmptyStore, InvalidValue, NotEmbedded
+from taxonomy_store.neighbours.graphs import Graph, GraphCache, Progress
+from taxonomy_store.metrics.similarity import knn_query
+from taxonomy_store.vocabulary import LABELS
+
+if TYPE_CHECKING:
+    from taxonomy_store.embeddings.encoders import EncoderInfo
+
+
+
+def _tuple(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which stored prompts may be neighbours; an empty field does not filter."""
+
+    label: tuple[str, ...] = ()
+    dataset: tuple[str, ...] = ()
+    category: tuple[str, ...] = ()  # a node code: the node and every node under it
+    taxonomy: tuple[str, ...] = ()  # prompts categorised in these taxonomies
+    without_dataset: tuple[str, ...] = ()  # prompts with a source in these datasets are left out
+    without_ids: frozenset[int] = frozenset()
+
+    @classmethod
+    def of(cls, *, label=None, dataset=None, category=None, taxonomy=None, without_dataset=None, without_ids=None) -> "Filters":
+        labels = _tuple(label)
+        bad = [v for v in labels if v not in LABELS]
+        if bad:
+            raise InvalidValue(f"unknown label {bad[0]!r}", "labels: safe, unsafe, unlabeled")
+        return cls(
+            label=labels, dataset=_tuple(dataset), category=_tuple(category), taxonomy=_tuple(taxonomy),
+            without_dataset=_tuple(without_dataset), without_ids=frozenset(int(i) for i in (without_ids or ())),
+        )
+
+    def __bool__(self) -> bool:
+        return any((self.label, self.dataset, self.category, self.taxonomy, self.without_dataset, self.without_ids))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The user-facing filters: one value, or a list for several (the query's JSON shape)."""
+        out: dict[str, Any] = {}
+        for key in ("dataset", "label", "category", "taxonomy"):
+            values = getattr(self, key)
+            if values:
+                out[key] = values[0] if len(values) == 1 else list(values)
+        return out
+
+
+@dataclass
+class Pool:
+    """An encoder's searchable prompts: rows ordered by prompt id, vectors float32 and normalised."""
+
+    token: tuple
+    info: "EncoderInfo"
+    prompt_ids: np.ndarray
+    vectors: np.ndarray
+    rows: dict[int, PromptRow]
+    nodes: dict[int, NodeInfo]
+    taxonomies: dict[str, list[str]]  # name -> level names
+    datasets: dict[int, frozenset[str]]  # prompt id -> every dataset it has a source in
+    links: list[tuple[int, int]]  # (unsafe, safe) prompt ids of the pairs not rejected: kept together in grouped folds
+    missing: int  # live prompts without a current vector
+    data_revision: int
+    _masks: dict[Filters, np.ndarray] = field(default_factory=dict, repr=False)
+    _subsets: dict[Filters, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @property
+    def encoder(self) -> str:
+        return self.info.name
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    def row_of(self, prompt_ids: Iterable[int]) -> np.ndarray:
+        """Row numbers of these prompt ids (KeyError for one not in the pool)."""
+        ids = np.asarray(list(prompt_ids), dtype=np.int64)
+        pos = np.searchsorted(self.prompt_ids, ids)
+        ok = (pos < len(self.prompt_ids)) & (self.prompt_ids[np.minimum(pos, max(len(self.prompt_ids) - 1, 0))] == ids)
+        if len(ids) and not ok.all():
+            raise KeyError(f"prompts without a current vector of {self.encoder!r}: {ids[~ok][:10].tolist()}")
+        return pos
+
+    def labels(self) -> np.ndarray:
+        return np.array([self.rows[int(i)].label for i in self.prompt_ids], dtype=object)
+
+    def mask(self, filters: Filters | None) -> np.ndarray:
+        """The pool rows the filters let through (computed once per filter)."""
+        filters = filters or Filters()
+        if filters not in self._masks:
+            self._masks[filters] = np.fromiter(
+                (self._passes(int(pid), filters) for pid in self.prompt_ids), dtype=bool, count=len(self.prompt_ids)
+            )
+        return self._masks[filters]
+
+    def _passes(self, pid: int, f: Filters) -> bool:
+        row = self.rows[pid]
+        if f.label and row.label not in f.label:
+            return False
+        if f.without_ids and pid in f.without_ids:
+            return False
+        if f.dataset or f.without_dataset:
+            member = self.datasets.get(pid, frozenset())
+            if f.dataset and not member.intersection(f.dataset):
+                return False
+            if f.without_dataset and member.intersection(f.without_dataset):
+                return False
+        if f.category or f.taxonomy:
+            node = self.nodes.get(row.category_id) if row.category_id is not None else None
+            if node is None or (f.taxonomy and node.taxonomy not in f.taxonomy):
+                return False
+            if f.category and not set(node.path).intersection(f.category):
+                return False
+        return True
+
+    def subset(self, filters: Filters | None) -> tuple[np.ndarray, np.ndarray]:
+        """(row numbers, their vectors as one contiguous matrix) of the filtered pool, kept for reuse."""
+        filters = filters or Filters()
+        if not filters:
+            return np.arange(len(self.prompt_ids)), self.vectors
+        if filters not in self._subsets:
+            rows = np.flatnonzero(self.mask(filters))
+            self._subsets[filters] = (rows, np.ascontiguousarray(self.vectors[rows]))
+        return self._subsets[filters]
+
+
+class Neighbours:
+    """Exact nearest stored prompts of new vectors and of stored prompts, per encoder."""
+
+    def __init__(self, db, encoders, embeddings, graphs: GraphCache):
+        # db: sessions and a raw connection; encoders: the registry; embeddings: reads stored vectors.
+        self._db = db
+        self._encoders = encoders
+        self._embeddings = embeddings
+        self.graphs = graphs
+        self._pools: dict[str, Pool] = {}
+        self._local = threading.local()
+
+    # -- the pool ------------------------------------------------------------------------
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def _token_statement(encoder: str):
+        enc_id = select(Encoder.id).where(Encoder.name == encoder).scalar_subquery()
+        return select(
+            select(func.coalesce(func.max(AuditEntry.id), 0)).scalar_subquery(),
+            enc_id,
+            select(Encoder.fingerprint).where(Encoder.name == encoder).scalar_subquery(),
+            select(func.count()).select_from(Embedding).where(Embedding.encoder_id == enc_id).scalar_subquery(),
+            select(func.max(Embedding.embedded_at)).where(Embedding.encoder_id == enc_id).scalar_subquery(),
+        )
+
+    @classmethod
+    def _token(cls, session, encoder: str) -> tuple:
+        """Changes whenever the data, the encoder row or its embeddings change: one round trip."""
+        row = session.execute(cls._token_statement(encoder)).one()
+        return (int(row[0] or 0), row[1], row[2], int(row[3] or 0), str(row[4]))
+
+    def _current_token(self, encoder: str) -> tuple:
+        """The token, read on a connection this thread keeps: opening one per query costs more than the read."""
+        conn = getattr(self._local, "conn", None)
+        try:
+            if conn is None or conn.closed:
+                conn = self._local.conn = self._db.connect()
+            try:
+                return self._token(conn, encoder)
+            finally:
+                conn.rollback()  # end the read transaction: never pin an old snapshot of the database
+        except Exception:
+            self._local.conn = None
+            with self._db.session() as s:
+                return self._token(s, encoder)
+
+    def pool(self, encoder: str) -> Pool:
+        """The encoder's searchable prompts, reloaded only when the store has changed."""
+        token = self._current_token(encoder)
+        cached = self._pools.get(encoder)
+        if cached is not None and cached.token == token:
+            return cached
+        with self._db.session() as s:
+            token = self._token(s, encoder)
+            info = self._encoders.get(encoder)  # UnknownEncoder with its hint
+            rows = {r.id: r for r in live_prompts(s)}
+            if not rows:
+                raise EmptyStore("the store holds no prompts", "import some first, e.g. `tstore import do_not_answer.csv`")
+            if token[3] == 0:
+                raise NotEmbedded(f"encoder {encoder!r} has no vectors yet", f"run `tstore embed --encoder {encoder}`")
+            nodes = node_index(s)
+            taxonomies = {n: list(lv or []) for n, lv in s.execute(select(Taxonomy.name, Taxonomy.levels)).all()}
+            datasets = _memberships(s, rows)
+            links = [(int(a), int(b)) for a, b in s.execute(select(Pair.unsafe_prompt_id, Pair.safe_prompt_id).where(Pair.status != "rejected"))]
+            revision = data_revision(s)
+        vs = self._embeddings.load_vectors(encoder)  # EncoderMismatch when the collection holds other weights
+        ids = np.asarray(vs.prompt_ids, dtype=np.int64)
+        keep = np.fromiter((int(i) in rows for i in ids), dtype=bool, count=len(ids))
+        ids, vectors = ids[keep], np.ascontiguousarray(vs.vectors[keep], dtype=np.float32)
+        if len(ids) == 0:
+            raise NotEmbedded(
+                f"encoder {encoder!r} has no vectors of the store's current prompts", f"run `tstore embed --encoder {encoder}`"
+            )
+        pool = Pool(
+            token=token, info=info, prompt_ids=ids, vectors=vectors, rows=rows, nodes=nodes, taxonomies=taxonomies,
+            datasets=datasets, links=links, missing=int(vs.missing), data_revision=revision,
+        )
+        self._pools[encoder] = pool
+        return pool
+
+    # -- searches ------------------------------------------------------------------------
+    @staticmethod
+    def nearest(pool: Pool, vectors: np.ndarray, k: int, filters: Filters | None = None,
+                *, exclude_rows: np.ndarray | None = None, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest filtered pool rows of each vector: (pool row numbers (n, k), -1 padded; similarities).
+
+        exclude_rows[i] (a pool row, or -1) is never vector i's neighbour: a stored prompt is not its own.
+        mask (a boolean per pool row) stands in for filters where the rows are chosen by the caller
+        (cross-validation folds, held-out prompts)."""
+        q = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
+        if q.shape[1] != pool.vectors.shape[1]:
+            raise InvalidValue(f"query vectors have {q.shape[1]} dimensions, encoder {pool.encoder!r} has {pool.vectors.shape[1]}")
+        if mask is not None:
+            rows = np.flatnonzero(mask)
+            x = np.ascontiguousarray(pool.vectors[rows])
+        else:
+            rows, x = pool.subset(filters)
+        if len(rows) == 0:
+            return np.full((len(q), k), -1, dtype=np.int64), np.full((len(q), k), -np.inf)
+        ex = None
+        if exclude_rows is not None:
+            # pool row -> position in the subset (or -1 when the filter already leaves it out)
+            pos = np.searchsorted(rows, exclude_rows)
+            inside = (exclude_rows >= 0) & (pos < len(rows)) & (rows[np.minimum(pos, len(rows) - 1)] == exclude_rows)
+            ex = np.where(inside, pos, -1)
+        idx, sims = knn_query(q, x, k, exclude=ex, assume_normalised=True)
+        return np.where(idx >= 0, rows[np.maximum(idx, 0)], -1), sims
+
+    def of_vectors(self, encoder: str, vectors: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[int, float]]]:
+        """For each vector, up to k (prompt id, cosine similarity) pairs, most similar first."""
+        pool = self.pool(encoder)
+        idx, sims = self.nearest(pool, vectors, k, filters)
+        return _pairs(pool, idx, sims)
+
+    def of_stored(self, encoder: str, prompt_ids: list[int], k: int, filters: Filters | None = None) -> list[list[tuple[int, float]]]:
+        """For each stored prompt, its k nearest other stored prompts (itself left out); [] for one without a vector."""
+        pool = self.pool(encoder)
+        present = [int(p) for p in prompt_ids if int(p) in pool.rows and _has(pool, int(p))]
+        out = {p: [] for p in prompt_ids}
+        if present:
+            rows = pool.row_of(present)
+            idx, sims = self.nearest(pool, pool.vectors[rows], k, filters, exclude_rows=rows)
+            out.update(zip(present, _pairs(pool, idx, sims)))
+        return [out[p] for p in prompt_ids]
+
+    # -- graphs of whole sets ------------------------------------------------------------
+    def graph(self, info: "EncoderInfo", tag: str, prompt_ids: np.ndarray, text_hashes: list[str], k: int,
+              vectors: Callable[[], np.ndarray], progress: Progress = None) -> Graph:
+        """The exact self-kNN graph of a prompt set (rows = prompt_ids ascending), cached under `tag`."""
+        return self.graphs.graph(info, tag, prompt_ids, text_hashes, k, vectors, progress)
+
+    def pool_graph(self, pool: Pool, tag: str, members: np.ndarray, k: int, progress: Progress = None) -> tuple[np.ndarray, Graph]:
+        """The self-kNN graph of the pool rows in `members` (a boolean mask): (their prompt ids, graph)."""
+        ids = pool.prompt_ids[members]
+        hashes = [pool.rows[int(i)].text_sha256 for i in ids]
+        g = self.graph(pool.info, tag, ids, hashes, k, lambda: np.ascontiguousarray(pool.vectors[members]), progress)
+        return ids, g
+
+
+def _has(pool: Pool, pid: int) -> bool:
+    pos = int(np.searchsorted(pool.prompt_ids, pid))
+    return pos < len(pool.prompt_ids) and int(pool.prompt_ids[pos]) == pid
+
+
+def _pairs(pool: Pool, idx: np.ndarray, sims: np.ndarray) -> list[list[tuple[int, float]]]:
+    return [[(int(pool.prompt_ids[j]), float(s)) for j, s in zip(ii, ss) if j >= 0] for ii, ss in zip(idx, sims)]
+
+
+def _memberships(session, rows: dict[int, PromptRow]) -> dict[int, frozenset[str]]:
+    """Every dataset each live prompt has a source in (the same text in two datasets is one prompt)."""
+    acc: dict[int, set[str]] = {pid: ({r.dataset} if r.dataset else set()) for pid, r in rows.items()}
+    q = (
+        select(PromptSource.prompt_id, Dataset.name)
+        .join(Dataset, Dataset.id == PromptSource.dataset_id)
+        .join(Prompt, Prompt.id == PromptSource.prompt_id)
+        .where(Prompt.deleted_at.is_(None))
+    )
+    for pid, name in session.execute(q).all():
+        if pid in acc:
+            acc[pid].add(name)
+    return {pid: frozenset(v) for pid, v in acc.items()}

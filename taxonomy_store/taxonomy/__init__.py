@@ -1,0 +1,1 @@
+"""Taxonomies: the stored trees (loading definitions, listing, prompt counts)."""

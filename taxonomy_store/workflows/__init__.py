@@ -1,0 +1,1 @@
+"""Whole-store procedures: the demo, the paper reproduction, assembling model assets."""
