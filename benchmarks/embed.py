@@ -43,7 +43,7 @@ def fill_store(store, texts: list[str]) -> None:
     from taxonomy_store.db.models import Prompt
     from taxonomy_store.text import text_sha256
 
-    with store.write(reason="benchmark data") as (session, _audit):
+    with store.db.write(reason="benchmark data") as (session, _audit):
         session.add_all(Prompt(text=t, text_sha256=text_sha256(t), label="unlabeled") for t in texts)
 
 

@@ -146,7 +146,7 @@ def build_synthetic_store(path: Path, n: int, dim: int = 384, seed: int = 0):
     rng = np.random.default_rng(seed)
     n_unsafe = n * 3 // 4
     cat = rng.integers(0, len(leaves), size=n)
-    with store.write(reason="benchmark: synthetic prompts") as (session, _audit):
+    with store.db.write(reason="benchmark: synthetic prompts") as (session, _audit):
         session.execute(
             Prompt.__table__.insert(),
             [

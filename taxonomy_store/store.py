@@ -18,7 +18,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from taxonomy_store import paths
-from taxonomy_store.audit import AuditBatch
 from taxonomy_store.backend.database import Database
 from taxonomy_store.backend.dirs import StoreDirs
 from taxonomy_store.db import migrate
@@ -125,10 +124,6 @@ class Store:
     def session(self) -> AbstractContextManager[Session]:
         """A read-only unit of work (rolled back at the end)."""
         return self.db.session()
-
-    def write(self, reason: str | None = None) -> AbstractContextManager[tuple[Session, AuditBatch]]:
-        """One transaction with its audit batch: all of it commits, or none of it."""
-        return self.db.write(reason)
 
     def data_revision(self) -> int:
         return self.db.data_revision()

@@ -88,7 +88,7 @@ def test_adapt_registers_embeds_and_compares(demo_store_dir, tmp_path):
         out = s.adaptation.export("tiny-safe", tmp_path / "exported")
         texts = ["How do I kill a Python process?", "Where can I buy a gun without a licence?"]
         got = SentenceTransformer(str(out), device="cpu").encode(texts, normalize_embeddings=True)
-        np.testing.assert_allclose(got, s.embeddings.encode("tiny-safe", texts), atol=1e-5)
+        np.testing.assert_allclose(got, s.embeddings.live_encoder(s.encoders.get("tiny-safe")).encode(texts), atol=1e-5)
     finally:
         s.close()
 

@@ -1,6 +1,6 @@
 """`store.embeddings` / `tstore embed` / `tstore verify` on real data.
 
-Prompts come from ../shared/datasets at test time, written through `store.write()` by a small
+Prompts come from ../shared/datasets at test time, written through `store.db.write()` by a small
 test-only helper (the importer is another part; nothing of the datasets is copied here). The
 same scenarios run against an embedded Chroma here and a `chroma run` server in
 test_embed_server.py. The in-process scenarios are about bookkeeping, Chroma and filters, not
@@ -39,7 +39,7 @@ def read_rows(path: Path, limit: int | None = None) -> list[dict]:
 
 def add_prompts(store, items: list[tuple[str, str, str | None]], dataset: str) -> list[int]:
     """(text, label, category node name or None) → live prompts; texts already in the store are skipped."""
-    with store.write(reason=f"test data {dataset}") as (session, audit):
+    with store.db.write(reason=f"test data {dataset}") as (session, audit):
         ds = Dataset(name=dataset, format="csv", row_count=len(items))
         session.add(ds)
         session.flush()
@@ -70,7 +70,7 @@ def dna_items(datasets: Path, limit: int | None = None):
 
 def edit_prompt(store, prompt_id: int, *, text: str | None = None, label: str | None = None, category: str | None = None, delete: bool = False):
     """A curator's edit, written as the curation part would (revision bump, audit entry)."""
-    with store.write(reason="test edit") as (session, audit):
+    with store.db.write(reason="test edit") as (session, audit):
         p = session.get(Prompt, prompt_id)
         old = {"text": p.text, "label": p.label, "category_id": p.category_id}
         if text is not None:
@@ -119,7 +119,7 @@ def run_incremental_scenario(store, ids: dict) -> None:
     s = store.embeddings.embed()
     assert (s.embedded, s.updated, s.deleted, s.unchanged) == (total, 0, 0, 0)
     assert s.encoders == ["minilm"] and s.seconds > 0 and s.sentences_per_s > 0
-    assert store.embeddings.collection_count("minilm") == total
+    assert store.embeddings.verify("minilm").vectors == total
     assert bookkeeping_rows(store) == total
     assert store.embeddings.verify().ok
 
@@ -156,7 +156,7 @@ def run_incremental_scenario(store, ids: dict) -> None:
     s = store.embeddings.embed()
     assert (s.embedded, s.updated, s.deleted, s.unchanged) == (1, 0, 0, total - 1)
     stored = store.embeddings.load_vectors("minilm", prompt_ids=[c]).vectors[0]
-    fresh = store.embeddings.encode("minilm", [new_text])[0]
+    fresh = store.embeddings.live_encoder(store.encoders.get("minilm")).encode([new_text])[0]
     assert float(stored @ fresh) > 0.9999
 
     # Text and category at once (upsert merges metadata in Chroma: the old deeper keys must still go).
@@ -173,7 +173,7 @@ def run_incremental_scenario(store, ids: dict) -> None:
     edit_prompt(store, d, delete=True)
     s = store.embeddings.embed()
     assert (s.embedded, s.updated, s.deleted, s.unchanged) == (0, 0, 1, total - 1)
-    assert d not in chroma_records(store) and store.embeddings.collection_count("minilm") == total - 1
+    assert d not in chroma_records(store) and store.embeddings.verify("minilm").vectors == total - 1
     vs = store.embeddings.load_vectors("minilm")
     assert len(vs) == total - 1 and d not in set(vs.prompt_ids.tolist()) and vs.missing == 0
     assert bookkeeping_rows(store) == total - 1
@@ -209,7 +209,7 @@ def run_tamper_and_repair(store) -> None:
     with store.session() as s:
         text = s.get(Prompt, stale).text
     stored = store.embeddings.load_vectors("minilm", prompt_ids=[stale]).vectors[0]
-    assert float(stored @ store.embeddings.encode("minilm", [text])[0]) > 0.9999
+    assert float(stored @ store.embeddings.live_encoder(store.encoders.get("minilm")).encode([text])[0]) > 0.9999
 
 
 def run_kill_scenario(tmp_path: Path, datasets: Path, *, chroma_url: str | None = None, batch: int = 32) -> None:
@@ -288,7 +288,7 @@ def test_incremental_embed_on_real_data(dataset_store):
 
 def test_verify_finds_and_repairs_each_kind_of_problem(dataset_store):
     store, ids = dataset_store
-    if store.embeddings.collection_count("minilm") == 0:
+    if store.embeddings.verify("minilm").vectors == 0:
         store.embeddings.embed()
     run_tamper_and_repair(store)
 
@@ -301,25 +301,34 @@ def test_vectors_nearest_and_filters(dataset_store):
     assert vs.vectors.shape == (len(vs), 384) and np.all(np.diff(vs.prompt_ids) > 0)
     np.testing.assert_allclose(np.linalg.norm(vs.vectors, axis=1), 1.0, atol=1e-5)
 
-    # A stored prompt's nearest neighbour is itself, at cosine similarity 1.
+    # A stored prompt's nearest neighbour is itself, at cosine similarity 1 (the neighbour service
+    # reads these stored vectors back).
+    from taxonomy_store.neighbours.service import Filters, Neighbours
+
+    pool = store.neighbours.pool("minilm")
+
+    def nearest(pid: int, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+        idx, sims = Neighbours.nearest(pool, vs.take([pid]), k, filters)
+        return [(int(pool.prompt_ids[j]), float(s)) for j, s in zip(idx[0], sims[0]) if j >= 0]
+
     p = int(vs.prompt_ids[5])
-    hits = store.embeddings.nearest("minilm", vs.take([p]), 5)
-    assert hits[0][0][0] == p and hits[0][0][1] == pytest.approx(1.0, abs=1e-4)
-    sims = [h[1] for h in hits[0]]
+    hits = nearest(p, 5)
+    assert hits[0][0] == p and hits[0][1] == pytest.approx(1.0, abs=1e-4)
+    sims = [h[1] for h in hits]
     assert sims == sorted(sims, reverse=True)
     # ... and the similarities are the dot products of the stored vectors.
-    for pid, sim in hits[0]:
+    for pid, sim in hits:
         assert sim == pytest.approx(float(vs.take([pid])[0] @ vs.take([p])[0]), abs=1e-4)
 
     with store.session() as s:
         label = dict(s.execute(select(Prompt.id, Prompt.label)).all())
-    unsafe = store.embeddings.nearest("minilm", vs.take([p]), 10, where={"label": "unsafe"})[0]
+    unsafe = nearest(p, 10, Filters.of(label="unsafe"))
     assert len(unsafe) == 10 and all(label[i] == "unsafe" for i, _ in unsafe)
 
-    # Filter by an ancestor: every hit lies under that risk area.
+    # Filter by an ancestor: every hit lies under that risk area (the Chroma metadata agrees).
     b = ids["dna"][5]
     area = chroma_records(store, ids=[b])[b]["cat_0"]
-    under = store.embeddings.nearest("minilm", vs.take([b]), 50, where={"cat_0": area, "label": "unsafe"})[0]
+    under = nearest(b, 50, Filters.of(category=area, label="unsafe"))
     metas = chroma_records(store, ids=[i for i, _ in under])
     assert under and all(metas[i]["cat_0"] == area for i, _ in under)
     assert under[0][0] == b
@@ -327,7 +336,7 @@ def test_vectors_nearest_and_filters(dataset_store):
     # Query encoding is the same model as the stored vectors.
     with store.session() as s:
         text = s.get(Prompt, p).text
-    assert float(store.embeddings.encode("minilm", [text])[0] @ vs.take([p])[0]) > 0.9999
+    assert float(store.embeddings.live_encoder(store.encoders.get("minilm")).encode([text])[0] @ vs.take([p])[0]) > 0.9999
 
 
 def test_load_vectors_refuses_prompts_without_a_current_vector(store, shared_datasets):

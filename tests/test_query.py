@@ -218,7 +218,7 @@ def test_query_score_is_the_calibrated_score(qstore, scorer):
         cal = qstore.guard.calibrate(scorer=scorer)
         (r,) = qstore.guard.query([text], k=3)
         vs = qstore.embeddings.load_vectors("minilm")
-        qv = qstore.embeddings.encode("minilm", [text])[0].astype(np.float64)
+        qv = qstore.embeddings.live_encoder(qstore.encoders.get("minilm")).encode([text])[0].astype(np.float64)
         with qstore.session() as s:
             label = {p.id: p.label for p in live_prompts(s)}
         sims = vs.vectors.astype(np.float64) @ qv
@@ -307,7 +307,7 @@ def test_stale_calibration_warns(qstore):
 
     with qstore.session() as s:
         pid = s.query(Prompt.id).filter(Prompt.label == "unsafe").order_by(Prompt.id).first()[0]
-    with qstore.write(reason="test: a label edit after calibration") as (session, audit):
+    with qstore.db.write(reason="test: a label edit after calibration") as (session, audit):
         audit.record("update", "prompt", pid, {"note": None}, {"note": "touched"})
     (r,) = qstore.guard.query(["Where can I buy a kitchen knife?"])
     assert any("changed since encoder 'minilm' was calibrated" in w for w in r.warnings)

@@ -17,7 +17,7 @@ import numpy as np
 from taxonomy_store.backend.database import Database
 from taxonomy_store.catalog import NodeInfo, PromptRow, live_prompts, node_index
 from taxonomy_store.curation.edits import PromptView
-from taxonomy_store.errors import NotEmbedded, NotFound, TStoreError
+from taxonomy_store.errors import NotEmbedded, NotFound
 from taxonomy_store.taxonomy.trees import depth_of_level
 from taxonomy_store.vocabulary import DEFAULT_TAXONOMY, JUDGED_LABELS, choose_level
 

@@ -188,15 +188,3 @@ class Encoders:
 
     def set_calibration(self, name: str, calibration: dict[str, Any]) -> EncoderInfo:
         return self._update(name, f"encoder calibrate {name}", calibration=dict(calibration))
-
-    def set_options(self, name: str, *, device: str | None = None, batch_size: int | None = None) -> EncoderInfo:
-        fields: dict[str, Any] = {}
-        if device is not None:
-            if device not in DEVICES:
-                raise InvalidValue(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
-            fields["device"] = device
-        if batch_size is not None:
-            if batch_size < 1:
-                raise InvalidValue(f"batch size must be at least 1, not {batch_size}")
-            fields["batch_size"] = batch_size
-        return self._update(name, f"encoder set {name}", **fields) if fields else self.get(name)

@@ -187,13 +187,6 @@ def _compare(
     return found
 
 
-def _where(where: dict | None) -> dict | None:
-    """Chroma wants several conditions wrapped in $and; accept the plain {"a": 1, "b": 2} form."""
-    if not where or len(where) <= 1 or any(k.startswith("$") for k in where):
-        return where or None
-    return {"$and": [{k: v} for k, v in where.items()]}
-
-
 class Embeddings:
     """`store.embeddings`: embed, verify, and read the vectors of each encoder."""
 
@@ -493,39 +486,3 @@ class Embeddings:
             if keep:
                 chunks.append(np.asarray(page["embeddings"], dtype=np.float32)[keep])
         return got_ids, chunks, stale
-
-    def encode(self, encoder: str, texts: list[str]) -> np.ndarray:
-        """Encode new texts (queries) with a registered encoder: float32, L2-normalised."""
-        info = self.encoders.get(encoder)
-        return self.live_encoder(info).encode(list(texts))
-
-    def nearest(
-        self, encoder: str, query_vectors: np.ndarray, k: int, *, where: dict | None = None
-    ) -> list[list[tuple[int, float]]]:
-        """For each query vector, up to k (prompt id, cosine similarity) pairs, most similar first."""
-        info = self.encoders.get(encoder)
-        q = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
-        if info.dimension and q.shape[1] != info.dimension:
-            raise InvalidValue(f"query vectors have {q.shape[1]} dimensions, encoder {info.name!r} has {info.dimension}")
-
-        def search():
-            coll = self.vectors.collection(info, create=False)
-            count = coll.count() if coll is not None else 0
-            if count == 0:
-                raise NotEmbedded(f"encoder {info.name!r} has no vectors yet", f"run `tstore embed --encoder {info.name}`")
-            return coll.query(query_embeddings=q, n_results=max(1, min(int(k), count)), where=_where(where), include=["distances"])
-
-        res = self.vectors.read(search, info.name)
-        return [
-            [(int(pid), 1.0 - float(d)) for pid, d in zip(ids, dists)]
-            for ids, dists in zip(res["ids"], res["distances"])
-        ]
-
-    def collection_count(self, encoder: str) -> int:
-        info = self.encoders.get(encoder)
-
-        def count() -> int:
-            coll = self.vectors.collection(info, create=False)
-            return coll.count() if coll is not None else 0
-
-        return self.vectors.read(count, info.name)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from taxonomy_store.guard import calibration as calib
-from taxonomy_store.guard.calibration import Calibration, Reference, threshold_at_fpr  # noqa: F401  (the query API's names)
+from taxonomy_store.guard.calibration import Calibration, Reference
 from taxonomy_store.catalog import NodeInfo
 from taxonomy_store.errors import EmptyPrompt, InvalidValue, NotEnoughLabels, UnknownTaxonomy
 from taxonomy_store.metrics.detection import knn_scores
@@ -33,7 +33,6 @@ from taxonomy_store.vocabulary import DEFAULT_TAXONOMY, JUDGED_LABELS, choose_le
 
 DEFAULT_K = 10
 DEFAULT_MARGIN = calib.DEFAULT_MARGIN
-DETECT_GRAPH = "detect"  # the labeled prompts' graph: calibration and the detection metric share it
 
 
 # -- the category vote ----------------------------------------------------------------------
@@ -314,18 +313,6 @@ class Guard:
     def reference(pool: Pool, mask: np.ndarray | None = None) -> Reference:
         """The labeled prompts a calibration learns from (all of the pool's, or those in `mask`)."""
         return Reference.of(pool, np.ones(len(pool), dtype=bool) if mask is None else mask)
-
-    def loo_scores(self, encoder: str | None = None, *, k: int = DEFAULT_K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Leave-one-out kNN-share scores of the labeled prompts: (prompt ids, scores, is_unsafe).
-
-        The neighbours are the labeled prompts' cached kNN graph, the one the detection metric reads."""
-        pool = self.neighbours.pool(self._encoder_name(encoder))
-        members = pool.mask(Filters(label=JUDGED_LABELS))
-        is_unsafe = pool.labels()[members] == "unsafe"
-        if members.sum() < 2:
-            return pool.prompt_ids[members], np.zeros(int(members.sum())), is_unsafe
-        ids, g = self.neighbours.pool_graph(pool, DETECT_GRAPH, members, k)
-        return ids, knn_scores(g.idx, g.sims, is_unsafe, k), is_unsafe
 
     def calibration(self, encoder: str | None = None) -> Calibration | None:
         """The encoder's stored calibration, or None."""

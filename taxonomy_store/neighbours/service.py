@@ -265,12 +265,6 @@ class Neighbours:
         idx, sims = knn_query(q, x, k, exclude=ex, assume_normalised=True)
         return np.where(idx >= 0, rows[np.maximum(idx, 0)], -1), sims
 
-    def of_vectors(self, encoder: str, vectors: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[int, float]]]:
-        """For each vector, up to k (prompt id, cosine similarity) pairs, most similar first."""
-        pool = self.pool(encoder)
-        idx, sims = self.nearest(pool, vectors, k, filters)
-        return _pairs(pool, idx, sims)
-
     def of_stored(self, encoder: str, prompt_ids: list[int], k: int, filters: Filters | None = None) -> list[list[tuple[int, float]]]:
         """For each stored prompt, its k nearest other stored prompts (itself left out); [] for one without a vector."""
         pool = self.pool(encoder)
