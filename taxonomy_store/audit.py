@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 import uuid
 from typing import Any
 
@@ -14,9 +13,7 @@ from taxonomy_store.db.models import AuditEntry
 
 
 def current_actor() -> str:
-    actor = os.environ.get("TSTORE_ACTOR")
-    if actor:
-        return actor
+    """The login name: the actor of a write when the store was opened without one ($TSTORE_ACTOR)."""
     try:
         return getpass.getuser()
     except Exception:  # no user name in some containers

@@ -43,8 +43,19 @@ def _read_marker(store_dir: Path) -> dict:
         raise NotAStore(f"{marker} is damaged: {exc}") from exc
 
 
-def _db_url_for(store_dir: Path, marker: dict | None, db_url: str | None) -> str:
-    url = db_url or os.environ.get("TSTORE_DB_URL") or (marker or {}).get("db_url")
+def _from_environment() -> dict[str, str | None]:
+    """Every setting the store reads from the environment, read once where it is opened."""
+    return {
+        "db_url": os.environ.get("TSTORE_DB_URL"),
+        "chroma_url": os.environ.get("TSTORE_CHROMA_URL"),
+        "chroma_token": os.environ.get("TSTORE_CHROMA_TOKEN"),
+        "encoder": os.environ.get("TSTORE_ENCODER") or None,  # the default encoder
+        "actor": os.environ.get("TSTORE_ACTOR") or None,  # who the audit log names
+    }
+
+
+def _db_url_for(store_dir: Path, marker: dict | None, db_url: str | None, env: dict[str, str | None]) -> str:
+    url = db_url or env["db_url"] or (marker or {}).get("db_url")
     if url:
         return normalise_url(url)
     return f"sqlite:///{(store_dir / paths.SQLITE_NAME).resolve()}"
@@ -57,12 +68,15 @@ class Store:
     part uses. Parts are built on first use, so commands that need few of them start fast.
     """
 
-    def __init__(self, store_dir: Path, engine: Engine, *, chroma_url: str | None = None, chroma_token: str | None = None):
+    def __init__(self, store_dir: Path, engine: Engine, *, chroma_url: str | None = None, chroma_token: str | None = None,
+                 encoder: str | None = None, actor: str | None = None):
+        # encoder: the default encoder of commands that name none; actor: who the audit log names
         self.dir = store_dir
         self.engine = engine
         self.chroma_url = chroma_url
         self.chroma_token = chroma_token
-        self.db = Database(engine)
+        self.preferred_encoder = encoder
+        self.db = Database(engine, actor=actor)
         self.dirs = StoreDirs(store_dir)
 
     # -- opening -----------------------------------------------------------------------
@@ -76,15 +90,18 @@ class Store:
         chroma_token: str | None = None,
         check_schema: bool = True,
     ) -> "Store":
+        env = _from_environment()
         store_dir = paths.resolve_store_dir(store)
         marker = _read_marker(store_dir)
-        engine = make_engine(_db_url_for(store_dir, marker, db_url))
+        engine = make_engine(_db_url_for(store_dir, marker, db_url, env))
         migrate.check_schema(engine, require_head=check_schema)
         opened = cls(
             store_dir,
             engine,
-            chroma_url=chroma_url or os.environ.get("TSTORE_CHROMA_URL") or marker.get("chroma_url"),
-            chroma_token=chroma_token or os.environ.get("TSTORE_CHROMA_TOKEN"),
+            chroma_url=chroma_url or env["chroma_url"] or marker.get("chroma_url"),
+            chroma_token=chroma_token or env["chroma_token"],
+            encoder=env["encoder"],
+            actor=env["actor"],
         )
         if check_schema:
             opened.ensure_default_encoder()
@@ -182,7 +199,8 @@ class Store:
         """The encoder registry: `embeddings/encoders.py`. Removing an encoder drops its vectors from the index."""
         from taxonomy_store.embeddings.encoders import Encoders
 
-        return Encoders(self.db, drop_vectors=lambda info, **wait: self.embeddings.drop_vectors(info, **wait))
+        return Encoders(self.db, drop_vectors=lambda info, **wait: self.embeddings.drop_vectors(info, **wait),
+                        preferred=self.preferred_encoder)
 
     @cached_property
     def embeddings(self):
@@ -253,7 +271,8 @@ def init_store(
             f"{store_dir} is not empty and is not a tstore store",
             "choose an empty or new directory for --store",
         )
-    url = _db_url_for(store_dir, marker, db_url)
+    env = _from_environment()
+    url = _db_url_for(store_dir, marker, db_url, env)
     if not url.startswith("sqlite"):
         make_engine(url).dispose()  # fail before creating anything if the server is unreachable
     store_dir.mkdir(parents=True, exist_ok=True)
@@ -261,12 +280,12 @@ def init_store(
     migrate.upgrade(engine)
     if marker is None:
         marker = {"format": 1, "created_at": datetime.now(timezone.utc).isoformat()}
-        if db_url or os.environ.get("TSTORE_DB_URL"):
+        if db_url or env["db_url"]:
             marker["db_url"] = url
         if chroma_url:
             marker["chroma_url"] = chroma_url
         marker_path.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-    store = Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"))
+    store = Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"), encoder=env["encoder"], actor=env["actor"])
     store.ensure_default_encoder()
     return store
 

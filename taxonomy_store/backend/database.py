@@ -18,8 +18,10 @@ from taxonomy_store.db.engine import redact
 
 
 class Database:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, actor: str | None = None):
+        # actor: who the audit log names for every write (None: the login name)
         self.engine = engine
+        self.actor = actor
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @property
@@ -44,7 +46,7 @@ class Database:
     def write(self, reason: str | None = None) -> Iterator[tuple[Session, AuditBatch]]:
         """One transaction with its audit batch: all of it commits, or none of it."""
         with self._sessions() as session:
-            audit = AuditBatch(session, reason=reason)
+            audit = AuditBatch(session, actor=self.actor, reason=reason)
             try:
                 yield session, audit
                 audit.flush()

@@ -80,10 +80,12 @@ def _row_dict(row: Encoder) -> dict[str, Any]:
 class Encoders:
     """`store.encoders`: register, list and remove sentence encoders."""
 
-    def __init__(self, db: Database, drop_vectors: Callable[..., Any]):
-        # drop_vectors(info, wait=, on_wait=) deletes an encoder's vector collections under the writer lock.
+    def __init__(self, db: Database, drop_vectors: Callable[..., Any], *, preferred: str | None = None):
+        # drop_vectors(info, wait=, on_wait=) deletes an encoder's vector collections under the writer lock;
+        # preferred: the default encoder the store was opened with ($TSTORE_ENCODER), or None.
         self.db = db
         self._drop_vectors = drop_vectors
+        self.preferred = preferred
 
     # -- reading -------------------------------------------------------------------------
     def list(self) -> list[EncoderInfo]:
@@ -102,10 +104,9 @@ class Encoders:
             return info_from_row(row)
 
     def default_name(self) -> str:
-        """The encoder commands use without --encoder: $TSTORE_ENCODER, else `minilm`, else the only one."""
-        env = os.environ.get("TSTORE_ENCODER")
-        if env:
-            return env
+        """The encoder commands use without --encoder: the preferred one, else `minilm`, else the only one."""
+        if self.preferred:
+            return self.preferred
         names = [e.name for e in self.list()]
         if DEFAULT_ENCODER in names:
             return DEFAULT_ENCODER

@@ -15,7 +15,6 @@ calibrated, whatever k and filters the neighbour list uses.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -143,7 +142,7 @@ class Guard:
     def _encoder_name(self, encoder: str | None) -> str:
         if encoder:
             return encoder
-        if self._default is None or os.environ.get("TSTORE_ENCODER"):
+        if self._default is None:
             self._default = self._encoders.default_name()
         return self._default
 
