@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -23,6 +24,23 @@ from taxonomy_store.backend.dirs import StoreDirs
 from taxonomy_store.db import migrate
 from taxonomy_store.db.engine import make_engine, normalise_url
 from taxonomy_store.errors import NotAStore, StoreExists
+
+if TYPE_CHECKING:
+    from taxonomy_store.adapt.adaptation import Adaptation
+    from taxonomy_store.backend.encoding import LiveEncoders
+    from taxonomy_store.backend.vector_index import VectorIndex
+    from taxonomy_store.backend.writer_lock import WriterLock
+    from taxonomy_store.curation.edits import Curation
+    from taxonomy_store.curation.review import Review
+    from taxonomy_store.embeddings.encoders import Encoders
+    from taxonomy_store.embeddings.indexing import Embeddings
+    from taxonomy_store.guard.evaluation import Evaluation
+    from taxonomy_store.guard.querying import Guard
+    from taxonomy_store.measurement.runs import MetricRuns
+    from taxonomy_store.neighbours.service import Neighbours
+    from taxonomy_store.taxonomy.trees import Taxonomies
+    from taxonomy_store.transfer.exports import Exports
+    from taxonomy_store.transfer.imports import Imports
 
 
 def _read_marker(store_dir: Path) -> dict:
@@ -147,55 +165,55 @@ class Store:
 
     # -- backend -------------------------------------------------------------------------
     @cached_property
-    def writer_lock(self):
+    def writer_lock(self) -> "WriterLock":
         """One writer at a time on the embedded vector index: `backend/writer_lock.py`."""
         from taxonomy_store.backend.writer_lock import WriterLock
 
         return WriterLock(self.dir, enabled=not self.chroma_url)
 
     @cached_property
-    def vector_index(self):
+    def vector_index(self) -> "VectorIndex":
         from taxonomy_store.backend.vector_index import VectorIndex
 
         return VectorIndex(self.dirs.chroma, self.writer_lock, chroma_url=self.chroma_url, chroma_token=self.chroma_token)
 
     @cached_property
-    def live_encoders(self):
+    def live_encoders(self) -> "LiveEncoders":
         from taxonomy_store.backend.encoding import LiveEncoders
 
         return LiveEncoders()
 
     # -- parts ---------------------------------------------------------------------------
     @cached_property
-    def taxonomies(self):
+    def taxonomies(self) -> "Taxonomies":
         """Load taxonomy definitions, list them, read their trees: `taxonomy/trees.py`."""
         from taxonomy_store.taxonomy.trees import Taxonomies
 
         return Taxonomies(self.db)
 
     @cached_property
-    def imports(self):
+    def imports(self) -> "Imports":
         """Importing data files into the store: `transfer/imports.py`."""
         from taxonomy_store.transfer.imports import Imports
 
         return Imports(self.db, self.taxonomies)
 
     @cached_property
-    def exports(self):
+    def exports(self) -> "Exports":
         """Writing prompts and pairs back out: `transfer/exports.py`."""
         from taxonomy_store.transfer.exports import Exports
 
         return Exports(self.db)
 
     @cached_property
-    def curation(self):
+    def curation(self) -> "Curation":
         """Edits of prompts and pairs, pair review, undo: `curation/edits.py`."""
         from taxonomy_store.curation.edits import Curation
 
         return Curation(self.db)
 
     @cached_property
-    def encoders(self):
+    def encoders(self) -> "Encoders":
         """The encoder registry: `embeddings/encoders.py`. Removing an encoder drops its vectors from the index."""
         from taxonomy_store.embeddings.encoders import Encoders
 
@@ -203,14 +221,14 @@ class Store:
                         preferred=self.preferred_encoder)
 
     @cached_property
-    def embeddings(self):
+    def embeddings(self) -> "Embeddings":
         """Per-encoder vector collections: embed, verify, read vectors: `embeddings/indexing.py`."""
         from taxonomy_store.embeddings.indexing import Embeddings
 
         return Embeddings(self.db, self.encoders, self.vector_index, self.live_encoders)
 
     @cached_property
-    def metric_runs(self):
+    def metric_runs(self) -> "MetricRuns":
         """Metric runs from stored vectors: `measurement/runs.py`."""
         from taxonomy_store.measurement.runs import MetricRuns
 
@@ -220,21 +238,21 @@ class Store:
         return runs
 
     @cached_property
-    def guard(self):
+    def guard(self) -> "Guard":
         """The guard: query (category vote, calibrated verdict) and calibrate: `guard/querying.py`."""
         from taxonomy_store.guard.querying import Guard
 
         return Guard(self.neighbours, self.encoders, self.embeddings)
 
     @cached_property
-    def evaluation(self):
+    def evaluation(self) -> "Evaluation":
         """Held-out evaluation of the guard, stored as metric runs: `taxonomy_store/guard/evaluation.py`."""
         from taxonomy_store.guard.evaluation import Evaluation
 
         return Evaluation(self.neighbours, self.encoders, self.metric_runs)
 
     @cached_property
-    def neighbours(self):
+    def neighbours(self) -> "Neighbours":
         """The one exact neighbour service (stored vectors, exact top-k, filters as masks): `neighbours/service.py`."""
         from taxonomy_store.neighbours.graphs import GraphCache
         from taxonomy_store.neighbours.service import Neighbours
@@ -242,7 +260,7 @@ class Store:
         return Neighbours(self.db, self.encoders, self.embeddings, GraphCache(self.dirs.cache))
 
     @cached_property
-    def adaptation(self):
+    def adaptation(self) -> "Adaptation":
         """Tuning encoders on the store's data, exporting encoders: `taxonomy_store/adapt/adaptation.py`."""
         from taxonomy_store.adapt.adaptation import Adaptation
 
@@ -250,7 +268,7 @@ class Store:
                           metric_runs=self.metric_runs)
 
     @cached_property
-    def review(self):
+    def review(self) -> "Review":
         """Read-only views for the curators' TUI: suspects, neighbours, metric tables: `curation/review.py`."""
         from taxonomy_store.curation.review import Review
 

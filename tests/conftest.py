@@ -189,7 +189,7 @@ def build_tui_store(path: Path, files: list[Path], *, metrics: bool = False):
             s.imports.import_file(f)
         s.embeddings.embed()
         if metrics:
-            s.review.recompute()
+            s.metric_runs.compute_all()
     finally:
         s.close()
     return path

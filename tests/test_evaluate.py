@@ -168,4 +168,4 @@ def test_the_cli_names_the_same_scorers():
     from taxonomy_store.cli.options import SCORERS as CLI_SCORERS
     from taxonomy_store.guard.scorers import SCORERS
 
-    assert CLI_SCORERS == SCORERS
+    assert CLI_SCORERS == tuple(SCORERS)

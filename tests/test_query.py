@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from taxonomy_store.guard import querying as q
+from taxonomy_store.guard.calibration import threshold_at_fpr
 from taxonomy_store.guard.scorers import SCORERS
 from taxonomy_store.catalog import NodeInfo, live_prompts
 
@@ -42,7 +43,7 @@ def test_threshold_at_target_fpr_is_the_highest_recall_within_budget():
     y = (rng.random(400) < 0.6).astype(int)
     scores = np.round(np.clip(rng.normal(0.45 + 0.25 * y, 0.2), 0, 1), 2)  # rounded: many ties
     for budget in (0.0, 0.05, 0.2, 1.0):
-        got = q.threshold_at_fpr(scores, y, budget)
+        got = threshold_at_fpr(scores, y, budget)
         within = [t for t in set(scores.tolist()) if ((scores >= t) & (y == 0)).sum() / (y == 0).sum() <= budget]
         pred = scores >= got["threshold"]
         assert got["fpr"] == pytest.approx((pred & (y == 0)).sum() / (y == 0).sum()) and got["fpr"] <= budget

@@ -68,7 +68,7 @@ async def test_recompute_failure_leaves_no_stuck_status(tui_store):
         kw["progress"]("minilm: metrics", 0, 1)
         raise NotFound("the metric runs broke", "a test failure")
 
-    tui_store.review.recompute = broken
+    tui_store.metric_runs.compute_all = broken
     app = make(tui_store, "metrics")
     async with app.run_test(size=(160, 48)) as pilot:
         await tui_settle(pilot)

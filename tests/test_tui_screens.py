@@ -410,7 +410,7 @@ async def test_no_facade_call_runs_on_the_event_loop(tui_store):
         "store.taxonomies.tree()", "store.curation.list_prompts()", "store.curation.update_prompt()",
         "store.curation.delete_prompt()", "store.curation.undo()", "store.curation.list_pairs()",
         "store.curation.decide_pair()", "store.review.suspects()", "store.review.neighbours()",
-        "store.review.pair_similarities()", "store.review.label_issues()", "store.review.metrics_overview()", "store.review.recompute()",
+        "store.review.pair_similarities()", "store.review.label_issues()", "store.review.metrics_overview()", "store.metric_runs.compute_all()",
         "store.guard.query()", "store.encoders.list()",
     ):
         assert expected in called, expected

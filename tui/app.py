@@ -11,6 +11,7 @@ from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
 from taxonomy_store.errors import TStoreError
+from taxonomy_store.facade import StoreFacade
 from taxonomy_store.text import inert
 from taxonomy_store.vocabulary import DEFAULT_ENCODER, DEFAULT_TAXONOMY, choose_level
 
@@ -86,7 +87,7 @@ class TStoreApp(App):
     # The encoder whose scores, neighbours and similarities the screens show.
     encoder: reactive[str | None] = reactive(None, init=False)
 
-    def __init__(self, store: Any, *, encoder: str | None = None, taxonomy: str = DEFAULT_TAXONOMY,
+    def __init__(self, store: StoreFacade, *, encoder: str | None = None, taxonomy: str = DEFAULT_TAXONOMY,
                  start: str = "taxonomy"):
         super().__init__()
         self.store = store
@@ -201,7 +202,7 @@ class TStoreApp(App):
         """Hook for tests and the status line: called for every worker state change."""
 
 
-def make_app(store: Any, *, encoder: str | None = None, taxonomy: str = DEFAULT_TAXONOMY,
+def make_app(store: StoreFacade, *, encoder: str | None = None, taxonomy: str = DEFAULT_TAXONOMY,
              start: str = "taxonomy") -> TStoreApp:
     """The app over an open store; shared by `tstore tui` and the tests."""
     return TStoreApp(store, encoder=encoder, taxonomy=taxonomy, start=start)

@@ -6,12 +6,15 @@ protocol instead (`TStoreApp` implements it).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    from taxonomy_store.facade import StoreFacade
 
 
 class StoreHost(Protocol):
     SCREEN_TITLES: dict[str, str]
-    store: Any
+    store: StoreFacade
     encoder: str | None
     encoder_names: list[str]
     taxonomy: str

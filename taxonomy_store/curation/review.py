@@ -3,14 +3,15 @@
 Suspects (prompts whose neighbours carry another label or category), the nearest stored
 neighbours of a stored prompt, a pair's similarity under every encoder, and the latest metric
 values arranged per category / pair type / encoder. Built only on the other parts' public
-methods and the `catalog` read helpers; nothing here writes.
+methods and the `catalog` read helpers; nothing here writes (recomputing metrics is
+`store.metric_runs.compute_all`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -343,28 +344,6 @@ class Review:
                                       primary_value=r.primary_value, splits=splits, stale=r.id in stale_ids,
                                       created_at=r.created_at, data_revision=r.data_revision))
         return sorted(out, key=lambda e: -(e.run_id or 0))
-
-    def recompute(
-        self,
-        *,
-        encoders: list[str] | None = None,
-        taxonomy: str = DEFAULT_TAXONOMY,
-        level: str | None = None,
-        k: int = DEFAULT_K,
-        progress: Callable[[str, int, int], None] | None = None,
-    ) -> list[Any]:
-        """Every metric the store can compute, for these encoders (default: all registered)."""
-        level = level or self.default_level(taxonomy)
-        names = encoders or [e.name for e in self.encoders.list()]
-        runs: list[Any] = []
-        for n, name in enumerate(names):
-            if progress:
-                progress(f"{name}: metrics", n, len(names))
-            inner = (lambda stage, done, total, name=name: progress(f"{name}: {stage}", done, total)) if progress else None
-            runs += self.metric_runs.compute("all", encoder=name, k=k, level=level, taxonomy=taxonomy, progress=inner)
-        if progress:
-            progress("done", len(names), len(names))
-        return runs
 
 
 @dataclass

@@ -110,6 +110,7 @@ class VectorSet:
     encoder: str = ""
     # Live prompts that were asked for (all of them, without prompt_ids) but have no current vector.
     missing: int = 0
+    stale: int = 0  # of those, the ones whose vector is of an older text
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -446,20 +447,28 @@ class Embeddings:
         if wanted_ids is not None and len(wanted) != len(wanted_ids):
             gone = [i for i in wanted_ids if i not in wanted]
             raise NotEmbedded(f"{len(gone)} requested prompts are deleted or unknown (e.g. {gone[:5]})", "ask only for live prompts")
-        dim = info.dimension or 0
-        got_ids, chunks, stale = self.vectors.read(lambda: self._read_current(info, wanted, wanted_ids), info.name)
-        missing = len(wanted) - len(got_ids)
-        if missing and wanted_ids is not None:
+        vs = self.vectors_of(info, wanted, every=wanted_ids is None)
+        if vs.missing and wanted_ids is not None:
             raise NotEmbedded(
-                f"{missing} of {len(wanted)} prompts have no vector of their current text for encoder {info.name!r}"
-                + (f" ({stale} stale)" if stale else ""),
+                f"{vs.missing} of {len(wanted)} prompts have no vector of their current text for encoder {info.name!r}"
+                + (f" ({vs.stale} stale)" if vs.stale else ""),
                 f"run `tstore embed --encoder {info.name}`",
             )
+        return vs
+
+    def vectors_of(self, info: "EncoderInfo", wanted: dict[int, str], *, every: bool = False) -> VectorSet:
+        """The stored vectors of these prompts' current texts (prompt id -> text hash, as the caller
+        read them from SQL), in one pass over the collection and no SQL read; `missing` counts the
+        prompts left out. every=True: `wanted` is every live prompt (the whole collection is read)."""
+        dim = info.dimension or 0
+        ids_asked = None if every else sorted(wanted)
+        got_ids, chunks, stale = self.vectors.read(lambda: self._read_current(info, wanted, ids_asked), info.name)
         ids = np.asarray(got_ids, dtype=np.int64)
         vecs = np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
         order = np.argsort(ids, kind="stable")
         return VectorSet(
-            prompt_ids=ids[order], vectors=normalise_rows(vecs[order]) if len(ids) else vecs, encoder=info.name, missing=missing
+            prompt_ids=ids[order], vectors=normalise_rows(vecs[order]) if len(ids) else vecs, encoder=info.name,
+            missing=len(wanted) - len(got_ids), stale=stale,
         )
 
     def _read_current(

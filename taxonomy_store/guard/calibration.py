@@ -27,7 +27,7 @@ from taxonomy_store.guard.grouped_cv import dataset_folds, pair_groups
 from taxonomy_store.metrics.baseline import estimate_baseline
 from taxonomy_store.metrics.detection import auroc, best_f1
 from taxonomy_store.neighbours.service import Neighbours, Pool
-from taxonomy_store.guard.scorers import SCORERS, Probe, normalised_similarity, score_near
+from taxonomy_store.guard.scorers import SCORERS, normalised_similarity, near, scorer_named
 from taxonomy_store.vocabulary import JUDGED_LABELS
 
 DEFAULT_MARGIN = 0.05  # the uncertain band: this share of the scorer's score spread, either side of the threshold
@@ -171,22 +171,31 @@ def encoder_baseline(pool: Pool) -> float:
     return float(estimate_baseline(pool.vectors, pool.labels().astype(str), sample=500, seed=0)["baseline"])
 
 
-def scores_for(name: str, ref: Reference, train: np.ndarray, query: np.ndarray, k: int, b: float,
-               probe: Probe | None = None, exclude: np.ndarray | None = None) -> np.ndarray:
-    """Scores of pool rows `query` by a scorer learning from the reference rows `train` (a boolean per reference row)."""
+def scores_for(names: tuple[str, ...], ref: Reference, train: np.ndarray, query: np.ndarray, k: int, b: float,
+               models: dict[str, Any] | None = None, exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Scores of pool rows `query` under each named scorer, learning from the reference rows `train`
+    (a boolean per reference row); the kNN scorers share one search of the pool."""
     pool = ref.pool
-    if name == "probe":
-        probe = probe or Probe.fit(pool.vectors[ref.rows[train]], ref.is_unsafe[train])
-        return probe.score(pool.vectors[query])
-    mask = np.zeros(len(pool), dtype=bool)
-    mask[ref.rows[train]] = True
-    unsafe_of_row = np.zeros(len(pool), dtype=bool)
-    unsafe_of_row[ref.rows] = ref.is_unsafe
-    return score_near(name, pool, pool.vectors[query], mask, unsafe_of_row, k, b, exclude_rows=exclude)[0]
+    scorers = [scorer_named(n) for n in names]
+    vectors = pool.vectors[query]
+    found = None
+    if any(s.reads_neighbours for s in scorers):
+        mask = np.zeros(len(pool), dtype=bool)
+        mask[ref.rows[train]] = True
+        unsafe_of_row = np.zeros(len(pool), dtype=bool)
+        unsafe_of_row[ref.rows] = ref.is_unsafe
+        found, _ = near(pool, vectors, mask, k, b, is_unsafe=unsafe_of_row, exclude_rows=exclude)
+    out = {}
+    for s in scorers:
+        model = (models or {}).get(s.name)
+        if s.learns and model is None:
+            model = s.fit(pool.vectors[ref.rows[train]], ref.is_unsafe[train])
+        out[s.name] = s.score(found, vectors, model)  # type: ignore[arg-type]  # found is set for the scorers that read it
+    return out
 
 
 def out_of_fold(ref: Reference, k: int, b: float, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Every reference prompt's score from a scorer that never saw its fold: (name -> scores, fold names, notes)."""
+    """Every reference prompt's score from a scorer that never saw its fold: (name -> scores, fold names)."""
     datasets = [ref.pool.rows[int(ref.pool.prompt_ids[r])].dataset or "" for r in ref.rows]
     folds = dataset_folds(datasets, ref.groups, ref.is_unsafe)
     out = {n: np.full(len(ref.rows), np.nan) for n in names}
@@ -195,15 +204,15 @@ def out_of_fold(ref: Reference, k: int, b: float, names: tuple[str, ...]) -> tup
         train = ~test
         if not test.any() or ref.is_unsafe[train].all() or not ref.is_unsafe[train].any():
             continue
-        for n in names:
-            out[n][test] = scores_for(n, ref, train, ref.rows[test], k, b)
+        for n, scores in scores_for(names, ref, train, ref.rows[test], k, b).items():
+            out[n][test] = scores
     return out, folds.names
 
 
-def in_sample(name: str, ref: Reference, k: int, b: float, probe: Probe | None) -> np.ndarray:
-    """Leave-one-out scores (kNN scorers: a prompt never votes for itself) or the probe's training fit."""
+def in_sample(name: str, ref: Reference, k: int, b: float, model: Any) -> np.ndarray:
+    """Leave-one-out scores (kNN scorers: a prompt never votes for itself) or a learning scorer's training fit."""
     everyone = np.ones(len(ref.rows), dtype=bool)
-    return scores_for(name, ref, everyone, ref.rows, k, b, probe=probe, exclude=ref.rows if name != "probe" else None)
+    return scores_for((name,), ref, everyone, ref.rows, k, b, models={name: model}, exclude=ref.rows)[name]
 
 
 def score_band(scores: np.ndarray, margin: float) -> float:
@@ -250,7 +259,7 @@ def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: floa
         scorer: str | None, data_revision: int, objective: str = "balanced") -> Calibration:
     """Choose the scorer and threshold on grouped cross-validation; keep the in-sample figure beside it."""
     b = encoder_baseline(ref.pool)
-    names = SCORERS if scorer is None else (scorer,)
+    names = tuple(SCORERS) if scorer is None else (scorer,)
     oof, fold_names = out_of_fold(ref, k, b, names)
     y = ref.is_unsafe
     cv = {n: auroc(oof[n][~np.isnan(oof[n])], y[~np.isnan(oof[n])]) for n in names}
@@ -261,8 +270,9 @@ def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: floa
         pick = threshold_at_fpr(oof[chosen][ok], y[ok], target_fpr)
     else:
         pick = (best_f1 if objective == "max_f1" else balanced_threshold)(oof[chosen][ok], y[ok])
-    probe = Probe.fit(ref.pool.vectors[ref.rows], y) if chosen == "probe" else None
-    loo = auroc(in_sample(chosen, ref, k, b, probe), y)
+    deciding = scorer_named(chosen)
+    model = deciding.fit(ref.pool.vectors[ref.rows], y) if deciding.learns else None
+    loo = auroc(in_sample(chosen, ref, k, b, model), y)
     warnings = class_warnings(ref)
     return Calibration(
         encoder=encoder, threshold=float(pick["threshold"]), margin=float(margin), k=int(k),
@@ -272,6 +282,6 @@ def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: floa
         fingerprint=ref.pool.info.fingerprint, computed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         score=chosen, tp=int(pick["tp"]), fp=int(pick["fp"]), fn=int(pick["fn"]), tn=int(pick["tn"]),
         in_sample_auroc=float(loo), scorers={n: {"cv_auroc": float(cv[n])} for n in names}, folds=fold_names,
-        baseline=b, ood_similarity=ood_similarity(ref, b), probe=probe.to_dict() if probe else None,
+        baseline=b, ood_similarity=ood_similarity(ref, b), probe=model.to_dict() if model is not None else None,
         warnings=warnings, forced=scorer is not None, band=score_band(oof[chosen][ok], margin),
     )

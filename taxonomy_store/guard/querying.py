@@ -24,10 +24,9 @@ from taxonomy_store.guard import calibration as calib
 from taxonomy_store.guard.calibration import Calibration, Reference
 from taxonomy_store.catalog import NodeInfo
 from taxonomy_store.errors import EmptyPrompt, InvalidValue, NotEnoughLabels, UnknownTaxonomy
-from taxonomy_store.metrics.detection import knn_scores
 from taxonomy_store.neighbours.service import Filters, Neighbours, Pool
-from taxonomy_store.guard.scorers import SCORERS
-from taxonomy_store.guard.verdicts import NOTHING_LIKE_IT, decide, score_vectors
+from taxonomy_store.guard.scorers import scorer_named
+from taxonomy_store.guard.verdicts import NOTHING_LIKE_IT, decide, score_and_search
 from taxonomy_store.vocabulary import DEFAULT_TAXONOMY, JUDGED_LABELS, choose_level
 
 DEFAULT_K = 10
@@ -216,14 +215,12 @@ class Guard:
 
     def _search(self, pool: Pool, qv: np.ndarray, k: int, filters: Filters, cal, taxonomy, vote_levels, depth):
         """Per query: (neighbours, votes, rollup, votes per harm taxonomy, unsafe score, nearest normalised similarity)."""
-        voters = pool.mask(Filters(label=JUDGED_LABELS))
-        idx, sims = self.neighbours.nearest(pool, qv, k, filters)
-        scores = nearest = None
-        if voters.any() and cal is not None:
-            scores, nearest = score_vectors(pool, voters, qv, cal)
-        elif voters.any():  # not calibrated: the plain kNN share, so the score still means something
-            vidx, vsims = self.neighbours.nearest(pool, qv, k, mask=voters)
-            scores = knn_scores(vidx, vsims, pool.labels() == "unsafe", k)
+        # one search of the pool: the neighbours the filters let through, and the voters of the score
+        scores, nearest, ((idx, sims),) = score_and_search(pool, None, qv, cal, k=k, also=(filters,))
+        if not pool.mask(Filters(label=JUDGED_LABELS)).any():
+            scores = nearest = None  # no labeled prompt to vote
+        elif cal is None:
+            nearest = None  # without a calibration no similarity says "nothing like it"
         harm = _harm_taxonomies(pool)
         for i in range(len(qv)):
             neighbours = [_neighbour(pool, int(pool.prompt_ids[j]), sim) for j, sim in zip(idx[i], sims[i]) if j >= 0]
@@ -290,8 +287,8 @@ class Guard:
             raise InvalidValue(f"target FPR must lie in [0, 1], got {target_fpr}")
         if not 0.0 <= margin < 1.0:
             raise InvalidValue(f"margin must lie in [0, 1), got {margin}")
-        if scorer is not None and scorer not in SCORERS:
-            raise InvalidValue(f"unknown scorer {scorer!r}", f"scorers: {', '.join(SCORERS)}")
+        if scorer is not None:
+            scorer_named(scorer)  # InvalidValue naming the scorers there are
         encoder = self._encoder_name(encoder)
         pool = self.neighbours.pool(encoder)
         ref = self.reference(pool)

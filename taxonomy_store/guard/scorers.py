@@ -14,22 +14,25 @@
 - `probe`: an L2-regularised logistic regression (scikit-learn) on the stored vectors, classes
   balanced; its score is P(unsafe). Refit in about a second when labels change.
 
-kNN scorers read neighbour lists (pool row numbers, similarities) made by the neighbour
-service (`score_near` asks it); the formulas themselves are pure. Higher score = more unsafe,
-for every scorer.
+A scorer is a class with a `name`, registered once (`@register`); calibration, query, evaluate
+and the TUI look it up by name (`scorer_named`, `SCORERS`). kNN scorers read one `Near` of the
+query vectors: their nearest voters and, in the same pass over the pool, the nearest of each
+label (`near` asks the neighbour service once); the formulas themselves are pure. Higher
+score = more unsafe, for every scorer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from taxonomy_store.errors import InvalidValue
 from taxonomy_store.metrics.detection import knn_scores
-from taxonomy_store.neighbours.service import Neighbours, Pool
+from taxonomy_store.metrics.similarity import merge_topk
+from taxonomy_store.neighbours.service import Filters, Neighbours, Pool
 
-SCORERS = ("knn-share", "knn-distance", "knn-contrast", "probe")
 PROBE_C = 1.0
 
 
@@ -61,27 +64,100 @@ def knn_contrast(unsafe_sims: np.ndarray, safe_sims: np.ndarray, k: int, baselin
     return near(unsafe_sims) - near(safe_sims)
 
 
-def score_near(name: str, pool: Pool, vectors: np.ndarray, voters: np.ndarray, is_unsafe: np.ndarray, k: int,
-               baseline: float, exclude_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(scores under a kNN scorer, similarity to the nearest voter) of these vectors.
+@dataclass(frozen=True)
+class Near:
+    """What the scorers read of some query vectors: their k nearest voters (pool rows, -1 padded,
+    and similarities), and the k nearest of each label on its own, all from one search."""
 
-    voters: a boolean per pool row, the labeled prompts that may vote; is_unsafe: a boolean per pool row."""
-    idx, sims = Neighbours.nearest(pool, vectors, k, mask=voters, exclude_rows=exclude_rows)
-    nearest = np.where(idx[:, 0] >= 0, sims[:, 0], -1.0)
-    if name == "knn-contrast":
-        unsafe = is_unsafe.astype(bool)
-        _, u = Neighbours.nearest(pool, vectors, k, mask=voters & unsafe, exclude_rows=exclude_rows)
-        _, s = Neighbours.nearest(pool, vectors, k, mask=voters & ~unsafe, exclude_rows=exclude_rows)
-        return knn_contrast(u, s, k, baseline), nearest
-    return knn_score(name, idx, sims, is_unsafe, k, baseline), nearest
+    idx: np.ndarray
+    sims: np.ndarray
+    unsafe_sims: np.ndarray
+    safe_sims: np.ndarray
+    is_unsafe: np.ndarray  # a boolean per pool row
+    k: int
+    baseline: float
+
+    @property
+    def nearest(self) -> np.ndarray:
+        """Cosine similarity to the nearest voter (-1 without one)."""
+        return np.where(self.idx[:, 0] >= 0, self.sims[:, 0], -1.0)
 
 
-def knn_score(name: str, idx: np.ndarray, sims: np.ndarray, is_unsafe: np.ndarray, k: int, baseline: float) -> np.ndarray:
-    if name == "knn-share":
-        return knn_share(idx, sims, is_unsafe, k)
-    if name == "knn-distance":
-        return knn_distance(idx, sims, is_unsafe, k, baseline)
-    raise ValueError(f"not a kNN scorer: {name!r}")
+def near(pool: Pool, vectors: np.ndarray, voters: np.ndarray | None, k: int, baseline: float, *,
+         is_unsafe: np.ndarray | None = None, exclude_rows: np.ndarray | None = None, also: tuple[Any, ...] = (),
+         search_k: int = 0) -> tuple[Near, list[tuple[np.ndarray, np.ndarray]]]:
+    """The voters near these vectors, in one search of the pool: (Near, the nearest under each mask of `also`).
+
+    voters: a boolean per pool row (None: every safe or unsafe prompt, whose split of the pool the
+    pool keeps); is_unsafe: a boolean per pool row (default: the stored labels). The nearest
+    voters are merged from the nearest unsafe and the nearest safe ones (the k nearest of a set
+    are among the k nearest of its halves). `also` (Filters or masks) are searched in the same
+    pass, max(k, search_k) deep."""
+    unsafe = pool.labels() == "unsafe" if is_unsafe is None else np.asarray(is_unsafe, dtype=bool)
+    halves: list[Any] = [Filters(label=("unsafe",)), Filters(label=("safe",))] if voters is None else [voters & unsafe, voters & ~unsafe]
+    found = Neighbours.search(pool, vectors, max(k, search_k), [*halves, *also], exclude_rows=exclude_rows)
+    (ui, us), (si, ss) = found[0], found[1]
+    idx, sims = merge_topk(ui[:, :k], us[:, :k], si[:, :k], ss[:, :k], k)
+    return Near(idx=idx, sims=sims, unsafe_sims=us[:, :k], safe_sims=ss[:, :k], is_unsafe=unsafe, k=k, baseline=baseline), found[2:]
+
+
+class Scorer:
+    """A way to turn a query's nearness to stored labeled prompts into an unsafe score."""
+
+    name: ClassVar[str]
+    reads_neighbours: ClassVar[bool] = True  # scores from a `Near`
+    learns: ClassVar[bool] = False  # fits a model on the training vectors (`fit`), stored with the calibration
+
+    def fit(self, x: np.ndarray, is_unsafe: np.ndarray) -> Any:
+        return None
+
+    def score(self, near: Near, vectors: np.ndarray, model: Any = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def model_from_dict(self, d: dict[str, Any] | None) -> Any:
+        return None
+
+
+SCORERS: dict[str, Scorer] = {}
+
+
+def register(cls: type[Scorer]) -> type[Scorer]:
+    """Add a scorer to the registry, under its name (in the order they are registered)."""
+    if cls.name in SCORERS:
+        raise ValueError(f"a scorer named {cls.name!r} is registered already")
+    SCORERS[cls.name] = cls()
+    return cls
+
+
+def scorer_named(name: str) -> Scorer:
+    try:
+        return SCORERS[name]
+    except KeyError:
+        raise InvalidValue(f"unknown scorer {name!r}", f"scorers: {', '.join(SCORERS)}") from None
+
+
+@register
+class KnnShare(Scorer):
+    name = "knn-share"
+
+    def score(self, near: Near, vectors: np.ndarray, model: Any = None) -> np.ndarray:
+        return knn_share(near.idx, near.sims, near.is_unsafe, near.k)
+
+
+@register
+class KnnDistance(Scorer):
+    name = "knn-distance"
+
+    def score(self, near: Near, vectors: np.ndarray, model: Any = None) -> np.ndarray:
+        return knn_distance(near.idx, near.sims, near.is_unsafe, near.k, near.baseline)
+
+
+@register
+class KnnContrast(Scorer):
+    name = "knn-contrast"
+
+    def score(self, near: Near, vectors: np.ndarray, model: Any = None) -> np.ndarray:
+        return knn_contrast(near.unsafe_sims, near.safe_sims, near.k, near.baseline)
 
 
 @dataclass
@@ -114,3 +190,21 @@ class Probe:
         if not d or "coef" not in d:
             return None
         return cls(coef=np.asarray(d["coef"], dtype=np.float64), intercept=float(d["intercept"]))
+
+
+@register
+class ProbeScorer(Scorer):
+    name = "probe"
+    reads_neighbours = False
+    learns = True
+
+    def fit(self, x: np.ndarray, is_unsafe: np.ndarray) -> Probe:
+        return Probe.fit(x, is_unsafe)
+
+    def score(self, near: Near, vectors: np.ndarray, model: Any = None) -> np.ndarray:
+        if model is None:
+            raise ValueError("the probe scores only once fitted")
+        return model.score(vectors)
+
+    def model_from_dict(self, d: dict[str, Any] | None) -> Probe | None:
+        return Probe.from_dict(d)

@@ -8,12 +8,12 @@ calibrated normalised similarity of the query, the verdict is `uncertain` with t
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from taxonomy_store.neighbours.service import Pool
-from taxonomy_store.guard.scorers import Probe, normalised_similarity, score_near
+from taxonomy_store.guard.scorers import normalised_similarity, near, scorer_named
 
 if TYPE_CHECKING:
     from taxonomy_store.guard.calibration import Calibration
@@ -41,17 +41,27 @@ def decide(score: float | None, calibration: "Calibration | None", nearest: floa
     return "safe", f"decided by {calibration.scorer}: {score:.3f} < threshold {t:.3f}"
 
 
-def score_vectors(pool: Pool, voters: np.ndarray, vectors: np.ndarray, cal: "Calibration",
+def score_vectors(pool: Pool, voters: np.ndarray | None, vectors: np.ndarray, cal: "Calibration",
                   exclude_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(scores under the calibration's scorer, normalised similarity to the nearest voter) of these vectors.
 
-    voters: a boolean per pool row, the labeled prompts that may vote."""
-    b = cal.baseline if cal.baseline is not None else 0.0
-    name = "knn-share" if cal.scorer == "probe" else cal.scorer  # the probe still needs the nearest voter
-    scores, nearest = score_near(name, pool, vectors, voters, pool.labels() == "unsafe", cal.k, b, exclude_rows)
-    if cal.scorer == "probe":
-        probe = Probe.from_dict(cal.probe)
-        if probe is None:
-            raise ValueError("the calibration names the probe but holds no probe")
-        scores = probe.score(vectors)
-    return scores, normalised_similarity(nearest, b)
+    voters: a boolean per pool row, the labeled prompts that may vote (None: every labeled prompt)."""
+    scores, nearest, _ = score_and_search(pool, voters, vectors, cal, exclude_rows=exclude_rows)
+    return scores, nearest
+
+
+def score_and_search(pool: Pool, voters: np.ndarray | None, vectors: np.ndarray, cal: "Calibration | None", *,
+                     k: int = 0, also: tuple[Any, ...] = (), exclude_rows: np.ndarray | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """One search of the pool gives (scores, normalised similarity to the nearest voter, the k
+    nearest under each mask of `also`). Not calibrated: the plain kNN share of the k nearest voters,
+    so the score still means something."""
+    if cal is not None:
+        scorer, kv, b = scorer_named(cal.scorer), cal.k, cal.baseline if cal.baseline is not None else 0.0
+    else:
+        scorer, kv, b = scorer_named("knn-share"), k, 0.0
+    found, more = near(pool, vectors, voters, kv, b, exclude_rows=exclude_rows, also=also, search_k=k)
+    model = scorer.model_from_dict(cal.probe) if cal is not None and scorer.learns else None
+    if scorer.learns and model is None:
+        raise ValueError(f"the calibration names the {scorer.name} scorer but holds no fitted model")
+    return scorer.score(found, vectors, model), normalised_similarity(found.nearest, b), [(i[:, :k], s[:, :k]) for i, s in more]

@@ -491,3 +491,67 @@ def update_knn(
     stats["recomputed"] = int(dirty.size)
     stats["vectors_loaded"] = bool(loaded)
     return out_idx, out_sim, stats
+
+
+def mask_parts(masks: list[np.ndarray]) -> list[tuple[tuple[bool, ...], np.ndarray]]:
+    """Rows grouped by the masks that hold them: (membership per mask, rows ascending) for every
+    group that some mask holds. The groups are disjoint, so searching each once covers every mask."""
+    if not masks:
+        return []
+    member = np.stack([np.asarray(m, dtype=bool) for m in masks], axis=1)
+    keys, group = np.unique(member, axis=0, return_inverse=True)
+    group = np.asarray(group).ravel()
+    return [(tuple(bool(b) for b in key), np.flatnonzero(group == g)) for g, key in enumerate(keys) if key.any()]
+
+
+def knn_query_parts(
+    q: np.ndarray, parts: list[tuple[tuple[bool, ...], np.ndarray, np.ndarray]], n_masks: int, k: int,
+    *, exclude: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The k nearest rows under each of n_masks masks, for each row of q (normalised float32), every
+    similarity computed once: each part (membership per mask, its rows of x, their vectors) is
+    searched exactly (`knn_query`) and each mask's top-k merged from its parts. Indices are rows of
+    x, -1 padded; ties go to the lower row, as in `knn_query`. exclude[i] (a row of x, or -1) is
+    never row i's neighbour."""
+    n_q = q.shape[0]
+    out = [(np.full((n_q, k), -1, dtype=np.int64), np.full((n_q, k), -np.inf)) for _ in range(n_masks)]
+    for key, rows, sub in parts:
+        idx, sims = _search_part(q, rows, sub, k, exclude)
+        for m in range(n_masks):
+            if key[m]:
+                out[m] = merge_topk(out[m][0], out[m][1], idx, sims, k)
+    return out
+
+
+def _search_part(q: np.ndarray, rows: np.ndarray, sub: np.ndarray, k: int, exclude: np.ndarray | None):
+    """One part searched: (rows of x, -1 padded; similarities). Query rows whose excluded row lies
+    outside the part search it without an exclusion, so a part smaller than k gives every row it has."""
+    idx = np.full((q.shape[0], k), -1, dtype=np.int64)
+    sims = np.full((q.shape[0], k), -np.inf)
+    if len(rows) == 0 or q.shape[0] == 0:
+        return idx, sims
+    ex = None
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=np.int64)
+        pos = np.searchsorted(rows, exclude)
+        inside = (exclude >= 0) & (pos < len(rows)) & (rows[np.minimum(pos, len(rows) - 1)] == exclude)
+        ex = np.where(inside, pos, -1)
+    groups = [(np.arange(q.shape[0]), None)] if ex is None else [(np.flatnonzero(ex >= 0), ex), (np.flatnonzero(ex < 0), None)]
+    for g, ex_g in groups:
+        if len(g) == 0:
+            continue
+        i, s = knn_query(q[g], sub, k, exclude=None if ex_g is None else ex_g[g], assume_normalised=True)
+        idx[g] = np.where(i >= 0, rows[np.maximum(i, 0)], -1)
+        sims[g] = s
+    return idx, sims
+
+
+def knn_query_masks(
+    q: np.ndarray, x: np.ndarray, k: int, masks: list[np.ndarray], *, exclude: np.ndarray | None = None,
+    assume_normalised: bool = False,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`knn_query` under several boolean masks over the rows of x at once, each similarity computed once."""
+    if not assume_normalised:
+        q, x = normalise(q), normalise(x)
+    parts = [(key, rows, np.ascontiguousarray(x[rows])) for key, rows in mask_parts(masks)]
+    return knn_query_parts(q, parts, len(masks), k, exclude=exclude)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 from sqlalchemy import func, select
@@ -29,7 +29,7 @@ from taxonomy_store.catalog import NodeInfo, PromptRow, live_prompts, node_index
 from taxonomy_store.db.models import AuditEntry, Dataset, Embedding, Encoder, Pair, Prompt, PromptSource, Taxonomy
 from taxonomy_store.errors import EmptyStore, InvalidValue, NotEmbedded
 from taxonomy_store.neighbours.graphs import Graph, GraphCache, Progress
-from taxonomy_store.metrics.similarity import knn_query
+from taxonomy_store.metrics.similarity import knn_query_parts, mask_parts
 from taxonomy_store.vocabulary import LABELS
 
 if TYPE_CHECKING:
@@ -80,11 +80,24 @@ class Filters:
         return out
 
 
+class PoolToken(NamedTuple):
+    """What a pool was read at: it is read again when any of these moved."""
+
+    audit_id: int  # the newest audit entry: data and registry changes
+    encoder_id: int | None
+    fingerprint: str | None
+    embeddings: int  # how many vectors the encoder has
+    embedded_at: str  # the newest of them
+
+
+Part = tuple[tuple[bool, ...], np.ndarray, np.ndarray]  # (membership per mask, pool rows, their vectors)
+
+
 @dataclass
 class Pool:
     """An encoder's searchable prompts: rows ordered by prompt id, vectors float32 and normalised."""
 
-    token: tuple
+    token: PoolToken
     info: "EncoderInfo"
     prompt_ids: np.ndarray
     vectors: np.ndarray
@@ -96,7 +109,8 @@ class Pool:
     missing: int  # live prompts without a current vector
     data_revision: int
     _masks: dict[Filters, np.ndarray] = field(default_factory=dict, repr=False)
-    _subsets: dict[Filters, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    _parts: dict[tuple[Filters, ...], list[Part]] = field(default_factory=dict, repr=False)
+    _labels: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def encoder(self) -> str:
@@ -115,7 +129,10 @@ class Pool:
         return pos
 
     def labels(self) -> np.ndarray:
-        return np.array([self.rows[int(i)].label for i in self.prompt_ids], dtype=object)
+        """Each row's label (read once per pool; do not write into it)."""
+        if self._labels is None:
+            self._labels = np.array([self.rows[int(i)].label for i in self.prompt_ids], dtype=object)
+        return self._labels
 
     def mask(self, filters: Filters | None) -> np.ndarray:
         """The pool rows the filters let through (computed once per filter)."""
@@ -146,15 +163,17 @@ class Pool:
                 return False
         return True
 
-    def subset(self, filters: Filters | None) -> tuple[np.ndarray, np.ndarray]:
-        """(row numbers, their vectors as one contiguous matrix) of the filtered pool, kept for reuse."""
-        filters = filters or Filters()
-        if not filters:
-            return np.arange(len(self.prompt_ids)), self.vectors
-        if filters not in self._subsets:
-            rows = np.flatnonzero(self.mask(filters))
-            self._subsets[filters] = (rows, np.ascontiguousarray(self.vectors[rows]))
-        return self._subsets[filters]
+    def parts(self, filters: tuple[Filters, ...]) -> list[Part]:
+        """The pool split by which of these filters let each row through (`metrics.similarity.mask_parts`),
+        each part with its vectors as one contiguous matrix, kept for reuse."""
+        if filters not in self._parts:
+            self._parts[filters] = self.split([self.mask(f) for f in filters])
+        return self._parts[filters]
+
+    def split(self, masks: list[np.ndarray]) -> list[Part]:
+        """The pool split by which of these masks (a boolean per row) hold each row."""
+        return [(key, rows, self.vectors if len(rows) == len(self) else np.ascontiguousarray(self.vectors[rows]))
+                for key, rows in mask_parts(masks)]
 
 
 class Neighbours:
@@ -183,12 +202,12 @@ class Neighbours:
         )
 
     @classmethod
-    def _token(cls, session, encoder: str) -> tuple:
+    def _token(cls, session, encoder: str) -> PoolToken:
         """Changes whenever the data, the encoder row or its embeddings change: one round trip."""
         row = session.execute(cls._token_statement(encoder)).one()
-        return (int(row[0] or 0), row[1], row[2], int(row[3] or 0), str(row[4]))
+        return PoolToken(int(row[0] or 0), row[1], row[2], int(row[3] or 0), str(row[4]))
 
-    def _current_token(self, encoder: str) -> tuple:
+    def _current_token(self, encoder: str) -> PoolToken:
         """The token, read on a connection this thread keeps: opening one per query costs more than the read."""
         conn = getattr(self._local, "conn", None)
         try:
@@ -215,14 +234,15 @@ class Neighbours:
             rows = {r.id: r for r in live_prompts(s)}
             if not rows:
                 raise EmptyStore("the store holds no prompts", "import some first, e.g. `tstore import do_not_answer.csv`")
-            if token[3] == 0:
+            if token.embeddings == 0:
                 raise NotEmbedded(f"encoder {encoder!r} has no vectors yet", f"run `tstore embed --encoder {encoder}`")
             nodes = node_index(s)
             taxonomies = {n: list(lv or []) for n, lv in s.execute(select(Taxonomy.name, Taxonomy.levels)).all()}
             datasets = _memberships(s, rows)
             links = [(int(a), int(b)) for a, b in s.execute(select(Pair.unsafe_prompt_id, Pair.safe_prompt_id).where(Pair.status != "rejected"))]
             revision = data_revision(s)
-        vs = self._embeddings.load_vectors(encoder)  # EncoderMismatch when the collection holds other weights
+        # the rows just read name the current texts: the vectors are read without a second SQL read
+        vs = self._embeddings.vectors_of(info, {pid: r.text_sha256 for pid, r in rows.items()}, every=True)
         ids = np.asarray(vs.prompt_ids, dtype=np.int64)
         keep = np.fromiter((int(i) in rows for i in ids), dtype=bool, count=len(ids))
         ids, vectors = ids[keep], np.ascontiguousarray(vs.vectors[keep], dtype=np.float32)
@@ -239,31 +259,31 @@ class Neighbours:
 
     # -- searches ------------------------------------------------------------------------
     @staticmethod
-    def nearest(pool: Pool, vectors: np.ndarray, k: int, filters: Filters | None = None,
-                *, exclude_rows: np.ndarray | None = None, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest filtered pool rows of each vector: (pool row numbers (n, k), -1 padded; similarities).
+    def search(pool: Pool, vectors: np.ndarray, k: int, masks: Sequence[Filters | np.ndarray],
+               *, exclude_rows: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The k nearest pool rows of each vector under each mask, every similarity computed once:
+        per mask (pool row numbers (n, k), -1 padded; similarities).
 
-        exclude_rows[i] (a pool row, or -1) is never vector i's neighbour: a stored prompt is not its own.
-        mask (a boolean per pool row) stands in for filters where the rows are chosen by the caller
-        (cross-validation folds, held-out prompts)."""
+        A mask is a Filters (its split of the pool is kept for the next search) or a boolean per
+        pool row, chosen by the caller (cross-validation folds, held-out prompts).
+        exclude_rows[i] (a pool row, or -1) is never vector i's neighbour: a stored prompt is not its own."""
         q = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         if q.shape[1] != pool.vectors.shape[1]:
             raise InvalidValue(f"query vectors have {q.shape[1]} dimensions, encoder {pool.encoder!r} has {pool.vectors.shape[1]}")
-        if mask is not None:
-            rows = np.flatnonzero(mask)
-            x = np.ascontiguousarray(pool.vectors[rows])
+        if all(isinstance(m, Filters) for m in masks):
+            parts = pool.parts(tuple(masks))  # type: ignore[arg-type]  # all Filters, checked above
         else:
-            rows, x = pool.subset(filters)
-        if len(rows) == 0:
-            return np.full((len(q), k), -1, dtype=np.int64), np.full((len(q), k), -np.inf)
-        ex = None
-        if exclude_rows is not None:
-            # pool row -> position in the subset (or -1 when the filter already leaves it out)
-            pos = np.searchsorted(rows, exclude_rows)
-            inside = (exclude_rows >= 0) & (pos < len(rows)) & (rows[np.minimum(pos, len(rows) - 1)] == exclude_rows)
-            ex = np.where(inside, pos, -1)
-        idx, sims = knn_query(q, x, k, exclude=ex, assume_normalised=True)
-        return np.where(idx >= 0, rows[np.maximum(idx, 0)], -1), sims
+            parts = pool.split([pool.mask(m) if isinstance(m, Filters) else np.asarray(m, dtype=bool) for m in masks])
+        ex = None if exclude_rows is None else np.asarray(exclude_rows, dtype=np.int64)
+        return knn_query_parts(q, parts, len(masks), k, exclude=ex)
+
+    @classmethod
+    def nearest(cls, pool: Pool, vectors: np.ndarray, k: int, filters: Filters | None = None,
+                *, exclude_rows: np.ndarray | None = None, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest filtered pool rows of each vector (`search` under one mask; `mask`, a boolean
+        per pool row, stands in for filters)."""
+        ((idx, sims),) = cls.search(pool, vectors, k, [mask if mask is not None else (filters or Filters())], exclude_rows=exclude_rows)
+        return idx, sims
 
     def of_stored(self, encoder: str, prompt_ids: list[int], k: int, filters: Filters | None = None) -> list[list[tuple[int, float]]]:
         """For each stored prompt, its k nearest other stored prompts (itself left out); [] for one without a vector."""

@@ -19,6 +19,7 @@ from taxonomy_store.tui.edits import Edit, prompt_change
 from taxonomy_store.tui.widgets import ScreenBar
 
 if TYPE_CHECKING:
+    from taxonomy_store.facade import StoreFacade
     from taxonomy_store.tui.host import StoreHost
 
 
@@ -60,7 +61,7 @@ class StoreScreen(Screen):
         self.pending_errors: list[tuple[BaseException, str | None]] = []
 
     @property
-    def store(self) -> Any:
+    def store(self) -> "StoreFacade":
         return self.app.store
 
     @property

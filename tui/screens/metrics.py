@@ -203,7 +203,7 @@ class MetricsScreen(StoreScreen):
             self.post_message(self.NeedsEmbed(missing, encoders))
             return
         try:
-            runs = self.store.review.recompute(encoders=encoders, taxonomy=taxonomy, level=level, progress=progress)
+            runs = self.store.metric_runs.compute_all(encoders=encoders, taxonomy=taxonomy, level=level, progress=progress)
             # CP at the taxonomy's other levels too, so the tree shows it at every depth
             others = [lvl for lvl in self.app.levels.get(taxonomy, []) if lvl != level]
             for name in names:
