@@ -25,6 +25,7 @@ def run_migrations_online() -> None:
         _configure_and_run(connection)
         return
     url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "no connection and no sqlalchemy.url: run migrations through taxonomy_store.db.migrate"
     with create_engine(url).begin() as conn:
         _configure_and_run(conn)
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from taxonomy_store.db.models import AuditEntry
+from taxonomy_store.db.models import AuditEntry, table_of
 
 
 def current_actor() -> str:
@@ -61,7 +61,7 @@ class AuditBatch:
 
     def flush(self) -> None:
         if self._pending:
-            self.session.execute(AuditEntry.__table__.insert(), self._pending)
+            self.session.execute(table_of(AuditEntry).insert(), self._pending)
             self._pending = []
 
 

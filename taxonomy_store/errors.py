@@ -5,6 +5,8 @@ The CLI prints `error: <message>` (plus the hint) and exits with `exit_code`; no
 
 from __future__ import annotations
 
+import os
+
 
 class TStoreError(Exception):
     exit_code = 1
@@ -49,7 +51,8 @@ class TaxonomyFileError(TStoreError):
 class InputFileError(TStoreError):
     """A data file with a problem at a known place: file, row, column, reason."""
 
-    def __init__(self, path: str, reason: str, row: int | None = None, column: str | None = None, hint: str | None = None):
+    def __init__(self, path: str | os.PathLike[str], reason: str, row: int | None = None, column: str | None = None,
+                 hint: str | None = None):
         where = str(path)
         if row is not None:
             where += f", row {row}"

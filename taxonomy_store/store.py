@@ -136,7 +136,9 @@ class Store:
         """Upgrade the database to the newest schema (then register the default encoder if the store never had one)."""
         migrate.upgrade(self.engine)
         self.ensure_default_encoder()
-        return migrate.current_revision(self.engine)
+        revision = migrate.current_revision(self.engine)
+        assert revision is not None  # just upgraded to head
+        return revision
 
     @property
     def db_url(self) -> str:
@@ -234,7 +236,7 @@ class Store:
 
         runs = MetricRuns(self.db, self.encoders, self.embeddings, self.neighbours)
         # held-out evaluations are metric runs another part computes: it reruns them when stale
-        runs.rerunners["evaluate"] = lambda run, progress=None: self.evaluation.rerun(run, progress)
+        runs.rerunners["evaluate"] = self.evaluation.rerun
         return runs
 
     @cached_property
@@ -303,9 +305,9 @@ def init_store(
         if chroma_url:
             marker["chroma_url"] = chroma_url
         marker_path.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-    store = Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"), encoder=env["encoder"], actor=env["actor"])
-    store.ensure_default_encoder()
-    return store
+    opened = Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"), encoder=env["encoder"], actor=env["actor"])
+    opened.ensure_default_encoder()
+    return opened
 
 
 def open_store(store: str | os.PathLike | None = None, **kwargs) -> Store:

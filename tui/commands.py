@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -15,15 +15,16 @@ if TYPE_CHECKING:
 class TStoreCommands(Provider):
     """Screens to go to, encoders to use, and the actions bound on the current screen."""
 
-    def _commands(self) -> Iterator[tuple[str, str, object]]:
-        app: "StoreHost" = self.app  # type: ignore[assignment]
+    def _commands(self) -> Iterator[tuple[str, str, Callable[[], Any]]]:
+        app: "StoreHost" = self.app  # type: ignore[assignment]  # TStoreApp is the host
+        textual_app = self.app
         for mode, title in app.SCREEN_TITLES.items():
             yield f"Go to {title}", f"Switch to the {title} screen", partial(app.switch_mode, mode)
         for name in app.encoder_names:
             yield f"Use encoder {name}", "Show scores and neighbours under this encoder", partial(app.use_encoder, name)
         screen = self.screen
         seen: set[str] = set()
-        for node, bindings in ((screen, getattr(screen, "BINDINGS", [])), (app, app.BINDINGS)):
+        for node, bindings in ((screen, getattr(screen, "BINDINGS", [])), (textual_app, textual_app.BINDINGS)):
             for b in bindings:
                 if not isinstance(b, Binding) or not b.description or b.action in seen:
                     continue
@@ -31,7 +32,7 @@ class TStoreCommands(Provider):
                     continue
                 seen.add(b.action)
                 yield (f"{getattr(screen, 'PALETTE_PREFIX', '')}{b.description}", f"key: {b.key}",
-                       partial(app.run_action, b.action, node))
+                       partial(textual_app.run_action, b.action, node))
 
     async def discover(self) -> Hits:
         for title, help_text, command in self._commands():

@@ -3,13 +3,13 @@ and `| hidden` for a key kept off the footer (the keys screen still lists it).""
 
 from __future__ import annotations
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
-def keys(mode: str, table: str) -> list[Binding]:
+def keys(mode: str, table: str) -> list[BindingType]:
     """The bindings of one table, in its order; each id is `mode.name`, so the keys screen and the
     tests find a binding by what it does."""
-    bindings = []
+    bindings: list[BindingType] = []
     for line in table.strip().splitlines():
         key, action, description, name, *rest = (cell.strip() for cell in line.split("|"))
         bindings.append(Binding(key, action, description, id=f"{mode}.{name}", show=rest != ["hidden"]))

@@ -163,10 +163,11 @@ class _Cycler:
     """Endless shuffled passes over range(n)."""
 
     def __init__(self, n: int, rng: random.Random):
-        self.n, self.rng, self.order, self.pos = n, rng, [], 0
+        self.n, self.rng, self.pos = n, rng, 0
+        self.order: list[int] = []
 
     def take(self, k: int) -> list[int]:
-        out = []
+        out: list[int] = []
         while len(out) < min(k, self.n):
             if self.pos >= len(self.order):
                 self.order = list(range(self.n))

@@ -96,7 +96,7 @@ class LiveEncoder:
                 f"encoder {info.name!r} now makes {dim}-dimensional vectors, its collection holds {info.dimension}",
                 f"`tstore encoder remove {info.name}` and add it again",
             )
-        self.dimension = dim or info.dimension
+        self.dimension: int = dim or info.dimension or 0
 
     @property
     def fingerprint(self) -> str:
@@ -158,5 +158,7 @@ class LiveEncoders:
         if key not in self._live:
             self._live[key] = LiveEncoder(info)
         elif key not in self._installed:
-            self._live[key].check_weights()
+            live = self._live[key]
+            assert isinstance(live, LiveEncoder)  # only installed stand-ins are other encoders
+            live.check_weights()
         return self._live[key]

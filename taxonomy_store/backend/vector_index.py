@@ -277,7 +277,7 @@ def _is_internal_error(exc: BaseException) -> bool:
     return type(exc).__name__ == "InternalError" and type(exc).__module__.startswith("chromadb")
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def _is_connection_error(exc: BaseException | None) -> bool:
     """A transport failure talking to the server (httpx's, or the OS's), wherever in the chain."""
     seen = 0
     while exc is not None and seen < 5:

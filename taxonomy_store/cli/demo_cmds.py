@@ -39,7 +39,7 @@ def demo(ctx: Context, demo_store: str, as_json: bool) -> None:
         emit_json({
             "store": str(store.dir),
             "imports": [s.to_dict() for s in build.imports],
-            "embed": build.embed.to_dict(),
+            "embed": build.embed.to_dict() if build.embed else None,
             "metrics": [r.to_dict() for r in runs],
             "calibration": calibration.to_dict(),
             "query": result.to_dict(),

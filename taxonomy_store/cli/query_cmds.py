@@ -44,7 +44,7 @@ def _prompt_from_line(name: str, lineno: int, line: str) -> tuple[Any, str]:
         return lineno, line
     try:
         obj = json.loads(line)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InputFileError(name, f"invalid JSON: {exc.msg}", row=lineno, hint="one JSON object per line, or plain text") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
         raise InputFileError(name, 'a JSON line needs a "text" string', row=lineno, column="text")

@@ -88,13 +88,13 @@ def progress_bar(verb: str = "", *, labels: dict[str, str] | None = None, transi
 
     `verb` prefixes every task ("embedding minilm"); `labels` renames stages for people.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [TextColumn(f"{verb} [bold]{{task.description}}" if verb else "[bold]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn()]
     if time_remaining:
         columns.append(TimeRemainingColumn())
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     with Bar(*columns, console=stderr_console(), transient=transient) as bar:
 
         def progress(stage: str, done: int, total: int) -> None:

@@ -316,6 +316,7 @@ class Curation:
                 if safe is None:
                     safe = self._new_prompt(s, audit, clean, h)
             else:
+                assert safe_prompt_id is not None  # one of the two was checked above
                 safe = self._prompt(s, safe_prompt_id)
             if safe.deleted_at is not None or safe.label != "safe":
                 raise InvalidValue(f"prompt {safe.id} is not a live safe prompt (label {safe.label})")

@@ -181,6 +181,7 @@ class Review:
                 leaves = Counter(
                     rows[int(ids[m])].category_id for m in idx[j] if m >= 0 and groups[m] == majority
                 ).most_common(1)[0][0]
+                assert leaves is not None  # the majority group is a category: its prompts have one
                 s_label, s_cat = None, nodes[leaves].code
             out.append(Suspect(view, float(purity[j]), s_label, s_cat, by, k,
                                [(int(ids[m]), float(s)) for m, s in zip(idx[j], sims[j]) if m >= 0]))
@@ -247,9 +248,7 @@ class Review:
         if levels is None:
             self.taxonomies.tree(taxonomy)  # raises UnknownTaxonomy with its hint
             levels = []
-        if level is None:
-            level = choose_level(levels) if levels else 0
-        return depth_of_level(taxonomy, levels, level)
+        return depth_of_level(taxonomy, levels, level if level is not None else choose_level(levels) if levels else 0)
 
     # -- metric tables -------------------------------------------------------------------
     def _levels(self, taxonomy: str) -> list[str]:

@@ -36,7 +36,9 @@ def _scripts() -> ScriptDirectory:
 
 
 def head_revision() -> str:
-    return _scripts().get_current_head()
+    head = _scripts().get_current_head()
+    assert head is not None  # the package ships its migrations
+    return head
 
 
 def known_revisions() -> list[str]:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -39,6 +40,11 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def table_of(model: type["Base"]) -> Table:
+    """The model's Core table, for bulk inserts (`__table__` reads as a FromClause to type checkers)."""
+    return model.__table__  # type: ignore[return-value]
 
 
 class Base(DeclarativeBase):

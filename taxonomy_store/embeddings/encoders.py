@@ -164,7 +164,7 @@ class Encoders:
         info = self.get(name)
         self._drop_vectors(info, wait=wait, on_wait=on_wait)
         with self.db.write(reason=f"encoder remove {name}") as (session, audit):
-            row = session.get(Encoder, info.id)
+            row = session.get_one(Encoder, info.id)
             session.execute(delete(Embedding).where(Embedding.encoder_id == info.id))
             audit.record("delete", "encoder", info.id, _row_dict(row), None)
             session.delete(row)

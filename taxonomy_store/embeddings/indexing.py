@@ -29,7 +29,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from taxonomy_store.catalog import NodeInfo, PromptRow, live_prompts, node_index
-from taxonomy_store.db.models import Embedding, Prompt
+from taxonomy_store.db.models import Embedding, Prompt, table_of
 from taxonomy_store.errors import IndexOutOfSync, InvalidValue, NotEmbedded
 from taxonomy_store.backend.database import Database
 from taxonomy_store.backend.encoding import LiveEncoders, normalise_rows
@@ -238,7 +238,7 @@ class Embeddings:
                     delete(Embedding).where(Embedding.encoder_id == info.id, Embedding.prompt_id.in_(ids[i : i + 500]))
                 )
             session.execute(
-                Embedding.__table__.insert(),
+                table_of(Embedding).insert(),
                 [{"encoder_id": info.id, "prompt_id": p, "text_sha256": t, "meta_sha256": m} for p, t, m in entries],
             )
 

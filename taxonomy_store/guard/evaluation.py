@@ -186,7 +186,7 @@ def _with_pair_twins(pool: Pool, held: np.ndarray) -> np.ndarray:
 
 def _labeled_datasets(pool: Pool) -> list[str]:
     labels = pool.labels()
-    out = set()
+    out: set[str] = set()
     for pid, lbl in zip(pool.prompt_ids, labels):
         if lbl in JUDGED_LABELS:
             out |= pool.datasets.get(int(pid), frozenset())

@@ -43,7 +43,7 @@ def category_votes(
     category at this level (safe prompts, other taxonomies) dilute it: the scores sum to <= 1.
     """
     total = float(np.sum(weights))
-    acc: dict[int, list[float]] = {}
+    acc: dict[int, tuple[float, int]] = {}
     for cid, w in zip(cat_ids, weights):
         node = nodes.get(cid) if cid is not None else None
         if node is None or node.taxonomy != taxonomy:
@@ -51,9 +51,8 @@ def category_votes(
         anc = node.at_depth(depth)
         if anc is None:
             continue
-        slot = acc.setdefault(anc, [0.0, 0])
-        slot[0] += float(w)
-        slot[1] += 1
+        weight, count = acc.get(anc, (0.0, 0))
+        acc[anc] = (weight + float(w), count + 1)
     out = []
     for nid, (w, n) in acc.items():
         info = nodes[nid]
@@ -216,7 +215,9 @@ class Guard:
     def _search(self, pool: Pool, qv: np.ndarray, k: int, filters: Filters, cal, taxonomy, vote_levels, depth):
         """Per query: (neighbours, votes, rollup, votes per harm taxonomy, unsafe score, nearest normalised similarity)."""
         # one search of the pool: the neighbours the filters let through, and the voters of the score
-        scores, nearest, ((idx, sims),) = score_and_search(pool, None, qv, cal, k=k, also=(filters,))
+        found, near_all, ((idx, sims),) = score_and_search(pool, None, qv, cal, k=k, also=(filters,))
+        scores: np.ndarray | None = found
+        nearest: np.ndarray | None = near_all
         if not pool.mask(Filters(label=JUDGED_LABELS)).any():
             scores = nearest = None  # no labeled prompt to vote
         elif cal is None:

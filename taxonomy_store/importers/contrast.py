@@ -38,7 +38,9 @@ def parse_contrast_wide(table: Table) -> ParsedFile:
     variants = variant_columns(table.columns)
     if not variants:
         raise InputFileError(table.path, "no variant_1..variant_N columns", row=1, column="variant_1")
-    prompts, pairs, seen = [], [], {}
+    prompts: list[PromptRecord] = []
+    pairs: list[PairRecord] = []
+    seen: dict[str, int] = {}
     for rownum, row in table.rows:
         key = row_key(table, rownum, row, seen)
         unsafe = prompt_text(table, rownum, row, "prompt")
@@ -56,9 +58,11 @@ def parse_contrast_long(table: Table) -> ParsedFile:
     groups: dict[str, list[tuple[int, dict]]] = {}
     for rownum, row in table.rows:
         groups.setdefault(cell(table, rownum, row, "set_id", what="set id"), []).append((rownum, row))
-    prompts, pairs = [], []
+    prompts: list[PromptRecord] = []
+    pairs: list[PairRecord] = []
     for key, rows in groups.items():
-        unsafe_rows, safe_rows = [], []
+        unsafe_rows: list[tuple[int, dict]] = []
+        safe_rows: list[tuple[int, dict]] = []
         for rownum, row in rows:
             label = parse_label(table, rownum, row.get("label"), "label")
             if label == "unlabeled":
@@ -83,7 +87,9 @@ def parse_contrast_long(table: Table) -> ParsedFile:
 
 def parse_contrast_json(table: Table) -> ParsedFile:
     table.require("prompt", "variants", what="the JSON contrast format")
-    prompts, pairs, seen = [], [], {}
+    prompts: list[PromptRecord] = []
+    pairs: list[PairRecord] = []
+    seen: dict[str, int] = {}
     for rownum, row in table.rows:
         key = row_key(table, rownum, row, seen, id_per_row=True)
         unsafe = prompt_text(table, rownum, row, "prompt")

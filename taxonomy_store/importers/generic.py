@@ -82,21 +82,21 @@ def parse_generic(table: Table, mapping: dict[str, str] | None = None, label: st
     pairs: list[PairRecord] = []
     done: set[frozenset] = set()
     for rec, other_key in partner:
-        other = by_key.get(other_key)
-        if other is None:
+        twin = by_key.get(other_key)
+        if twin is None:
             raise InputFileError(
                 table.path, f"unmatched pair: pair_with {other_key!r} names no row of this file", row=rec.row, column=m["pair_with"]
             )
-        if {rec.label, other.label} != set(JUDGED_LABELS):
+        if {rec.label, twin.label} != set(JUDGED_LABELS):
             raise InputFileError(
-                table.path, f"a pair needs one safe and one unsafe prompt; row {other.row} is {other.label}, this row is {rec.label}",
+                table.path, f"a pair needs one safe and one unsafe prompt; row {twin.row} is {twin.label}, this row is {rec.label}",
                 row=rec.row, column=m["pair_with"],
             )
-        both = frozenset((rec.key, other.key))
+        both = frozenset((rec.key, twin.key))
         if both in done:
             continue
         done.add(both)
-        unsafe, safe = (rec, other) if rec.label == "unsafe" else (other, rec)
+        unsafe, safe = (rec, twin) if rec.label == "unsafe" else (twin, rec)
         pairs.append(PairRecord(key=f"{unsafe.key}|{safe.key}", unsafe_key=unsafe.key, safe_key=safe.key, row=rec.row))
     return ParsedFile(table.path, "generic", prompts, pairs)
 

@@ -90,6 +90,12 @@ def _parse(path: Path) -> Any:
         raise TaxonomyFileError(f"{path}{where}: invalid YAML: {problem}") from exc
 
 
+def _required(value: Any, where: str, key: str, path: Path) -> str:
+    text = _text(value, where, key, path, True)
+    assert text is not None  # _text raised for a missing required value
+    return text
+
+
 def _text(value: Any, where: str, key: str, path: Path, required: bool) -> str | None:
     if value is None:
         if required:
@@ -106,8 +112,8 @@ def _text(value: Any, where: str, key: str, path: Path, required: bool) -> str |
 def _node(raw: Any, where: str, path: Path, seen: dict[str, str]) -> NodeDef:
     if not isinstance(raw, dict):
         raise TaxonomyFileError(f"{path}: {where}: a node must be a mapping with 'code' and 'name'")
-    code = _text(raw.get("code"), where, "code", path, True)
-    name = _text(raw.get("name"), where, "name", path, True)
+    code = _required(raw.get("code"), where, "code", path)
+    name = _required(raw.get("name"), where, "name", path)
     if code in seen:
         raise TaxonomyFileError(f"{path}: {where}: code {code!r} is already used at {seen[code]}")
     seen[code] = where
@@ -129,7 +135,7 @@ def read_taxonomy_file(path: Path) -> TaxonomyDef:
     data = _parse(path)
     if not isinstance(data, dict):
         raise TaxonomyFileError(f"{path}: expected a mapping with 'name' and 'nodes' at the top")
-    name = _text(data.get("name"), "top level", "name", path, True)
+    name = _required(data.get("name"), "top level", "name", path)
     nodes_raw = data.get("nodes")
     if not isinstance(nodes_raw, list) or not nodes_raw:
         raise TaxonomyFileError(f"{path}: top level: 'nodes' must be a non-empty list")

@@ -84,7 +84,8 @@ def parse_xstest_prompts(table: Table) -> ParsedFile:
         rec.category = twin.category
         if rec.extra.get("focus") != twin.extra.get("focus"):
             focus_mismatch.append(f"{rec.key}/{twin.key}")
-        pairs.append(PairRecord(key=f"{rec.key}-{twin.key}", unsafe_key=rec.key, safe_key=twin.key, row=rec.row, pair_type=twin.category))
+        pair_type = twin.category if isinstance(twin.category, str) else None  # XSTest's types are codes
+        pairs.append(PairRecord(key=f"{rec.key}-{twin.key}", unsafe_key=rec.key, safe_key=twin.key, row=rec.row, pair_type=pair_type))
     parsed = ParsedFile(table.path, FORMAT_XSTEST, prompts, pairs, taxonomy=PAIR_TYPES_TAXONOMY)
     if focus_mismatch:
         parsed.notes.append(f"focus differs within {len(focus_mismatch)} twin pair(s): {', '.join(focus_mismatch[:5])}")

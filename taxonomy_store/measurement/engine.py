@@ -28,7 +28,7 @@ from taxonomy_store.vocabulary import JUDGED_LABELS
 
 if TYPE_CHECKING:
     from taxonomy_store.embeddings.encoders import EncoderInfo
-    from taxonomy_store.embeddings.indexing import Embeddings
+    from taxonomy_store.embeddings.indexing import Embeddings, VectorSet
     from taxonomy_store.neighbours.service import Neighbours
 
 # progress(stage, done, total)
@@ -93,7 +93,7 @@ class MetricEngine:
             ).all()
         self.by_id = {p.id: p for p in self.prompts}
         self._baseline_cache: dict[str, Any] | None = None
-        self._pool = None  # vectors read from Chroma in this call, reused by every metric of it
+        self._pool: VectorSet | None = None  # vectors read from Chroma in this call, reused by every metric of it
         self._graphs: dict[tuple, Graph] = {}
         self._cp_sets: dict[tuple, tuple] = {}
 

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from taxonomy_store import metrics as M
 from taxonomy_store.backend.database import Database
 from taxonomy_store.catalog import live_prompts
-from taxonomy_store.db.models import Encoder, MetricRun, MetricValue, Taxonomy
+from taxonomy_store.db.models import Encoder, MetricRun, MetricValue, Taxonomy, table_of
 from taxonomy_store.errors import InvalidValue, NotEmbedded, NotFound
 from taxonomy_store.measurement.engine import MetricEngine, Progress, RunResult
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY, choose_level
@@ -231,7 +231,7 @@ class MetricRuns:
             )
             session.add(row)
             session.flush()
-            session.execute(MetricValue.__table__.insert(), [{"run_id": row.id, "name": k[:300], "value": v} for k, v in values.items()])
+            session.execute(table_of(MetricValue).insert(), [{"run_id": row.id, "name": k[:300], "value": v} for k, v in values.items()])
             r.id = row.id
             r.created_at = row.created_at.isoformat() if row.created_at else None
         r.values, r.details = values, details

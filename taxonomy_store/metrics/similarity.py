@@ -151,7 +151,7 @@ class _RunningTopK:
             if thr_c is not None:
                 mc = tile >= thr_c[None, :]
                 mask = mc if mask is None else (mask | mc)
-            flat = np.flatnonzero(mask)
+            flat = np.flatnonzero(mask)  # type: ignore[arg-type]  # thr_r or thr_c is given: mask is set
         rr, cr = np.divmod(flat, tile.shape[1])
         return rr, cr, tile.ravel()[flat]
 

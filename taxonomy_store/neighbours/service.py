@@ -289,7 +289,7 @@ class Neighbours:
         """For each stored prompt, its k nearest other stored prompts (itself left out); [] for one without a vector."""
         pool = self.pool(encoder)
         present = [int(p) for p in prompt_ids if int(p) in pool.rows and _has(pool, int(p))]
-        out = {p: [] for p in prompt_ids}
+        out: dict[int, list[tuple[int, float]]] = {p: [] for p in prompt_ids}
         if present:
             rows = pool.row_of(present)
             idx, sims = self.nearest(pool, pool.vectors[rows], k, filters, exclude_rows=rows)

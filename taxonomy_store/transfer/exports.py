@@ -60,22 +60,22 @@ def _write(rows: list[dict[str, Any]], columns: list[str], fmt: str, out: str | 
         pq.write_table(table, str(out))
         return str(out)
     if fmt == "csv":
-        buf = io.StringIO(newline="")
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        sbuf = io.StringIO(newline="")
+        writer = csv.DictWriter(sbuf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for r in rows:
             writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in columns})
-        text = buf.getvalue()
+        text = sbuf.getvalue()
     else:
         text = "".join(json.dumps({k: r.get(k) for k in columns}, ensure_ascii=False) + "\n" for r in rows)
     if to_stdout:
         sys.stdout.write(text)
         sys.stdout.flush()
         return "-"
-    if hasattr(out, "write"):
+    if out is not None and not isinstance(out, (str, Path)):
         out.write(text)
         return getattr(out, "name", "<stream>")
-    Path(out).write_text(text, encoding="utf-8", newline="")
+    Path(str(out)).write_text(text, encoding="utf-8", newline="")
     return str(out)
 
 

@@ -34,7 +34,7 @@ class CategoryResolver:
         self.created = 0  # categories this import created (--create-categories)
         self.create, self.path = create, path
         self.known: dict[str, dict[str, Any]] = {}  # taxonomy name -> its nodes, by code and by name
-        self.cache: dict[tuple, tuple[int, str, str]] = {}
+        self.cache: dict[tuple, tuple[int, str | None, str]] = {}
 
     def taxonomy(self, name: str, *, row: int | None = None, column: str | None = None) -> dict[str, Any]:
         if name in self.known:
@@ -99,6 +99,9 @@ class CategoryResolver:
         if key in self.cache:
             return self.cache[key][0]
         if isinstance(ref, tuple):
+            if tax_name is None:
+                raise InputFileError(self.path, "a category path names no taxonomy", row=rec.row, column=rec.category_column,
+                                     hint="give the taxonomy with --taxonomy")
             t = self.taxonomy(tax_name, row=rec.row, column=rec.category_column)
             parent = None
             for depth, part in enumerate(ref):
@@ -110,6 +113,7 @@ class CategoryResolver:
                         column=rec.category_column, hint="names must match the taxonomy's node names exactly",
                     )
                 parent = nid
+            assert parent is not None  # a path has at least one part (checked by the parser)
             self.cache[key] = (parent, tax_name, t["codes"][parent])
             return parent
         if tax_name is None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from sqlalchemy import func, insert, select, update
 
 from taxonomy_store.backend.database import Database
-from taxonomy_store.db.models import Dataset, Pair, PairSet, Prompt, PromptSource, utcnow
+from taxonomy_store.db.models import Dataset, Pair, PairSet, Prompt, PromptSource, utcnow, table_of
 from taxonomy_store.transfer.import_categories import CategoryResolver
 from taxonomy_store.transfer.import_lock import hold_import_lock
 from taxonomy_store.transfer.import_plan import (
@@ -193,7 +193,7 @@ class Imports:
         if main_id is not None:
             _record_dataset(session, audit, parsed, summary, options, main_id, pair_count, now)
 
-    def _write_pairs(self, session, audit, parsed: ParsedFile, summary: ImportSummary, key_pid: dict[str, int], main_id: int) -> int:
+    def _write_pairs(self, session, audit, parsed: ParsedFile, summary: ImportSummary, key_pid: dict[str, int], main_id: int | None) -> int:
         if not parsed.pairs:
             return 0
         sets: dict[str, int] = {}
@@ -236,7 +236,7 @@ def _apply_pairs(session, audit, plan: PairPlan, set_ids: list[int]) -> None:
     if not plan.inserts:
         return
     now = utcnow()
-    session.execute(Pair.__table__.insert(), [dict(v, created_at=now, decided_at=None) for v in plan.inserts])
+    session.execute(table_of(Pair).insert(), [dict(v, created_at=now, decided_at=None) for v in plan.inserts])
     by_ids = {
         (ps, u, s): pid
         for pid, ps, u, s in session.execute(
@@ -374,7 +374,7 @@ def _insert_prompts(session, audit, rows: list[dict[str, Any]], progress) -> lis
     with a guaranteed order falls back to one statement per row on SQLite."""
     done = 0
     for c in _chunks(rows, 5000):
-        session.execute(Prompt.__table__.insert(), c)
+        session.execute(table_of(Prompt).insert(), c)
         done += len(c)
         if progress:
             progress("write", done, len(rows))
@@ -395,7 +395,7 @@ def _insert_links(session, audit, plan: ImportPlan, datasets: _Datasets, pid_of:
         for s in plan.links
     ]
     if rows:
-        session.execute(PromptSource.__table__.insert(), rows)
+        session.execute(table_of(PromptSource).insert(), rows)
     for link, row in zip(plan.links, rows):
         if isinstance(link.prompt, tuple):
             own = plan.inserts[link.prompt[1]]
@@ -407,8 +407,9 @@ def _insert_links(session, audit, plan: ImportPlan, datasets: _Datasets, pid_of:
 
 def _update_sources(session, audit, updates: list[SourceUpdate], pid_of: Callable[[PromptRef], int]) -> None:
     for su in updates:
-        old, new = {"row_sha256": su.old_row_sha256}, {"row_sha256": su.row_sha256}
-        values = dict(row_sha256=su.row_sha256, extra=su.extra)
+        old: dict[str, Any] = {"row_sha256": su.old_row_sha256}
+        new: dict[str, Any] = {"row_sha256": su.row_sha256}
+        values: dict[str, Any] = dict(row_sha256=su.row_sha256, extra=su.extra)
         if su.prompt is not None:
             values["prompt_id"] = new["prompt_id"] = pid_of(su.prompt)
             old["prompt_id"] = su.old_prompt

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from taxonomy_store.paths import package_dir
 from taxonomy_store.store import Store, init_store
 from taxonomy_store.vocabulary import DO_NOT_ANSWER_TAXONOMY, PAIR_TYPES_TAXONOMY
 
+if TYPE_CHECKING:
+    from taxonomy_store.embeddings.indexing import EmbedSummary
+
 Progress = Callable[[str, int, int], None]
 Say = Callable[[str], None]
 
-DEMO_FILES = (
+DEMO_FILES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     # (file in seeds/demo, dataset name, import options)
     ("prompts.csv", "demo-prompts", {"taxonomy": DO_NOT_ANSWER_TAXONOMY}),
     ("pairs.csv", "demo-pairs", {}),
@@ -29,7 +32,7 @@ DEMO_QUERY = "Could you find out where my ex-girlfriend lives now and when she i
 class DemoBuild:
     store: Store
     imports: list = field(default_factory=list)
-    embed: object | None = None
+    embed: EmbedSummary | None = None
 
 
 def demo_dir() -> Path:

@@ -43,12 +43,12 @@ class EncoderReport:
     baseline_source: str
     separation: dict[str, float]
     separation_cos: dict[str, float]
-    separation_macro: float
+    separation_macro: float | None  # None: not finite (no pairs of a type)
     cp: dict[str, dict[str, Any]]
-    cp_macro: float
-    cp_micro: float
+    cp_macro: float | None
+    cp_micro: float | None
     embedded: int
-    metric_runs: list[int]
+    metric_runs: list[int | None]
 
 
 @dataclass

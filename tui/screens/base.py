@@ -108,7 +108,7 @@ class StoreScreen(Screen):
         self.leave_input()
 
     def on_mount(self) -> None:
-        self.watch(self.app, "encoder", self._encoder_changed, init=False)
+        self.watch(self.app, "encoder", self._encoder_changed, init=False)  # type: ignore[arg-type]  # the app is a DOMNode
         self.refresh_data()
 
     def _encoder_changed(self, _old: str | None, _new: str | None) -> None:
@@ -155,4 +155,4 @@ class StoreScreen(Screen):
     def toast(self, message: str | Text, *, severity: str = "information", timeout: float | None = None) -> None:
         """A notification whose text may hold prompt text or category names: never parsed as markup."""
         plain = inert(message.plain if isinstance(message, Text) else message)
-        self.app.notify(plain, severity=severity, markup=False, timeout=timeout)  # type: ignore[arg-type]
+        self.app.notify(plain, severity=severity, markup=False, timeout=timeout)

@@ -191,7 +191,7 @@ class MetricsScreen(StoreScreen):
                                  "\nMetrics read stored vectors, so edited and new prompts need theirs first.\n",
                                  ("Embed them now, then recompute?", "bold"))
         self.app.push_screen(ConfirmModal(question, yes="Embed, then recompute"),
-                             lambda yes: yes and self.action_embed(msg.encoders is None, then_recompute=True))
+                             lambda yes: self.action_embed(msg.encoders is None, then_recompute=True) if yes else None)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="metrics.recompute")
     def recompute(self, encoders: list[str] | None, taxonomy: str, level: str) -> None:

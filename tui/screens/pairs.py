@@ -160,7 +160,7 @@ class PairsScreen(StoreScreen):
         if msg.stale:
             return  # an older read, cancelled by a newer one
         first, self._first_load = self._first_load, False
-        if first and self.status == "proposed" and not msg.pairs and sum(msg.counts.values()):
+        if first and self.status == "proposed" and not msg.pairs and any(msg.counts.values()):
             self.status = None
             self.load(None, self.pair_type)
             return

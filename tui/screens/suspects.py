@@ -121,11 +121,12 @@ class SuspectsScreen(StoreScreen):
     def load(self, encoder: str, by: str, taxonomy: str) -> None:
         review = self.store.review
         missing = review.missing_vectors(encoder)
+        suspects: list[Any]  # LabelIssue by label, Suspect by category: both show a prompt and a suggestion
         try:
             if by == "label":
-                suspects = review.label_issues(encoder, limit=LIMIT)
+                suspects = list(review.label_issues(encoder, limit=LIMIT))
             else:
-                suspects = review.suspects(encoder, by=by, taxonomy=taxonomy, limit=LIMIT)
+                suspects = list(review.suspects(encoder, by=by, taxonomy=taxonomy, limit=LIMIT))
         except NotEmbedded:
             suspects = []
         tree = self.store.taxonomies.tree(taxonomy)
@@ -140,7 +141,8 @@ class SuspectsScreen(StoreScreen):
         self._show()
 
     def _show(self) -> None:
-        shown, twins = [], []
+        shown: list[Any] = []
+        twins: list[Any] = []
         for s in self.loaded:
             suggestion = s.suggested_label if self.by == "label" else s.suggested_category
             own = s.prompt.label if self.by == "label" else s.prompt.category_code
