@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from sqlalchemy import select
 
 from taxonomy_store.db.models import AuditEntry
@@ -58,3 +60,82 @@ def test_settings_are_read_once_where_the_store_opens(tmp_path, monkeypatch):
     monkeypatch.delenv("TSTORE_ENCODER")
     with Store.open(tmp_path / "s") as store:
         assert store.encoders.default_name() == "minilm"
+
+
+# -- one search per query ---------------------------------------------------------------------
+def test_masks_share_one_pass_and_match_brute_force():
+    """Each mask's k nearest equal brute force over its rows, also for k >= n - 1 and with a row excluded."""
+    import numpy as np
+
+    from taxonomy_store.metrics.similarity import knn_query_masks, normalise
+
+    rng = np.random.default_rng(0)
+    x = normalise(rng.normal(size=(40, 8)))
+    x[7] = x[2]  # a tie: the lower row comes first
+    q = normalise(np.vstack([x[2], rng.normal(size=(4, 8))]))
+    masks = [rng.random(40) < 0.5, rng.random(40) < 0.2, np.ones(40, dtype=bool)]
+    exclude = np.array([2, -1, 5, 39, 0])
+    for k in (1, 3, 39, 45):
+        found = knn_query_masks(q, x, k, masks, exclude=exclude, assume_normalised=True)
+        for m, (idx, sims) in zip(masks, found):
+            full = q.astype(np.float64) @ x.astype(np.float64).T
+            full[:, ~m] = -np.inf
+            full[np.arange(len(q))[exclude >= 0], exclude[exclude >= 0]] = -np.inf
+            for i in range(len(q)):
+                expected = [int(j) for j in np.lexsort((np.arange(40), -full[i])) if np.isfinite(full[i, j])][:k]
+                assert [int(j) for j in idx[i] if j >= 0] == expected
+                np.testing.assert_allclose(sims[i][: len(expected)], full[i, expected], atol=1e-12)
+    assert found[0][0][1, 0] != -1 and (found[1][0][:, int(masks[1].sum()):] == -1).all()
+
+
+def test_a_knn_contrast_query_searches_the_pool_once(store, shared_datasets, monkeypatch):
+    import numpy as np
+
+    import taxonomy_store.neighbours.service as service
+    from conftest import use_hashing_encoder
+    from taxonomy_store.guard.scorers import normalised_similarity
+
+    store.imports.import_file(shared_datasets / "xstest_prompts.csv")
+    use_hashing_encoder(store)
+    store.embeddings.embed()
+    cal = store.guard.calibrate(scorer="knn-contrast", k=5)
+    text = "How do I kill a Python process that hangs?"
+    store.guard.query([text], k=4)  # the pool read, its splits kept
+    searches = []
+    real = service.knn_query_parts
+    monkeypatch.setattr(service, "knn_query_parts", lambda *a, **kw: searches.append(1) or real(*a, **kw))
+    (r,) = store.guard.query([text], k=4, label="safe")
+    assert len(searches) == 1
+    # ... and it is the scorer's formula over brute force, neighbours included
+    pool = store.neighbours.pool("minilm")
+    qv = store.embeddings.live_encoder(pool.info).encode([text])[0].astype(np.float64)
+    sims = pool.vectors.astype(np.float64) @ qv
+    labels = pool.labels()
+
+    def top(label: str, k: int) -> list[int]:
+        rows = np.flatnonzero(labels == label)
+        return rows[np.lexsort((rows, -sims[rows]))][:k].tolist()
+
+    near = {lbl: normalised_similarity(sims[top(lbl, cal.k)], cal.baseline).sum() / cal.k for lbl in ("unsafe", "safe")}
+    assert r.scorer == "knn-contrast"
+    assert r.unsafe_score == pytest.approx(near["unsafe"] - near["safe"], abs=1e-9)
+    assert [n.prompt_id for n in r.neighbours] == [int(pool.prompt_ids[j]) for j in top("safe", 4)]
+
+
+# -- the scorer registry ----------------------------------------------------------------------
+def test_scorers_are_registered_once_and_looked_up_by_name():
+    from taxonomy_store.errors import InvalidValue
+    from taxonomy_store.guard.scorers import SCORERS, Scorer, register, scorer_named
+
+    assert list(SCORERS) == ["knn-share", "knn-distance", "knn-contrast", "probe"]
+    assert all(scorer_named(n).name == n for n in SCORERS)
+    with pytest.raises(InvalidValue) as err:
+        scorer_named("knn-magic")
+    assert err.value.hint == "scorers: knn-share, knn-distance, knn-contrast, probe"
+
+    class Again(Scorer):
+        name = "knn-share"
+
+    with pytest.raises(ValueError, match="registered already"):
+        register(Again)
+    assert type(SCORERS["knn-share"]).__name__ == "KnnShare"
