@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from taxonomy_store.embeddings.indexing import Embeddings
     from taxonomy_store.guard.evaluation import Evaluation
     from taxonomy_store.guard.querying import Guard
+    from taxonomy_store.measurement.engine import Progress, RunResult
     from taxonomy_store.measurement.runs import MetricRuns
     from taxonomy_store.neighbours.service import Neighbours
     from taxonomy_store.taxonomy.trees import Taxonomies
@@ -236,7 +237,10 @@ class Store:
 
         runs = MetricRuns(self.db, self.encoders, self.embeddings, self.neighbours)
         # held-out evaluations are metric runs another part computes: it reruns them when stale
-        runs.rerunners["evaluate"] = self.evaluation.rerun
+        def rerun_evaluation(run: "RunResult", progress: "Progress" = None) -> "RunResult":
+            return self.evaluation.rerun(run, progress)  # built on first use: evaluation needs metric_runs
+
+        runs.rerunners["evaluate"] = rerun_evaluation
         return runs
 
     @cached_property
