@@ -243,6 +243,27 @@ class Store:
 
         return Review(self.db, self.taxonomies, self.encoders, self.embeddings, self.metric_runs, self.neighbours)
 
+    @cached_property
+    def crosswalks(self):
+        """Crosswalk proposals and the reviewed mapping rows between taxonomies: `crosswalks/mappings.py`."""
+        from taxonomy_store.crosswalks.mappings import Crosswalks
+
+        return Crosswalks(self.db, self.encoders, self.neighbours)
+
+    @cached_property
+    def coverage(self):
+        """Which prompts of a dataset or file the store does not cover: `crosswalks/coverage.py`."""
+        from taxonomy_store.crosswalks.coverage import Coverage
+
+        return Coverage(self.encoders, self.neighbours, self.embeddings)
+
+    @cached_property
+    def overlap(self):
+        """Exact and near-duplicate prompts within and across datasets: `crosswalks/overlap.py`."""
+        from taxonomy_store.crosswalks.overlap import Overlap
+
+        return Overlap(self.db, self.encoders, self.neighbours)
+
 
 def init_store(
     store: str | os.PathLike | None = None, *, db_url: str | None = None, chroma_url: str | None = None
