@@ -211,7 +211,9 @@ class Store:
         """The guard: query (category vote, calibrated verdict) and calibrate: `guard/querying.py`."""
         from taxonomy_store.guard.querying import Guard
 
-        return Guard(self.neighbours, self.encoders, self.embeddings)
+        guard = Guard(self.neighbours, self.encoders, self.embeddings)
+        guard.crosswalk = lambda target: self.crosswalks.accepted(target)  # accepted crosswalks count in its votes
+        return guard
 
     @cached_property
     def evaluation(self):
