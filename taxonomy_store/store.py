@@ -204,6 +204,7 @@ class Store:
         runs = MetricRuns(self.db, self.encoders, self.embeddings, self.neighbours)
         # held-out evaluations are metric runs another part computes: it reruns them when stale
         runs.rerunners["evaluate"] = lambda run, progress=None: self.evaluation.rerun(run, progress)
+        runs.crosswalk = lambda target: self.crosswalks.accepted(target)  # `metrics cp --via-crosswalk`
         return runs
 
     @cached_property

@@ -9,7 +9,6 @@ from taxonomy_store.crosswalks.overlap import OverlapGroup, near_groups, pair_co
 from taxonomy_store.metrics.crosswalk import MAPS_TO, NO_COUNTERPART, SPLITS_INTO, read_proposal, tally
 from taxonomy_store.metrics.overlap import near_pairs, union_groups
 
-pytestmark = pytest.mark.fast
 
 
 def test_tally_shares_coverage_and_similarity():

@@ -96,6 +96,8 @@ class MetricRuns:
         self.neighbours = neighbours  # the kNN graphs of the evaluated sets come from the one neighbour service
         # metric name -> how to recompute a stale run of it, for runs other parts compute (held-out evaluations)
         self.rerunners: dict[str, Callable[[RunResult, Progress], RunResult]] = {}
+        # Accepted crosswalk rows onto a taxonomy (source node id -> [(target node id, weight)]), set by store.py.
+        self.crosswalk: Callable[[str], dict[int, list[tuple[int, float]]]] | None = None
 
     # -- public API ----------------------------------------------------------------------
     def compute(
@@ -109,6 +111,7 @@ class MetricRuns:
         pair_set: str | None = None,
         weighting: str = "similarity",
         progress: Progress = None,
+        via_crosswalk: bool = False,
     ) -> list[RunResult]:
         """Compute one metric ("cp", "separation", "contrast", "detect", "baseline"), a list of them
         (one SQL read for all), or "all", for one encoder (default: the store's default encoder);
@@ -128,6 +131,9 @@ class MetricRuns:
         info = self.encoders.get(encoder or self.encoders.default_name())
         ctx = _Context(self, info, progress)
         params = dict(k=int(k), level=level, taxonomy=taxonomy, pair_set=pair_set, weighting=weighting)
+        # via_crosswalk: prompts of other taxonomies count under TAXONOMY through accepted crosswalk rows;
+        # with none accepted the run is the plain one (same params, same values).
+        ctx.crosswalk = (self.crosswalk(taxonomy) if via_crosswalk and self.crosswalk else None) or None
         results: list[RunResult] = []
         skipped: dict[str, str] = {}
         for name in names:
@@ -198,7 +204,7 @@ class MetricRuns:
             if r.metric in self.rerunners:
                 out.append(self.rerunners[r.metric](r, progress))
                 continue
-            p = {k: r.params[k] for k in ("k", "level", "taxonomy", "pair_set", "weighting") if k in r.params}
+            p = {k: r.params[k] for k in ("k", "level", "taxonomy", "pair_set", "weighting", "via_crosswalk") if k in r.params}
             if r.metric in ("separation", "contrast"):
                 p["pair_set"] = r.params.get("pair_set")
             out += self.compute(r.metric, encoder=r.encoder, progress=progress, **p)
@@ -287,6 +293,7 @@ class _Context:
         self._pool = None  # vectors read from Chroma in this call, reused by every metric of it
         self._graphs: dict[tuple, Graph] = {}
         self._cp_sets: dict[tuple, tuple] = {}
+        self.crosswalk: dict[int, list[tuple[int, float]]] | None = None  # accepted rows onto the run's taxonomy
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors of these prompts (ascending ids), read from Chroma at most once or twice
@@ -329,8 +336,8 @@ class _Context:
         for p in self.prompts:
             if p.label != "unsafe" or p.category_id is None:
                 continue
-            node = self.nodes.get(p.category_id)
-            if node is None or node.taxonomy != taxonomy:
+            node = self._node_in(p.category_id, taxonomy)
+            if node is None:
                 continue
             anc = node.at_depth(depth)
             if anc is None:
@@ -343,6 +350,14 @@ class _Context:
                 f"import a dataset with categories, e.g. `tstore import do_not_answer.csv`",
             )
         return np.asarray(ids, dtype=np.int64), np.asarray(cats), level_name, depth
+
+    def _node_in(self, category_id: int, taxonomy: str):
+        """The prompt's node in `taxonomy`: its own, or (via crosswalk) the heaviest accepted target of its nearest mapped ancestor."""
+        node = self.nodes.get(category_id)
+        if node is None or node.taxonomy == taxonomy or not self.crosswalk:
+            return node if node is not None and node.taxonomy == taxonomy else None
+        targets = next((self.crosswalk[a] for a in reversed(node.id_path) if a in self.crosswalk), None)
+        return self.nodes.get(max(targets, key=lambda t: (t[1], -t[0]))[0]) if targets else None
 
     def _graph(self, tag: str, ids: np.ndarray, k: int):
         # The graph's keys carry each prompt's text hash: a graph whose keys match the current
@@ -406,7 +421,7 @@ class _Context:
     def run_cp(self, *, k: int, level, taxonomy: str, **_) -> list[RunResult]:
         t0 = time.perf_counter()
         ids, cats, level_name, _depth = self._cp_set(taxonomy, level)
-        g = self._graph(f"cp-{taxonomy}-{level_name}", ids, k)
+        g = self._graph(f"cp-{taxonomy}-{level_name}" + ("-crosswalk" if self.crosswalk else ""), ids, k)
         res = M.categorical_purity(g.idx, cats, k)
         values = res.to_metrics()
         codes, counts = np.unique(cats, return_counts=True)
@@ -425,6 +440,9 @@ class _Context:
             "graph": g.stats,
         }
         p = dict(k=k, level=level_name, taxonomy=taxonomy)
+        if self.crosswalk:
+            p["via_crosswalk"] = True
+            details["mapped_in"] = int(sum(1 for i in ids if self.nodes[self.by_id[int(i)].category_id].taxonomy != taxonomy))
         return [self._result("cp", p, res.primary_name, values, details, t0)]
 
     def run_separation(self, *, pair_set: str | None, **_) -> list[RunResult]:
@@ -479,7 +497,7 @@ class _Context:
         except (NotFound, UnknownTaxonomy):  # no categories to predict: detection alone
             cp_ids = None
         if cp_ids is not None:
-            cg = self._graph(f"cp-{taxonomy}-{level_name}", cp_ids, k)
+            cg = self._graph(f"cp-{taxonomy}-{level_name}" + ("-crosswalk" if self.crosswalk else ""), cp_ids, k)
             codes, inv = np.unique(cats, return_inverse=True)
             pred = majority_category(cg.idx, inv, k, codes.size)
             ok = pred >= 0
