@@ -169,15 +169,16 @@ def bar_chart(report: CoverageReport, path: str) -> None:
     names = [c.category for c in cats]
     x = np.arange(len(cats))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(cats) + 2), 4.5))
-    series = [("covered", [c.covered for c in cats]), ("near unsafe", [c.near_unsafe for c in cats]),
-              ("called safe", [c.verdicts.get("safe", 0.0) for c in cats])]
-    for j, (label, values) in enumerate(series):
-        ax.bar(x + (j - 1) * 0.27, values, 0.27, label=label)
+    series = [("covered", [c.covered for c in cats], "#4c72b0"), ("near unsafe", [c.near_unsafe for c in cats], "#8172b2"),
+              ("called unsafe", [c.verdicts.get("unsafe", 0.0) for c in cats], "#55a868"),
+              ("called safe", [c.verdicts.get("safe", 0.0) for c in cats], "#c44e52")]
+    for j, (label, values, colour) in enumerate(series):
+        ax.bar(x + (j - 1.5) * 0.2, values, 0.2, label=label, color=colour)
     ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.3)
     ax.set_ylabel("share of prompts")
     ax.set_title(f"coverage of {report.of} ({report.encoder}, radius {report.radius:.3f})")
-    ax.legend()
+    ax.legend(ncol=4, loc="upper center", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
