@@ -30,7 +30,9 @@ def test_readings():
     assert read_proposal(np.array([0.7, 0.2, 0.1]), 0.9)[:2] == (MAPS_TO, [0])
     assert read_proposal(np.array([0.4, 0.35, 0.25]), 0.9)[:2] == (SPLITS_INTO, [0, 1, 2])
     assert read_proposal(np.array([0.45, 0.3, 0.25]), 0.3)[0] == NO_COUNTERPART  # distant
-    assert read_proposal(np.array([0.2] * 5), 0.9)[0] == NO_COUNTERPART  # weak
+    assert read_proposal(np.array([0.12] * 8), 0.9)[0] == NO_COUNTERPART  # weak: spread thin (top three: 36 %)
+    assert read_proposal(np.array([0.29, 0.16, 0.07] + [0.06] * 8), 0.9)[:2] == (SPLITS_INTO, [0, 1])  # broad, finer target
+    assert read_proposal(np.array([0.35, 0.2, 0.15]), 0.9)[:2] == (MAPS_TO, [0])
     assert read_proposal(np.zeros(3), 0.9)[0] == NO_COUNTERPART
 
 

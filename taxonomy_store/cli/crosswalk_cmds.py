@@ -23,7 +23,7 @@ class _DefaultShowGroup(Group):
         return super().parse_args(ctx, args)
 
 
-@cli.group(cls=_DefaultShowGroup)
+@cli.group(cls=_DefaultShowGroup, subcommand_metavar="SOURCE TARGET [OPTIONS] | COMMAND [ARGS]...")
 def crosswalk() -> None:
     """Relate two taxonomies: `tstore crosswalk SOURCE TARGET` proposes, --accept/--reject decide; list, export, import, undo."""
 

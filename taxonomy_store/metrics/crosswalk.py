@@ -8,10 +8,12 @@ nearest target-labeled prompt lies inside the radius ("like something stored").
 
 The reading (`read_proposal`) depends on those numbers only, not on any taxonomy's names:
 - no counterpart: under MIN_COVERAGE of the prompts have a target-labeled neighbour inside the
-  radius (distant), or the top share is under MIN_SHARE (votes spread thin: weak);
-- splits into X and Y (and Z): two or more targets hold at least SPLIT_SHARE each and the top
-  one holds under MAPS_SHARE;
-- maps to X otherwise.
+  radius (distant), or the votes spread thin: no target holds MIN_SHARE and the top three hold
+  under SPREAD_SHARE together (weak);
+- maps to X: X holds MAPS_SHARE, or MIN_SHARE with no second target at SPLIT_SHARE;
+- splits into X and Y (and Z): two or more of the top three hold SPLIT_SHARE each; or, for a
+  broad category over a finer target level, no target holds MIN_SHARE but the top three hold
+  SPREAD_SHARE together (it names those of them at MIN_PART or more).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ MIN_COVERAGE = 0.5
 MIN_SHARE = 0.3
 SPLIT_SHARE = 0.25
 MAPS_SHARE = 0.6
+SPREAD_SHARE = 0.4
+MIN_PART = 0.1
 
 MAPS_TO, SPLITS_INTO, NO_COUNTERPART = "maps to", "splits into", "no counterpart"
 
@@ -78,9 +82,15 @@ def read_proposal(share: np.ndarray, coverage: float) -> tuple[str, list[int], s
     top = float(share[order[0]])
     if coverage < MIN_COVERAGE:
         return NO_COUNTERPART, [], f"distant: {coverage:.0%} of its prompts have a target-labeled neighbour inside the radius"
-    if top < MIN_SHARE:
-        return NO_COUNTERPART, [], f"weak: the top share is {top:.0%}, votes spread over many categories"
+    if top >= MAPS_SHARE:
+        return MAPS_TO, [order[0]], f"top share {top:.0%}"
     split = [t for t in order[:3] if share[t] >= SPLIT_SHARE]
-    if len(split) >= 2 and top < MAPS_SHARE:
+    if len(split) >= 2:
         return SPLITS_INTO, split, f"{len(split)} targets hold at least {SPLIT_SHARE:.0%} each"
-    return MAPS_TO, [order[0]], f"top share {top:.0%}"
+    if top >= MIN_SHARE:
+        return MAPS_TO, [order[0]], f"top share {top:.0%}"
+    head = [t for t in order[:3] if share[t] >= MIN_PART]
+    held = float(sum(share[t] for t in order[:3]))
+    if len(head) >= 2 and held >= SPREAD_SHARE:
+        return SPLITS_INTO, head, f"a broad category: its top 3 targets hold {held:.0%} together"
+    return NO_COUNTERPART, [], f"weak: the top share is {top:.0%}, votes spread over many categories"
