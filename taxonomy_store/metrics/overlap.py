@@ -14,10 +14,10 @@ import numpy as np
 Progress = Callable[[str, int, int], None] | None
 
 
-def near_pairs(vectors: np.ndarray, threshold: float, *, block: int = 4096, progress: Progress = None) -> np.ndarray:
+def near_pairs(vectors: np.ndarray, threshold: float, *, block: int = 2048, progress: Progress = None) -> np.ndarray:
     """(m, 2) row pairs i < j whose cosine similarity is >= threshold; vectors L2-normalised.
 
-    Memory: one block x block float32 tile at a time (64 MB at the default block)."""
+    Memory: one block x block float32 tile at a time (16 MB at the default block)."""
     x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     n = len(x)
     found: list[np.ndarray] = []
