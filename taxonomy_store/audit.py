@@ -66,9 +66,10 @@ class AuditBatch:
 
 
 # Audit entries that change no prompt, label, category, pair or taxonomy: registering an encoder,
-# setting its baseline or calibration. They do not move the data revision, so they make no
-# metric run or calibration stale (a run that used a baseline checks the baseline itself).
-NON_DATA_ENTITIES = ("encoder", "calibration", "metric_run")
+# setting its baseline or calibration, reviewing a crosswalk. They do not move the data revision,
+# so they make no metric run or calibration stale (a run that used a baseline checks the baseline
+# itself; a crosswalk decision changes no prompt the guard or a plain metric reads).
+NON_DATA_ENTITIES = ("encoder", "calibration", "metric_run", "crosswalk")
 
 
 def data_revision(session: Session) -> int:

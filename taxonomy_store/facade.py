@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 if TYPE_CHECKING:
+    from taxonomy_store.crosswalks.mappings import CrosswalkRowView
+    from taxonomy_store.crosswalks.proposals import CrosswalkReport
     from taxonomy_store.curation.edits import PairView, PromptView, UndoResult
     from taxonomy_store.curation.review import LabelIssue, MetricsOverview, ReviewNeighbour, Suspect
     from taxonomy_store.embeddings.encoders import EncoderInfo
@@ -108,6 +110,16 @@ class GuardFacade(Protocol):
     def calibration(self, encoder: str | None = ...) -> Calibration | None: ...
 
 
+class CrosswalksFacade(Protocol):
+    def propose(self, source: str, target: str, *, level: str | None = ..., source_level: str | None = ...,
+                encoder: str | None = ..., k: int = ...) -> CrosswalkReport: ...
+
+    def decide(self, report: CrosswalkReport, *, accept: Sequence[str] = ..., reject: Sequence[str] = ..., save: bool = ...,
+               note: str | None = ...) -> list[CrosswalkRowView]: ...
+
+    def undo(self, batch_id: str | None = ...) -> dict[str, Any]: ...
+
+
 class StoreFacade(Protocol):
     """An open store as the TUI and the HTTP server see it (`Store` implements it)."""
 
@@ -131,6 +143,9 @@ class StoreFacade(Protocol):
 
     @property
     def guard(self) -> GuardFacade: ...
+
+    @property
+    def crosswalks(self) -> CrosswalksFacade: ...
 
     def data_revision(self) -> int: ...
 

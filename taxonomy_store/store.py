@@ -241,6 +241,7 @@ class Store:
             return self.evaluation.rerun(run, progress)  # built on first use: evaluation needs metric_runs
 
         runs.rerunners["evaluate"] = rerun_evaluation
+        runs.crosswalk = lambda target: self.crosswalks.accepted(target)  # `metrics cp --via-crosswalk`
         return runs
 
     @cached_property
@@ -248,7 +249,9 @@ class Store:
         """The guard: query (category vote, calibrated verdict) and calibrate: `guard/querying.py`."""
         from taxonomy_store.guard.querying import Guard
 
-        return Guard(self.neighbours, self.encoders, self.embeddings)
+        guard = Guard(self.neighbours, self.encoders, self.embeddings)
+        guard.crosswalk = lambda target: self.crosswalks.accepted(target)  # accepted crosswalks count in its votes
+        return guard
 
     @cached_property
     def evaluation(self) -> "Evaluation":
@@ -279,6 +282,27 @@ class Store:
         from taxonomy_store.curation.review import Review
 
         return Review(self.db, self.taxonomies, self.encoders, self.embeddings, self.metric_runs, self.neighbours)
+
+    @cached_property
+    def crosswalks(self):
+        """Crosswalk proposals and the reviewed mapping rows between taxonomies: `crosswalks/mappings.py`."""
+        from taxonomy_store.crosswalks.mappings import Crosswalks
+
+        return Crosswalks(self.db, self.encoders, self.neighbours)
+
+    @cached_property
+    def coverage(self):
+        """Which prompts of a dataset or file the store does not cover: `crosswalks/coverage.py`."""
+        from taxonomy_store.crosswalks.coverage import Coverage
+
+        return Coverage(self.encoders, self.neighbours, self.embeddings)
+
+    @cached_property
+    def overlap(self):
+        """Exact and near-duplicate prompts within and across datasets: `crosswalks/overlap.py`."""
+        from taxonomy_store.crosswalks.overlap import Overlap
+
+        return Overlap(self.db, self.encoders, self.neighbours)
 
 
 def init_store(

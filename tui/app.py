@@ -18,6 +18,7 @@ from taxonomy_store.vocabulary import DEFAULT_ENCODER, DEFAULT_TAXONOMY, choose_
 from taxonomy_store.tui.commands import TStoreCommands
 from taxonomy_store.tui.edits import Edit
 from taxonomy_store.tui.screens.base import StoreScreen
+from taxonomy_store.tui.screens.crosswalk import CrosswalkScreen
 from taxonomy_store.tui.screens.metrics import MetricsScreen
 from taxonomy_store.tui.screens.modals import ErrorModal, KeysModal
 from taxonomy_store.tui.screens.pairs import PairsScreen
@@ -72,6 +73,7 @@ class TStoreApp(App):
         "suspects": SuspectsScreen,
         "metrics": MetricsScreen,
         "query": QueryScreen,
+        "crosswalk": CrosswalkScreen,  # reached by `tstore tui --screen crosswalk` (not on the 1–6 bar)
     }
     # The screen bar shows 1–6; the footer keeps to the keys a curator needs most, so it fits 80 columns.
     BINDINGS = [

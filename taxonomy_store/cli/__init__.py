@@ -16,6 +16,7 @@ from taxonomy_store.cli.app import cli
 
 from taxonomy_store.cli import (  # noqa: E402,F401
     adapt_cmds,
+    crosswalk_cmds,
     db_cmds,
     demo_cmds,
     embed_cmds,

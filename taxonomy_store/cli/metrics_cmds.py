@@ -16,7 +16,8 @@ from taxonomy_store.cli.render import emit_json, progress_bar
 from taxonomy_store.cli.render_metrics import print_metric_run, print_run_history
 
 
-def _compute_and_show(ctx: Context, metric: str, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json) -> None:
+def _compute_and_show(ctx: Context, metric: str, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json,
+                      via_crosswalk: bool = False) -> None:
     store = ctx.store
     if all_encoders and encoder:
         raise InvalidValue("give either --encoder or --all, not both")
@@ -25,7 +26,9 @@ def _compute_and_show(ctx: Context, metric: str, encoder, all_encoders, k, level
     with progress_bar() as progress:
         for name in names:
             results += store.metric_runs.compute(metric, encoder=name, k=k, level=level, taxonomy=taxonomy, pair_set=pair_set,
-                                             weighting=weighting, progress=progress)
+                                             weighting=weighting, progress=progress, via_crosswalk=via_crosswalk)
+    if via_crosswalk and not any(r.params.get("via_crosswalk") for r in results):
+        click.echo(f"warning: no accepted crosswalk onto {taxonomy!r}: the run counts {taxonomy!r} prompts only", err=True)
     for r in results:
         if as_json:
             emit_json(r.to_dict())
@@ -43,10 +46,15 @@ def _metric_command(metric: str, help_text: str):
     @click.option("--weighting", type=click.Choice(["similarity", "uniform"]), default="similarity", show_default=True, help="kNN detection vote weights.")
     @json_option
     @pass_ctx
-    def command(ctx: Context, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json):
-        _compute_and_show(ctx, metric, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json)
+    def command(ctx: Context, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json, via_crosswalk=False):
+        _compute_and_show(ctx, metric, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json, via_crosswalk)
 
     command.__doc__ = help_text
+    if metric == "cp":
+        command = click.option(
+            "--via-crosswalk", "via_crosswalk", is_flag=True,
+            help="Also count prompts of other taxonomies mapped onto --taxonomy by an accepted crosswalk.",
+        )(command)
     return command
 
 

@@ -140,6 +140,8 @@ def print_query_result(r, *, single: bool, show: int) -> None:
         click.echo("no harm category: " + ("the verdict is safe" if r.verdict == "safe" else "no harm category voted"))
     else:
         click.echo(f"no neighbour has a {r.level} category in {untrusted(r.taxonomy)}")
+    for note in getattr(r, "via_crosswalk", []):
+        click.echo(f"  ({untrusted(note)})")
     for name, votes in r.votes.items():
         if name != r.taxonomy and votes:
             click.echo(f"  also {untrusted(name)}: {untrusted(votes[0].code)} {votes[0].score:.3f}")

@@ -8,7 +8,7 @@ from taxonomy_store.vocabulary import DEFAULT_TAXONOMY
 from taxonomy_store.cli.app import Context, cli, pass_ctx
 from taxonomy_store.cli.options import encoder_option
 
-SCREENS = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query")
+SCREENS = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query", "crosswalk")
 
 
 @cli.command("tui")
@@ -17,7 +17,7 @@ SCREENS = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query")
 @click.option("--screen", type=click.Choice(SCREENS), default="taxonomy", show_default=True, help="Screen to open first.")
 @pass_ctx
 def tui(ctx: Context, encoder: str | None, taxonomy: str, screen: str) -> None:
-    """Open the curators' app: taxonomy, prompts, pair review, suspects, metrics, query."""
+    """Open the curators' app: taxonomy, prompts, pair review, suspects, metrics, query, crosswalk."""
     from taxonomy_store.tui import make_app  # textual loads only for this command
 
     store = ctx.store

@@ -275,3 +275,29 @@ class AuditEntry(Base):
     old: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     new: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     reason: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class CrosswalkRow(Base):
+    """One mapping of a category of one taxonomy onto a category of another (`tstore crosswalk`).
+
+    Proposed rows come from the neighbours of the source category's prompts; a curator accepts
+    or rejects them. Accepted rows let query votes and CP count a source-labeled prompt under its
+    target category. Every change is audited (entity "crosswalk") and undoable."""
+
+    __tablename__ = "crosswalk_rows"
+    __table_args__ = (
+        CheckConstraint("status IN ('proposed', 'accepted', 'rejected')", name="status_known"),
+        CheckConstraint("source_node_id <> target_node_id", name="distinct_nodes"),
+        UniqueConstraint("source_node_id", "target_node_id"),
+        Index(None, "target_node_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_node_id: Mapped[int] = mapped_column(ForeignKey("taxonomy_nodes.id", ondelete="CASCADE"))
+    target_node_id: Mapped[int] = mapped_column(ForeignKey("taxonomy_nodes.id", ondelete="CASCADE"))
+    # The proposal's vote share (or the weight a reviewed file gave): how much of the source maps here.
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    status: Mapped[str] = mapped_column(String(10), default="proposed")
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    decided_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from taxonomy_store.errors import EmptyPrompt, InvalidValue, NotEnoughLabels, Un
 from taxonomy_store.neighbours.service import Filters, Neighbours, Pool
 from taxonomy_store.guard.scorers import scorer_named
 from taxonomy_store.guard.verdicts import NOTHING_LIKE_IT, decide, score_and_search
+from taxonomy_store.guard.via_crosswalk import mapped_neighbours
 from taxonomy_store.vocabulary import DEFAULT_TAXONOMY, JUDGED_LABELS, choose_level
 
 DEFAULT_K = 10
@@ -112,6 +113,7 @@ class QueryResult:
     scorer: str | None = None  # the calibrated scorer that decided (None: not calibrated)
     nearest_similarity: float | None = None  # normalised similarity of the nearest labeled prompt
     votes: dict[str, list[CategoryVote]] = field(default_factory=dict)  # harm taxonomy -> vote at its level
+    via_crosswalk: list[str] = field(default_factory=list)  # how accepted crosswalks entered the vote (empty: they did not)
 
     @property
     def top_category(self) -> CategoryVote | None:
@@ -131,6 +133,9 @@ class Guard:
         self._encoders = encoders
         self._embeddings = embeddings
         self._default: str | None = None  # the default encoder's name, resolved once
+        # Accepted crosswalk rows onto a taxonomy (source node id -> [(target node id, weight)]), set by store.py.
+        self.crosswalk: Callable[[str], dict[int, list[tuple[int, float]]]] | None = None
+        self._crosswalk_cache: tuple | None = None
 
     def _encode(self, pool: Pool, texts: list[str]) -> np.ndarray:
         # The live encoder checks the model's weights against the registry once per process
@@ -199,17 +204,17 @@ class Guard:
 
     @staticmethod
     def _result(pool, i, text, ident, cal, blocking, warnings, found, filters, k, taxonomy, level) -> QueryResult:
-        neighbours, votes, rollup, by_taxonomy, score, nearest = found
+        neighbours, votes, rollup, by_taxonomy, score, nearest, via = found
         verdict, reason = ("uncertain", blocking) if blocking else decide(score, cal, nearest)
         if verdict == "safe" or reason.startswith(NOTHING_LIKE_IT):
             # a safe verdict names no harm category, nor does a query unlike anything stored
-            votes, rollup, by_taxonomy = [], {}, {}
+            votes, rollup, by_taxonomy, via = [], {}, {}, []
         return QueryResult(
             index=i, id=ident, text=text, encoder=pool.encoder, k=k, taxonomy=taxonomy, level=level,
             filters=filters.as_dict(), neighbours=neighbours, categories=votes, rollup=rollup,
             unsafe_score=score, verdict=verdict, verdict_reason=reason,
             threshold=cal.threshold if cal else None, margin=cal.uncertain_within if cal else None, warnings=list(warnings),
-            scorer=cal.scorer if cal else None, nearest_similarity=nearest, votes=by_taxonomy,
+            scorer=cal.scorer if cal else None, nearest_similarity=nearest, votes=by_taxonomy, via_crosswalk=via,
         )
 
     def _search(self, pool: Pool, qv: np.ndarray, k: int, filters: Filters, cal, taxonomy, vote_levels, depth):
@@ -223,13 +228,15 @@ class Guard:
         elif cal is None:
             nearest = None  # without a calibration no similarity says "nothing like it"
         harm = _harm_taxonomies(pool)
+        mapping = self._accepted_crosswalk(pool, taxonomy)
         for i in range(len(qv)):
             neighbours = [_neighbour(pool, int(pool.prompt_ids[j]), sim) for j, sim in zip(idx[i], sims[i]) if j >= 0]
             weights = np.clip(np.array([n.similarity for n in neighbours], dtype=np.float64), 0.0, None)
             cat_ids = [pool.rows[n.prompt_id].category_id for n in neighbours]
-            votes = category_votes(cat_ids, weights, pool.nodes, taxonomy, depth, vote_levels[depth]) if vote_levels else []
+            v_ids, v_w, notes = mapped_neighbours(cat_ids, weights, pool.nodes, taxonomy, mapping)
+            votes = category_votes(v_ids, v_w, pool.nodes, taxonomy, depth, vote_levels[depth]) if vote_levels else []
             rollup = {
-                vote_levels[d]: category_votes(cat_ids, weights, pool.nodes, taxonomy, d, vote_levels[d]) for d in range(depth - 1, -1, -1)
+                vote_levels[d]: category_votes(v_ids, v_w, pool.nodes, taxonomy, d, vote_levels[d]) for d in range(depth - 1, -1, -1)
             }
             by_taxonomy = {}
             for name, d in harm.items():
@@ -237,7 +244,16 @@ class Guard:
                 if v:
                     by_taxonomy[name] = v
             score = None if scores is None or math.isnan(scores[i]) else float(scores[i])
-            yield neighbours, votes, rollup, by_taxonomy, score, None if nearest is None else float(nearest[i])
+            yield neighbours, votes, rollup, by_taxonomy, score, None if nearest is None else float(nearest[i]), notes
+
+    def _accepted_crosswalk(self, pool: Pool, taxonomy: str) -> dict:
+        """Accepted crosswalk rows onto the voting taxonomy, read once per store state ({}: none, or no hook)."""
+        if self.crosswalk is None:
+            return {}
+        key = (pool.token, taxonomy)
+        if self._crosswalk_cache is None or self._crosswalk_cache[0] != key:
+            self._crosswalk_cache = (key, self.crosswalk(taxonomy))
+        return self._crosswalk_cache[1]
 
     @staticmethod
     def _warnings(pool: Pool, cal: "Calibration | None") -> tuple[list[str], str | None]:

@@ -96,6 +96,7 @@ class MetricEngine:
         self._pool: VectorSet | None = None  # vectors read from Chroma in this call, reused by every metric of it
         self._graphs: dict[tuple, Graph] = {}
         self._cp_sets: dict[tuple, tuple] = {}
+        self.crosswalk: dict[int, list[tuple[int, float]]] | None = None  # accepted rows onto the run's taxonomy
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors of these prompts (ascending ids), read from Chroma at most once or twice
@@ -140,8 +141,8 @@ class MetricEngine:
         for p in self.prompts:
             if p.label != "unsafe" or p.category_id is None:
                 continue
-            node = self.nodes.get(p.category_id)
-            if node is None or node.taxonomy != taxonomy:
+            node = self._node_in(p.category_id, taxonomy)
+            if node is None:
                 continue
             anc = node.at_depth(depth)
             if anc is None:
@@ -154,6 +155,19 @@ class MetricEngine:
                 f"import a dataset with categories, e.g. `tstore import do_not_answer.csv`",
             )
         return np.asarray(ids, dtype=np.int64), np.asarray(cats), level_name, depth
+
+    def _node_in(self, category_id: int, taxonomy: str):
+        """The prompt's node in `taxonomy`: its own, or (via crosswalk) the heaviest accepted target of its nearest mapped ancestor."""
+        node = self.nodes.get(category_id)
+        if node is None or node.taxonomy == taxonomy or not self.crosswalk:
+            return node if node is not None and node.taxonomy == taxonomy else None
+        targets = next((self.crosswalk[a] for a in reversed(node.id_path) if a in self.crosswalk), None)
+        return self.nodes.get(max(targets, key=lambda t: (t[1], -t[0]))[0]) if targets else None
+
+    def _taxonomy_of(self, prompt_id: int) -> str | None:
+        cid = self.by_id[prompt_id].category_id
+        node = self.nodes.get(cid) if cid is not None else None
+        return node.taxonomy if node is not None else None
 
     def _graph(self, tag: str, ids: np.ndarray, k: int):
         # The graph's keys carry each prompt's text hash: a graph whose keys match the current
@@ -217,7 +231,7 @@ class MetricEngine:
     def run_cp(self, *, k: int, level, taxonomy: str, **_) -> list[RunResult]:
         t0 = time.perf_counter()
         ids, cats, level_name, _depth = self._cp_set(taxonomy, level)
-        g = self._graph(f"cp-{taxonomy}-{level_name}", ids, k)
+        g = self._graph(f"cp-{taxonomy}-{level_name}" + ("-crosswalk" if self.crosswalk else ""), ids, k)
         res = M.categorical_purity(g.idx, cats, k)
         values = res.to_metrics()
         codes, counts = np.unique(cats, return_counts=True)
@@ -236,6 +250,9 @@ class MetricEngine:
             "graph": g.stats,
         }
         p = dict(k=k, level=level_name, taxonomy=taxonomy)
+        if self.crosswalk:
+            p["via_crosswalk"] = True
+            details["mapped_in"] = len([i for i in ids.tolist() if self._taxonomy_of(i) != taxonomy])
         return [self._result("cp", p, res.primary_name, values, details, t0)]
 
     def run_separation(self, *, pair_set: str | None, **_) -> list[RunResult]:
@@ -290,7 +307,7 @@ class MetricEngine:
         except (NotFound, UnknownTaxonomy):  # no categories to predict: detection alone
             cp_ids = None
         if cp_ids is not None:
-            cg = self._graph(f"cp-{taxonomy}-{level_name}", cp_ids, k)
+            cg = self._graph(f"cp-{taxonomy}-{level_name}" + ("-crosswalk" if self.crosswalk else ""), cp_ids, k)
             codes, inv = np.unique(cats, return_inverse=True)
             pred = majority_category(cg.idx, inv, k, codes.size)
             ok = pred >= 0

@@ -72,6 +72,8 @@ class MetricRuns:
         self.neighbours = neighbours  # the kNN graphs of the evaluated sets come from the one neighbour service
         # metric name -> how to recompute a stale run of it, for runs other parts compute (held-out evaluations)
         self.rerunners: dict[str, Callable[[RunResult, Progress], RunResult]] = {}
+        # Accepted crosswalk rows onto a taxonomy (source node id -> [(target node id, weight)]), set by store.py.
+        self.crosswalk: Callable[[str], dict[int, list[tuple[int, float]]]] | None = None
 
     # -- public API ----------------------------------------------------------------------
     def compute(
@@ -85,6 +87,7 @@ class MetricRuns:
         pair_set: str | None = None,
         weighting: str = "similarity",
         progress: Progress = None,
+        via_crosswalk: bool = False,
     ) -> list[RunResult]:
         """Compute one metric ("cp", "separation", "contrast", "detect", "baseline"), a list of them
         (one SQL read for all), or "all", for one encoder (default: the store's default encoder);
@@ -104,6 +107,9 @@ class MetricRuns:
         info = self.encoders.get(encoder or self.encoders.default_name())
         ctx = MetricEngine(self.db, self.embeddings, self.neighbours, info, progress)
         params = dict(k=int(k), level=level, taxonomy=taxonomy, pair_set=pair_set, weighting=weighting)
+        # via_crosswalk: prompts of other taxonomies count under TAXONOMY through accepted crosswalk rows;
+        # with none accepted the run is the plain one (same params, same values).
+        ctx.crosswalk = (self.crosswalk(taxonomy) if via_crosswalk and self.crosswalk else None) or None
         results: list[RunResult] = []
         skipped: dict[str, str] = {}
         for name in names:
@@ -194,7 +200,7 @@ class MetricRuns:
             if r.metric in self.rerunners:
                 out.append(self.rerunners[r.metric](r, progress))
                 continue
-            p = {k: r.params[k] for k in ("k", "level", "taxonomy", "pair_set", "weighting") if k in r.params}
+            p = {k: r.params[k] for k in ("k", "level", "taxonomy", "pair_set", "weighting", "via_crosswalk") if k in r.params}
             if r.metric in ("separation", "contrast"):
                 p["pair_set"] = r.params.get("pair_set")
             out += self.compute(r.metric, encoder=r.encoder, progress=progress, **p)
