@@ -111,6 +111,7 @@ def test_calibrate_on_the_store_it_was_trained_on_calls_nothing_held_out(trained
     assert "held-out folds" not in text.stdout and "held out on" not in text.stdout
     assert f"AUROC grouped-CV folds {cal['auroc']:.4f} NOT held out: tiny-all was trained on 620 of these 620 prompts" in text.stdout
     assert "out of fold, trained-on prompts (not held out): precision" in text.stdout
+    assert "(best grouped-CV AUROC on trained-on prompts, NOT held out; grouped-CV AUROC on trained-on prompts, NOT held out:" in text.stdout
     assert "warning: no held-out figure for tiny-all" in text.stderr
 
 
@@ -195,3 +196,25 @@ def test_a_base_encoder_calibrates_as_before(trained_store):
     text = _cli(trained_store, "calibrate", "-e", "minilm").stdout
     assert "AUROC held-out folds 0.8695   in-sample (leave-one-out) 0.8396\n" in text
     assert "out of fold: precision 0.8430  recall 0.8500  FPR 0.2192  F1 0.8465" in text
+
+
+def test_metrics_of_a_tuned_encoder_beside_its_base_say_they_are_trained_on(trained_store):
+    from taxonomy_store.cli.render_metrics import trained_on_note
+
+    s = Store.open(trained_store)
+    try:
+        n = len(_curated(s).ids)
+        runs = [r for r in s.metric_runs.latest() if r.encoder == "tiny-all" and r.metric != "evaluate"]
+        assert {r.metric for r in runs} >= {"cp", "separation", "contrast", "detect"}
+        for r in runs:
+            assert r.details["trained_on"] == {"prompts": n, "of": n, "recorded": True, "held_out": False}
+            assert trained_on_note(r) == (f"tiny-all was trained on {n} of the store's {n} prompts: "
+                                          "these figures are trained on (in-sample), not held out")
+        held = [r for r in s.metric_runs.latest() if r.encoder == "tiny-held" and r.metric == "cp"][0]
+        assert held.details["trained_on"]["prompts"] == read_manifest(s.encoders.get("tiny-held").model_path)["trained_prompts"] < n
+        assert all("trained_on" not in r.details for r in s.metric_runs.latest() if r.encoder in ("tiny", "minilm") and r.metric != "evaluate")
+        ov = s.review.metrics_overview()
+        assert ov.trained_on["tiny-all"] == f"trained on {n} of {n} prompts (not held out)"
+        assert "tiny" not in ov.trained_on and "minilm" not in ov.trained_on
+    finally:
+        s.close()

@@ -166,9 +166,10 @@ def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, 
         f"calibrated {untrusted(cal.encoder)} ({goal}, k={cal.k}, {len(cal.folds)}-fold grouped cross-validation on "
         f"{cal.n_unsafe} unsafe + {cal.n_safe} safe prompts, data revision {cal.data_revision})"
     )
-    how = "forced" if cal.forced else "best grouped-CV AUROC"
+    on = " on trained-on prompts, NOT held out" if cal.contaminated else " on never-trained prompts" if cal.trained_on else ""
+    how = "forced" if cal.forced else f"best grouped-CV AUROC{on}"
     others = "  ".join(f"{n} {v['cv_auroc']:.4f}" for n, v in cal.scorers.items())
-    click.echo(f"scorer {cal.scorer} ({how}; grouped-CV AUROC: {others})")
+    click.echo(f"scorer {cal.scorer} ({how}; grouped-CV AUROC{on}: {others})")
     click.echo(f"threshold {cal.threshold:.4f} (uncertain within ±{cal.uncertain_within:.3g}); "
                f"nothing like it is stored below normalised similarity {cal.ood_similarity:.3f}")
     for line in calibration_figures(cal):

@@ -118,7 +118,7 @@ class Evaluation:
         out: dict[str, Any] = {
             "held_out": names, "prompts": int(len(rows)), "scorer": cal.scorer, "threshold": cal.threshold,
             "ood_similarity": cal.ood_similarity, "cv_auroc": cal.auroc, "in_sample_auroc": cal.in_sample_auroc,
-            "scorers": cal.scorers, "warnings": cal.warnings, "reference": int(len(ref.rows)),
+            "scorers": cal.scorers, "warnings": basis.pop("warnings_basis", []) + cal.warnings, "reference": int(len(ref.rows)),
             "auroc": auroc(scores, y) if y.any() and (~y).any() else None, "datasets": {}, **basis,
             "cv_basis": cal.held_out_basis, "cv_contaminated": cal.contaminated,
         }
@@ -141,7 +141,9 @@ def _never_trained(pool: Pool, rows: np.ndarray) -> tuple[np.ndarray, dict[str, 
         return fresh, {"held_out_basis": f"never-trained held-out prompts (n={fresh.size}; {trained} trained on, left out)",
                        "contaminated": False, "trained_on": trained}
     return rows, {"held_out_basis": f"none: {pool.encoder} was trained on all {len(rows)} held-out prompts",
-                  "contaminated": True, "trained_on": trained}
+                  "contaminated": True, "trained_on": trained,
+                  "warnings_basis": [f"the held-out figures are NOT held out: {pool.encoder} was trained on all {len(rows)} "
+                                     "held-out prompts; hold out a dataset the adaptation never saw"]}
 
 
 def _dataset_figures(verdicts: np.ndarray, y: np.ndarray, category_accuracy: float | None) -> dict[str, Any]:
