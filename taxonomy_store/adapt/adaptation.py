@@ -3,6 +3,8 @@
 Order of work, so an interrupted run leaves no half-registered encoder:
 1. read the curated data (and the held-out split, if asked);
 2. train into a temporary folder under `<store>/models/`; an exception or Ctrl-C removes it;
+   beside the weights goes `tstore-training.json`, the texts it trained on (with those FROM
+   was trained on): calibration and evaluation call a figure held out only on other prompts;
 3. rename the finished folder to `<store>/models/NEW` (atomic on one file system);
 4. only then register NEW (fingerprint, dimension, the encoder it came from, the recipe);
 5. embed the store with NEW (and with FROM where its vectors are missing), then compare.
@@ -28,6 +30,7 @@ from taxonomy_store.adapt.data import CuratedSet, holdout_split, read_curated, t
 from taxonomy_store.adapt.report import compare
 from taxonomy_store.adapt.methods import train
 from taxonomy_store.adapt.training import AdaptConfig, resolved, steps_per_epoch
+from taxonomy_store.backend.training_manifest import HASH_CHARS, MANIFEST, read_manifest, write_manifest
 from taxonomy_store.errors import EncoderError, InvalidValue, NotFound, UnknownEncoder
 
 if TYPE_CHECKING:
@@ -51,6 +54,7 @@ class AdaptResult:
     figures: dict[str, dict[str, Any]]
     training: dict[str, Any]
     seconds: float
+    trained_prompts: int = 0  # distinct texts it trained on (FROM's included): never held out for it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,11 +137,13 @@ class Adaptation:
         # (the layer method runs FROM's lower layers over the training texts itself).
         x_from = self._vectors(source, data, progress)
         row = {t: n for n, t in enumerate(data.texts)}
+        record = self._record(info, data, train_ids, held_ids, holdout_fraction, cfg.seed)
         folder, summary = self._train(info.model_path, new, tdata, cfg, progress,
-                                      frozen=lambda texts: x_from[[row[t] for t in texts]])
+                                      frozen=lambda texts: x_from[[row[t] for t in texts]], record=record)
         recipe = {"config": {k: v for k, v in asdict(resolved(cfg)).items() if k != "extra"}, "training": summary,
                   "taxonomy": taxonomy, "level": data.level, "holdout_fraction": holdout_fraction,
-                  "held_out_prompts": len(held_ids), "from_fingerprint": info.fingerprint}
+                  "held_out_prompts": len(held_ids), "from_fingerprint": info.fingerprint,
+                  "trained_prompts": record["trained_prompts"], "training_record": MANIFEST}
         try:
             self.encoders.add(new, folder, device=cfg.device, batch_size=info.batch_size, _reason=f"adapt {new} from {source}",
                               adapted_from=source, adaptation=recipe)
@@ -151,9 +157,26 @@ class Adaptation:
             for name in (source, new):
                 self.metric_runs.compute("all", encoder=name, taxonomy=taxonomy, level=level)
         return AdaptResult(name=new, adapted_from=source, model_dir=str(folder), held_out=bool(held_ids),
-                           figures=figures, training=summary, seconds=round(time.perf_counter() - t0, 1))
+                           figures=figures, training=summary, seconds=round(time.perf_counter() - t0, 1),
+                           trained_prompts=record["trained_prompts"])
 
-    def _train(self, model_path: Path, new: str, tdata, cfg: AdaptConfig, progress: Progress, frozen) -> tuple[Path, dict]:
+    @staticmethod
+    def _record(info, data: CuratedSet, train_ids: set[int], held_ids: set[int], fraction: float | None,
+                seed: int) -> dict[str, Any]:
+        """What the new encoder trains on (text hashes and prompt ids), with what FROM itself trained on:
+        a prompt FROM was tuned on is no held-out prompt for NEW either."""
+        from taxonomy_store.text import text_sha256
+
+        hashes = {text_sha256(data.text(pid)) for pid in train_ids}
+        inherited = read_manifest(info.model_path)
+        if inherited is not None:
+            hashes |= set(inherited.get("trained_text_sha256") or ())
+        return {"trained_hashes": hashes, "trained_ids": train_ids, "held_out": len(held_ids), "holdout_fraction": fraction,
+                "seed": seed, "inherited_from": info.name if inherited is not None else None,
+                "trained_prompts": len({h[:HASH_CHARS] for h in hashes})}
+
+    def _train(self, model_path: Path, new: str, tdata, cfg: AdaptConfig, progress: Progress, frozen,
+               record: dict[str, Any] | None = None) -> tuple[Path, dict]:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         final = self.models_dir / new
         tmp = Path(tempfile.mkdtemp(prefix=f".partial-{new}-", dir=self.models_dir))
@@ -172,6 +195,8 @@ class Adaptation:
                     progress("train: frozen layers over the training texts", done, total)
 
             summary = train(model_path, tdata, cfg, tmp / "model", progress=step, encode_progress=lower, frozen=frozen)
+            if record is not None:  # written before the rename: the folder never lacks its record
+                write_manifest(tmp / "model", **{k: v for k, v in record.items() if k != "trained_prompts"})
             if final.exists():  # left by a run interrupted between rename and registration
                 shutil.rmtree(final)
             (tmp / "model").rename(final)

@@ -33,8 +33,12 @@ def _bert(model):
 def _masks(bert, h, att):
     """The attention mask in the form the model's attention implementation expects."""
     if hasattr(bert, "_create_attention_masks"):  # BERT (minilm)
+        import inspect
+
+        # transformers 5.x added position_ids (None: positions 0..n-1, as the model's own forward uses)
+        extra = {"position_ids": None} if "position_ids" in inspect.signature(bert._create_attention_masks).parameters else {}
         return bert._create_attention_masks(attention_mask=att, encoder_attention_mask=None, embedding_output=h,
-                                            encoder_hidden_states=None, cache=None)[0]
+                                            encoder_hidden_states=None, cache=None, **extra)[0]
     from transformers.masking_utils import create_bidirectional_mask  # MPNet (SBERT-all)
 
     return create_bidirectional_mask(config=bert.config, inputs_embeds=h, attention_mask=att)

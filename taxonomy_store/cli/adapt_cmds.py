@@ -39,7 +39,8 @@ def _table(result) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds training and the held-out split.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "mps"]), default="cpu", show_default=True)
 @click.option("--holdout-fraction", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
-              help="Hold out this share (prompts within each category, whole pair types) and report on it.")
+              help="Hold out this share (prompts within each category, whole pair types) and report on it; "
+                   "the guard's held-out figures (calibrate, evaluate) are then computed on these prompts.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, hidden=True)
 @json_option
 @pass_ctx
@@ -49,7 +50,9 @@ def adapt(ctx: Context, source: str, new: str, level: str, taxonomy: str, epochs
 
     Categories gather, safe twins move away from their unsafe originals, a prompt with one word
     swapped moves away from the prompt, everyday geometry is kept. Interrupting leaves no
-    half-registered encoder.
+    half-registered encoder. The texts it trained on are recorded in its model folder
+    (tstore-training.json): `calibrate`, `evaluate` and `metrics` call a figure held out only on
+    prompts it never trained on.
     """
     with progress_bar(transient=False, time_remaining=True) as progress:
         result = ctx.store.adaptation.adapt(source, new, taxonomy=taxonomy, level=level, epochs=epochs, seed=seed,

@@ -13,6 +13,20 @@ def _pct(v) -> str:
     return "   -  " if v is None else f"{100 * v:5.1f}%"
 
 
+def _held_out_name(split) -> str:
+    """What the held-out AUROC is computed on; runs stored before tuned encoders were told apart say `held-out`."""
+    if split.get("contaminated"):
+        return "on the held-out set, trained on (NOT held out)"
+    return "held-out" if not split.get("trained_on") else f"held out on {split['held_out_basis']}"
+
+
+def _cv_name(split) -> str:
+    if split.get("cv_contaminated"):
+        return "grouped-CV (trained on, NOT held out)"
+    basis = split.get("cv_basis") or ""
+    return f"grouped-CV on {basis.split(' (')[0]}" if basis.startswith("never-trained") else "grouped-CV"
+
+
 def print_evaluation(run) -> None:
     """Per held-out set: verdict shares, recall / flagged, AUROC, beside the calibration's own figures."""
     for split in run.details.get("splits", []):
@@ -20,8 +34,11 @@ def print_evaluation(run) -> None:
         auroc = "n/a" if split.get("auroc") is None else f"{split['auroc']:.4f}"
         click.echo(f"held out {held}: {split['prompts']} prompts; calibrated without them on {split['reference']} "
                    f"(scorer {split['scorer']}, threshold {split['threshold']:.4f})")
-        click.echo(f"  AUROC held-out {auroc}   grouped-CV {split['cv_auroc']:.4f}   in-sample (leave-one-out) "
-                   f"{split['in_sample_auroc']:.4f}")
+        click.echo(f"  AUROC {_held_out_name(split)} {auroc}   {_cv_name(split)} {split['cv_auroc']:.4f}   "
+                   f"in-sample (leave-one-out) {split['in_sample_auroc']:.4f}")
+        if split.get("trained_on"):
+            click.echo(f"  {untrusted(run.encoder)} was trained on {split['trained_on']} of the held-out prompts: "
+                       + ("every figure below is NOT held out" if split.get("contaminated") else "they are left out of the figures"))
         click.echo(f"  {'dataset':<22} {'n':>5}  {'unsafe':>6}  {'uncert.':>6}  {'safe':>6}  {'caught':>6}  {'flagged':>7}  {'category':>8}")
         for d, f in split["datasets"].items():
             click.echo(f"  {untrusted(d):<22} {f['n']:>5}  {_pct(f['unsafe'])}  {_pct(f['uncertain'])}  {_pct(f['safe'])}  "

@@ -13,7 +13,7 @@ from taxonomy_store.errors import EmptyPrompt, InputFileError
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_LEVELS, LABELS
 from taxonomy_store.cli.app import Context, cli, pass_ctx
 from taxonomy_store.cli.options import InputFile, encoder_option, json_option, scorer_option
-from taxonomy_store.cli.render import echo_untrusted, emit_json, print_query_result, untrusted
+from taxonomy_store.cli.render import calibration_figures, echo_untrusted, emit_json, print_query_result, untrusted
 
 LEVELS = (DEFAULT_LEVEL,) + tuple(lv for lv in DO_NOT_ANSWER_LEVELS if lv != DEFAULT_LEVEL)
 # Prompts read from a file are encoded in windows this large: the encoder sorts each window by
@@ -149,7 +149,9 @@ def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, 
     """Choose the encoder's scorer and unsafe threshold on grouped cross-validation.
 
     Folds keep pairs together and spread every dataset; the out-of-fold figures predict unseen
-    data, the in-sample (leave-one-out) figure beside them does not.
+    data, the in-sample (leave-one-out) figure beside them does not. For an encoder tuned on this
+    store (`tstore adapt`) they are held out only on the prompts it never trained on; with too few
+    of those they are printed as not held out, with a warning.
     """
     if target_fpr is not None and max_f1:
         raise click.UsageError("give --target-fpr or --max-f1, not both")
@@ -164,10 +166,12 @@ def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, 
         f"calibrated {untrusted(cal.encoder)} ({goal}, k={cal.k}, {len(cal.folds)}-fold grouped cross-validation on "
         f"{cal.n_unsafe} unsafe + {cal.n_safe} safe prompts, data revision {cal.data_revision})"
     )
-    how = "forced" if cal.forced else "best grouped-CV AUROC"
+    on = " on trained-on prompts, NOT held out" if cal.contaminated else " on never-trained prompts" if cal.trained_on else ""
+    how = "forced" if cal.forced else f"best grouped-CV AUROC{on}"
     others = "  ".join(f"{n} {v['cv_auroc']:.4f}" for n, v in cal.scorers.items())
-    click.echo(f"scorer {cal.scorer} ({how}; grouped-CV AUROC: {others})")
+    click.echo(f"scorer {cal.scorer} ({how}; grouped-CV AUROC{on}: {others})")
     click.echo(f"threshold {cal.threshold:.4f} (uncertain within ±{cal.uncertain_within:.3g}); "
                f"nothing like it is stored below normalised similarity {cal.ood_similarity:.3f}")
-    click.echo(f"AUROC held-out folds {cal.auroc:.4f}   in-sample (leave-one-out) {cal.in_sample_auroc:.4f}")
-    click.echo(f"out of fold: precision {cal.precision:.4f}  recall {cal.recall:.4f}  FPR {cal.fpr:.4f}  F1 {cal.f1:.4f}")
+    for line in calibration_figures(cal):
+        click.echo(line)
+

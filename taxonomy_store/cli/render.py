@@ -152,3 +152,19 @@ def print_query_result(r, *, single: bool, show: int) -> None:
         if len(text) > 100:
             text = text[:99] + "…"
         click.echo(f"  {n.similarity:6.3f}  {n.label:<9} {untrusted(n.dataset or '-'):<16} {cat}  {text}")
+
+
+def calibration_figures(cal) -> list[str]:
+    """The AUROC and out-of-fold lines, named for what they are computed on: a tuned encoder's figures
+    are held out only on prompts it never trained on; figures over trained-on prompts say so."""
+    loo = f"in-sample (leave-one-out) {cal.in_sample_auroc:.4f}"
+    at = f"precision {cal.precision:.4f}  recall {cal.recall:.4f}  FPR {cal.fpr:.4f}  F1 {cal.f1:.4f}"
+    if cal.contaminated:
+        return [f"AUROC grouped-CV folds {cal.auroc:.4f} NOT held out: {untrusted(cal.encoder)} was trained on "
+                f"{cal.trained_on} of these {cal.n_reference} prompts   {loo}",
+                f"out of fold, trained-on prompts (not held out): {at}"]
+    if cal.trained_on:
+        return [f"AUROC held out on {cal.held_out_basis} {cal.auroc:.4f}   all folds, trained-on included "
+                f"(not held out) {cal.all_folds_auroc:.4f}   {loo}",
+                f"out of fold, never-trained prompts: {at}"]
+    return [f"AUROC held-out folds {cal.auroc:.4f}   {loo}", f"out of fold: {at}"]

@@ -87,12 +87,27 @@ def _baseline(con, r, head: str) -> None:
 _PRINTERS = {"cp": _cp, "separation": _separation, "contrast": _contrast, "detect": _detect, "baseline": _baseline}
 
 
+def trained_on_note(r) -> str | None:
+    """What a tuned encoder's run is computed on: prompts it trained on (in-sample) or not."""
+    t = r.details.get("trained_on")
+    if not t:
+        return None
+    if t.get("held_out"):
+        return f"{untrusted(r.encoder)} was trained on none of the store's {t['of']} prompts: these figures are held out"
+    how = "" if t.get("recorded", True) else " (no training record: every prompt counted)"
+    return (f"{untrusted(r.encoder)} was trained on {t['prompts']} of the store's {t['of']} prompts{how}: "
+            "these figures are trained on (in-sample), not held out")
+
+
 def print_metric_run(r) -> None:
     """A stored metric run as a headed table on stdout; skipped metrics are noted on stderr."""
     head = f"[bold]{r.metric}[/] · encoder [cyan]{markup(r.encoder)}[/] · data revision {r.data_revision} · run {r.id}"
     printer = _PRINTERS.get(r.metric)
     if printer is not None:
         printer(stdout_console(), r, head)
+    note = trained_on_note(r)
+    if note:
+        click.echo(note)
     for name, why in (r.details.get("skipped") or {}).items():
         click.echo(f"skipped {name}: {why}", err=True)
 

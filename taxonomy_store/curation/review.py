@@ -291,6 +291,11 @@ class Review:
                 ov.stale.add((row, r.encoder))
 
         for r in latest:
+            t = r.details.get("trained_on")
+            if t and r.encoder in bases:
+                ov.trained_on[r.encoder] = ("held out (trained on none of these prompts)" if t.get("held_out") else
+                                            f"trained on {t['prompts']} of {t['of']} prompts (not held out)")
+        for r in latest:
             p = r.params
             if r.metric == "cp" and p.get("taxonomy") == taxonomy and str(p.get("level")) == level and p.get("k") == k:
                 put("cp", f"CP@{k} macro ({level})", r, r.primary_value)
@@ -409,3 +414,5 @@ class MetricsOverview:
     cp: dict[str, dict[str, float | None]] = field(default_factory=dict)  # category code -> encoder -> CP@k
     category_names: dict[str, str] = field(default_factory=dict)
     category_sizes: dict[str, int] = field(default_factory=dict)
+    # tuned encoder -> what its figures are computed on: "trained on 620 of 620 prompts (not held out)"
+    trained_on: dict[str, str] = field(default_factory=dict)

@@ -13,6 +13,13 @@ the held-out prompts for `evaluate`):
 4. "nothing like it is stored": the normalised similarity that OOD_COVERAGE of the reference
    prompts reach to their nearest prompt outside their own pair group; a query that reaches no
    stored prompt that closely gets no unsafe/safe verdict.
+
+An encoder tuned on the store (`tstore adapt`) has seen the prompts the folds hold out, so
+out-of-fold figures over all of them measure memory. For such an encoder the figures, the
+scorer's choice, the threshold and the "nothing like it" level come from the prompts it never
+trained on (its record in the model folder), at least MIN_NEVER_TRAINED of each label; with
+fewer, the figures over every prompt are kept but marked `contaminated`, with a warning, and
+are never called held out. `held_out_basis` says which it is.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from taxonomy_store.backend.training_manifest import trained_on
 from taxonomy_store.guard.grouped_cv import dataset_folds, pair_groups
 from taxonomy_store.metrics.baseline import estimate_baseline
 from taxonomy_store.metrics.detection import auroc, best_f1
@@ -34,6 +42,7 @@ DEFAULT_MARGIN = 0.05  # the uncertain band: this share of the scorer's score sp
 OOD_COVERAGE = 0.95  # share of stored prompts that count as "like something stored"
 SMALL_SAFE_SHARE = 0.20
 SMALL_SAFE_COUNT = 500
+MIN_NEVER_TRAINED = 20  # of each label: fewer never-trained prompts give an adapted encoder no held-out figure
 
 
 def balanced_threshold(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -118,6 +127,13 @@ class Calibration:
     # the uncertain band in score units: margin x the 5th-95th percentile spread of the deciding
     # scorer's out-of-fold scores, so it means the same for every scorer (None: stored before, band = margin)
     band: float | None = None
+    # What the figures above (auroc, precision, recall, fpr, f1, the scorers' cv_auroc) are computed on.
+    # None: stored before this was recorded.
+    held_out_basis: str | None = None  # "grouped cross-validation (n=...)", "never-trained prompts (n=...)", "none: ..."
+    contaminated: bool | None = None  # True: they include prompts the encoder was trained on (not held out)
+    trained_on: int | None = None  # reference prompts the encoder was trained on (0: none, a base encoder)
+    never_trained: int | None = None  # reference prompts it never trained on
+    all_folds_auroc: float | None = None  # tuned encoders: grouped-CV AUROC over every prompt, trained-on included
 
     @property
     def uncertain_within(self) -> float:
@@ -149,6 +165,8 @@ class Reference:
     rows: np.ndarray  # pool row numbers
     is_unsafe: np.ndarray
     groups: np.ndarray
+    trained: np.ndarray | None = None  # per reference row: the encoder was trained on it (None: a base encoder)
+    trained_recorded: bool = True  # False: adapted without a record, every prompt counted as trained on
 
     @property
     def mask(self) -> np.ndarray:
@@ -161,7 +179,9 @@ class Reference:
         labels = pool.labels()
         rows = np.flatnonzero(mask & np.isin(labels, JUDGED_LABELS))
         groups = pair_groups(pool.prompt_ids[rows], pool.links)
-        return cls(pool=pool, rows=rows, is_unsafe=labels[rows] == "unsafe", groups=groups)
+        seen = trained_on(pool.info, [pool.rows[int(p)].text_sha256 for p in pool.prompt_ids[rows]])
+        return cls(pool=pool, rows=rows, is_unsafe=labels[rows] == "unsafe", groups=groups,
+                   trained=None if seen is None else seen.mask, trained_recorded=seen is None or seen.recorded)
 
 
 def encoder_baseline(pool: Pool) -> float:
@@ -221,8 +241,9 @@ def score_band(scores: np.ndarray, margin: float) -> float:
     return float(margin) * float(hi - lo)
 
 
-def ood_similarity(ref: Reference, b: float, coverage: float = OOD_COVERAGE) -> float:
-    """Normalised similarity that `coverage` of the reference prompts reach to their nearest prompt outside their pair group."""
+def ood_similarity(ref: Reference, b: float, coverage: float = OOD_COVERAGE, among: np.ndarray | None = None) -> float:
+    """Normalised similarity that `coverage` of the reference prompts (those `among` marks, default all) reach
+    to their nearest prompt outside their pair group."""
     pool, m = ref.pool, ref.mask
     idx, sims = Neighbours.nearest(pool, pool.vectors[ref.rows], 8, mask=m, exclude_rows=ref.rows)
     group_of = np.full(len(pool), -1, dtype=np.int64)
@@ -230,7 +251,40 @@ def ood_similarity(ref: Reference, b: float, coverage: float = OOD_COVERAGE) -> 
     same = (idx >= 0) & (group_of[np.maximum(idx, 0)] == ref.groups[:, None])
     sims = np.where(same | (idx < 0), -np.inf, sims)
     nearest = normalised_similarity(np.max(sims, axis=1), b)
-    return float(np.quantile(nearest, 1.0 - coverage))
+    return float(np.quantile(nearest if among is None else nearest[among], 1.0 - coverage))
+
+
+@dataclass
+class Basis:
+    """The reference prompts the calibration's figures are computed on, and what to call them."""
+
+    rows: np.ndarray  # per reference row
+    text: str
+    contaminated: bool
+    trained_on: int
+    never_trained: int
+    warning: str | None = None
+
+
+def figure_basis(ref: Reference, encoder: str) -> Basis:
+    """Every prompt for a base encoder; for a tuned one only those it never trained on, or, with too few of
+    them, every prompt marked contaminated (with a warning that says how to get a held-out figure)."""
+    n = len(ref.rows)
+    if ref.trained is None or not ref.trained.any():
+        return Basis(np.ones(n, dtype=bool), f"grouped cross-validation (n={n})", False, 0, n)
+    fresh = ~ref.trained
+    n_unsafe, n_safe, trained = int((fresh & ref.is_unsafe).sum()), int((fresh & ~ref.is_unsafe).sum()), int(ref.trained.sum())
+    if min(n_unsafe, n_safe) >= MIN_NEVER_TRAINED:
+        text = f"never-trained prompts (n={n_unsafe + n_safe}: {n_unsafe} unsafe, {n_safe} safe; trained on {trained})"
+        return Basis(fresh, text, False, trained, n_unsafe + n_safe)
+    how = ("it was adapted before tstore recorded training prompts, so every prompt counts as trained on"
+           if not ref.trained_recorded else
+           f"it was trained on {trained} of these {n} prompts; {n_unsafe} unsafe + {n_safe} safe never-trained, "
+           f"fewer than {MIN_NEVER_TRAINED} of each")
+    warning = (f"no held-out figure for {encoder}: {how}. The grouped-CV figures below measure memory, not new traffic; "
+               "adapt with --holdout-fraction, import labeled prompts it never saw, or `tstore evaluate --holdout` "
+               "a dataset the adaptation left out")
+    return Basis(np.ones(n, dtype=bool), f"none: {how}", True, trained, n_unsafe + n_safe, warning)
 
 
 def class_warnings(ref: Reference) -> list[str]:
@@ -257,14 +311,21 @@ OBJECTIVES = ("balanced", "max_f1", "target_fpr")
 
 def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: float | None,
         scorer: str | None, data_revision: int, objective: str = "balanced") -> Calibration:
-    """Choose the scorer and threshold on grouped cross-validation; keep the in-sample figure beside it."""
+    """Choose the scorer and threshold on grouped cross-validation; keep the in-sample figure beside it.
+
+    For an encoder tuned on the store, on the out-of-fold scores of the prompts it never trained on."""
     b = encoder_baseline(ref.pool)
     names = tuple(SCORERS) if scorer is None else (scorer,)
     oof, fold_names = out_of_fold(ref, k, b, names)
     y = ref.is_unsafe
-    cv = {n: auroc(oof[n][~np.isnan(oof[n])], y[~np.isnan(oof[n])]) for n in names}
+    basis = figure_basis(ref, encoder)
+
+    def on(n: str, rows: np.ndarray) -> np.ndarray:
+        return rows & ~np.isnan(oof[n])
+
+    cv = {n: auroc(oof[n][on(n, basis.rows)], y[on(n, basis.rows)]) for n in names}
     chosen = scorer or max(names, key=lambda n: (np.nan_to_num(cv[n], nan=-1.0), -names.index(n)))
-    ok = ~np.isnan(oof[chosen])
+    ok = on(chosen, basis.rows)
     if target_fpr is not None:
         objective = "target_fpr"
         pick = threshold_at_fpr(oof[chosen][ok], y[ok], target_fpr)
@@ -273,7 +334,8 @@ def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: floa
     deciding = scorer_named(chosen)
     model = deciding.fit(ref.pool.vectors[ref.rows], y) if deciding.learns else None
     loo = auroc(in_sample(chosen, ref, k, b, model), y)
-    warnings = class_warnings(ref)
+    warnings = ([basis.warning] if basis.warning else []) + class_warnings(ref)
+    every = on(chosen, np.ones(len(y), dtype=bool))
     return Calibration(
         encoder=encoder, threshold=float(pick["threshold"]), margin=float(margin), k=int(k),
         objective=objective, target_fpr=target_fpr,
@@ -282,6 +344,10 @@ def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: floa
         fingerprint=ref.pool.info.fingerprint, computed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         score=chosen, tp=int(pick["tp"]), fp=int(pick["fp"]), fn=int(pick["fn"]), tn=int(pick["tn"]),
         in_sample_auroc=float(loo), scorers={n: {"cv_auroc": float(cv[n])} for n in names}, folds=fold_names,
-        baseline=b, ood_similarity=ood_similarity(ref, b), probe=model.to_dict() if model is not None else None,
+        baseline=b, ood_similarity=ood_similarity(ref, b, among=None if basis.rows.all() else basis.rows),
+        probe=model.to_dict() if model is not None else None,
         warnings=warnings, forced=scorer is not None, band=score_band(oof[chosen][ok], margin),
+        held_out_basis=basis.text, contaminated=basis.contaminated, trained_on=basis.trained_on,
+        never_trained=basis.never_trained,
+        all_folds_auroc=float(auroc(oof[chosen][every], y[every])) if basis.trained_on else None,
     )

@@ -7,6 +7,10 @@ Reported per held-out dataset: the verdict shares at the calibrated threshold (r
 unsafe sets, the flagged rate for safe ones), AUROC where both labels are held out, and the
 category accuracy of the vote where they carry categories of the vote's taxonomy; beside them
 the calibration's grouped cross-validation and in-sample figures.
+
+An encoder tuned on the store may have trained on the held-out prompts: only those it never
+trained on are scored (`trained_on` counts the rest); with none left the figures are kept,
+marked `contaminated`, and the CLI says they are not held out.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from taxonomy_store.backend.training_manifest import trained_on
 from taxonomy_store.guard import calibration as calib
 from taxonomy_store.errors import InvalidValue, NotEnoughLabels, NotFound
 from taxonomy_store.metrics.detection import auroc
@@ -105,7 +110,7 @@ class Evaluation:
                 "import labeled prompts of both kinds that are not held out",
             )
         cal = calib.fit(ref, encoder=pool.encoder, k=k, margin=margin, target_fpr=None, scorer=scorer, data_revision=pool.data_revision)
-        rows = np.flatnonzero(held & np.isin(labels, JUDGED_LABELS))
+        rows, basis = _never_trained(pool, np.flatnonzero(held & np.isin(labels, JUDGED_LABELS)))
         scores, nearest = score_vectors(pool, ref.mask, pool.vectors[rows], cal)
         reasons = [decide(float(s), cal, float(n)) for s, n in zip(scores, nearest)]
         verdicts = np.array([v for v, _ in reasons], dtype=object)
@@ -113,14 +118,32 @@ class Evaluation:
         out: dict[str, Any] = {
             "held_out": names, "prompts": int(len(rows)), "scorer": cal.scorer, "threshold": cal.threshold,
             "ood_similarity": cal.ood_similarity, "cv_auroc": cal.auroc, "in_sample_auroc": cal.in_sample_auroc,
-            "scorers": cal.scorers, "warnings": cal.warnings, "reference": int(len(ref.rows)),
-            "auroc": auroc(scores, y) if y.any() and (~y).any() else None, "datasets": {},
+            "scorers": cal.scorers, "warnings": basis.pop("warnings_basis", []) + cal.warnings, "reference": int(len(ref.rows)),
+            "auroc": auroc(scores, y) if y.any() and (~y).any() else None, "datasets": {}, **basis,
+            "cv_basis": cal.held_out_basis, "cv_contaminated": cal.contaminated,
         }
         accuracy = _category_accuracy(pool, ref.mask, rows, k)
         for d in names:
             sel = np.array([d in pool.datasets[int(pool.prompt_ids[r])] for r in rows], dtype=bool)
             out["datasets"][d] = _dataset_figures(verdicts[sel], y[sel], accuracy.get(d))
         return out
+
+
+def _never_trained(pool: Pool, rows: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The held-out rows the encoder never trained on (a tuned encoder may have seen the held-out set), and
+    what the figures are computed on; with none left, every row, marked contaminated."""
+    seen = trained_on(pool.info, [pool.rows[int(p)].text_sha256 for p in pool.prompt_ids[rows]])
+    if seen is None or not seen.mask.any():
+        return rows, {"held_out_basis": f"held-out prompts (n={len(rows)})", "contaminated": False, "trained_on": 0}
+    fresh = rows[~seen.mask]
+    trained = int(seen.mask.sum())
+    if fresh.size:
+        return fresh, {"held_out_basis": f"never-trained held-out prompts (n={fresh.size}; {trained} trained on, left out)",
+                       "contaminated": False, "trained_on": trained}
+    return rows, {"held_out_basis": f"none: {pool.encoder} was trained on all {len(rows)} held-out prompts",
+                  "contaminated": True, "trained_on": trained,
+                  "warnings_basis": [f"the held-out figures are NOT held out: {pool.encoder} was trained on all {len(rows)} "
+                                     "held-out prompts; hold out a dataset the adaptation never saw"]}
 
 
 def _dataset_figures(verdicts: np.ndarray, y: np.ndarray, category_accuracy: float | None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from taxonomy_store.measurement.engine import MetricEngine, Progress, RunResult
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY, choose_level
 
 if TYPE_CHECKING:
-    from taxonomy_store.embeddings.encoders import Encoders
+    from taxonomy_store.embeddings.encoders import EncoderInfo, Encoders
     from taxonomy_store.embeddings.indexing import Embeddings
     from taxonomy_store.neighbours.service import Neighbours
 
@@ -121,6 +121,9 @@ class MetricRuns:
                 skipped[name] = exc.message
         if skipped and results:
             results[0].details["skipped"] = skipped
+        note = _trained_on(info, ctx.prompts)
+        for r in results if note else ():
+            r.details["trained_on"] = note
         return [self._save(r) for r in results]
 
     def compute_all(
@@ -242,6 +245,19 @@ class MetricRuns:
             r.created_at = row.created_at.isoformat() if row.created_at else None
         r.values, r.details = values, details
         return r
+
+
+def _trained_on(info: "EncoderInfo", prompts: list) -> dict[str, Any] | None:
+    """For an encoder tuned on this store: how many live prompts it trained on. Its metrics are computed over
+    them, so beside its base they are "trained on" figures, not held out (None: a base encoder)."""
+    from taxonomy_store.backend.training_manifest import trained_on
+
+    seen = trained_on(info, [p.text_sha256 for p in prompts])
+    if seen is None:
+        return None
+    n = int(seen.mask.sum())
+    return {"prompts": n, "of": len(prompts), "recorded": seen.recorded, "held_out": n == 0}
+
 
 def _run_key(r: RunResult) -> tuple:
     p = r.params

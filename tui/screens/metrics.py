@@ -99,7 +99,8 @@ class MetricsScreen(StoreScreen):
         status = Text.assemble((f"{len(encs)} encoders", "bold"), f"  taxonomy {ov.taxonomy}  level {ov.level}  data revision {ov.data_revision}")
         if ov.bases:
             status.append("\nadapted (beside their base): ", style="dim")
-            status.append_text(safe_text(", ".join(f"{new} from {base}" for new, base in ov.bases.items())))
+            status.append_text(safe_text(", ".join(f"{new} from {base}" + (f", {ov.trained_on[new]}" if new in ov.trained_on else "")
+                                                   for new, base in ov.bases.items())))
         if ov.stale:
             status.append(f"  {len(ov.stale)} stale runs", style="bold magenta")
         if not ov.runs:
