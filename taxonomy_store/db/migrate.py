@@ -7,6 +7,8 @@ store migrated by a newer tstore is refused before anything runs, so an older ts
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 from alembic import command
@@ -17,7 +19,7 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
-from taxonomy_store.errors import InvalidValue, SchemaOutdated, SchemaTooNew
+from taxonomy_store.errors import InvalidValue, SchemaBroken, SchemaOutdated, SchemaTooNew
 from taxonomy_store.paths import package_dir
 
 
@@ -94,14 +96,42 @@ def resolve_revision(revision: str) -> str | None:
     return script.revision
 
 
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """One transaction for a migration. On SQLite, foreign keys are off while it runs: a batch-mode
+    table rebuild drops and re-creates a table, and with them on, that DROP cascades to every child
+    row (a downgrade that only removes a column emptied embeddings and metric runs). The pragma only
+    takes effect outside a transaction; the keys are checked before the commit instead."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite:
+                    dangling = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if dangling:
+                        raise SchemaBroken(
+                            f"the migration would leave {len(dangling)} rows pointing at missing rows "
+                            f"(first: table {dangling[0][0]}, row {dangling[0][1]}); nothing was changed",
+                            "report this with `tstore db current`'s output",
+                        )
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     refuse_unknown_revision(engine)
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     refuse_unknown_revision(engine)
     resolve_revision(revision)
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         command.downgrade(alembic_config(conn), revision)
