@@ -6,8 +6,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import IO
 
 from taxonomy_store.errors import InputFileError, OutputFileError
 
@@ -92,6 +96,52 @@ def check_writable_file(path: Path) -> None:
         raise OutputFileError(path, f"its directory {parent} {reason}", f"create it first (mkdir -p {parent}) or choose another path")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputFileError(path, "permission denied", "choose a path this user can write")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8",
+                 newline: str | None = None) -> Iterator[IO]:
+    """Write `path` all or nothing: into a temporary file beside it, synced, then renamed over it.
+
+    A failure (full disk, file size limit, an exception, Ctrl-C) leaves the old file as it was and
+    no temporary behind. A symbolic link is written through (its target is replaced, the link
+    stays). A target that is not a regular file (a FIFO, a device) is written in place: it cannot
+    be replaced by renaming, and must never be unlinked. The new file gets the old one's mode, or
+    the usual one for a new file (0666 less the umask).
+    """
+    binary = "b" in mode
+    kwargs = {} if binary else {"encoding": encoding, "newline": newline}
+    target = Path(os.path.realpath(path))
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(target, mode, **kwargs) as f:
+            yield f
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def model_cache_dir() -> Path:
     """Models assembled from installed packages, shared by every store of the user:
     `$TSTORE_MODEL_CACHE`, else `$XDG_CACHE_HOME/tstore/models` (usually ~/.cache/tstore/models)."""

@@ -27,6 +27,8 @@ class PromptRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None  # tstore exports carry the prompt's own dataset per row
     taxonomy: str | None = None  # tstore exports carry the category's taxonomy per row
+    # tstore exports: one more dataset row of the prompt above (`also_in`), not a row of the file
+    membership: bool = False
 
 
 @dataclass
