@@ -73,3 +73,109 @@ def test_also_in_that_is_not_json_is_refused(tmp_path):
         assert s.exports.prompt_rows() == []
     finally:
         s.close()
+
+
+# -- item 2: a failed export leaves the old file (and never unlinks a non-regular target) -----
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory, shared_datasets):
+    path = tmp_path_factory.mktemp("small") / "store"
+    s = init_store(path)
+    s.imports.import_file(shared_datasets / "xstest_prompts.csv")
+    s.close()
+    return path
+
+
+def _limit_file_size(limit: int):
+    def preexec():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_export_that_fails_half_way_leaves_the_old_file(small_store, tmp_path, fmt):
+    target = tmp_path / f"p.{fmt}"
+    target.write_text("keep\n", encoding="utf-8")
+    os.chmod(target, 0o640)
+    r = subprocess.run([TSTORE, "--store", str(small_store), "export", "--format", fmt, "-o", str(target)],
+                       capture_output=True, text=True, preexec_fn=_limit_file_size(8192), timeout=300)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert target.read_text(encoding="utf-8") == "keep\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no temporary left behind
+    # Without the limit the same command replaces it, keeping its mode.
+    r = subprocess.run([TSTORE, "--store", str(small_store), "export", "--format", fmt, "-o", str(target)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert target.stat().st_size > 8192 and (target.stat().st_mode & 0o777) == 0o640
+
+
+def test_export_writes_a_fifo_in_place_and_never_unlinks_it(small_store, tmp_path):
+    fifo = tmp_path / "out.csv"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    r = subprocess.run([TSTORE, "--store", str(small_store), "export", "-o", str(fifo)], capture_output=True, text=True, timeout=300)
+    out, _ = reader.communicate(timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert out.decode().count("\n") == 451 and fifo.is_fifo()
+
+
+def test_atomic_write_new_file_gets_the_usual_mode(tmp_path):
+    from taxonomy_store.paths import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "n.txt") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "n.txt").stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError), atomic_write(tmp_path / "n.txt") as f:
+        f.write("half")
+        raise RuntimeError("boom")
+    assert (tmp_path / "n.txt").read_text() == "x" and len(list(tmp_path.iterdir())) == 1
+
+
+# -- item 9: exports to a terminal are inert ---------------------------------------------------
+NASTY = "look \x1b[31mred\x1b[0m \x1b]0;owned\x07 back\rover \u202eevil\u202c end"
+
+
+def _run_on_a_terminal(args: list[str]) -> str:
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([TSTORE, *args], stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0, proc.stderr.read()
+    return b"".join(chunks).decode("utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_to_a_terminal_escapes_control_and_bidi_characters(tmp_path, fmt):
+    src = tmp_path / "nasty.csv"
+    import csv
+
+    with open(src, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([["text", "label"], [NASTY, "unsafe"]])
+    s = init_store(tmp_path / "s")
+    s.imports.import_file(src)
+    s.close()
+    shown = _run_on_a_terminal(["--store", str(tmp_path / "s"), "export", "--format", fmt, "-o", "-"])
+    for raw in ("\x1b", "\x07", "\u202e", "\u202c"):
+        assert raw not in shown
+    assert "\r" not in shown.replace("\r\n", "\n")  # the pty turns \n into \r\n
+    assert ("\\x1b]0;owned\\x07" if fmt == "csv" else "\\u001b]0;owned\\u0007") in shown
+    assert ("\\u202eevil" if fmt == "csv" else "\\u202eevil") in shown
+    # A pipe gets the text as stored.
+    piped = subprocess.run([TSTORE, "--store", str(tmp_path / "s"), "export", "--format", fmt, "-o", "-"], capture_output=True, text=True)
+    assert "\u202eevil" in piped.stdout and "\x1b]0;owned\x07" in (piped.stdout if fmt == "csv" else json.loads(piped.stdout)["text"])
