@@ -187,7 +187,7 @@ class Store:
         """The encoder registry: `embeddings/encoders.py`. Removing an encoder drops its vectors from the index."""
         from taxonomy_store.embeddings.encoders import Encoders
 
-        return Encoders(self.db, drop_vectors=lambda info, **wait: self.embeddings.drop_vectors(info, **wait))
+        return Encoders(self.db, drop_vectors=lambda info, **wait: self.embeddings.drop_vectors(info, **wait), store_dir=self.dir.resolve())
 
     @cached_property
     def embeddings(self):
@@ -270,7 +270,8 @@ def init_store(
             marker["db_url"] = url
         if chroma_url:
             marker["chroma_url"] = chroma_url
-        marker_path.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        with paths.atomic_write(marker_path) as f:
+            f.write(json.dumps(marker, indent=2) + "\n")
     store = Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"))
     store.ensure_default_encoder()
     return store
