@@ -139,7 +139,8 @@ class Store:
         """One writer at a time on the embedded vector index: `backend/writer_lock.py`."""
         from taxonomy_store.backend.writer_lock import WriterLock
 
-        return WriterLock(self.dir, enabled=not self.chroma_url)
+        shared = self.engine if self.engine.dialect.name == "postgresql" else None
+        return WriterLock(self.dir, enabled=not self.chroma_url, shared_engine=shared)
 
     @cached_property
     def vector_index(self):
