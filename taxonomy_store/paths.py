@@ -64,13 +64,37 @@ def _unreadable(path: Path, what: str, exc: OSError) -> InputFileError:
 
 
 def check_readable_file(path: Path) -> None:
-    """InputFileError unless `path` is an existing file this user can read."""
+    """InputFileError unless `path` is an existing file this user can read.
+
+    A FIFO or device is checked without opening it: opening a FIFO to look at it (and closing
+    it) would take the writer's data stream, or hang; only the one open that reads it may."""
+    st = _stat(path, "file")
+    if stat.S_ISDIR(st.st_mode):
+        raise InputFileError(path, "is a directory, not a file", hint="give a file (for example one inside that directory)")
+    if not stat.S_ISREG(st.st_mode):
+        if not os.access(path, os.R_OK):
+            raise _unreadable(path, "file", PermissionError(errno.EACCES, "permission denied"))
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise _unreadable(path, "file", exc) from None
+
+
+def read_input_bytes(path: Path) -> bytes:
+    """The bytes of a file the user gave, opened once: the check and the read use the same open
+    file, so a FIFO's writer is read exactly once (and nothing can swap the file in between)."""
     st = _stat(path, "file")
     if stat.S_ISDIR(st.st_mode):
         raise InputFileError(path, "is a directory, not a file", hint="give a file (for example one inside that directory)")
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as f:
+            if stat.S_ISDIR(os.fstat(f.fileno()).st_mode):
+                raise InputFileError(path, "is a directory, not a file", hint="give a file (for example one inside that directory)")
+            return f.read()
+    except IsADirectoryError:
+        raise InputFileError(path, "is a directory, not a file", hint="give a file (for example one inside that directory)") from None
     except OSError as exc:
         raise _unreadable(path, "file", exc) from None
 

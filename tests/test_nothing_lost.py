@@ -179,3 +179,62 @@ def test_export_to_a_terminal_escapes_control_and_bidi_characters(tmp_path, fmt)
     # A pipe gets the text as stored.
     piped = subprocess.run([TSTORE, "--store", str(tmp_path / "s"), "export", "--format", fmt, "-o", "-"], capture_output=True, text=True)
     assert "\u202eevil" in piped.stdout and "\x1b]0;owned\x07" in (piped.stdout if fmt == "csv" else json.loads(piped.stdout)["text"])
+
+
+# -- item 6: import from a FIFO reads it once -----------------------------------------------
+def test_import_from_a_fifo_with_a_writer_never_hangs(tmp_path, shared_datasets):
+    init_store(tmp_path / "s").close()
+    data = (shared_datasets / "xstest_prompts.csv").read_bytes()
+    for trial in range(5):
+        fifo = tmp_path / f"in{trial}.csv"
+        os.mkfifo(fifo)
+        writer = subprocess.Popen([sys.executable, "-c", f"open({str(fifo)!r}, 'wb').write(open({str(shared_datasets / 'xstest_prompts.csv')!r}, 'rb').read())"],
+                                  stderr=subprocess.PIPE)
+        r = subprocess.run([TSTORE, "--store", str(tmp_path / "s"), "import", str(fifo), "--dataset", "xstest", "--json"],
+                           capture_output=True, text=True, timeout=120)
+        writer.wait(timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert writer.returncode == 0, writer.stderr.read()  # no BrokenPipe: the one reader read it all
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        assert summary["rows"] == 450 and summary["sha256"] == __import__("hashlib").sha256(data).hexdigest()
+
+
+# -- item 7: one text limit for every entry point ------------------------------------------
+def test_one_text_limit_for_import_edit_pair_and_query(tmp_path):
+    from taxonomy_store.errors import InputFileError, InvalidValue
+    from taxonomy_store.importers.records import MAX_TEXT_CHARS as IMPORT_LIMIT
+    from taxonomy_store.text import MAX_TEXT_CHARS
+
+    assert MAX_TEXT_CHARS == IMPORT_LIMIT == 100_000
+    too_long = "a" * (MAX_TEXT_CHARS + 1)
+    s = init_store(tmp_path / "s")
+    try:
+        f = tmp_path / "long.csv"
+        f.write_text(f"text,label\n{too_long},unsafe\nshort one,safe\n", encoding="utf-8")
+        with pytest.raises(InputFileError, match="exceeds the limit of 100,000"):
+            s.imports.import_file(f)
+        f.write_text("text,label\nhow do I pick a lock,unsafe\n", encoding="utf-8")
+        s.imports.import_file(f)
+        pid = s.exports.prompt_rows()[0]["id"]
+        with pytest.raises(InvalidValue, match="the new text has 100,001 characters; the limit is 100,000"):
+            s.curation.update_prompt(pid, text=too_long)
+        with pytest.raises(InvalidValue, match="the safe text has 100,001 characters; the limit is 100,000"):
+            s.curation.create_pair(pid, safe_text=too_long)
+        with pytest.raises(InvalidValue, match="the query has 100,001 characters; the limit is 100,000"):
+            s.guard.query(too_long)
+        with pytest.raises(InvalidValue, match=r"the query \(input 2\) has 100,001 characters"):
+            s.guard.query(["fine", too_long])
+    finally:
+        s.close()
+
+
+def test_cli_query_of_ten_megabytes_is_refused_at_once(tmp_path):
+    import time
+
+    init_store(tmp_path / "s").close()
+    t0 = time.perf_counter()
+    r = subprocess.run([TSTORE, "--store", str(tmp_path / "s"), "query", "-"], input="x" * 10_000_000, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2
+    assert "error: the query has 10,000,000 characters; the limit is 100,000" in r.stderr
+    assert time.perf_counter() - t0 < 30

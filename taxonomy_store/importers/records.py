@@ -10,8 +10,9 @@ from typing import Any, Union
 # names from the root down (tuple), e.g. Do-Not-Answer's risk_area/types_of_harm/specific_harms.
 CategoryRef = Union[str, tuple, None]
 
-# Longest prompt text we accept; longer fields are almost always a broken quote or a wrong column.
-MAX_TEXT_CHARS = 100_000
+from taxonomy_store.text import MAX_TEXT_CHARS  # one limit for every entry point
+
+__all__ = ["MAX_TEXT_CHARS", "CategoryRef", "PromptRecord", "PairRecord", "ParsedFile"]
 
 
 @dataclass
