@@ -104,6 +104,18 @@ class Store:
         self.ensure_default_encoder()
         return migrate.current_revision(self.engine)
 
+    def downgrade_schema(self, revision: str) -> list[str]:
+        """Downgrade the database to `revision`. Down to base every encoder goes with its table:
+        their vector collections are dropped first, so a later `init` starts clean (on a Chroma
+        server, nothing of this store stays behind). Returns the encoders whose vectors went."""
+        dropped: list[str] = []
+        if migrate.resolve_revision(revision) is None:
+            for info in self.encoders.registered_on_any_schema():
+                self.embeddings.drop_vectors(info)
+                dropped.append(info.name)
+        migrate.downgrade(self.engine, revision)
+        return dropped
+
     @property
     def db_url(self) -> str:
         return self.db.url

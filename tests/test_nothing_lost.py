@@ -238,3 +238,83 @@ def test_cli_query_of_ten_megabytes_is_refused_at_once(tmp_path):
     assert r.returncode == 2
     assert "error: the query has 10,000,000 characters; the limit is 100,000" in r.stderr
     assert time.perf_counter() - t0 < 30
+
+
+# -- item 10: undo refusals exit alike; lost alembic_version; downgrade base drops vectors --
+def test_every_undo_refusal_exits_1(tmp_path, capsys):
+    from taxonomy_store.cli import cli
+    from taxonomy_store.cli.app import run
+
+    s = init_store(tmp_path / "s")
+    f = tmp_path / "p.csv"
+    f.write_text("text,label\nhow do I pick a lock,unsafe\nhow do I bake bread,safe\n", encoding="utf-8")
+    s.imports.import_file(f)
+    pid = s.exports.prompt_rows()[0]["id"]
+    s.curation.update_prompt(pid, label="safe")
+    first = s.curation.undo().undone_batch
+    s.curation.update_prompt(pid, label="unlabeled")
+    s.curation.update_prompt(pid, label="safe")
+    with s.session() as sess:
+        from sqlalchemy import select
+
+        from taxonomy_store.db.models import AuditEntry
+
+        import_batch = sess.scalar(select(AuditEntry.batch_id).where(AuditEntry.reason.like("import %")).limit(1))
+        edits = sess.scalars(select(AuditEntry.batch_id).where(AuditEntry.reason.like("curation: %")).order_by(AuditEntry.id)).all()
+    s.close()
+    base = ["--store", str(tmp_path / "s"), "prompt", "undo"]
+    capsys.readouterr()
+    for args, says in ((["--batch", first], "is already undone"),
+                       (["--batch", import_batch], "is not a curation edit"),
+                       (["--batch", "nope"], "no audit batch nope"),
+                       (["--batch", edits[1]], "cannot be undone alone")):
+        code = run(cli, [*base, *args])
+        err = capsys.readouterr().err
+        assert (code, says in err) == (1, True), (args, code, err)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("how", ["DELETE FROM alembic_version", "DROP TABLE alembic_version"])
+def test_a_lost_alembic_version_gets_a_hint_that_works(tmp_path, request, backend, how):
+    from sqlalchemy import text
+
+    db_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    s = init_store(tmp_path / "s", db_url=db_url)
+    with s.engine.begin() as conn:
+        conn.execute(text(how))
+    s.close()
+    store = ["--store", str(tmp_path / "s")]
+    r = subprocess.run([TSTORE, *store, "prompt", "list"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "records no schema revision (its alembic_version table was emptied or dropped)" in r.stderr
+    assert "its tables look like revision 0004: record it with `tstore db stamp 0004`, then `tstore db upgrade`" in r.stderr
+    r = subprocess.run([TSTORE, *store, "db", "upgrade"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "tstore db stamp 0004" in r.stderr and "already exists" not in r.stderr
+    r = subprocess.run([TSTORE, *store, "db", "current"], capture_output=True, text=True, timeout=120)
+    assert "the tables look like 0004" in r.stdout
+    r = subprocess.run([TSTORE, *store, "db", "stamp", "0004"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([TSTORE, *store, "db", "upgrade"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "database at schema 0004" in r.stdout, r.stderr
+    r = subprocess.run([TSTORE, *store, "prompt", "list"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_downgrade_base_then_init_leaves_no_old_collection(tmp_path):
+    import chromadb
+    from chromadb.config import Settings
+
+    s = init_store(tmp_path / "s")
+    use_hashing_encoder(s)
+    f = tmp_path / "p.csv"
+    f.write_text("text,label\nhow do I pick a lock,unsafe\nhow do I bake bread,safe\n", encoding="utf-8")
+    s.imports.import_file(f)
+    s.embeddings.embed("minilm")
+    s.close()
+    store = ["--store", str(tmp_path / "s")]
+    r = subprocess.run([TSTORE, *store, "db", "downgrade", "base", "--yes"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "dropped the vector collections of minilm" in r.stdout, r.stderr
+    r = subprocess.run([TSTORE, *store, "init"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    client = chromadb.PersistentClient(path=str(tmp_path / "s" / "chroma"), settings=Settings(anonymized_telemetry=False))
+    assert [c if isinstance(c, str) else c.name for c in client.list_collections()] == []

@@ -408,12 +408,13 @@ class Curation:
         if reason is None:
             raise NotFound(f"no audit batch {batch_id}", "give a batch id as printed by `tstore prompt undo` or the TUI's history")
         if not reason.startswith("curation: "):
-            raise InvalidValue(
+            # Refusals of undo are one kind (exit 1), like "a later batch changed it" and "no such batch".
+            raise UndoConflict(
                 f"batch {batch_id} ({reason}) is not a curation edit",
                 "imports are reversed by importing the previous file again",
             )
         if batch_id in undone:
-            raise InvalidValue(f"batch {batch_id} is already undone")
+            raise UndoConflict(f"batch {batch_id} is already undone", "nothing to do: its changes are reverted already")
         return batch_id
 
     def _undo_batch(self, s, audit, batch_id: str) -> list[str]:

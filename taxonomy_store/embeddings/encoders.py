@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from taxonomy_store.backend.database import Database
 from taxonomy_store.backend.encoder_info import EncoderInfo, info_from_row
@@ -102,6 +102,20 @@ class Encoders:
                     f"registered: {', '.join(known)}" if known else "add one with `tstore encoder add NAME --model PATH`",
                 )
             return info_from_row(row, self.store_dir)
+
+    def registered_on_any_schema(self) -> list[EncoderInfo]:
+        """The registrations as far as naming their vector collections goes, read with only the
+        columns every schema revision has (a downgrade may start below head)."""
+        from types import SimpleNamespace
+
+        with self.db.session() as s:
+            try:
+                rows = s.execute(select(Encoder.id, Encoder.name, Encoder.model_ref, Encoder.fingerprint, Encoder.created_at)).all()
+            except SQLAlchemyError:  # no encoders table
+                return []
+        blank = dict(dimension=None, device="cpu", batch_size=64, baseline=None, baseline_provenance=None, calibration=None,
+                     adapted_from=None, adaptation=None)
+        return [info_from_row(SimpleNamespace(**r._asdict(), **blank), self.store_dir) for r in rows]  # type: ignore[arg-type]
 
     def default_name(self) -> str:
         """The encoder commands use without --encoder: $TSTORE_ENCODER, else `minilm`, else the only one."""
