@@ -17,26 +17,6 @@ from conftest import run_tstore
 from test_adapt import demo_store_dir, tiny_model  # noqa: F401  (fixtures)
 
 
-def test_adapt_refuses_an_existing_folder_and_keeps_what_is_in_it(demo_store_dir, tiny_model):  # noqa: F811
-    z = demo_store_dir / "models" / "z"
-    shutil.copytree(tiny_model, z)
-    (z / "notes.txt").write_text("mine")
-    s = Store.open(demo_store_dir)
-    try:
-        y = s.encoders.add("y", z)  # another encoder uses these weights
-        assert y.model_ref == "store:models/z"
-        with pytest.raises(EncoderError, match=r"models/z already exists; adapt never replaces a folder") as err:
-            s.adaptation.adapt("tiny", "z", epochs=1, max_steps=1)
-        assert "pick another --name" in err.value.hint
-        assert (z / "notes.txt").read_text() == "mine"
-        assert fingerprint(s.encoders.get("y").model_path) == y.fingerprint
-        assert "z" not in [e.name for e in s.encoders.list()]
-    finally:
-        s.close()
-    r = run_tstore("--store", str(demo_store_dir), "adapt", "--from", "tiny", "--name", "z", "--max-steps", "1")
-    assert r.returncode == 1 and "already exists; adapt never replaces a folder" in r.stderr and "Traceback" not in r.stderr
-
-
 @pytest.fixture
 def quick_train(monkeypatch):
     """Training is not the point here (test_adapt.py trains for real): the "trained" model is a
@@ -51,6 +31,26 @@ def quick_train(monkeypatch):
         return {"steps": 1, "method": "copy (test)"}
 
     monkeypatch.setattr(adapting, "train", copy)
+
+
+def test_adapt_refuses_an_existing_folder_and_keeps_what_is_in_it(demo_store_dir, tiny_model, quick_train):  # noqa: F811
+    z = demo_store_dir / "models" / "z"
+    shutil.copytree(tiny_model, z)
+    (z / "notes.txt").write_text("mine")
+    s = Store.open(demo_store_dir)
+    try:
+        y = s.encoders.add("y", z)  # another encoder uses these weights
+        with pytest.raises(EncoderError, match=r"models/z already exists; adapt never replaces a folder") as err:
+            s.adaptation.adapt("tiny", "z", epochs=1, max_steps=1)
+        assert "pick another --name" in err.value.hint
+        assert (z / "notes.txt").read_text() == "mine"
+        assert fingerprint(s.encoders.get("y").model_path) == y.fingerprint
+        assert "z" not in [e.name for e in s.encoders.list()]
+        assert y.model_ref == "store:models/z"  # a folder inside the store is stored relative to it
+    finally:
+        s.close()
+    r = run_tstore("--store", str(demo_store_dir), "adapt", "--from", "tiny", "--name", "z", "--max-steps", "1")
+    assert r.returncode == 1 and "already exists; adapt never replaces a folder" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_adapted_model_is_relocatable_readable_and_cleans_stale_partials(demo_store_dir, tmp_path, quick_train):  # noqa: F811

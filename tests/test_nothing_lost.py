@@ -81,8 +81,14 @@ def small_store(tmp_path_factory, shared_datasets):
     path = tmp_path_factory.mktemp("small") / "store"
     s = init_store(path)
     s.imports.import_file(shared_datasets / "xstest_prompts.csv")
+    s.imports.import_file(shared_datasets / "do_not_answer.csv")  # an export of ~200 kB in every format
     s.close()
     return path
+
+
+# As the issue's `ulimit -f 48`: room for SQLite's 32 kB shared-memory file (the store must
+# open), not for the export (csv 230 kB, jsonl 400 kB, parquet 62 kB).
+LIMIT = 48 * 1024
 
 
 def _limit_file_size(limit: int):
@@ -97,26 +103,28 @@ def test_export_that_fails_half_way_leaves_the_old_file(small_store, tmp_path, f
     target.write_text("keep\n", encoding="utf-8")
     os.chmod(target, 0o640)
     r = subprocess.run([TSTORE, "--store", str(small_store), "export", "--format", fmt, "-o", str(target)],
-                       capture_output=True, text=True, preexec_fn=_limit_file_size(8192), timeout=300)
-    assert r.returncode != 0
+                       capture_output=True, text=True, preexec_fn=_limit_file_size(LIMIT), timeout=300)
+    assert r.returncode == 1
     assert "Traceback" not in r.stderr
+    assert f"error: {target}: cannot write: File too large" in r.stderr and "nothing was changed" in r.stderr
     assert target.read_text(encoding="utf-8") == "keep\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no temporary left behind
     # Without the limit the same command replaces it, keeping its mode.
     r = subprocess.run([TSTORE, "--store", str(small_store), "export", "--format", fmt, "-o", str(target)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert target.stat().st_size > 8192 and (target.stat().st_mode & 0o777) == 0o640
+    assert target.stat().st_size > LIMIT and (target.stat().st_mode & 0o777) == 0o640
 
 
 def test_export_writes_a_fifo_in_place_and_never_unlinks_it(small_store, tmp_path):
     fifo = tmp_path / "out.csv"
     os.mkfifo(fifo)
-    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
-    r = subprocess.run([TSTORE, "--store", str(small_store), "export", "-o", str(fifo)], capture_output=True, text=True, timeout=300)
-    out, _ = reader.communicate(timeout=60)
+    with open(tmp_path / "got.csv", "wb") as sink:
+        reader = subprocess.Popen(["cat", str(fifo)], stdout=sink)
+        r = subprocess.run([TSTORE, "--store", str(small_store), "export", "-o", str(fifo)], capture_output=True, text=True, timeout=300)
+        reader.wait(timeout=60)
     assert r.returncode == 0, r.stderr
-    assert out.decode().count("\n") == 451 and fifo.is_fifo()
+    assert (tmp_path / "got.csv").read_bytes().count(b"\n") >= 450 + 938 + 1 and fifo.is_fifo()
 
 
 def test_atomic_write_new_file_gets_the_usual_mode(tmp_path):
