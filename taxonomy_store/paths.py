@@ -158,11 +158,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str | No
             os.fsync(f.fileno())
         os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):  # a full disk, a file size limit, a vanished folder
+            raise OutputFileError(Path(path), f"cannot write: {exc.strerror or exc}",
+                                  "nothing was changed (an earlier file there is as it was); free space or choose another path") from exc
         raise
 
 
