@@ -82,7 +82,7 @@ def main() -> int:
         ours_s.append(time.perf_counter() - t0)
         ours_cpu.append(time.process_time() - c0)
         assert summary.embedded == len(texts), summary
-        assert store.embeddings.collection_count("minilm") == len(texts)
+        assert store.embeddings.verify("minilm").vectors == len(texts)
         store.close()
 
     with tempfile.TemporaryDirectory(prefix="tstore-bench-embed-") as tmp:

@@ -36,6 +36,10 @@ class SchemaOutdated(TStoreError):
     pass
 
 
+class SchemaBroken(TStoreError):
+    """A migration found rows it would leave inconsistent, and changed nothing."""
+
+
 class SchemaTooNew(TStoreError):
     """The store's database was migrated by a newer tstore to a revision this one does not know."""
 

@@ -141,6 +141,18 @@ class Store:
         assert revision is not None  # just upgraded to head
         return revision
 
+    def downgrade_schema(self, revision: str) -> list[str]:
+        """Downgrade the database to `revision`. Down to base every encoder goes with its table:
+        their vector collections are dropped first, so a later `init` starts clean (on a Chroma
+        server, nothing of this store stays behind). Returns the encoders whose vectors went."""
+        dropped: list[str] = []
+        if migrate.resolve_revision(revision) is None:
+            for info in self.encoders.registered_on_any_schema():
+                self.embeddings.drop_vectors(info)
+                dropped.append(info.name)
+        migrate.downgrade(self.engine, revision)
+        return dropped
+
     @property
     def db_url(self) -> str:
         return self.db.url
@@ -172,7 +184,8 @@ class Store:
         """One writer at a time on the embedded vector index: `backend/writer_lock.py`."""
         from taxonomy_store.backend.writer_lock import WriterLock
 
-        return WriterLock(self.dir, enabled=not self.chroma_url)
+        shared = self.engine if self.engine.dialect.name == "postgresql" else None
+        return WriterLock(self.dir, enabled=not self.chroma_url, shared_engine=shared)
 
     @cached_property
     def vector_index(self) -> "VectorIndex":
@@ -221,7 +234,7 @@ class Store:
         from taxonomy_store.embeddings.encoders import Encoders
 
         return Encoders(self.db, drop_vectors=lambda info, **wait: self.embeddings.drop_vectors(info, **wait),
-                        preferred=self.preferred_encoder)
+                        preferred=self.preferred_encoder, store_dir=self.dir.resolve())
 
     @cached_property
     def embeddings(self) -> "Embeddings":
@@ -332,7 +345,8 @@ def init_store(
             marker["db_url"] = url
         if chroma_url:
             marker["chroma_url"] = chroma_url
-        marker_path.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        with paths.atomic_write(marker_path) as f:
+            f.write(json.dumps(marker, indent=2) + "\n")
     opened = Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"), encoder=env["encoder"], actor=env["actor"])
     opened.ensure_default_encoder()
     return opened

@@ -6,6 +6,13 @@ import hashlib
 import re
 import unicodedata
 
+from taxonomy_store.errors import InvalidValue
+
+# The longest prompt text tstore takes anywhere: import, edit, new pair, query, serve. Longer
+# texts are almost always a broken quote or a wrong column, and a query of millions of
+# characters only costs memory and minutes (the encoder truncates it anyway).
+MAX_TEXT_CHARS = 100_000
+
 _WS = re.compile(r"\s+")
 # C0/C1 controls (ESC, CSI, BEL, NEL, ...), DEL; the bidi marks, embeddings, overrides and isolates
 # that can reorder what a terminal shows (ALM, LRM, RLM, LRE..RLO, LRI..PDI); and the Unicode line
@@ -33,3 +40,10 @@ def inert(text: str, *, keep_newlines: bool = False) -> str:
     if not keep_newlines:
         text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
     return _UNSAFE.sub(escape, text)
+
+
+def check_text_length(text: str, what: str = "the text") -> None:
+    """InvalidValue when `text` is longer than MAX_TEXT_CHARS (the one limit of every entry point)."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidValue(f"{what} has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}",
+                           "give a shorter text (a prompt, not a document)")

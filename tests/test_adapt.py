@@ -67,7 +67,8 @@ def test_adapt_registers_embeds_and_compares(demo_store_dir, tmp_path):
         assert new.adaptation["training"]["method"] == "top 2 of 2 transformer layers tuned (lower layers frozen)"
         assert new.adaptation["holdout_fraction"] == 0.3 and new.adaptation["held_out_prompts"] > 0
         assert new.fingerprint and new.fingerprint != base.fingerprint
-        assert Path(new.model_ref) == demo_store_dir / "models" / "tiny-safe"
+        assert new.model_ref == "store:models/tiny-safe"  # relative to the store: it can be copied or moved
+        assert new.model_path == (demo_store_dir / "models" / "tiny-safe").resolve()
         assert new.dimension == 32
         assert r.held_out and set(r.figures) == {"from", "new"}
         for side in r.figures.values():

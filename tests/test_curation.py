@@ -10,7 +10,7 @@ from sqlalchemy import select
 from taxonomy_store.cli import cli
 from taxonomy_store.cli.app import run
 from taxonomy_store.db.models import AuditEntry, Pair, Prompt
-from taxonomy_store.errors import InvalidValue, NotFound
+from taxonomy_store.errors import InvalidValue, NotFound, UndoConflict
 from taxonomy_store.text import text_sha256
 
 
@@ -100,13 +100,13 @@ def test_delete_restore_and_undo(cstore):
     assert not c.get_prompt(3).deleted
     with pytest.raises(NotFound, match="nothing to undo"):
         c.undo()
-    with pytest.raises(InvalidValue, match="already undone"):
+    with pytest.raises(UndoConflict, match="already undone"):  # every undo refusal exits 1 (issue 20)
         c.undo(r2.undone_batch)
     with cstore.session() as s:
         undo_rows = s.execute(select(AuditEntry.action, AuditEntry.reason).where(AuditEntry.action == "undo")).all()
         import_batch = s.scalar(select(AuditEntry.batch_id).where(AuditEntry.reason.like("import %")).limit(1))
     assert len(undo_rows) == 4 and all(r.startswith("undo ") for _, r in undo_rows)
-    with pytest.raises(InvalidValue, match="not a curation edit"):
+    with pytest.raises(UndoConflict, match="not a curation edit"):
         c.undo(import_batch)
 
 

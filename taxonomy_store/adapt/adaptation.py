@@ -16,7 +16,10 @@ replaces it.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from contextlib import AbstractContextManager, contextmanager
@@ -31,7 +34,7 @@ from taxonomy_store.adapt.report import compare
 from taxonomy_store.adapt.methods import train
 from taxonomy_store.adapt.training import AdaptConfig, resolved, steps_per_epoch
 from taxonomy_store.backend.training_manifest import HASH_CHARS, MANIFEST, read_manifest, write_manifest
-from taxonomy_store.errors import EncoderError, InvalidValue, NotFound, UnknownEncoder
+from taxonomy_store.errors import EncoderError, InvalidValue, NotFound, OutputFileError, UnknownEncoder
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -80,9 +83,23 @@ class Adaptation:
         try:
             self.encoders.get(new)
         except UnknownEncoder:
-            return
-        raise EncoderError(f"encoder {new!r} is already registered",
-                           f"pick another --name, or remove it first (`tstore encoder remove {new}`)")
+            pass
+        else:
+            raise EncoderError(f"encoder {new!r} is already registered",
+                               f"pick another --name, or remove it first (`tstore encoder remove {new}`)")
+        folder = self.models_dir / new
+        if folder.exists() or folder.is_symlink():
+            # Not ours to replace: a user's files, or the weights another encoder was added from.
+            raise EncoderError(f"{folder} already exists; adapt never replaces a folder",
+                               f"pick another --name, or move or remove that folder yourself (rm -r {folder})")
+
+    def _clean_partials(self, new: str) -> None:
+        """Folders left by killed runs of the same name: stale, since the name's lock is held."""
+        pattern = re.compile(rf"\.partial-{re.escape(new)}-[A-Za-z0-9_]{{8}}")
+        if self.models_dir.is_dir():
+            for entry in self.models_dir.iterdir():
+                if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
 
     def _data(self, taxonomy: str, level: str | int) -> CuratedSet:
         with self.read() as s:
@@ -145,7 +162,7 @@ class Adaptation:
                   "held_out_prompts": len(held_ids), "from_fingerprint": info.fingerprint,
                   "trained_prompts": record["trained_prompts"], "training_record": MANIFEST}
         try:
-            self.encoders.add(new, folder, device=cfg.device, batch_size=info.batch_size, _reason=f"adapt {new} from {source}",
+            self.encoders.add(new, f"store:{MODELS_DIR}/{new}", device=cfg.device, batch_size=info.batch_size, _reason=f"adapt {new} from {source}",
                               adapted_from=source, adaptation=recipe)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -197,11 +214,13 @@ class Adaptation:
             summary = train(model_path, tdata, cfg, tmp / "model", progress=step, encode_progress=lower, frozen=frozen)
             if record is not None:  # written before the rename: the folder never lacks its record
                 write_manifest(tmp / "model", **{k: v for k, v in record.items() if k != "trained_prompts"})
-            if final.exists():  # left by a run interrupted between rename and registration
-                shutil.rmtree(final)
+            _usual_permissions(tmp / "model")
+            if final.exists() or final.is_symlink():  # made by someone else while this one trained
+                raise EncoderError(f"{final} appeared while adapt ran; nothing was replaced", "run again with another --name")
             (tmp / "model").rename(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        self._clean_partials(new)
         return final, summary
 
     def _vectors(self, name: str, data: CuratedSet, progress: Progress) -> np.ndarray:
@@ -220,15 +239,47 @@ class Adaptation:
         info = self.encoders.get(name)
         src = info.model_path
         target = Path(target)
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise InvalidValue(f"{target} exists and is not an empty directory", "pick a new directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _check_export_target(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".export-{name}-", dir=target.parent))
         try:
             shutil.copytree(src, tmp / "model", symlinks=False)
+            _usual_permissions(tmp / "model")
             if target.exists():
                 target.rmdir()
             (tmp / "model").rename(target)
+        except OSError as exc:
+            raise OutputFileError(target, f"cannot write the model there: {exc.strerror or exc}", "pick a new directory") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
+
+
+def _check_export_target(target: Path) -> None:
+    """A new or empty directory whose parent is (or can be made) a directory; anything else is a
+    clear error, never a raw NotADirectoryError, and nothing is created or removed."""
+    if target.is_symlink() and not target.is_dir():
+        raise OutputFileError(target, "is a symbolic link to something that is not a directory", "pick a new directory")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise OutputFileError(target, "exists and is not an empty directory", "pick a new directory")
+    for parent in (target.parent, *target.parent.parents):
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise OutputFileError(target, f"{parent} is not a directory", "pick a path whose folders are directories")
+            break
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(target, f"cannot create {target.parent}: {exc.strerror or exc}", "pick a directory this user can write") from None
+
+
+def _usual_permissions(folder: Path) -> None:
+    """What a user's own `cp -r` would give (0666/0777 less the umask): the temporary folder the
+    model was trained in is private (0700), and the model must be readable like any other file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for root, dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.chmod(path, 0o666 & ~mask)

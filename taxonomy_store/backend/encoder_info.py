@@ -28,16 +28,18 @@ class EncoderInfo:
     # Set by `tstore adapt`: the encoder this one was tuned from, and how.
     adapted_from: str | None = None
     adaptation: dict[str, Any] | None = None
+    # The store directory `store:` model refs are relative to.
+    store_dir: str = ""
 
     @property
     def model_path(self) -> Path:
-        return resolve_model_ref(self.model_ref)
+        return resolve_model_ref(self.model_ref, self.store_dir or None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def info_from_row(row: Encoder) -> EncoderInfo:
+def info_from_row(row: Encoder, store_dir: str | Path | None = None) -> EncoderInfo:
     created = row.created_at
     if created is not None and created.tzinfo is not None:
         created = created.astimezone(timezone.utc).replace(tzinfo=None)
@@ -55,6 +57,7 @@ def info_from_row(row: Encoder) -> EncoderInfo:
         created_at=created.isoformat(timespec="microseconds") if created else "",
         adapted_from=row.adapted_from,
         adaptation=row.adaptation,
+        store_dir=str(store_dir or ""),
     )
 
 

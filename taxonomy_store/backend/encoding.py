@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from taxonomy_store.errors import EncoderError, EncoderMismatch
-from taxonomy_store.backend.model_folders import fingerprint, resolve_model_ref
+from taxonomy_store.backend.model_folders import fingerprint
 
 if TYPE_CHECKING:
     from taxonomy_store.backend.encoder_info import EncoderInfo
@@ -80,7 +80,7 @@ class LiveEncoder:
 
     def __init__(self, info: "EncoderInfo", *, device: str | None = None):
         self.info = info
-        self.path = resolve_model_ref(info.model_ref)
+        self.path = info.model_path
         if not self.path.is_dir():
             hint = (
                 "run `tstore encoder install sbert-all`" if info.model_ref.startswith("cache:") else

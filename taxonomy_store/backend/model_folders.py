@@ -4,6 +4,8 @@ Model references (`Encoder.model_ref`) are stored so a database can move between
 - `pkg:<package>/<folder>`: a folder inside an installed Python package (the default encoder);
 - `cache:<folder>`: a folder in the model cache (`paths.model_cache_dir()`), e.g. the
   all-mpnet-base-v2 model that `tstore encoder install sbert-all` assembles;
+- `store:<folder>`: a folder inside the store directory (what `tstore adapt` makes, and any
+  model folder given inside the store), so a copied or moved store uses its own copy;
 - anything else: a local sentence-transformers folder, stored as an absolute path.
 
 Nothing here imports torch or sentence-transformers: the fingerprint is a sha256 of the weight
@@ -32,13 +34,31 @@ def package_folder(package: str, folder: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / folder
 
 
-def resolve_model_ref(model_ref: str) -> Path:
+STORE_REF = "store:"
+
+
+def resolve_model_ref(model_ref: str, store_dir: str | Path | None = None) -> Path:
+    if model_ref.startswith(STORE_REF):
+        if not store_dir:
+            raise EncoderError(f"model {model_ref!r} lies inside a store, and no store was given to find it in")
+        return Path(store_dir) / model_ref[len(STORE_REF):]
     if model_ref.startswith("pkg:"):
         package, _, folder = model_ref[4:].partition("/")
         return package_folder(package, folder)
     if model_ref.startswith("cache:"):
         return model_cache_dir() / model_ref[6:]
     return Path(model_ref)
+
+
+def store_relative_ref(folder: Path, store_dir: str | Path | None) -> str | None:
+    """`store:<relative path>` for a folder inside the store directory, else None."""
+    if not store_dir:
+        return None
+    try:
+        rel = folder.resolve().relative_to(Path(store_dir).resolve())
+    except ValueError:
+        return None
+    return STORE_REF + rel.as_posix()
 
 
 def weight_files(folder: Path) -> list[Path]:

@@ -12,26 +12,37 @@ process dies); `<store>/writer.json` names the holder (pid, what, since) so a se
 say whom it waits for. Each release rewrites `writer.json`, so its modification time is the
 index's *generation*: a long-lived reader (the TUI) that sees it move reloads its client.
 
-A Chroma server (`--chroma-url`) serialises writes itself; there the lock is a no-op.
+A Chroma server (`--chroma-url`) keeps its index consistent itself, so there the file lock is
+off. Writers that share a PostgreSQL database (team mode, possibly on different machines) also
+take a PostgreSQL advisory lock, on a connection of their own held for the write: a second
+`embed` waits for the first, then finds nothing left to encode, instead of encoding the same
+prompts again and colliding on the bookkeeping rows. The server releases it when the holder's
+connection ends, so a killed writer never leaves it held.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from taxonomy_store.errors import WriterBusy
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 LOCK_NAME = "writer.lock"
 OWNER_NAME = "writer.json"
 # How often a waiting writer looks again (seconds).
 POLL_S = 0.25
+# The advisory lock's key: one per database (a store owns its database), a signed 64-bit number.
+ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"tstore vector index writer").digest()[:8], "big", signed=True)
 
 # on_wait(message): told once when a writer has to wait for another one.
 OnWait = Callable[[str], None]
@@ -40,9 +51,12 @@ OnWait = Callable[[str], None]
 class WriterLock:
     """The store-level writer lock of the embedded vector index (see the module docstring)."""
 
-    def __init__(self, store_dir: Path, *, enabled: bool = True, on_wait: OnWait | None = None):
+    def __init__(self, store_dir: Path, *, enabled: bool = True, on_wait: OnWait | None = None,
+                 shared_engine: "Engine | None" = None):
         self.dir = Path(store_dir)
         self.enabled = enabled
+        # A PostgreSQL engine: writers of every machine coordinate through an advisory lock on it.
+        self.shared_engine = shared_engine
         # Who hears about waiting when a caller gives no on_wait of its own (the CLI: stderr).
         self.on_wait = on_wait
         # Nested holds in one thread (verify --repair runs embed) take the lock once; another
@@ -88,13 +102,28 @@ class WriterLock:
         telling on_wait (or the lock's default) once.
         """
         depth = getattr(self._local, "depth", 0)
-        if not self.enabled or depth:
+        if depth or not (self.enabled or self.shared_engine is not None):
             self._local.depth = depth + 1
             try:
                 yield False
             finally:
                 self._local.depth = depth
             return
+        notify = on_wait or self.on_wait
+        with ExitStack() as stack:
+            # Always in this order (database, then file), so two writers never hold one each.
+            if self.shared_engine is not None:
+                stack.enter_context(self._advisory(wait, notify))
+            if self.enabled:
+                stack.enter_context(self._file_lock(what, wait, notify))
+            self._local.depth = 1
+            try:
+                yield True
+            finally:
+                self._local.depth = 0
+
+    @contextmanager
+    def _file_lock(self, what: str, wait: bool, notify: OnWait | None) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -102,26 +131,42 @@ class WriterLock:
         try:
             lock.acquire(blocking=False)
         except Timeout:
-            message = f"waiting for {self.describe_holder()} to finish with the vector index"
             if not wait:
                 raise WriterBusy(
                     f"{self.describe_holder()} is writing to this store's vector index",
                     "wait for it to finish and run the command again, or leave out --no-wait to wait for it",
                 ) from None
-            notify = on_wait or self.on_wait
             if notify:
-                notify(message)
+                notify(f"waiting for {self.describe_holder()} to finish with the vector index")
             lock.acquire(poll_interval=POLL_S)
-        self._local.depth = 1
         try:
             self._write_owner({"pid": os.getpid(), "what": what, "since": _now()})
-            yield True
+            yield
         finally:
-            self._local.depth = 0
             try:
                 self._write_owner({"pid": None, "released_by": os.getpid(), "at": _now(), "ns": time.time_ns()})
             finally:
                 lock.release()
+
+    @contextmanager
+    def _advisory(self, wait: bool, notify: OnWait | None) -> Iterator[None]:
+        """PostgreSQL's session advisory lock, on a connection of its own (autocommit: no open transaction)."""
+        assert self.shared_engine is not None
+        with self.shared_engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            took = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,)).scalar()
+            if not took:
+                holder = _advisory_holder(conn)
+                if not wait:
+                    raise WriterBusy(f"{holder} is writing to this store's vector index",
+                                     "wait for it to finish and run the command again, or leave out --no-wait to wait for it")
+                if notify:
+                    notify(f"waiting for {holder} to finish with the vector index")
+                conn.exec_driver_sql("SELECT pg_advisory_lock(%s)", (ADVISORY_KEY,))
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
 
     def _write_owner(self, data: dict) -> None:
         tmp = self.owner_path.with_suffix(f".{os.getpid()}.tmp")
@@ -130,6 +175,21 @@ class WriterLock:
             tmp.replace(self.owner_path)
         except OSError:
             pass  # the holder's name is a courtesy; the lock itself is what protects the index
+
+
+def _advisory_holder(conn) -> str:
+    """Who holds the advisory lock, as PostgreSQL sees it (its backend pid and client address)."""
+    try:
+        row = conn.exec_driver_sql(
+            "SELECT a.pid, a.client_addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = %s AND l.objid::bigint = %s LIMIT 1",
+            ((ADVISORY_KEY >> 32) & 0xFFFFFFFF, ADVISORY_KEY & 0xFFFFFFFF),
+        ).first()
+    except Exception:
+        row = None
+    if not row:
+        return "another writer"
+    return f"another writer (PostgreSQL backend {row[0]}" + (f" from {row[1]})" if row[1] else ")")
 
 
 def _now() -> str:

@@ -1,4 +1,4 @@
-"""`tstore init` and `tstore db upgrade|downgrade|current`: the store and its schema."""
+"""`tstore init` and `tstore db upgrade|downgrade|current|stamp`: the store and its schema."""
 
 from __future__ import annotations
 
@@ -69,8 +69,24 @@ def downgrade(ctx: Context, revision: str, yes: bool) -> None:
             f"downgrading from schema {current or 'none'} to {target or 'base'} drops {loses}",
             f"export what you need first (`tstore export -o prompts.csv`), then run `tstore db downgrade {revision} --yes --store {store.dir}`",
         )
-    migrate.downgrade(engine, revision)
+    dropped = store.downgrade_schema(revision)
+    if dropped:
+        click.echo(f"dropped the vector collections of {', '.join(untrusted(n) for n in dropped)} (their encoders are gone)")
     click.echo(f"database at schema {migrate.current_revision(engine) or 'base'}")
+
+
+@db.command()
+@click.argument("revision")
+@pass_ctx
+def stamp(ctx: Context, revision: str) -> None:
+    """Record REVISION as the database's schema without migrating (after alembic_version was lost).
+
+    `tstore db current` (or any command) names the revision the tables look like."""
+    from taxonomy_store.db import migrate
+
+    engine = _engine(ctx)
+    migrate.stamp(engine, revision)
+    click.echo(f"database recorded at schema {migrate.current_revision(engine) or 'base'}")
 
 
 @db.command()
@@ -82,7 +98,11 @@ def current(ctx: Context, as_json: bool) -> None:
 
     engine = _engine(ctx)
     info = {"current": migrate.current_revision(engine), "head": migrate.head_revision()}
+    if info["current"] is None:
+        info["tables_look_like"] = migrate.guess_revision(engine)
     if as_json:
         emit_json(info)
     else:
-        click.echo(f"current {info['current'] or 'none'}, head {info['head']}")
+        lost = info.get("tables_look_like")
+        click.echo(f"current {info['current'] or 'none'}, head {info['head']}"
+                   + (f" (no revision recorded, but the tables look like {lost}: `tstore db stamp {lost}`)" if lost else ""))

@@ -20,8 +20,7 @@ from taxonomy_store.db.models import (
     AuditEntry, Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode, utcnow,
 )
 from taxonomy_store.errors import InvalidValue, NotFound, UndoConflict
-from taxonomy_store.importers.records import MAX_TEXT_CHARS
-from taxonomy_store.text import normalise, text_sha256
+from taxonomy_store.text import check_text_length, normalise, text_sha256
 from taxonomy_store.vocabulary import LABELS, PAIR_STATUSES
 
 CURATED_DATASET = "curated"
@@ -210,8 +209,7 @@ class Curation:
                 clean = text.strip()
                 if not clean:
                     raise InvalidValue("the new text is empty")
-                if len(clean) > MAX_TEXT_CHARS:
-                    raise InvalidValue(f"the new text has {len(clean):,} characters; the limit is {MAX_TEXT_CHARS:,}")
+                check_text_length(clean, "the new text")
                 if normalise(clean) != normalise(p.text) or clean != p.text:
                     values.update(text=clean, text_sha256=text_sha256(clean))
             if label is not None:
@@ -311,6 +309,7 @@ class Curation:
                 clean = safe_text.strip()
                 if not clean:
                     raise InvalidValue("the safe text is empty")
+                check_text_length(clean, "the safe text")
                 h = text_sha256(clean)
                 safe = s.scalar(select(Prompt).where(Prompt.text_sha256 == h, Prompt.deleted_at.is_(None)))
                 if safe is None:
@@ -410,12 +409,13 @@ class Curation:
         if reason is None:
             raise NotFound(f"no audit batch {batch_id}", "give a batch id as printed by `tstore prompt undo` or the TUI's history")
         if not reason.startswith("curation: "):
-            raise InvalidValue(
+            # Refusals of undo are one kind (exit 1), like "a later batch changed it" and "no such batch".
+            raise UndoConflict(
                 f"batch {batch_id} ({reason}) is not a curation edit",
                 "imports are reversed by importing the previous file again",
             )
         if batch_id in undone:
-            raise InvalidValue(f"batch {batch_id} is already undone")
+            raise UndoConflict(f"batch {batch_id} is already undone", "nothing to do: its changes are reverted already")
         return batch_id
 
     def _undo_batch(self, s, audit, batch_id: str) -> list[str]:

@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+import builtins
 from typing import Any, Callable
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from taxonomy_store.backend.database import Database
 from taxonomy_store.backend.encoder_info import EncoderInfo, info_from_row
-from taxonomy_store.backend.model_folders import dimension_from_config, fingerprint, resolve_model_ref
+from taxonomy_store.backend.model_folders import STORE_REF, dimension_from_config, fingerprint, resolve_model_ref, store_relative_ref
 from taxonomy_store.db.models import AuditEntry, Embedding, Encoder
 from taxonomy_store.errors import EncoderError, InvalidValue, UnknownEncoder
 from taxonomy_store.vocabulary import DEFAULT_ENCODER, DEFAULT_MODEL_REF, DEVICES
@@ -31,14 +32,15 @@ __all__ = ["DEFAULT_ENCODER", "DEFAULT_MODEL_REF", "EncoderInfo", "Encoders", "f
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
-def _resolve_model_arg(model: str | os.PathLike) -> tuple[str, Path]:
-    """(model_ref to store, folder) for a user-given path or an id already in the local HF cache."""
+def _resolve_model_arg(model: str | os.PathLike, store_dir: Path | None = None) -> tuple[str, Path]:
+    """(model_ref to store, folder) for a user-given path or an id already in the local HF cache.
+    A folder inside the store is stored relative to it (`store:...`): the store stays relocatable."""
     text = str(model)
-    if text.startswith(("pkg:", "cache:")):
-        return text, resolve_model_ref(text)
+    if text.startswith(("pkg:", "cache:", STORE_REF)):
+        return text, resolve_model_ref(text, store_dir)
     path = Path(text).expanduser()
     if path.exists():
-        return str(path.resolve()), path.resolve()
+        return store_relative_ref(path, store_dir) or str(path.resolve()), path.resolve()
     if "/" in text and not text.startswith((".", "/")):
         try:  # an id such as sentence-transformers/all-MiniLM-L6-v2, only if already downloaded
             from huggingface_hub import snapshot_download
@@ -80,17 +82,19 @@ def _row_dict(row: Encoder) -> dict[str, Any]:
 class Encoders:
     """`store.encoders`: register, list and remove sentence encoders."""
 
-    def __init__(self, db: Database, drop_vectors: Callable[..., Any], *, preferred: str | None = None):
+    def __init__(self, db: Database, drop_vectors: Callable[..., Any], *, preferred: str | None = None,
+                 store_dir: Path | None = None):
         # drop_vectors(info, wait=, on_wait=) deletes an encoder's vector collections under the writer lock;
         # preferred: the default encoder the store was opened with ($TSTORE_ENCODER), or None.
         self.db = db
         self._drop_vectors = drop_vectors
         self.preferred = preferred
+        self.store_dir = store_dir  # what `store:` model refs are relative to
 
     # -- reading -------------------------------------------------------------------------
     def list(self) -> list[EncoderInfo]:
         with self.db.session() as s:
-            return [info_from_row(r) for r in s.scalars(select(Encoder).order_by(Encoder.id))]
+            return [info_from_row(r, self.store_dir) for r in s.scalars(select(Encoder).order_by(Encoder.id))]
 
     def get(self, name: str) -> EncoderInfo:
         with self.db.session() as s:
@@ -101,7 +105,21 @@ class Encoders:
                     f"no encoder {name!r} in this store",
                     f"registered: {', '.join(known)}" if known else "add one with `tstore encoder add NAME --model PATH`",
                 )
-            return info_from_row(row)
+            return info_from_row(row, self.store_dir)
+
+    def registered_on_any_schema(self) -> "builtins.list[EncoderInfo]":
+        """The registrations as far as naming their vector collections goes, read with only the
+        columns every schema revision has (a downgrade may start below head)."""
+        from types import SimpleNamespace
+
+        with self.db.session() as s:
+            try:
+                rows = s.execute(select(Encoder.id, Encoder.name, Encoder.model_ref, Encoder.fingerprint, Encoder.created_at)).all()
+            except SQLAlchemyError:  # no encoders table
+                return []
+        blank = dict(dimension=None, device="cpu", batch_size=64, baseline=None, baseline_provenance=None, calibration=None,
+                     adapted_from=None, adaptation=None)
+        return [info_from_row(SimpleNamespace(**r._asdict(), **blank), self.store_dir) for r in rows]  # type: ignore[arg-type]
 
     def default_name(self) -> str:
         """The encoder commands use without --encoder: the preferred one, else `minilm`, else the only one."""
@@ -139,7 +157,7 @@ class Encoders:
             raise InvalidValue(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
         if batch_size < 1:
             raise InvalidValue(f"batch size must be at least 1, not {batch_size}")
-        model_ref, folder = _resolve_model_arg(model)
+        model_ref, folder = _resolve_model_arg(model, self.store_dir)
         fp = fingerprint(folder)
         dim = dimension_from_config(folder)
         with self.db.write(reason=_reason or f"encoder add {name}") as (session, audit):

@@ -29,6 +29,7 @@ from taxonomy_store.guard.scorers import scorer_named
 from taxonomy_store.guard.verdicts import NOTHING_LIKE_IT, decide, score_and_search
 from taxonomy_store.guard.via_crosswalk import mapped_neighbours
 from taxonomy_store.vocabulary import DEFAULT_TAXONOMY, JUDGED_LABELS, choose_level
+from taxonomy_store.text import check_text_length
 
 DEFAULT_K = 10
 DEFAULT_MARGIN = calib.DEFAULT_MARGIN
@@ -184,6 +185,7 @@ class Guard:
             if not isinstance(t, str) or not t.strip():
                 where = f" (input {ids[i] if ids is not None else i + 1})" if len(texts) > 1 else ""
                 raise EmptyPrompt(f"empty prompt{where}", "give some text to query")
+            check_text_length(t, "the query" + (f" (input {ids[i] if ids is not None else i + 1})" if len(texts) > 1 else ""))
         filters = Filters.of(dataset=dataset, label=label, category=category)
         encoder = self._encoder_name(encoder)
         pool = self.neighbours.pool(encoder)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from taxonomy_store.errors import InputFileError
-from taxonomy_store.paths import check_readable_file
+from taxonomy_store.paths import read_input_bytes
 from taxonomy_store.vocabulary import FILE_KINDS, FORMAT_DO_NOT_ANSWER, IMPORT_FORMATS, LABELS
 from taxonomy_store.importers.contrast import parse_contrast_json, parse_contrast_long, parse_contrast_wide, variant_columns
 from taxonomy_store.importers.do_not_answer import parse_do_not_answer
@@ -51,11 +51,7 @@ def detect_format(table: Table) -> str | None:
 
 def read_file_bytes(path: Path) -> bytes:
     """The file's bytes; each way of not being a readable file gets its own message (paths.py)."""
-    check_readable_file(path)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read: {exc.strerror or exc}", hint="check that the file is readable") from None
+    return read_input_bytes(path)
 
 
 def parse_file(

@@ -6,6 +6,8 @@ column. `pair_with` names the id of the row this one pairs with (one side safe, 
 
 from __future__ import annotations
 
+import json
+
 from taxonomy_store.errors import InputFileError
 from taxonomy_store.text import text_sha256
 from taxonomy_store.vocabulary import JUDGED_LABELS, LABELS
@@ -117,7 +119,24 @@ def parse_prompts_export(table: Table) -> ParsedFile:
         prompts.append(
             PromptRecord(key, text, label, rownum, category, "category", "text", "label", dataset=dataset, taxonomy=taxonomy)
         )
+        for other_dataset, other_key in _also_in(table, rownum, row):
+            prompts.append(PromptRecord(other_key, text, label, rownum, category, "category", "text", "label",
+                                        dataset=other_dataset, taxonomy=taxonomy, membership=True))
     return ParsedFile(table.path, "tstore-prompts", prompts, match_by_text=True)
+
+
+def _also_in(table: Table, rownum: int, row: dict) -> list[tuple[str, str]]:
+    """The prompt's other dataset rows, as the export writes them: a JSON list of [dataset, key]."""
+    raw = row.get("also_in")
+    if raw in (None, ""):
+        return []
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+        pairs = [(str(d), str(k)) for d, k in value]
+    except (ValueError, TypeError):
+        raise InputFileError(table.path, "also_in is not a JSON list of [dataset, source_key] pairs", row=rownum, column="also_in",
+                             hint='write it as tstore export does, e.g. [["xstest_aug", "12"]], or leave it empty') from None
+    return pairs
 
 
 def parse_pairs_export(table: Table) -> ParsedFile:

@@ -10,8 +10,9 @@ from typing import Any, Union
 # names from the root down (tuple), e.g. Do-Not-Answer's risk_area/types_of_harm/specific_harms.
 CategoryRef = Union[str, tuple, None]
 
-# Longest prompt text we accept; longer fields are almost always a broken quote or a wrong column.
-MAX_TEXT_CHARS = 100_000
+from taxonomy_store.text import MAX_TEXT_CHARS  # one limit for every entry point
+
+__all__ = ["MAX_TEXT_CHARS", "CategoryRef", "PromptRecord", "PairRecord", "ParsedFile"]
 
 
 @dataclass
@@ -27,6 +28,8 @@ class PromptRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None  # tstore exports carry the prompt's own dataset per row
     taxonomy: str | None = None  # tstore exports carry the category's taxonomy per row
+    # tstore exports: one more dataset row of the prompt above (`also_in`), not a row of the file
+    membership: bool = False
 
 
 @dataclass

@@ -22,9 +22,13 @@ from taxonomy_store.backend.database import Database
 from taxonomy_store.catalog import node_index
 from taxonomy_store.db.models import Dataset, Pair, PairSet, Prompt, PromptSource, Taxonomy, TaxonomyNode
 from taxonomy_store.errors import InvalidValue, NotFound
+from taxonomy_store.paths import atomic_write
+from taxonomy_store.text import inert
 from taxonomy_store.vocabulary import EXPORT_FORMATS
 
-PROMPT_COLUMNS = ["id", "text", "label", "taxonomy", "category", "category_path", "dataset", "source_key"]
+# also_in: the prompt's other dataset rows (JSON list of [dataset, source_key]), so that an import
+# restores every membership, not only the dataset the prompt came from first.
+PROMPT_COLUMNS = ["id", "text", "label", "taxonomy", "category", "category_path", "dataset", "source_key", "also_in"]
 PAIR_COLUMNS = ["pair_set", "kind", "pair_type", "status", "note", "unsafe_text", "safe_text", "unsafe_id", "safe_id"]
 
 
@@ -44,38 +48,58 @@ def _write(rows: list[dict[str, Any]], columns: list[str], fmt: str, out: str | 
         raise InvalidValue(f"unknown export format {fmt!r}", f"one of {', '.join(EXPORT_FORMATS)}")
     to_stdout = out is None or str(out) == "-"
     if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pylist(rows, schema=pa.schema([(c, pa.int64() if c.endswith("id") else pa.string()) for c in columns]))
-        if to_stdout:
-            buf = io.BytesIO()
-            pq.write_table(table, buf)
-            sys.stdout.buffer.write(buf.getvalue())
-            sys.stdout.buffer.flush()
-            return "-"
-        if hasattr(out, "write"):
-            pq.write_table(table, out)
-            return getattr(out, "name", "<stream>")
-        pq.write_table(table, str(out))
-        return str(out)
-    if fmt == "csv":
-        sbuf = io.StringIO(newline="")
-        writer = csv.DictWriter(sbuf, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in columns})
-        text = sbuf.getvalue()
-    else:
-        text = "".join(json.dumps({k: r.get(k) for k in columns}, ensure_ascii=False) + "\n" for r in rows)
+        return _write_parquet(rows, columns, out, to_stdout)
+    tty = to_stdout and sys.stdout.isatty()
+    text = _csv_text(rows, columns) if fmt == "csv" else _jsonl_text(rows, columns, ascii_only=tty)
     if to_stdout:
-        sys.stdout.write(text)
+        # Prompt text is untrusted: on a terminal its escape sequences (ESC, OSC, BEL, CR, bidi
+        # overrides) are shown as visible escapes instead of acting. Files and pipes get it as is.
+        sys.stdout.write(inert(text, keep_newlines=True) if tty else text)
         sys.stdout.flush()
         return "-"
     if out is not None and not isinstance(out, (str, Path)):
         out.write(text)
         return getattr(out, "name", "<stream>")
-    Path(str(out)).write_text(text, encoding="utf-8", newline="")
+    # All or nothing: a failure half-way leaves an earlier file at this path as it was.
+    assert out is not None  # None means stdout, written above
+    with atomic_write(out, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    return str(out)
+
+
+def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in columns})
+    return buf.getvalue()
+
+
+def _jsonl_text(rows: list[dict[str, Any]], columns: list[str], *, ascii_only: bool) -> str:
+    # ensure_ascii on a terminal (as `emit_json` does): C1 controls and bidi overrides become \uXXXX.
+    return "".join(json.dumps({k: r.get(k) for k in columns}, ensure_ascii=ascii_only) + "\n" for r in rows)
+
+
+def _write_parquet(rows: list[dict[str, Any]], columns: list[str], out: str | Path | IO | None, to_stdout: bool) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows, schema=pa.schema([(c, pa.int64() if c.endswith("id") else pa.string()) for c in columns]))
+    if to_stdout:
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        sys.stdout.buffer.write(buf.getvalue())
+        sys.stdout.buffer.flush()
+        return "-"
+    if hasattr(out, "write"):
+        pq.write_table(table, out)
+        return getattr(out, "name", "<stream>")
+    buf = io.BytesIO()  # in memory first: a FIFO cannot seek, as pyarrow's writer may want to
+    pq.write_table(table, buf)
+    assert out is not None  # None means stdout, written above
+    with atomic_write(out, "wb") as f:
+        f.write(buf.getvalue())
     return str(out)
 
 
@@ -104,6 +128,7 @@ class Exports:
             node_id = None
             if category:
                 node_id = _find_node(s, category, taxonomy)
+            memberships = _memberships(s)
             rows = []
             for pid, text, lab, cat_id, ds, key in s.execute(q):
                 info = nodes.get(cat_id) if cat_id is not None else None
@@ -114,6 +139,7 @@ class Exports:
                         id=pid, text=text, label=lab, taxonomy=info.taxonomy if info else None,
                         category=info.code if info else None, category_path="/".join(info.path) if info else None,
                         dataset=ds, source_key=key,
+                        also_in=_also_in(memberships.get(pid, []), ds, key),
                     )
                 )
             return rows
@@ -144,6 +170,21 @@ class Exports:
     def export_pairs(self, out: str | Path | IO | None, *, format: str = "csv", **filters) -> ExportResult:
         rows = self.pair_rows(**filters)
         return ExportResult("pairs", format, len(rows), _write(rows, PAIR_COLUMNS, format, out))
+
+
+def _memberships(session) -> dict[int, list[tuple[str, str]]]:
+    """Every prompt's dataset rows, (dataset name, source key), in a stable order."""
+    q = (select(PromptSource.prompt_id, Dataset.name, PromptSource.source_key)
+         .join(Dataset, Dataset.id == PromptSource.dataset_id).order_by(PromptSource.id))
+    out: dict[int, list[tuple[str, str]]] = {}
+    for pid, name, key in session.execute(q):
+        out.setdefault(pid, []).append((name, key))
+    return out
+
+
+def _also_in(rows: list[tuple[str, str]], dataset: str | None, key: str | None) -> str | None:
+    others = [[d, k] for d, k in rows if (d, k) != (dataset, key)]
+    return json.dumps(others, ensure_ascii=False) if others else None
 
 
 def _find_node(session, category: str, taxonomy: str | None) -> int:

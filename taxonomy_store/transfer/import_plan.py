@@ -7,6 +7,8 @@ The rules, each a method of `Planner` (tests/test_import_plan.py drives them wit
   the prompt is shared with other sources: editing it would edit them too, so the row *forks*
   a new prompt of its own (`edit_target`);
 - the same text twice in one file: one prompt, one source per row (`repeat_row`);
+- tstore's exports list a prompt's other dataset rows (`also_in`): each is linked unless stored
+  (`membership_row`);
 - a text already stored (from any dataset) is *linked*: a new source on that prompt, never a
   second prompt (`stored_text_row`); tstore's own exports instead set label and category;
 - labels merge: unlabeled takes the other side's label; safe against unsafe is a *conflict*
@@ -145,6 +147,9 @@ class Planner:
     # -- one row -------------------------------------------------------------------------
     def plan_row(self, i: int) -> None:
         rec, h = self.records[i], self.facts.hashes[i]
+        if rec.membership:
+            self.membership_row(i)
+            return
         first = self.seen_text.get(h)
         if first is not None:
             self.repeated_text(rec, first)
@@ -269,6 +274,16 @@ class Planner:
         self.seen_text[self.facts.hashes[i]] = (ref, i)
         own_key = self.plan.inserts[-1]["source_key"]
         self.plan.links.append(Link(self.facts.datasets[i], own_key, self.facts.row_shas[i], rec.extra or {}, ref))
+
+    def membership_row(self, i: int) -> None:
+        """tstore exports: one more dataset row of the prompt the line above made or matched. Linked
+        unless that (dataset, key) is stored already (re-importing into the same store adds nothing)."""
+        rec, ds = self.records[i], self.facts.datasets[i]
+        ref = self.seen_text[self.facts.hashes[i]][0]
+        if (ds, rec.key) in self.taken_keys:
+            return
+        self.taken_keys.add((ds, rec.key))
+        self.plan.links.append(Link(ds, rec.key, self.facts.row_shas[i], {}, ref))
 
     # -- the rules the rows share ----------------------------------------------------------
     def add_new(self, i: int) -> NewRef:

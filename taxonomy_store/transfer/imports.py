@@ -138,10 +138,12 @@ class Imports:
         if progress:
             progress("read", 0, 1)
         parsed = parse_file(path, format=format, mapping=mapping, label=label, data=data)
+        if dataset:  # every row goes to that one dataset: an export's other memberships do not apply
+            parsed.prompts = [r for r in parsed.prompts if not r.membership]
         if progress:
             progress("read", 1, 1)
         summary = ImportSummary(
-            dataset=dataset or path.stem, format=parsed.format, path=str(path), rows=len(parsed.prompts),
+            dataset=dataset or path.stem, format=parsed.format, path=str(path), rows=sum(not r.membership for r in parsed.prompts),
             sha256=hashlib.sha256(data).hexdigest(), dry_run=dry_run, notes=list(parsed.notes),
         )
         options = {"format": parsed.format, "taxonomy": taxonomy, "mapping": dict(mapping or {}), "label": label}

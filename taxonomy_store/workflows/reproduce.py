@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from taxonomy_store.paths import atomic_write
 from taxonomy_store.store import Store
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_TAXONOMY
 
@@ -217,14 +218,17 @@ def _bar_chart(path: Path, groups: list[str], series: list[tuple[str, list[float
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return path
 
 
 def write_report(report: Report) -> None:
     report.out_dir.mkdir(parents=True, exist_ok=True)
-    report.markdown_path.write_text(_markdown(report), encoding="utf-8")
+    with atomic_write(report.markdown_path) as f:
+        f.write(_markdown(report))
     json_path = report.out_dir / "safe-embed-report.json"
     report.files = [report.markdown_path, json_path] + _charts(report)
-    json_path.write_text(json.dumps(report.summary(), indent=2, default=str), encoding="utf-8")
+    with atomic_write(json_path) as f:
+        f.write(json.dumps(report.summary(), indent=2, default=str))
