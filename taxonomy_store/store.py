@@ -76,7 +76,10 @@ class Store:
         chroma_url: str | None = None,
         chroma_token: str | None = None,
         check_schema: bool = True,
+        read_only: bool = False,
     ) -> "Store":
+        """Open a store. `read_only` (a server's view): the schema must be at head, and opening
+        writes nothing, not even the default encoder's first registration."""
         store_dir = paths.resolve_store_dir(store)
         marker = _read_marker(store_dir)
         engine = make_engine(_db_url_for(store_dir, marker, db_url))
@@ -87,7 +90,7 @@ class Store:
             chroma_url=chroma_url or os.environ.get("TSTORE_CHROMA_URL") or marker.get("chroma_url"),
             chroma_token=chroma_token or os.environ.get("TSTORE_CHROMA_TOKEN"),
         )
-        if check_schema:
+        if check_schema and not read_only:
             opened.ensure_default_encoder()
         return opened
 
