@@ -98,7 +98,8 @@ class Server:
         served = self.keeper.encoder_name if self.keeper is not None else None
         if model is None or served is None or model == served or is_openai_model_name(model):
             return
-        raise ApiError(422, f"this server answers with encoder {served!r}, not {model!r}", code="model_not_found", param="model")
+        raise ApiError(422, f"model {model!r} is not served here; this server answers with encoder {served!r}",
+                       code="model_not_found", param="model")
 
     def checked_texts(self, value: str | list[str]) -> list[str]:
         """The request's texts, or the error naming the one at fault (413 over a limit, 422 empty)."""
