@@ -83,10 +83,10 @@ def serving_process(store_args: list[str], *extra: str, token: str | None = None
                                 stderr=subprocess.STDOUT, env=full_env)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: proc.poll() is not None or _answers(base, "/healthz") is not None, timeout=120,
+        wait_until(lambda: proc.poll() is not None or _answers(base, "/healthz") is not None, timeout=300,
                    what=f"`tstore serve` on port {port} (log {log_path})")
         assert proc.poll() is None, f"`tstore serve` exited: {log_path.read_text(errors='replace')[-2000:]}"
-        wait_ready(base, timeout=120)
+        wait_ready(base, timeout=300)
         yield base, proc, log_path
     finally:
         proc.terminate()

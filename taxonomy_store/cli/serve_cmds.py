@@ -87,5 +87,7 @@ def _run(config, log_level: str) -> None:
         return
     store.close()
     os.environ[CONFIG_ENV] = config.to_env()
-    uvicorn.run("taxonomy_store.serve.app:app_from_env", factory=True, workers=config.workers, **common)
+    # a worker loading torch on a busy machine answers the supervisor's health check late: give it time
+    uvicorn.run("taxonomy_store.serve.app:app_from_env", factory=True, workers=config.workers, timeout_worker_healthcheck=120,
+                **common)
 
