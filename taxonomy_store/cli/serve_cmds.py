@@ -39,13 +39,15 @@ def _check_port_free(host: str, port: int) -> None:
               help="Most texts the encoder takes in one call when requests are batched together.")
 @click.option("--batch-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Under load, how long a batch waits for more requests (an idle server never waits).")
+@click.option("--encode-batch", type=click.IntRange(min=1), default=None,
+              help="Texts per forward pass within a batch [default: 8 on a CPU, the encoder's batch size on a GPU].")
 @click.option("--poll", "poll_s", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
               help="Seconds between looks for new data, labels, vectors or a new calibration.")
 @click.option("--flag-uncertain", is_flag=True, default=False, help="Let an `uncertain` verdict set `flagged` in /v1/moderations.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True, help="Server log level.")
 @pass_ctx
 def serve_cmd(ctx: Context, host, port, encoder, token, workers, threads, max_text_chars, max_batch, batch_texts,
-              batch_wait_ms, poll_s, flag_uncertain, log_level) -> None:
+              batch_wait_ms, encode_batch, poll_s, flag_uncertain, log_level) -> None:
     """Serve the guard over HTTP: POST /v1/moderations (OpenAI-compatible), POST /v1/query.
 
     Also GET /healthz, /readyz, /v1/info, /metrics (Prometheus) and /docs. The server opens the
@@ -58,7 +60,7 @@ def serve_cmd(ctx: Context, host, port, encoder, token, workers, threads, max_te
     config = ServeConfig(
         location=StoreLocation(ctx.store_arg, ctx.db_url, ctx.chroma_url, ctx.chroma_token), encoder=encoder, token=token,
         host=host, port=port, workers=workers, threads=threads, max_batch=max_batch, batch_texts=batch_texts,
-        batch_wait_ms=batch_wait_ms, poll_s=poll_s, flag_uncertain=flag_uncertain, **extra,
+        batch_wait_ms=batch_wait_ms, encode_batch=encode_batch, poll_s=poll_s, flag_uncertain=flag_uncertain, **extra,
     )
     config.check_exposure()
     _run(config, log_level)

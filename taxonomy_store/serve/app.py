@@ -71,7 +71,8 @@ class Server:
         if self.store is None:
             self.store = open_read_only(self.config)
         self.keeper = SnapshotKeeper(self.store, self.config.encoder, poll_s=self.config.poll_s,
-                                     on_reload=self._taken_into_service, on_failure=lambda m: self.metrics.reload_failures.inc())
+                                     on_reload=self._taken_into_service, on_failure=lambda m: self.metrics.reload_failures.inc(),
+                                     encode_batch=self.config.encode_batch)
         self.batcher = Batcher(self.keeper, self.metrics, max_texts=self.config.batch_texts, wait_ms=self.config.batch_wait_ms)
         self.keeper.start()
         self.batcher.start()
@@ -255,7 +256,8 @@ def _probe_routes(app: FastAPI, server: Server) -> None:
             "reason": (server.keeper.last_error if snap is None else snap.stale_reason()),
             "snapshot": snap.info() if snap is not None else None,
             "limits": {"max_text_chars": cfg.max_text_chars, "max_batch": cfg.max_batch},
-            "batching": {"max_texts": cfg.batch_texts, "wait_ms": cfg.batch_wait_ms},
+            "batching": {"max_texts": cfg.batch_texts, "wait_ms": cfg.batch_wait_ms,
+                         "encode_batch": snap.encode_batch if snap is not None else cfg.encode_batch},
             "flag_uncertain": cfg.flag_uncertain,
             "started_at": server.started_at,
         }

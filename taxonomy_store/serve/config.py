@@ -21,6 +21,10 @@ DEFAULT_MAX_BATCH = 256  # texts in one request
 DEFAULT_BATCH_TEXTS = 64  # texts the batcher encodes in one call
 DEFAULT_BATCH_WAIT_MS = 2.0  # how long a batch waits for more requests, only while under load
 DEFAULT_POLL_S = 1.0  # how often the server looks for a new data revision
+# On a CPU a small transformer runs fastest in small forward passes: the encoder sorts a batch's
+# texts by length and pads each pass only to its own longest text (all-MiniLM-L6-v2 on 2 cores:
+# ~2x the texts/s at 8 per pass than at 32). A GPU wants the encoder's own, larger batch size.
+CPU_ENCODE_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class ServeConfig:
     max_batch: int = DEFAULT_MAX_BATCH
     batch_texts: int = DEFAULT_BATCH_TEXTS
     batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS
+    encode_batch: int | None = None  # texts per forward pass within a batch (None: 8 on CPU, the encoder's on a GPU)
     poll_s: float = DEFAULT_POLL_S
     flag_uncertain: bool = False  # does an `uncertain` verdict set OpenAI's `flagged`?
 
@@ -53,8 +58,9 @@ class ServeConfig:
         for name in ("max_text_chars", "max_batch", "batch_texts", "workers", "port"):
             if getattr(self, name) < 1:
                 raise InvalidValue(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise InvalidValue(f"threads must be at least 1, got {self.threads}")
+        for name in ("threads", "encode_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InvalidValue(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.batch_wait_ms < 0 or self.poll_s <= 0:
             raise InvalidValue("batch-wait-ms must be >= 0 and poll interval > 0")
         if self.token is not None and not self.token.strip():

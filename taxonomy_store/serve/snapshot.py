@@ -78,12 +78,13 @@ class Snapshot:
     taxonomy: str | None = None
     level: str | None = None
     categories: tuple[Category, ...] = ()
+    encode_batch: int | None = None  # texts per forward pass (None: the encoder's batch size)
     loaded_at: float = field(default_factory=time.time)
 
     @classmethod
-    def of(cls, pool, encoder, service, registry) -> "Snapshot":
+    def of(cls, pool, encoder, service, registry, encode_batch: int | None = None) -> "Snapshot":
         taxonomy, level, categories = _categories(pool)
-        return cls(pool, encoder, service, registry, taxonomy, level, categories)
+        return cls(pool, encoder, service, registry, taxonomy, level, categories, encode_batch)
 
     @property
     def encoder_name(self) -> str:
@@ -111,7 +112,7 @@ class Snapshot:
         return None
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self.encoder.encode(texts), dtype=np.float32)
+        return np.asarray(self.encoder.encode(texts, batch_size=self.encode_batch), dtype=np.float32)
 
     def answer(self, texts: list[str], vectors: np.ndarray, **params) -> list[QueryResult]:
         """`tstore query`'s results for texts already encoded by this snapshot's encoder."""
@@ -153,12 +154,19 @@ def _categories(pool) -> tuple[str | None, str | None, tuple[Category, ...]]:
     return DEFAULT_TAXONOMY, level, tuple(Category(n.code, n.name, tuple(n.path)) for n in nodes)
 
 
+def _default_encode_batch(info) -> int:
+    from taxonomy_store.serve.config import CPU_ENCODE_BATCH
+
+    return int(info.batch_size) if str(info.device or "cpu").startswith("cuda") else min(CPU_ENCODE_BATCH, int(info.batch_size or 32))
+
+
 class SnapshotKeeper:
     """Holds the snapshot in service and replaces it when the store changes (a thread of its own)."""
 
     def __init__(self, store, encoder: str | None, *, poll_s: float, on_reload: Callable[[Snapshot], None] | None = None,
-                 on_failure: Callable[[str], None] | None = None):
+                 on_failure: Callable[[str], None] | None = None, encode_batch: int | None = None):
         self._store = store
+        self._encode_batch = encode_batch
         self._encoder = encoder
         self._poll_s = poll_s
         self._on_reload = on_reload or (lambda snap: None)
@@ -195,7 +203,8 @@ class SnapshotKeeper:
             old = self.current
             if old is not None and pool is old.pool:
                 return False
-            snap = Snapshot.of(pool, self._store.embeddings.live_encoder(pool.info), self._store.neighbours, self._store.encoders)
+            snap = Snapshot.of(pool, self._store.embeddings.live_encoder(pool.info), self._store.neighbours, self._store.encoders,
+                               self._encode_batch or _default_encode_batch(pool.info))
             snap.answer(["warm-up"], pool.vectors[:1])  # masks and labels computed here, not on a request
             if old is None or old.encoder is not snap.encoder:
                 snap.encode(["warm-up"])  # the model's first call is slow: not on a request either
