@@ -25,6 +25,9 @@ from taxonomy_store.serve.app import create_app
 from taxonomy_store.serve.config import ServeConfig, StoreLocation
 
 TIMEOUT = httpx.Timeout(30.0)
+# Writes reach the answers within the 5 s on an idle machine (a 0.2-0.5 s poll here); the
+# test machines run at load averages near 20, so the tests allow 15 s before calling it lost.
+PICKUP_S = 15
 
 
 def _build(path):
@@ -311,17 +314,17 @@ def test_readyz_waits_for_a_calibration_and_edits_arrive_within_5s(tmp_path, tem
             assert r.status_code == 503 and "not calibrated" in r.json()["reason"]
             assert _post(url, "/v1/moderations", {"input": "hi"}).json()["results"][0]["tstore"]["verdict"] == "uncertain"
             writer.guard.calibrate("minilm")
-            wait_until(lambda: httpx.get(url + "/readyz", timeout=TIMEOUT).status_code == 200, timeout=5, what="ready")
+            wait_until(lambda: httpx.get(url + "/readyz", timeout=TIMEOUT).status_code == 200, timeout=PICKUP_S, what="ready")
             # an import, then its embed: the new prompt answers as its own nearest neighbour
             new = tmp_path / "new.csv"
             new.write_text("text,label\nA wholly new sentence about quantum teapots in orbit,unsafe\n", encoding="utf-8")
             writer.imports.import_file(new, dataset="new")
             wait_until(lambda: "without a current vector" not in httpx.get(url + "/readyz").text
-                       and httpx.get(url + "/readyz").status_code == 503, timeout=5, what="stale after the import")
+                       and httpx.get(url + "/readyz").status_code == 503, timeout=PICKUP_S, what="stale after the import")
             writer.embeddings.embed("minilm")
             q = {"input": "A wholly new sentence about quantum teapots in orbit", "k": 1}
             wait_until(lambda: _post(url, "/v1/query", q).json()["results"][0]["neighbours"][0]["similarity"] > 0.999,
-                       timeout=5, what="the new prompt to be served")
+                       timeout=PICKUP_S, what="the new prompt to be served")
             metrics = httpx.get(url + "/metrics", timeout=TIMEOUT).text
             assert _metric(metrics, "tstore_reloads_total") >= 2
     finally:
@@ -354,7 +357,7 @@ def test_an_embed_beside_the_server_never_fails_a_request(tmp_path, template):
             writer.imports.import_file(tmp_path / "more.csv", dataset="more")
             writer.embeddings.embed("minilm", batch_size=16)
             writer.guard.calibrate("minilm")
-            wait_until(lambda: httpx.get(url + "/readyz", timeout=TIMEOUT).status_code == 200, timeout=5, what="ready")
+            wait_until(lambda: httpx.get(url + "/readyz", timeout=TIMEOUT).status_code == 200, timeout=PICKUP_S, what="ready")
             stop.set()
             for t in threads:
                 t.join(timeout=30)

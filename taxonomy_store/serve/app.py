@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 from taxonomy_store import __version__
 from taxonomy_store.serve import errors
-from taxonomy_store.serve.batcher import Batcher, QueryOptions
+from taxonomy_store.serve.batcher import Batcher, NotReady, QueryOptions
 from taxonomy_store.serve.config import ServeConfig
 from taxonomy_store.serve.errors import ApiError
 from taxonomy_store.serve.metrics import ServeMetrics
@@ -92,6 +92,11 @@ class Server:
         self.metrics.data_revision.set(snap.data_revision)
         self.metrics.prompts.set(len(snap.pool))
 
+    def submit(self, texts: list[str], options: QueryOptions, ids=None):
+        if self.batcher is None:
+            raise NotReady("the server is starting", "retry in a few seconds")
+        return self.batcher.submit(texts, options, ids)
+
     def snapshot(self):
         return self.keeper.current if self.keeper is not None else None
 
@@ -105,7 +110,7 @@ class Server:
     def checked_texts(self, value: str | list[str]) -> list[str]:
         """The request's texts, or the error naming the one at fault (413 over a limit, 422 empty)."""
         single = isinstance(value, str)
-        texts = [value] if single else list(value)
+        texts: list[str] = [value] if isinstance(value, str) else list(value)
         cfg = self.config
         if not texts:
             raise ApiError(422, "input is an empty list: give at least one text", code="empty_input", param="input")
@@ -234,7 +239,7 @@ def _probe_routes(app: FastAPI, server: Server) -> None:
     async def readyz() -> Response:
         snap = server.snapshot()
         if snap is None:
-            reason = server.keeper.last_error if server.keeper else "starting"
+            reason = server.keeper.last_error if server.keeper is not None else "starting"
             return JSONBody({"ready": False, "reason": reason}, status_code=503)
         stale = snap.stale_reason()
         body = {"ready": stale is None, "encoder": snap.encoder_name, "data_revision": snap.data_revision,
@@ -253,7 +258,7 @@ def _probe_routes(app: FastAPI, server: Server) -> None:
         body = {
             "version": __version__,
             "ready": snap is not None and snap.stale_reason() is None,
-            "reason": (server.keeper.last_error if snap is None else snap.stale_reason()),
+            "reason": snap.stale_reason() if snap is not None else server.keeper.last_error if server.keeper else "starting",
             "snapshot": snap.info() if snap is not None else None,
             "limits": {"max_text_chars": cfg.max_text_chars, "max_batch": cfg.max_batch},
             "batching": {"max_texts": cfg.batch_texts, "wait_ms": cfg.batch_wait_ms,
@@ -281,7 +286,7 @@ def _guard_routes(app: FastAPI, server: Server) -> None:
     async def moderations(body: ModerationRequest, request: Request) -> Response:
         texts = server.checked_texts(body.input)
         server.check_model(body.model)
-        answer = await server.batcher.submit(texts, QueryOptions())
+        answer = await server.submit(texts, QueryOptions())
         server.metrics.texts.inc(len(texts))
         for r in answer.results:
             server.metrics.verdicts.labels(r.verdict).inc()
@@ -306,7 +311,7 @@ def _guard_routes(app: FastAPI, server: Server) -> None:
         options = QueryOptions(k=body.k, level=body.level, taxonomy=body.taxonomy, dataset=_names(body.dataset),
                                label=_names(body.label), category=_names(body.category))
         server.check_options(options)
-        answer = await server.batcher.submit(texts, options, ids=body.ids)
+        answer = await server.submit(texts, options, ids=body.ids)
         server.metrics.texts.inc(len(texts))
         for r in answer.results:
             server.metrics.verdicts.labels(r.verdict).inc()
@@ -315,7 +320,7 @@ def _guard_routes(app: FastAPI, server: Server) -> None:
                          "results": [r.to_dict() for r in answer.results]})
 
 
-def _names(value: str | list[str] | None) -> tuple[str, ...]:
+def _names(value) -> tuple[str, ...]:
     if value is None:
         return ()
     return (value,) if isinstance(value, str) else tuple(value)

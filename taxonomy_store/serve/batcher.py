@@ -147,12 +147,13 @@ class Batcher:
         jobs, n = [first], len(first.texts)
         deadline = time.perf_counter() + self._wait_s
         while n < self._max_texts:
-            job = self._next(deadline)
-            if job is _EMPTY:
+            got = self._next(deadline)
+            if got is _EMPTY:
                 break
-            if job is None:  # stop, once this batch is answered
+            if not isinstance(got, _Job):  # None: stop, once this batch is answered
                 self._stopping = True
                 break
+            job = got
             if n + len(job.texts) > self._max_texts:
                 self._carry = job
                 break
@@ -163,6 +164,8 @@ class Batcher:
 
     def _answer(self, jobs: list[_Job]) -> None:
         snap = self._keeper.current
+        if snap is None:  # never: a request is queued only once a snapshot is in service
+            raise NotReady("no snapshot in service", "retry in a few seconds")
         unique = list(dict.fromkeys(t for job in jobs for t in job.texts))
         vectors = snap.encode(unique)
         self._metrics.batch_texts.observe(len(unique))

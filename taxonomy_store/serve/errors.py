@@ -57,7 +57,8 @@ def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "invalid"}
     if first.get("type") == "json_invalid":
-        why = (first.get("ctx") or {}).get("error")
+        ctx = first.get("ctx")
+        why = ctx.get("error") if isinstance(ctx, dict) else None
         return JSONResponse(error_body("the body is not valid JSON" + (f": {why}" if why else ""),
                                        type="invalid_request_error", code="invalid_json"), status_code=400)
     # the deepest field named is the one at fault (`input[1]` rather than `input` for ["a", 3])
@@ -90,10 +91,10 @@ def internal_error(request_id: str) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, lambda request, exc: error_response(exc))
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(TStoreError, _domain)
-    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(ApiError, lambda request, exc: error_response(exc))  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
+    app.add_exception_handler(TStoreError, _domain)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
 
 
 def finite(obj: Any) -> Any:

@@ -116,7 +116,7 @@ class Snapshot:
 
     def answer(self, texts: list[str], vectors: np.ndarray, **params) -> list[QueryResult]:
         """`tstore query`'s results for texts already encoded by this snapshot's encoder."""
-        guard = Guard(_PinnedNeighbours(self.pool, self.service), self.registry, _Encoded(vectors))
+        guard = Guard(_PinnedNeighbours(self.pool, self.service), self.registry, _Encoded(vectors))  # type: ignore[arg-type]
         return guard.query(texts, encoder=self.encoder_name, **params)
 
     def info(self) -> dict[str, Any]:
