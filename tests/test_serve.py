@@ -107,6 +107,7 @@ def _expected(store, texts, **options):
 
 
 # -- verdicts: the guard's own, whatever the batching ------------------------------------------
+@pytest.mark.slow
 def test_query_and_moderations_give_the_guard_verdicts_on_300_texts(built, base):
     texts = demo_texts(300)
     expected = _expected(built, texts)
@@ -305,6 +306,7 @@ def test_info_and_metrics(built, base):
 
 
 # -- live data: other processes' writes are picked up, requests never fail -------------------------
+@pytest.mark.slow
 def test_readyz_waits_for_a_calibration_and_edits_arrive_within_5s(tmp_path, template):
     path = tmp_path / "store"
     writer = _writer(template, path, calibrate=False)
@@ -335,6 +337,7 @@ def _metric(text: str, name: str) -> float:
     return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
 
+@pytest.mark.slow
 def test_an_embed_beside_the_server_never_fails_a_request(tmp_path, template):
     path = tmp_path / "store"
     writer = _writer(template, path)
