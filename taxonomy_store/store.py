@@ -108,7 +108,10 @@ class Store:
         chroma_url: str | None = None,
         chroma_token: str | None = None,
         check_schema: bool = True,
+        read_only: bool = False,
     ) -> "Store":
+        """Open a store. `read_only` (a server's view): the schema must be at head, and opening
+        writes nothing, not even the default encoder's first registration."""
         env = _from_environment()
         store_dir = paths.resolve_store_dir(store)
         marker = _read_marker(store_dir)
@@ -122,7 +125,7 @@ class Store:
             encoder=env["encoder"],
             actor=env["actor"],
         )
-        if check_schema:
+        if check_schema and not read_only:
             opened.ensure_default_encoder()
         return opened
 

@@ -29,6 +29,7 @@ from taxonomy_store.cli import (  # noqa: E402,F401
     prompt_cmds,
     query_cmds,
     reproduce_cmds,
+    serve_cmds,
     taxonomy_cmds,
     tui_cmds,
 )
