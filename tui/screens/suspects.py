@@ -219,12 +219,14 @@ class SuspectsScreen(StoreScreen):
         s = self.current()
         if s is None:
             return
-        if self.by == "label" and s.suggested_label and s.suggested_label != s.prompt.label:
+        # the list on screen decides, not the list asked for: after `b` the old list shows until the new one loads
+        by = self.query_one(SuspectTable).by
+        if by == "label" and s.suggested_label and s.suggested_label != s.prompt.label:
             self.write(s.prompt, {"label": s.suggested_label})
-        elif self.by == "category" and s.suggested_category and s.suggested_category != s.prompt.category_code:
+        elif by == "category" and s.suggested_category and s.suggested_category != s.prompt.category_code:
             self.write(s.prompt, {"category": s.suggested_category, "taxonomy": self.app.taxonomy})
         else:
-            self.toast(f"prompt #{s.prompt.id}: no suggestion other than its own {self.by}; e edits it", severity="warning")
+            self.toast(f"prompt #{s.prompt.id}: no suggestion other than its own {by}; e edits it", severity="warning")
 
     def action_edit(self) -> None:
         s = self.current()
@@ -239,5 +241,13 @@ class SuspectsScreen(StoreScreen):
 
     def on_suspects_screen_changed(self, msg: Changed) -> None:
         self.written(msg.edit, f"prompt #{msg.prompt_id} updated")
-        self.follow_id = msg.prompt_id
+        # the fixed prompt usually leaves the list: land on the suspect after it (a prompt, not a row number)
+        self.follow_id = self._after(msg.prompt_id)
         self.refresh_data()
+
+    def _after(self, prompt_id: int) -> int:
+        ids = list(self.suspects)
+        if prompt_id in ids:
+            i = ids.index(prompt_id)
+            return ids[i + 1] if i + 1 < len(ids) else (ids[i - 1] if i else prompt_id)
+        return prompt_id

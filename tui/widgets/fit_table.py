@@ -46,8 +46,8 @@ class FitTable(DataTable):
         self.layout_name = name
 
     def show(self, items: Iterable[Any], follow: str | None = None) -> None:
-        """Fill the table; the cursor lands on the row keyed `follow` (or the row it was on)."""
-        keep = self.cursor_row
+        """Fill the table; the cursor lands on the row keyed `follow` (or the row it was on), or on
+        the first row when that one is not listed: never on whatever row now has its old number."""
         if follow is None and self.row_count:
             follow = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         self.items = list(items)
@@ -62,7 +62,7 @@ class FitTable(DataTable):
             keys.append(self.key_of(i))
             self.add_row(*self.cells(i, narrow, width), key=keys[-1])
         if self.row_count:
-            self.move_cursor(row=keys.index(follow) if follow in keys else min(keep, self.row_count - 1))
+            self.move_cursor(row=keys.index(follow) if follow in keys else 0)
 
     def on_resize(self, _event: events.Resize) -> None:
         if self.items:

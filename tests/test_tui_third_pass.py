@@ -1,0 +1,142 @@
+"""The curators' TUI, third pass (issue 23): no key changes data the curator did not mean to change,
+screens never show stale data, and the review queue fills itself (pair mining).
+
+Pilot tests on the deterministic hashing encoder (the model's behaviour is not the point here):
+each drives the app and then checks the database."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import make_tui as make, tui_async, tui_press as press, tui_screen_text, tui_settle, tui_toasts as toasts
+from conftest import use_hashing_encoder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def hashed_store_dir(tmp_path_factory, shared_datasets):
+    """XSTest prompts + Safe-Embed's XSTest pairs, both taxonomies, embedded with the hashing encoder."""
+    from taxonomy_store.store import init_store
+
+    path = tmp_path_factory.mktemp("tui3") / "store"
+    s = init_store(path)
+    try:
+        for name in ("do-not-answer", "xstest-pair-types"):
+            s.taxonomies.load(name)
+        for f in ("xstest_prompts.csv", "xstest_aug.csv"):
+            s.imports.import_file(shared_datasets / f)
+        use_hashing_encoder(s)
+        s.embeddings.embed()
+    finally:
+        s.close()
+    return path
+
+
+@pytest.fixture
+def hstore(hashed_store_dir, tmp_path):
+    from taxonomy_store.store import Store
+
+    shutil.copytree(hashed_store_dir, tmp_path / "store")
+    s = Store.open(tmp_path / "store")
+    use_hashing_encoder(s)
+    yield s
+    s.close()
+
+
+# -- 1: the Query screen always types ---------------------------------------------------------
+@tui_async
+async def test_query_keys_type_into_the_input_and_never_undo(hstore):
+    from textual.widgets import Input
+
+    app = make(hstore, "suspects")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await tui_settle(pilot)
+        await press(pilot, "w")
+        s = app.screen.current()
+        await press(pilot, "r")  # one edit of this run: `u` would undo it
+        after = hstore.curation.get_prompt(s.prompt.id).label
+        assert after == s.suggested_label
+        await press(pilot, "6", *"how to", "escape", "1", "6")  # leave, come back: the input has the keys again
+        field = app.screen.query_one(Input)
+        assert field.has_focus
+        await press(pilot, *"u q")
+        assert field.value == "how tou q" and app.current_mode == "query"
+        await press(pilot, "escape")  # out of the input: a letter still types, it never undoes
+        assert not field.has_focus
+        await press(pilot, "u")
+        assert field.has_focus and field.value == "how tou qu"
+        assert hstore.curation.get_prompt(s.prompt.id).label == after
+        assert app.current_mode == "query" and not any(t.startswith("undone") for t in toasts(app))
+        await press(pilot, "escape", "2")  # the screen numbers still switch once out of the input
+        assert app.current_mode == "prompts"
+        assert app.errors == []
+
+
+# -- 2: after a list change the cursor stays on the prompt or goes to the top ------------------
+@tui_async
+async def test_switching_suspect_lists_never_leaves_the_cursor_on_another_prompt(hstore):
+    from taxonomy_store.tui.screens.suspects import SuspectTable
+
+    app = make(hstore, "suspects")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        await press(pilot, "w", "down", "down", "down")
+        table = app.screen.query_one(SuspectTable)
+        before = app.screen.current().prompt.id
+        await press(pilot, "b")
+        assert table.by == "category"
+        now = app.screen.current()
+        ids = [int(k.value) for k in table.rows]
+        assert now is not None
+        assert now.prompt.id == before or (before not in ids and table.cursor_row == 0)
+        await press(pilot, "down", "down")
+        target = app.screen.current()
+        await press(pilot, "r")  # relabels (recategorises) the prompt on screen, nothing else
+        changed = hstore.curation.get_prompt(target.prompt.id)
+        assert changed.category_code == target.suggested_category
+        # the cursor moves to the suspect after it, by prompt id
+        assert app.screen.current() is None or app.screen.current().prompt.id != target.prompt.id
+        assert app.errors == []
+
+
+def test_fit_table_goes_to_the_top_when_its_prompt_left():
+    """Unit check of the rule: a row key not listed any more puts the cursor on row 0, never row n."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from rich.text import Text
+    from textual.app import App
+
+    from taxonomy_store.tui.widgets.fit_table import FitTable
+
+    class Table(FitTable):
+        COLUMNS = NARROW = ("id", "text")
+
+        def key_of(self, item):
+            return str(item.id)
+
+        def cells(self, item, narrow, width):
+            return [Text(str(item.id)), Text(item.text)]
+
+    class Host(App):
+        def compose(self):
+            yield Table()
+
+    async def run():
+        app = Host()
+        async with app.run_test() as pilot:
+            t = app.query_one(Table)
+            t.show([SimpleNamespace(id=i, text=f"p{i}") for i in range(10)])
+            t.move_cursor(row=5)
+            await pilot.pause()
+            t.show([SimpleNamespace(id=i, text=f"p{i}") for i in range(20, 30)])
+            assert t.cursor_row == 0
+            t.move_cursor(row=4)
+            await pilot.pause()
+            t.show([SimpleNamespace(id=i, text=f"p{i}") for i in (99, 24, 20)])
+            assert t.cursor_row == 1  # prompt 24 is still listed: the cursor stays on it
+
+    asyncio.run(run())
