@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def hashed_store_dir(tmp_path_factory, shared_datasets):
-    """XSTest prompts + Safe-Embed's XSTest pairs, both taxonomies, embedded with the hashing encoder."""
+    """The README store (Do-Not-Answer, XSTest prompts, Safe-Embed's XSTest pairs; both taxonomies), hashing-encoded."""
     from taxonomy_store.store import init_store
 
     path = tmp_path_factory.mktemp("tui3") / "store"
@@ -26,7 +26,7 @@ def hashed_store_dir(tmp_path_factory, shared_datasets):
     try:
         for name in ("do-not-answer", "xstest-pair-types"):
             s.taxonomies.load(name)
-        for f in ("xstest_prompts.csv", "xstest_aug.csv"):
+        for f in ("do_not_answer.csv", "xstest_prompts.csv", "xstest_aug.csv"):
             s.imports.import_file(shared_datasets / f)
         use_hashing_encoder(s)
         s.embeddings.embed()
@@ -140,3 +140,72 @@ def test_fit_table_goes_to_the_top_when_its_prompt_left():
             assert t.cursor_row == 1  # prompt 24 is still listed: the cursor stays on it
 
     asyncio.run(run())
+
+
+# -- 10: recompute never moves figures nobody touched: b is pinned -----------------------------
+def _separation(store):
+    """The newest separation run of the XSTest pair set."""
+    return [r for r in store.metric_runs.latest() if r.metric == "separation"][-1]
+
+
+def test_baseline_b_stays_pinned_until_asked_or_its_sample_changes(hstore):
+    review = hstore.review
+    review.recompute(encoders=["minilm"], taxonomy="xstest-pair-types")
+    first = _separation(hstore)
+    b0 = first.details["baseline"]
+    assert first.details["baseline_source"]["pinned"] is False  # estimated on this first run, then pinned
+    sample = set(first.details["baseline_source"]["estimate"]["sample_ids"])
+    assert 2 <= len(sample) <= 1000
+
+    # a label edit: no vector moves (the stratified draw follows labels: it used to move b)
+    target = hstore.curation.list_prompts(label="unsafe", limit=1)[0]
+    hstore.curation.update_prompt(target.id, label="safe")
+    review.recompute(encoders=["minilm"], taxonomy="xstest-pair-types")
+    second = _separation(hstore)
+    assert second.id != first.id
+    assert second.details["baseline"] == b0 and second.details["baseline_source"]["pinned"] is True
+    assert second.details["per_type"] == first.details["per_type"]  # not one figure moved
+    assert second.primary_value == first.primary_value
+
+    # asked for: a new estimate; the separation run that used the old b is stale until recomputed
+    [est] = hstore.metric_runs.compute("baseline", encoder="minilm")
+    assert est.details["estimate"]["baseline"] != b0  # the draw follows the edited labels
+    assert second.id in {r.id for r in hstore.metric_runs.stale()}
+    review.recompute(encoders=["minilm"], taxonomy="xstest-pair-types")
+    assert _separation(hstore).details["baseline"] == est.values["baseline_estimate"]
+
+    # the data it was estimated from changes (a sampled prompt's text): estimated again, on its own
+    pinned = hstore.metric_runs.pinned_baseline("minilm")
+    sampled = min(pinned["sample_ids"])
+    hstore.curation.update_prompt(sampled, text=hstore.curation.get_prompt(sampled).text + " (edited)")
+    hstore.embeddings.embed("minilm")
+    review.recompute(encoders=["minilm"], taxonomy="xstest-pair-types")
+    fourth = _separation(hstore)
+    assert fourth.details["baseline_source"]["pinned"] is False
+    assert fourth.details["baseline_source"]["estimate"]["sample_fingerprint"] != pinned["sample_fingerprint"]
+
+
+@tui_async
+async def test_metrics_screen_shows_b_and_the_change_since_the_previous_run(hstore):
+    from textual.widgets import DataTable
+
+    hstore.review.recompute(encoders=["minilm"], taxonomy="xstest-pair-types")
+    before = {r.metric: r.primary_value for r in hstore.metric_runs.latest()}
+    target = hstore.curation.list_prompts(label="unsafe", limit=1)[0]
+    hstore.curation.update_prompt(target.id, label="safe")
+    app = make(hstore, "metrics")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        await press(pilot, "r")
+        text = tui_screen_text(app)
+        b = _separation(hstore).details["baseline"]
+        assert f"minilm {b:.4f} (estimated from " in text and ", pinned)" in text and "B re-estimates" in text
+        after = {r.metric: r.primary_value for r in hstore.metric_runs.latest()}
+        row = app.screen.query_one("#metrics-summary", DataTable).get_row("detect")
+        assert f"({after['detect'] - before['detect']:+.3f})" in row[1].plain
+        summary = app.screen.query_one("#metrics-summary", DataTable)
+        sep = summary.get_row(next(k.value for k in summary.rows if k.value.startswith("separation")))
+        assert "(+0.000)" in sep[1].plain  # b pinned: the pair figures did not move
+        await press(pilot, "B")
+        assert "b re-estimated" in toasts(app)[-1]
+        assert app.errors == []

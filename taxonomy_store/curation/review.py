@@ -275,7 +275,17 @@ class Review:
         infos = self.encoders.list()
         bases = {e.name: e.adapted_from for e in infos if e.adapted_from}
         encoders = beside_their_bases([e.name for e in infos], bases)
-        latest = self.metric_runs.latest()
+        from taxonomy_store.measurement.runs import run_key
+
+        history = self.metric_runs.history()
+        before: dict[tuple, Any] = {}  # run key -> the run before the newest one of that key
+        newest: dict[tuple, Any] = {}
+        for r in history:
+            key = run_key(r)
+            if key in newest:
+                before[key] = newest[key]
+            newest[key] = r
+        latest = sorted(newest.values(), key=lambda r: r.id or 0)
         stale_ids = {r.id for r in self.metric_runs.stale()}
         ov = MetricsOverview(taxonomy=taxonomy, level=level, k=k, data_revision=self.db.data_revision(),
                              encoders=encoders, runs=len(latest), bases=bases)
@@ -284,6 +294,10 @@ class Review:
         def put(row: str, name: str, r, value, *, lower_is_better: bool = False, lo: float = 0.0, hi: float = 1.0) -> None:
             ov.primary.setdefault(row, {})[r.encoder] = value
             ov.primary_names[row] = name
+            prev = before.get(run_key(r))
+            if prev is not None and prev.primary_value is not None and value is not None:
+                ov.previous.setdefault(row, {})[r.encoder] = prev.values.get(f"detect_auroc@{k}", prev.primary_value) \
+                    if r.metric == "detect" else prev.primary_value
             ov.ranges[row] = (lo, hi)
             if lower_is_better:
                 ov.lower_is_better.add(row)
@@ -304,6 +318,7 @@ class Review:
                 name = p.get("pair_set") or ""
                 row = "separation" if len(sep_sets) <= 1 else f"separation:{name}"
                 put(row, f"separation, normalised ({name})", r, r.primary_value, lower_is_better=True)
+                ov.baselines[r.encoder] = baseline_words(r.details)
                 for t, d in (r.details.get("per_type") or {}).items():
                     trow = t if len(sep_sets) <= 1 else f"{name} · {t}"
                     ov.separation.setdefault(trow, {})[r.encoder] = d.get("norm")
@@ -431,3 +446,17 @@ class MetricsOverview:
     cp: dict[str, dict[str, float | None]] = field(default_factory=dict)  # category code -> encoder -> CP@k
     category_names: dict[str, str] = field(default_factory=dict)
     category_sizes: dict[str, int] = field(default_factory=dict)
+    previous: dict[str, dict[str, float]] = field(default_factory=dict)  # row -> encoder -> the run before's value
+    baselines: dict[str, tuple[float, str]] = field(default_factory=dict)  # encoder -> (b the pair figures used, whence)
+
+
+def baseline_words(details: dict[str, Any]) -> tuple[float, str]:
+    """b as a separation run used it, and where it came from in a few words."""
+    src = details.get("baseline_source") or {}
+    if src.get("source") == "estimated":
+        est = src.get("estimate") or {}
+        n = len(est.get("sample_ids") or [])
+        whence = f"estimated from {n} prompts, " + ("pinned" if src.get("pinned") else "new")
+    else:
+        whence = str((src.get("provenance") or {}).get("source") or src.get("source") or "set")
+    return float(details.get("baseline") or 0.0), whence

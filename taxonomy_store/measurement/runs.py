@@ -30,6 +30,7 @@ from taxonomy_store.db.models import Encoder, MetricRun, MetricValue, Pair, Pair
 from taxonomy_store.errors import InvalidValue, NotEmbedded, NotFound, UnknownTaxonomy
 from taxonomy_store.metrics.detection import confusion, majority_category, neighbour_mix
 from taxonomy_store.metrics.purity import same_share
+from taxonomy_store.measurement.baseline_pin import PINNED_METRICS, newest_estimate, sample_fingerprint, still_holds
 from taxonomy_store.neighbours.graphs import Graph
 from taxonomy_store.taxonomy.trees import get_taxonomy, level_depth
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY, JUDGED_LABELS
@@ -109,6 +110,7 @@ class MetricRuns:
         pair_set: str | None = None,
         weighting: str = "similarity",
         progress: Progress = None,
+        reestimate_baseline: bool | None = None,
     ) -> list[RunResult]:
         """Compute one metric ("cp", "separation", "contrast", "detect", "baseline"), a list of them
         (one SQL read for all), or "all", for one encoder (default: the store's default encoder);
@@ -116,6 +118,9 @@ class MetricRuns:
 
         "all" skips metrics whose inputs the store does not hold (e.g. no contrast sets) and
         says so in the first result's details["skipped"].
+
+        An estimated b is pinned (`baseline_pin.py`): only "baseline" asked for alone (or
+        reestimate_baseline=True) draws a new estimate; "all" and stale recomputes reuse the pin.
         """
         names = ALL_ORDER if metric == "all" else (metric,) if isinstance(metric, str) else tuple(metric)
         for name in names:
@@ -127,6 +132,7 @@ class MetricRuns:
             raise InvalidValue(f"unknown weighting {weighting!r}", "use similarity or uniform")
         info = self.encoders.get(encoder or self.encoders.default_name())
         ctx = _Context(self, info, progress)
+        ctx.reestimate = metric in ("baseline", ["baseline"], ("baseline",)) if reestimate_baseline is None else reestimate_baseline
         params = dict(k=int(k), level=level, taxonomy=taxonomy, pair_set=pair_set, weighting=weighting)
         results: list[RunResult] = []
         skipped: dict[str, str] = {}
@@ -180,7 +186,7 @@ class MetricRuns:
         """Newest runs whose inputs changed since: the store's data revision moved past theirs, or
         (separation, contrast) the encoder's baseline b is no longer the one they used."""
         rev = self.db.data_revision()
-        baselines = {e.name: e.baseline for e in self.encoders.list()}
+        baselines = {e.name: e.baseline if e.baseline is not None else self.pinned_value(e.name) for e in self.encoders.list()}
 
         def baseline_moved(r: RunResult) -> bool:
             used = r.details.get("baseline")
@@ -201,8 +207,16 @@ class MetricRuns:
             p = {k: r.params[k] for k in ("k", "level", "taxonomy", "pair_set", "weighting") if k in r.params}
             if r.metric in ("separation", "contrast"):
                 p["pair_set"] = r.params.get("pair_set")
-            out += self.compute(r.metric, encoder=r.encoder, progress=progress, **p)
+            out += self.compute(r.metric, encoder=r.encoder, progress=progress, reestimate_baseline=False, **p)
         return out
+
+    def pinned_baseline(self, encoder: str) -> dict[str, Any] | None:
+        """The newest estimate of b for this encoder that a stored run carries (with its sample), or None."""
+        return newest_estimate(r for r in self.history(encoder=encoder) if r.metric in PINNED_METRICS)
+
+    def pinned_value(self, encoder: str) -> float | None:
+        est = self.pinned_baseline(encoder)
+        return float(est["baseline"]) if est else None
 
     def estimate_baseline(self, encoder: str, *, sample: int = 500, seed: int = 0, store: bool = True) -> dict[str, Any]:
         """Estimate the encoder's b from its stored vectors; with store=True set it (with provenance)."""
@@ -213,6 +227,7 @@ class MetricRuns:
         with self.db.session() as s:
             labels = {p.id: p.label for p in live_prompts(s, ids=vs.prompt_ids.tolist())}
         est = M.estimate_baseline(vs.vectors, np.array([labels[int(i)] for i in vs.prompt_ids]), sample=sample, seed=seed)
+        est.pop("sample_rows", None)
         est.update(vectors=len(vs), data_revision=self.db.data_revision(), source="estimated")
         if store:
             self.encoders.set_baseline(info.name, est["baseline"], _clean(est))
@@ -247,6 +262,11 @@ class _PromptLite:
     text_sha256: str
     label: str
     category_id: int | None
+
+
+def run_key(r: RunResult) -> tuple:
+    """What makes two runs the same measurement taken at two times (encoder, metric, parameters)."""
+    return _run_key(r)
 
 
 def _run_key(r: RunResult) -> tuple:
@@ -284,6 +304,7 @@ class _Context:
             ).all()
         self.by_id = {p.id: p for p in self.prompts}
         self._baseline_cache: dict[str, Any] | None = None
+        self.reestimate = False  # draw a new estimate of b even when a pinned one holds (an explicit request)
         self._pool = None  # vectors read from Chroma in this call, reused by every metric of it
         self._graphs: dict[tuple, Graph] = {}
         self._cp_sets: dict[tuple, tuple] = {}
@@ -357,18 +378,31 @@ class _Context:
     def _baseline(self) -> tuple[float, dict[str, Any]]:
         if self.info.baseline is not None:
             return float(self.info.baseline), {"source": "encoder", "provenance": self.info.baseline_provenance}
+        hint = f"re-estimate with `tstore metrics baseline --encoder {self.info.name}`, or set it with `tstore encoder set-baseline`"
+        if self._baseline_cache is not None:  # estimated in this very call (an explicit re-estimate)
+            return self._baseline_cache["baseline"], {"source": "estimated", "pinned": False, "estimate": self._baseline_cache,
+                                                      "hint": hint}
+        pinned = None if self.reestimate else self.runs.pinned_baseline(self.info.name)
+        if pinned is not None and still_holds(pinned, self._text_hash):
+            return float(pinned["baseline"]), {"source": "estimated", "pinned": True, "estimate": pinned, "hint": hint}
         est = self._estimate_baseline()
-        return est["baseline"], {"source": "estimated", "estimate": est,
-                                 "hint": f"set it with `tstore encoder set-baseline {self.info.name} VALUE`"}
+        return est["baseline"], {"source": "estimated", "pinned": False, "estimate": est, "hint": hint}
+
+    def _text_hash(self, prompt_id: int) -> str | None:
+        p = self.by_id.get(int(prompt_id))
+        return p.text_sha256 if p is not None else None
 
     def _estimate_baseline(self) -> dict[str, Any]:
+        """A new estimate, pinned to its sample: later recomputes reuse it while that sample is unchanged."""
         if self._baseline_cache is None:
             vs = self.embeddings.load_vectors(self.info.name)
             if len(vs) < 2:
                 raise NotEmbedded(f"encoder {self.info.name!r} has fewer than two vectors", f"run `tstore embed --encoder {self.info.name}`")
             labels = np.array([self.by_id[int(i)].label for i in vs.prompt_ids])
             est = M.estimate_baseline(vs.vectors, labels, sample=500, seed=0)
-            est["vectors"] = len(vs)
+            ids = [int(vs.prompt_ids[r]) for r in est.pop("sample_rows")]
+            est.update(vectors=len(vs), data_revision=self.revision, sample_ids=ids,
+                       sample_fingerprint=sample_fingerprint(ids, self._text_hash))
             self._baseline_cache = est
         return self._baseline_cache
 
@@ -398,7 +432,8 @@ class _Context:
     # -- the metrics ---------------------------------------------------------------------
     def run_baseline(self, **params) -> list[RunResult]:
         t0 = time.perf_counter()
-        est = self._estimate_baseline()
+        b, src = self._baseline() if not self.reestimate else (None, {})
+        est = src["estimate"] if src.get("pinned") else self._estimate_baseline()
         values = {"baseline_estimate": est["baseline"]}
         details = {"estimate": est, "stored_baseline": self.info.baseline, "stored_provenance": self.info.baseline_provenance}
         return [self._result("baseline", {}, "baseline_estimate", values, details, t0)]

@@ -21,12 +21,21 @@ from taxonomy_store.tui.screens.modals import ConfirmModal
 STALE = Text(" stale", style="bold magenta")
 
 
+def change(now: float | None, before: float | None) -> Text:
+    """The change since the run before, as the CLI history shows it: ` (+0.001)`; nothing without one."""
+    if now is None or before is None:
+        return Text("")
+    delta = now - before
+    return Text(f" ({delta:+.3f})", style="dim" if abs(delta) < 5e-4 else "bold")
+
+
 class MetricsScreen(StoreScreen):
     MODE, TITLE = "metrics", "Metrics"
     BINDINGS = keys("metrics", """
         r  | recompute(False) | Recompute                    | recompute
         R  | recompute(True)  | Recompute (all encoders)     | recompute_all | hidden
         e  | embed(False)     | Embed changes                | embed
+        B  | reestimate       | Re-estimate baseline b       | baseline      | hidden
         E  | embed(True)      | Embed changes (all encoders) | embed_all     | hidden
         f5 | refresh          | Reload                       | reload        | hidden
     """)
@@ -100,6 +109,10 @@ class MetricsScreen(StoreScreen):
         if ov.bases:
             status.append("\nadapted (beside their base): ", style="dim")
             status.append_text(safe_text(", ".join(f"{new} from {base}" for new, base in ov.bases.items())))
+        if ov.baselines:
+            status.append("\nb ", style="bold")
+            status.append("  ".join(f"{e} {b:.4f} ({whence})" for e, (b, whence) in ov.baselines.items()), style="dim")
+            status.append("  B re-estimates", style="dim")
         if ov.stale:
             status.append(f"  {len(ov.stale)} stale runs", style="bold magenta")
         if not ov.runs:
@@ -118,6 +131,7 @@ class MetricsScreen(StoreScreen):
             for e in encs:
                 lo, hi = ov.ranges.get(metric, (0.0, 1.0))
                 cell = heat(per_enc.get(e), lo, hi, higher_is_better=metric not in ov.lower_is_better)
+                cell.append_text(change(per_enc.get(e), ov.previous.get(metric, {}).get(e)))
                 if (metric, e) in ov.stale:
                     cell.append_text(STALE)
                 cells.append(cell)
@@ -154,6 +168,22 @@ class MetricsScreen(StoreScreen):
 
     def _progress(self, label: str, done: int, total: int) -> None:
         self.post_message(self.Progress(label, done, total))
+
+    # -- the baseline b, re-estimated only when asked ----------------------------------------------
+    def action_reestimate(self) -> None:
+        if self.running or not self.encoder:
+            return
+        self._start()
+        self.reestimate(self.encoder)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="metrics.recompute")
+    def reestimate(self, encoder: str) -> None:
+        try:
+            [run] = self.store.metric_runs.compute("baseline", encoder=encoder, reestimate_baseline=True)
+        finally:
+            self.app.call_from_thread(self._recompute_ended)
+        self.app.call_from_thread(self.notify, f"{encoder}: b re-estimated = {run.primary_value:.4f}; "
+                                  "the pair figures that used the old b are stale: r recomputes", markup=False)
 
     # -- embed in place -------------------------------------------------------------------------
     def action_embed(self, all_encoders: bool, then_recompute: bool = False) -> None:
