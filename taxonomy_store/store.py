@@ -237,6 +237,16 @@ class Store:
                           metric_runs=self.metric_runs)
 
     @cached_property
+    def pair_mining(self):
+        """Candidate safe/unsafe twins mined from the store, proposed for review: `curation/pair_mining.py`."""
+        from taxonomy_store.curation.pair_mining import PairMining
+
+        def levels(name: str) -> list[str]:
+            return next((list(t["levels"] or []) for t in self.taxonomies.list() if t["name"] == name), [])
+
+        return PairMining(self.db, self.neighbours, levels)
+
+    @cached_property
     def review(self):
         """Read-only views for the curators' TUI: suspects, neighbours, metric tables: `curation/review.py`."""
         from taxonomy_store.curation.review import Review

@@ -209,3 +209,107 @@ async def test_metrics_screen_shows_b_and_the_change_since_the_previous_run(hsto
         await press(pilot, "B")
         assert "b re-estimated" in toasts(app)[-1]
         assert app.errors == []
+
+
+# -- 13: pair mining fills the review queue -------------------------------------------------------
+def test_mined_proposals_are_new_twins_most_needed_first_and_one_undo(hstore):
+    existing = {(p.unsafe_prompt_id, p.safe_prompt_id) for p in hstore.curation.list_pairs()}
+    assert len(hstore.curation.list_pairs()) == 450 and all(p.status == "accepted" for p in hstore.curation.list_pairs())
+    dry = hstore.pair_mining.propose(encoder="minilm", limit=12, write=False)
+    assert len(dry) == 12 and hstore.curation.list_pairs(status="proposed") == []
+    for p in dry:
+        assert (p.unsafe_id, p.safe_id) not in existing
+        assert hstore.curation.get_prompt(p.unsafe_id).label == "unsafe"
+        assert hstore.curation.get_prompt(p.safe_id).label == "safe"
+        assert 0.30 <= p.similarity <= 0.97 and p.reason.startswith("mined: nearest")
+    sides = [p.unsafe_id for p in dry] + [p.safe_id for p in dry]
+    assert len(sides) == len(set(sides))  # each prompt in one proposal at most
+    # most needed first: Do-Not-Answer harm categories hold no pairs yet, so they come first, spread out
+    first = dry[0]
+    assert first.harm_category is not None and f"harm {first.harm_category}: 0 pairs" in first.reason
+    assert len({p.harm_category for p in dry[:6]}) == 6
+
+    written = hstore.pair_mining.propose(encoder="minilm", limit=12)
+    assert [(p.unsafe_id, p.safe_id) for p in written] == [(p.unsafe_id, p.safe_id) for p in dry]
+    queue = hstore.curation.list_pairs(status="proposed")
+    assert len(queue) == 12 and {q.pair_set for q in queue} == {"mined"}
+    assert {q.note for q in queue} == {p.reason for p in written}
+    assert len({p.batch for p in written}) == 1
+    again = hstore.pair_mining.propose(encoder="minilm", limit=12, write=False)
+    assert not {(p.unsafe_id, p.safe_id) for p in again} & {(p.unsafe_id, p.safe_id) for p in written}  # never twice
+    hstore.curation.undo(written[0].batch)  # the whole run, in one undo
+    assert hstore.curation.list_pairs(status="proposed") == []
+
+
+def test_pair_propose_command(hstore):
+    import json
+
+    from click.testing import CliRunner
+
+    from taxonomy_store.cli import cli
+
+    store_dir = str(hstore.dir)
+    hstore.close()
+    out = CliRunner().invoke(cli, ["--store", store_dir, "pair", "propose", "--limit", "3", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 3 and all(r["pair_id"] for r in rows)
+    listed = CliRunner().invoke(cli, ["--store", store_dir, "pair", "list", "--status", "proposed", "--json"])
+    assert sorted(json.loads(line)["id"] for line in listed.stdout.splitlines()) == sorted(r["pair_id"] for r in rows)
+
+
+@tui_async
+async def test_m_proposes_pairs_into_the_queue_with_their_reason(hstore):
+    from taxonomy_store.tui.screens.pairs import NeighbourTable
+
+    app = make(hstore, "pairs")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        assert app.screen.status is None  # only accepted pairs: the queue opened on all of them
+        await press(pilot, "m")
+        screen = app.screen
+        assert screen.status == "proposed" and len(screen.pairs) == 20
+        assert "20 mined pairs proposed" in toasts(app)[-1]
+        text = tui_screen_text(app)
+        assert "note: mined: nearest" in text and "proposed 20" in text
+        firsts = [p.id for p in screen.pairs[:3]]
+        await press(pilot, "a", "a", "a")  # accept three
+        assert [hstore.curation.get_pair(i).status for i in firsts] == ["accepted"] * 3
+        await press(pilot, "u")  # one key undoes the last accept only
+        assert [hstore.curation.get_pair(i).status for i in firsts] == ["accepted", "accepted", "proposed"]
+        assert app.errors == []
+
+
+@tui_async
+async def test_accepting_an_accepted_pair_is_no_edit_and_an_empty_queue_shows_nothing_old(hstore):
+    from taxonomy_store.tui.screens.pairs import NeighbourTable
+
+    app = make(hstore, "pairs")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        pair = app.screen.current
+        assert pair.status == "accepted"
+        await press(pilot, "a")
+        assert toasts(app)[-1] == f"pair #{pair.id} is already accepted" and app.edits == []
+        assert hstore.curation.decide_pair(pair.id, "accepted").batch is None  # the library agrees: no batch
+        await press(pilot, "m", "u")  # propose, then undo the proposals: the proposed queue is empty again
+        assert app.screen.pairs == [] and hstore.curation.list_pairs(status="proposed") == []
+        await pilot.resize_terminal(120, 40)
+        await tui_settle(pilot)
+        for table in app.screen.query(NeighbourTable):
+            assert table.row_count == 0 and table.border_title == "nearest stored prompts"
+        assert "not embedded yet" not in tui_screen_text(app)
+        assert "no pairs match the filters" in tui_screen_text(app)
+        assert app.errors == []
+
+
+@tui_async
+async def test_slash_searches_the_pairs(hstore):
+    app = make(hstore, "pairs")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        await press(pilot, "slash", *"python", "enter")
+        pairs = app.screen.pairs
+        assert pairs and all("python" in (p.unsafe_text + p.safe_text).lower() for p in pairs)
+        assert "search: python" in tui_screen_text(app)
+        assert app.errors == []

@@ -291,10 +291,12 @@ class Curation:
             pair = s.get(Pair, pair_id)
             if pair is None:
                 raise NotFound(f"no pair {pair_id}", "see `tstore pair list`")
-            values: dict[str, Any] = {"status": status, "decided_at": utcnow()}
-            if note is not None:
+            # deciding what is already decided changes nothing: no audit entry, nothing for undo to take
+            values: dict[str, Any] = {"status": status, "decided_at": utcnow()} if pair.status != status else {}
+            if note is not None and note != pair.note:
                 values["note"] = note
-            self._set_pair(s, audit, pair, values)
+            if values:
+                self._set_pair(s, audit, pair, values)
         return _written(self.get_pair(pair_id), audit)
 
     def create_pair(
