@@ -313,3 +313,27 @@ async def test_slash_searches_the_pairs(hstore):
         assert pairs and all("python" in (p.unsafe_text + p.safe_text).lower() for p in pairs)
         assert "search: python" in tui_screen_text(app)
         assert app.errors == []
+
+
+# -- 4: screens never show stale data --------------------------------------------------------------
+@tui_async
+async def test_screens_refresh_after_outside_writes_and_recomputes(hstore):
+    n = hstore.curation.count_prompts()
+    app = make(hstore, "prompts")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        assert f"{n} prompts" in tui_screen_text(app)
+        # another writer (a second terminal): here the same store, outside the app
+        unsafe = hstore.curation.list_prompts(label="unsafe", limit=2)
+        for i, u in enumerate(unsafe):
+            hstore.curation.create_pair(u.id, safe_text=f"How do I write a haiku about autumn leaves, number {i}?")
+        await pilot.pause(2.6)  # the app polls the store's revision every 2 s
+        await tui_settle(pilot)
+        assert f"{n + 2} prompts" in tui_screen_text(app)
+
+        await press(pilot, "1")
+        assert "no CP run for this encoder yet" in tui_screen_text(app)
+        await press(pilot, "5", "e", "r", "1")  # embed and recompute elsewhere: the taxonomy shows CP on return
+        text = tui_screen_text(app)
+        assert "no CP run for this encoder yet" not in text and "CP@10 under minilm" in text
+        assert app.errors == []

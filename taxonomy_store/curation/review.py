@@ -90,6 +90,18 @@ class Review:
             nodes = node_index(s)
         return rows, nodes
 
+    def revision(self) -> tuple:
+        """A cheap token that moves whenever what a screen shows may have: the data revision (edits,
+        imports), the newest metric run, and the newest vector written (embeds). The TUI polls it."""
+        from sqlalchemy import func, select
+
+        from taxonomy_store.db.models import Embedding, MetricRun
+
+        revision = self.db.data_revision()
+        with self.db.session() as s:
+            return (revision, s.scalar(select(func.max(MetricRun.id))) or 0,
+                    s.scalar(select(func.count()).select_from(Embedding)) or 0, str(s.scalar(select(func.max(Embedding.embedded_at)))))
+
     def missing_vectors(self, encoder: str) -> int:
         """Live prompts without a vector of their current text under this encoder (all, if none embedded)."""
         try:

@@ -250,10 +250,13 @@ class MetricsScreen(StoreScreen):
         self.query_one(ProgressBar).display = False
         self.refresh_data()
 
-    def on_screen_resume(self) -> None:
+    def resumed(self, data_moved: bool) -> None:
         # edits on other screens make runs stale or prompts unembedded: read the state again on return
         if not self.running and self.is_mounted:
             self.refresh_data()
+
+    def data_changed(self, reload: bool = True) -> None:
+        super().data_changed(reload and not self.running)
 
     def worker_failed(self, worker: Any) -> None:
         if worker.group in ("metrics.recompute", "metrics.embed"):

@@ -148,9 +148,13 @@ class PairsScreen(StoreScreen):
             self.follow_id = self.current.id
         self.refresh_data()
 
-    def on_screen_resume(self) -> None:
+    def resumed(self, data_moved: bool) -> None:
         # an embed or edit elsewhere changes the neighbour panes: read the shown pair again on return
-        if self.is_mounted and self.current is not None:
+        if data_moved:
+            if self.current is not None:
+                self.follow_id = self.current.id
+            self.refresh_data()
+        elif self.is_mounted and self.current is not None:
             self.show_current()
 
     @property
@@ -159,6 +163,8 @@ class PairsScreen(StoreScreen):
 
     # -- loading ------------------------------------------------------------------------------
     def refresh_data(self) -> None:
+        if self.follow_id is None and self.current is not None:
+            self.follow_id = self.current.id  # a reload keeps the pair on screen when it is still listed
         self.load(self.status, self.pair_type, self.search)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="pairs.load")
@@ -187,9 +193,8 @@ class PairsScreen(StoreScreen):
         self.pairs, self.types = msg.pairs, msg.types
         self.app.pair_types = sorted(set(self.app.pair_types) | set(msg.types))
         ids = [p.id for p in self.pairs]
-        if self.follow_id in ids:
-            self.pos = ids.index(self.follow_id)
-        self.pos = max(0, min(self.pos, len(self.pairs) - 1))
+        # on the same pair, or at the top: never on whatever pair now has the old position
+        self.pos = ids.index(self.follow_id) if self.follow_id in ids else 0
         self.follow_id = None
         self.counts = msg.counts
         self._render_status()
