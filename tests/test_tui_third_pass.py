@@ -337,3 +337,53 @@ async def test_screens_refresh_after_outside_writes_and_recomputes(hstore):
         text = tui_screen_text(app)
         assert "no CP run for this encoder yet" not in text and "CP@10 under minilm" in text
         assert app.errors == []
+
+
+# -- 3: Suspects says it is loading, and a fixed row leaves at once -----------------------------------
+@tui_async
+async def test_suspects_show_loading_and_drop_a_fixed_row_at_once(hstore):
+    from taxonomy_store.tui.screens.pairs import NeighbourTable
+    from taxonomy_store.tui.screens.suspects import SuspectsScreen, SuspectTable
+
+    seen: list[str] = []
+    app = make(hstore, "suspects")
+    original = SuspectsScreen._loading
+
+    def spy(self, what):
+        if what:
+            seen.append(what)
+        original(self, what)
+
+    SuspectsScreen._loading = spy
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await tui_settle(pilot)
+            assert seen[0] == "finding suspects by label under minilm…"
+            assert any("out-of-sample label probabilities" in w for w in seen)
+            screen = app.screen
+            table = screen.query_one(SuspectTable)
+            assert not table.loading and screen.loading_what is None
+            count = len(screen.suspects)
+            s = screen.current()
+            assert f"{count} suspects" in tui_screen_text(app)
+            nn = screen.query_one(NeighbourTable)
+            assert nn.border_title == f"nearest stored prompts to #{s.prompt.id}"
+            # r: the row and the count change before the reload ends (the reload is held back here)
+            release = __import__("threading").Event()
+            load = hstore.review.label_issues
+            hstore.review.label_issues = lambda *a, **k: (release.wait(10), load(*a, **k))[1]
+            await pilot.press("r")
+            for _ in range(100):
+                await pilot.pause(0.02)
+                if s.prompt.id not in screen.suspects:
+                    break
+            assert s.prompt.id not in screen.suspects
+            await pilot.pause(0.1)
+            assert f"{count - 1} suspects" in tui_screen_text(app) and "finding suspects" in tui_screen_text(app)
+            current = screen.current()
+            assert current is not None and nn.border_title.startswith(f"nearest stored prompts to #{current.prompt.id}")
+            release.set()
+            await tui_settle(pilot)
+            assert screen.loading_what is None and app.errors == []
+    finally:
+        SuspectsScreen._loading = original

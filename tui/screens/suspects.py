@@ -96,6 +96,8 @@ class SuspectsScreen(StoreScreen):
         self.tax_tree: Any = None
         self.follow_id: int | None = None
         self.missing = 0
+        self.loading_what: str | None = None  # what a running load reads, for the status line
+        self.counts: tuple[int, int] | None = None  # (suspects shown, pair twins) of the list on screen
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
@@ -115,12 +117,33 @@ class SuspectsScreen(StoreScreen):
 
     def refresh_data(self) -> None:
         if self.encoder:
+            self._loading(f"finding suspects by {self.by} under {self.encoder}…")
             self.load(self.encoder, self.by, self.app.taxonomy)
+
+    def _loading(self, what: str | None) -> None:
+        """Say what is being read (seconds on a large store); an empty table shows a spinner meanwhile."""
+        self.loading_what = what
+        table = self.query_one(SuspectTable)
+        table.loading = what is not None and not table.row_count
+        self._render_status()
+
+    def _render_status(self) -> None:
+        status = self._status(*self.counts) if self.counts else Text("")
+        if self.loading_what:
+            status = Text.assemble((self.loading_what + "  ", "bold yellow"), status)
+        self.query_one("#suspects-status", Static).update(status)
+
+    @dataclass
+    class Stage(WorkerResult):
+        what: str
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="suspects.load")
     def load(self, encoder: str, by: str, taxonomy: str) -> None:
         review = self.store.review
+        self.post_message(self.Stage(f"reading the vectors of {encoder}…"))
         missing = review.missing_vectors(encoder)
+        what = "out-of-sample label probabilities (5 folds)" if by == "label" else "neighbour categories"
+        self.post_message(self.Stage(f"finding suspects by {by}: {what}…"))
         try:
             if by == "label":
                 suspects = review.label_issues(encoder, limit=LIMIT)
@@ -131,11 +154,22 @@ class SuspectsScreen(StoreScreen):
         tree = self.store.taxonomies.tree(taxonomy)
         self.post_message(self.Loaded(by, suspects, tree, missing))
 
+    def on_suspects_screen_stage(self, msg: Stage) -> None:
+        if not msg.stale and self.loading_what is not None:
+            self._loading(msg.what)
+
+    def worker_failed(self, worker: Any) -> None:
+        if worker.group == "suspects.load":
+            self._loading(None)
+            self._show()
+
     def on_suspects_screen_loaded(self, msg: Loaded) -> None:
         if msg.stale:
             return  # an older read, cancelled by a newer one
         if msg.by != self.by:
             return
+        self.loading_what = None
+        self.query_one(SuspectTable).loading = False
         self.tax_tree, self.missing, self.loaded = msg.tree, msg.missing, msg.suspects
         self._show()
 
@@ -154,7 +188,8 @@ class SuspectsScreen(StoreScreen):
         follow = self.follow_id
         self.follow_id = None
         table.show(rows, str(follow) if follow is not None else None)
-        self.query_one("#suspects-status", Static).update(self._status(len(shown), len(twins)))
+        self.counts = (len(shown), len(twins))
+        self._render_status()
         self._card()
 
     def _status(self, shown: int, twins: int) -> Text:
@@ -182,9 +217,11 @@ class SuspectsScreen(StoreScreen):
         s = self.current()
         self.query_one(PromptCard).show(s.prompt if s else None, "prompt")
         nn = self.query_one(NeighbourTable)
+        nn.show([])  # never the neighbours of the prompt before beside this one
         if s is None or not self.encoder:
-            nn.show([])
+            nn.border_title = "nearest stored prompts"
             return
+        nn.border_title = f"nearest stored prompts to #{s.prompt.id}: loading…"
         self.load_neighbours(s.prompt.id, self.encoder)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="suspects.neighbours")
@@ -196,7 +233,9 @@ class SuspectsScreen(StoreScreen):
             return  # an older read, cancelled by a newer one
         s = self.current()
         if s is not None and s.prompt.id == msg.prompt_id:
-            self.query_one(NeighbourTable).show(msg.neighbours)
+            nn = self.query_one(NeighbourTable)
+            nn.show(msg.neighbours)
+            nn.border_title = f"nearest stored prompts to #{msg.prompt_id}"
 
     def follow(self, entity: str, entity_id: int) -> None:
         if entity == "prompt":
@@ -242,7 +281,11 @@ class SuspectsScreen(StoreScreen):
     def on_suspects_screen_changed(self, msg: Changed) -> None:
         self.written(msg.edit, f"prompt #{msg.prompt_id} updated")
         # the fixed prompt usually leaves the list: land on the suspect after it (a prompt, not a row number)
-        self.follow_id = self._after(msg.prompt_id)
+        after = self.follow_id = self._after(msg.prompt_id)
+        if msg.edit is not None:  # off the list at once (and off the count); the reload then brings the new state
+            self.loaded = [s for s in self.loaded if s.prompt.id != msg.prompt_id]
+            self._show()
+            self.follow_id = after
         self.refresh_data()
 
     def _after(self, prompt_id: int) -> int:
