@@ -387,3 +387,42 @@ async def test_suspects_show_loading_and_drop_a_fixed_row_at_once(hstore):
             assert screen.loading_what is None and app.errors == []
     finally:
         SuspectsScreen._loading = original
+
+
+# -- 5: the edit modal shows the category picked, the picker filters, escape asks ---------------------
+@tui_async
+async def test_edit_modal_shows_the_pick_filters_the_tree_and_asks_before_discarding(hstore):
+    from textual.widgets import Static
+
+    from taxonomy_store.tui.screens.modals import CategoryPicker, ConfirmModal, EditPromptModal
+    from taxonomy_store.tui.widgets import CategoryTree, PromptTable
+
+    app = make(hstore, "prompts")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await tui_settle(pilot)
+        target = app.screen.query_one(PromptTable).current()
+        await press(pilot, "e", "ctrl+t")
+        picker = app.screen
+        assert isinstance(picker, CategoryPicker)
+        leaf = next(n for n in picker.tax_tree.walk() if not n.children and n.code != target.category_code
+                    and len(n.code) > 6)
+        await press(pilot, *leaf.code)
+        tree = picker.query_one(CategoryTree)
+        assert tree.cursor_node.data == leaf.code
+        shown = [tree.get_node_at_line(i).data for i in range(tree.last_line + 1)]
+        assert leaf.code in shown and len(shown) < len(list(picker.tax_tree.walk()))
+        assert f"filter: {leaf.code}" in tui_screen_text(app)
+        await press(pilot, "enter")
+        modal = app.screen
+        assert isinstance(modal, EditPromptModal)
+        line = modal.query_one("#edit-category-name", Static).render()
+        assert f"category: {leaf.code}" in str(line) and f"(was {target.category_code or 'none'})" in str(line)
+        await press(pilot, "escape")  # a changed edit: asks first
+        assert isinstance(app.screen, ConfirmModal) and "Discard the changes" in tui_screen_text(app)
+        await press(pilot, "n")
+        assert app.screen is modal and modal.category == leaf.code  # nothing lost
+        await press(pilot, "ctrl+s")
+        assert hstore.curation.get_prompt(target.id).category_code == leaf.code
+        await press(pilot, "e", "escape")  # unchanged: escape leaves at once
+        assert not isinstance(app.screen, (EditPromptModal, ConfirmModal))
+        assert app.errors == []
