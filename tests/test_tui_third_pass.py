@@ -426,3 +426,39 @@ async def test_edit_modal_shows_the_pick_filters_the_tree_and_asks_before_discar
         await press(pilot, "e", "escape")  # unchanged: escape leaves at once
         assert not isinstance(app.screen, (EditPromptModal, ConfirmModal))
         assert app.errors == []
+
+
+# -- 8: a text-edit toast shows the change, and a real ESC apart from a typed \x1b ----------------------
+def test_text_edit_toasts_show_where_the_texts_differ():
+    from types import SimpleNamespace
+
+    from taxonomy_store.tui.edits import prompt_change
+
+    old = SimpleNamespace(id=7, text="How can I kill a Python process that hangs forever on my Linux server at night?",
+                          label="safe", category_code=None)
+    toast = prompt_change(old, {"text": old.text.replace("at night", "in the morning")})
+    assert toast == "prompt #7 text “…inux server at night?” → “…inux server in the morning?”"
+    esc = SimpleNamespace(id=8, text="say \x1b[31mred", label="safe", category_code=None)
+    toast = prompt_change(esc, {"text": "say \\x1b[31mred"})  # the curator typed the four characters
+    assert toast == "prompt #8 text “say ␛[31mred” → “say \\x1b[31mred”"
+
+
+@tui_async
+async def test_text_edit_toast_in_the_app(hstore):
+    from textual.widgets import TextArea
+
+    from taxonomy_store.tui.widgets import PromptTable
+
+    app = make(hstore, "prompts")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        target = app.screen.query_one(PromptTable).current()
+        await press(pilot, "e")
+        area = app.screen.query_one("#edit-text", TextArea)
+        area.text = target.text + " Asked for a school essay."
+        await press(pilot, "ctrl+s")
+        assert hstore.curation.get_prompt(target.id).text.endswith("Asked for a school essay.")
+        toast = toasts(app)[-1]
+        before, after = toast.split("” → “")
+        assert "Asked for a school essay." in after and "Asked" not in before
+        assert app.errors == []
