@@ -56,6 +56,7 @@ class TStoreApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "tstore"
     ENABLE_COMMAND_PALETTE = True
+    NOTIFICATION_TIMEOUT = 10  # toasts name the change made: long enough to read a prompt's text change
     COMMANDS = App.COMMANDS | {TStoreCommands}
 
     SCREEN_TITLES = {

@@ -22,12 +22,13 @@ from textual.widgets import DataTable, Footer, Static
 
 from taxonomy_store.errors import NotEmbedded
 
-from taxonomy_store.tui.edits import Edit
+from taxonomy_store.text import inert
+from taxonomy_store.tui.edits import Edit, prompt_change
 from taxonomy_store.tui.widgets import FitTable, PromptCard, heat, safe_text
 from taxonomy_store.tui.widgets.prompt_card import LABEL_STYLES
 from taxonomy_store.tui.keys import keys
 from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
-from taxonomy_store.tui.screens.modals import EditPromptModal
+from taxonomy_store.tui.screens.modals import EditPromptModal, TextInputModal
 from taxonomy_store.tui.screens.pairs import NeighbourTable
 
 LIMIT = 100
@@ -40,6 +41,7 @@ class SuspectTable(FitTable):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.by = "label"
+        self.marked: set[int] = set()  # prompt ids marked (space) for one bulk edit
 
     def key_of(self, s: Any) -> str:
         return str(s.prompt.id)
@@ -49,8 +51,9 @@ class SuspectTable(FitTable):
         category = safe_text(s.prompt.category_code or "", "cyan", limit=18 if narrow else 34)
         suggestion = s.suggested_label if self.by == "label" else s.suggested_category
         twin = getattr(s, "twin_pair", None)
+        mark = s.prompt.id in self.marked
         cells = [heat(getattr(s, "score", None) if self.by == "label" else s.purity, 0.0, 1.0, digits=2),
-                 Text(str(s.prompt.id), style="dim")]
+                 Text(f"●{s.prompt.id}", style="bold magenta") if mark else Text(str(s.prompt.id), style="dim")]
         if narrow:
             cells += [label if self.by == "label" else category, safe_text(suggestion or "", "bold", limit=18)]
         else:
@@ -63,6 +66,8 @@ class SuspectsScreen(StoreScreen):
     MODE, TITLE = "suspects", "Suspects"
     BINDINGS = keys("suspects", """
         r  | relabel      | Take suggestion      | relabel
+        space | mark      | Mark (bulk r)        | mark
+        slash | search    | Filter by text       | search  | hidden
         e  | edit         | Edit                 | edit
         b  | toggle_by    | Label/category       | by
         w  | toggle_twins | Show/hide pair twins | twins   | hidden
@@ -86,6 +91,7 @@ class SuspectsScreen(StoreScreen):
     class Changed(Message):
         edit: Edit | None
         prompt_id: int
+        prompt_ids: list[int] | None = None  # a bulk edit: every prompt it changed
 
     def __init__(self, by: str = "label"):
         super().__init__()
@@ -98,6 +104,7 @@ class SuspectsScreen(StoreScreen):
         self.missing = 0
         self.loading_what: str | None = None  # what a running load reads, for the status line
         self.counts: tuple[int, int] | None = None  # (suspects shown, pair twins) of the list on screen
+        self.search = ""  # `/`: only suspects whose text holds this
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
@@ -175,7 +182,10 @@ class SuspectsScreen(StoreScreen):
 
     def _show(self) -> None:
         shown, twins = [], []
+        needle = self.search.casefold()
         for s in self.loaded:
+            if needle and needle not in s.prompt.text.casefold():
+                continue
             suggestion = s.suggested_label if self.by == "label" else s.suggested_category
             own = s.prompt.label if self.by == "label" else s.prompt.category_code
             if not suggestion or suggestion == own:
@@ -194,6 +204,13 @@ class SuspectsScreen(StoreScreen):
 
     def _status(self, shown: int, twins: int) -> Text:
         status = Text.assemble((f"{shown} suspects", "bold"), f" by {self.by} · {self.encoder} · ")
+        marked = len(self.query_one(SuspectTable).marked)
+        if marked:
+            status.append(f"{marked} marked: r takes each one's suggestion, one u undoes all · ", style="bold magenta")
+        if self.search:
+            status.append("text: ")
+            status.append_text(safe_text(self.search, "cyan"))
+            status.append(" · ")
         if self.by == "label":
             status.append("out-of-sample p(label), least sure first")
             if twins:
@@ -254,7 +271,51 @@ class SuspectsScreen(StoreScreen):
         self.show_twins = not self.show_twins
         self._show()
 
+    def action_mark(self) -> None:
+        s = self.current()
+        if s is None:
+            return
+        table = self.query_one(SuspectTable)
+        table.marked ^= {s.prompt.id}
+        row = table.cursor_row
+        table.show(table.items, str(s.prompt.id))
+        table.move_cursor(row=min(row + 1, table.row_count - 1))
+        self._render_status()
+
+    def action_search(self) -> None:
+        def done(text: str | None) -> None:
+            if text is not None:
+                s = self.current()
+                self.follow_id = s.prompt.id if s else None
+                self.search = text.strip()
+                self._show()
+
+        self.app.push_screen(TextInputModal("Filter suspects by text (empty: all)", inert(self.search)), done)
+
+    def _bulk(self, by: str) -> dict[int, dict[str, Any]]:
+        """Each marked suspect still listed, with its own suggestion (the list on screen decides)."""
+        table = self.query_one(SuspectTable)
+        out: dict[int, dict[str, Any]] = {}
+        for pid in sorted(table.marked):
+            s = self.suspects.get(pid)
+            if s is None:
+                continue
+            if by == "label" and s.suggested_label and s.suggested_label != s.prompt.label:
+                out[pid] = {"label": s.suggested_label}
+            elif by == "category" and s.suggested_category and s.suggested_category != s.prompt.category_code:
+                out[pid] = {"category": s.suggested_category, "taxonomy": self.app.taxonomy}
+        return out
+
     def action_relabel(self) -> None:
+        table = self.query_one(SuspectTable)
+        if table.marked:
+            changes = self._bulk(table.by)
+            table.marked = set()
+            if changes:
+                self.write_bulk({pid: self.suspects[pid].prompt for pid in changes}, changes)
+            else:
+                self.toast("none of the marked prompts has a suggestion other than its own", severity="warning")
+            return
         s = self.current()
         if s is None:
             return
@@ -278,19 +339,33 @@ class SuspectsScreen(StoreScreen):
     def write(self, old: Any, changes: dict[str, Any]) -> None:
         self.post_message(self.Changed(self.update_prompt(old.id, changes), old.id))
 
+    @work(thread=True, exclusive=True, exit_on_error=False, group="suspects.write")
+    def write_bulk(self, old: dict[int, Any], changes: dict[int, dict[str, Any]]) -> None:
+        """One audit batch for every marked prompt: one `u` undoes them all."""
+        views = self.store.curation.update_prompts(changes)
+        batch = next((v.batch for v in views if v.batch), None)
+        what = f"{len(changes)} prompts: " + "; ".join(prompt_change(old[pid], change)[len("prompt "):]
+                                                       for pid, change in changes.items())
+        edit = Edit(batch, what, self.MODE, "prompt", next(iter(changes))) if batch else None
+        self.post_message(self.Changed(edit, next(iter(changes)), list(changes)))
+
     def on_suspects_screen_changed(self, msg: Changed) -> None:
         self.written(msg.edit, f"prompt #{msg.prompt_id} updated")
         # the fixed prompt usually leaves the list: land on the suspect after it (a prompt, not a row number)
-        after = self.follow_id = self._after(msg.prompt_id)
+        gone = set(msg.prompt_ids or [msg.prompt_id])
+        after = self.follow_id = self._after(gone)
         if msg.edit is not None:  # off the list at once (and off the count); the reload then brings the new state
-            self.loaded = [s for s in self.loaded if s.prompt.id != msg.prompt_id]
+            self.loaded = [s for s in self.loaded if s.prompt.id not in gone]
             self._show()
             self.follow_id = after
         self.refresh_data()
 
-    def _after(self, prompt_id: int) -> int:
+    def _after(self, gone: set[int]) -> int | None:
+        """The suspect listed after the last of these prompts (else the one before the first), by id."""
         ids = list(self.suspects)
-        if prompt_id in ids:
-            i = ids.index(prompt_id)
-            return ids[i + 1] if i + 1 < len(ids) else (ids[i - 1] if i else prompt_id)
-        return prompt_id
+        at = [ids.index(i) for i in gone if i in ids]
+        if not at:
+            return None
+        later = [i for i in ids[max(at) + 1:] if i not in gone]
+        earlier = [i for i in ids[:min(at)] if i not in gone]
+        return later[0] if later else (earlier[-1] if earlier else None)
