@@ -494,3 +494,28 @@ async def test_bulk_relabel_of_marked_suspects_is_one_edit_and_one_undo(hstore):
         await press(pilot, "slash", *word, "enter")
         assert screen.suspects and all(word.lower() in s.prompt.text.lower() for s in screen.suspects.values())
         assert app.errors == []
+
+
+# -- 11: no suggestion that every neighbour shown contradicts ---------------------------------------------
+def test_label_suggestions_are_backed_by_a_neighbour_shown(hstore):
+    issues = hstore.review.label_issues("minilm", limit=100)
+    assert issues
+    for issue in issues:
+        near = hstore.review.neighbours(issue.prompt.id, encoder="minilm", k=5)
+        assert any(n.label == issue.suggested_label for n in near), issue.prompt.id
+
+
+# -- 9: one name per category across screens, and the scorer that decided ----------------------------------
+@tui_async
+async def test_metrics_names_categories_by_code_as_query_does(hstore):
+    from textual.widgets import DataTable
+
+    hstore.review.recompute(encoders=["minilm"], taxonomy="do-not-answer")
+    app = make(hstore, "metrics", taxonomy="do-not-answer")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        cp = app.screen.query_one("#metrics-cp", DataTable)
+        codes = {n.code for n in hstore.taxonomies.tree("do-not-answer").walk()}
+        shown = [cp.get_row_at(i)[0].plain for i in range(cp.row_count)]
+        assert shown and all(name in codes for name in shown)
+        assert app.errors == []

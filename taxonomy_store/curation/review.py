@@ -237,11 +237,25 @@ class Review:
             twins.setdefault(safe_id, pair_id)
         probs = out_of_sample_probabilities(x, y, pair_groups(ids, joined))
         out = []
-        for issue in confident_issues(probs, y)[:limit]:
+        issues = confident_issues(probs, y)
+        agree = self._neighbours_back(encoder, [int(ids[i.row]) for i in issues], [JUDGED_LABELS[i.suggested] for i in issues])
+        for issue, backed in zip(issues, agree):
+            if not backed:
+                continue  # the probe suggests a label none of the nearest neighbours shown carries: no suggestion to take
             pid = int(ids[issue.row])
             out.append(LabelIssue(_view(rows[pid], nodes), issue.p_given, JUDGED_LABELS[issue.suggested], issue.p_suggested,
                                   twins.get(pid)))
+            if len(out) >= limit:
+                break
         return out
+
+    def _neighbours_back(self, encoder: str, prompt_ids: list[int], suggested: list[str], k: int = 5) -> list[bool]:
+        """For each prompt, whether one of its k nearest stored prompts (those the Suspects screen shows) carries the suggestion."""
+        if not prompt_ids:
+            return []
+        pool = self._nearest.pool(encoder)
+        hits = self._nearest.of_stored(encoder, prompt_ids, k)
+        return [any(pool.rows[n].label == label for n, _sim in near) for near, label in zip(hits, suggested)]
 
     def _live_pairs(self) -> list[tuple[int, int, int]]:
         """(pair id, unsafe prompt id, safe prompt id) of every pair not rejected."""

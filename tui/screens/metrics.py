@@ -146,9 +146,11 @@ class MetricsScreen(StoreScreen):
 
         cp = self.query_one("#metrics-cp", DataTable)
         cp.clear(columns=True)
-        cp.add_columns("category", "prompts", *encs)
+        # "scored": the prompts the CP run saw (embedded ones); the Taxonomy screen counts every live prompt
+        cp.add_columns("category", "scored", *encs)
         for code, per_enc in ov.cp.items():
-            cp.add_row(safe_text(ov.category_names.get(code, code)), Text(str(ov.category_sizes.get(code, "")), style="dim"),
+            # the code, as the Query screen and every other table name a category (the Taxonomy screen adds the name)
+            cp.add_row(safe_text(code, "cyan"), Text(str(ov.category_sizes.get(code, "")), style="dim"),
                        *[heat(per_enc.get(e), 0.0, 1.0) for e in encs], key=code)
 
     # -- recompute ----------------------------------------------------------------------------

@@ -110,6 +110,8 @@ class QueryScreen(StoreScreen):
         line.append(f" {r.verdict} ", style=VERDICT_STYLES.get(r.verdict, "bold reverse"))
         line.append("  unsafe score ")
         line.append_text(heat(r.unsafe_score, 0.0, 1.0, higher_is_better=False, digits=2))
+        if getattr(r, "scorer", None):
+            line.append(f" ({r.scorer})", style="dim")  # the calibrated scorer that decided, as the CLI names it
         if r.threshold is not None and r.unsafe_score is not None:
             # the score once: the reason would repeat it
             line.append(f" {'≥' if r.unsafe_score >= r.threshold else '<'} threshold {r.threshold:.3f}", style="dim")

@@ -47,6 +47,8 @@ class CategoryTree(Tree[str]):
                 label.append_text(heat(scores.get(n.code), 0.0, 1.0, digits=2))
                 label.append(" " if n.code in scores else "    ")
             label.append_text(safe_text(n.name.split(":")[0] if ":" in n.name[:60] else n.name, limit=NAME_WIDTH))
+            if n.code != n.name:
+                label.append_text(safe_text(f" {n.code}", "dim cyan"))  # the code every table names it by
             return label
 
         needle = only.casefold()
