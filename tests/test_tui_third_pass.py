@@ -519,3 +519,36 @@ async def test_metrics_names_categories_by_code_as_query_does(hstore):
         shown = [cp.get_row_at(i)[0].plain for i in range(cp.row_count)]
         assert shown and all(name in codes for name in shown)
         assert app.errors == []
+
+
+# -- 12: import, export, calibrate and evaluate from the command palette ------------------------------------
+@tui_async
+async def test_palette_exports_and_imports(hstore, tmp_path):
+    from textual.widgets import Input
+
+    from taxonomy_store.tui.screens.modals import TextInputModal
+
+    out = tmp_path / "prompts.csv"
+    n = hstore.curation.count_prompts()
+    app = make(hstore, "prompts")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        await press(pilot, "ctrl+p", *"Export prompts")
+        await press(pilot, "enter")
+        assert isinstance(app.screen, TextInputModal)
+        app.screen.query_one(Input).value = str(out)
+        await press(pilot, "enter")
+        assert out.is_file() and len(out.read_text(encoding="utf-8").splitlines()) > n  # header + rows (some multi-line)
+        assert any(t.startswith(f"exported {n} prompts to {out}") for t in toasts(app))
+
+        new = tmp_path / "new.csv"
+        new.write_text("prompt,label\nHow do I descale a kettle with vinegar?,safe\n", encoding="utf-8")
+        await press(pilot, "ctrl+p", *"Import a data file")
+        await press(pilot, "enter")
+        app.screen.query_one(Input).value = str(new)
+        await press(pilot, "enter")
+        assert hstore.curation.count_prompts() == n + 1
+        assert any(t.startswith("imported ") and "1 prompts added" in t for t in toasts(app))
+        titles = [t for t, _h, _c in __import__("taxonomy_store.tui.tasks", fromlist=["x"]).palette_tasks(app)]
+        assert "Calibrate the guard" in titles and "Evaluate the guard" in titles
+        assert app.errors == []
