@@ -552,3 +552,27 @@ async def test_palette_exports_and_imports(hstore, tmp_path):
         titles = [t for t, _h, _c in __import__("taxonomy_store.tui.tasks", fromlist=["x"]).palette_tasks(app)]
         assert "Calibrate the guard" in titles and "Evaluate the guard" in titles
         assert app.errors == []
+
+
+# -- 12: any table sorts by a column --------------------------------------------------------------------------
+@tui_async
+async def test_o_sorts_the_table_by_the_next_column_and_keeps_the_cursor_on_its_row(hstore):
+    from taxonomy_store.tui.widgets import PromptTable
+
+    app = make(hstore, "prompts")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        table = app.screen.query_one(PromptTable)
+        await press(pilot, "down", "down")
+        on = table.current().id
+        await press(pilot, "o", "o")  # id ascending, then descending
+        ids = [int(table.get_row_at(i)[0].plain) for i in range(table.row_count)]
+        assert ids == sorted(ids, reverse=True) and table.current().id == on
+        assert "sorted by id ↓" in toasts(app)[-1]
+        await press(pilot, "o")  # label, ascending
+        labels = [table.get_row_at(i)[1].plain for i in range(table.row_count)]
+        assert labels == sorted(labels) and table.current().id == on
+        app.screen.refresh_data(keep_page=True)  # a reload keeps the order
+        await tui_settle(pilot)
+        assert [table.get_row_at(i)[1].plain for i in range(table.row_count)] == sorted(labels)
+        assert app.errors == []

@@ -123,6 +123,13 @@ class StoreScreen(Screen):
     def action_leave_input(self) -> None:
         self.leave_input()
 
+    def action_sort(self) -> None:
+        """`o`: sort the focused table (else the screen's main one) by its next column."""
+        table = self.focused if hasattr(self.focused, "sort_next") else self.main_widget()
+        if hasattr(table, "sort_next"):
+            table.sort_next()
+            self.toast(table.sort_label() or "unsorted")
+
     def on_mount(self) -> None:
         self.watch(self.app, "encoder", self._encoder_changed, init=False)
         self.seen_revision = getattr(self.app, "revision", None)

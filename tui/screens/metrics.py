@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from taxonomy_store.tui.widgets import heat, safe_text
+from taxonomy_store.tui.widgets.fit_table import Sortable
 from taxonomy_store.tui.keys import keys
 from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
 from taxonomy_store.tui.screens.modals import ConfirmModal
@@ -35,6 +36,7 @@ class MetricsScreen(StoreScreen):
         r  | recompute(False) | Recompute                    | recompute
         R  | recompute(True)  | Recompute (all encoders)     | recompute_all | hidden
         e  | embed(False)     | Embed changes                | embed
+        o  | sort         | Sort by next column  | sort    | hidden
         B  | reestimate       | Re-estimate baseline b       | baseline      | hidden
         E  | embed(True)      | Embed changes (all encoders) | embed_all     | hidden
         f5 | refresh          | Reload                       | reload        | hidden
@@ -78,11 +80,11 @@ class MetricsScreen(StoreScreen):
         yield ProgressBar(id="metrics-progress", show_eta=False)
         with VerticalScroll(id="metrics-body"):
             yield Label("Detection AUROC and primary values", classes="metrics-title")
-            yield DataTable(id="metrics-summary", cursor_type="row")
+            yield Sortable(id="metrics-summary", cursor_type="row")
             yield Label("Separation per pair type × encoder (normalised pair similarity: lower is better)", classes="metrics-title")
-            yield DataTable(id="metrics-separation", cursor_type="row")
+            yield Sortable(id="metrics-separation", cursor_type="row")
             yield Label("CP per category × encoder", classes="metrics-title")
-            yield DataTable(id="metrics-cp", cursor_type="row", zebra_stripes=True)
+            yield Sortable(id="metrics-cp", cursor_type="row", zebra_stripes=True)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -152,6 +154,8 @@ class MetricsScreen(StoreScreen):
             # the code, as the Query screen and every other table name a category (the Taxonomy screen adds the name)
             cp.add_row(safe_text(code, "cyan"), Text(str(ov.category_sizes.get(code, "")), style="dim"),
                        *[heat(per_enc.get(e), 0.0, 1.0) for e in encs], key=code)
+        for table in (summary, sep, cp):
+            table.apply_sort()
 
     # -- recompute ----------------------------------------------------------------------------
     def action_recompute(self, all_encoders: bool) -> None:

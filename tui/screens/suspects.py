@@ -66,6 +66,7 @@ class SuspectsScreen(StoreScreen):
     MODE, TITLE = "suspects", "Suspects"
     BINDINGS = keys("suspects", """
         r  | relabel      | Take suggestion      | relabel
+        o  | sort         | Sort by next column  | sort    | hidden
         space | mark      | Mark (bulk r)        | mark
         slash | search    | Filter by text       | search  | hidden
         e  | edit         | Edit                 | edit
