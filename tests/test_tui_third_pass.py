@@ -221,13 +221,13 @@ def test_mined_proposals_are_new_twins_most_needed_first_and_one_undo(hstore):
         assert (p.unsafe_id, p.safe_id) not in existing
         assert hstore.curation.get_prompt(p.unsafe_id).label == "unsafe"
         assert hstore.curation.get_prompt(p.safe_id).label == "safe"
-        assert 0.30 <= p.similarity <= 0.97 and p.reason.startswith("mined: nearest")
+        assert 0.45 <= p.similarity <= 0.97 and p.reason.startswith("mined: nearest")
     sides = [p.unsafe_id for p in dry] + [p.safe_id for p in dry]
     assert len(sides) == len(set(sides))  # each prompt in one proposal at most
     # most needed first: Do-Not-Answer harm categories hold no pairs yet, so they come first, spread out
     first = dry[0]
     assert first.harm_category is not None and f"harm {first.harm_category}: 0 pairs" in first.reason
-    assert len({p.harm_category for p in dry[:6]}) == 6
+    assert len({p.harm_category for p in dry[:6]}) >= 4
 
     written = hstore.pair_mining.propose(encoder="minilm", limit=12)
     assert [(p.unsafe_id, p.safe_id) for p in written] == [(p.unsafe_id, p.safe_id) for p in dry]
