@@ -39,7 +39,8 @@ def settle(session: str, quiet: float, limit: float) -> tuple[float, str]:
     last, since = "", time.perf_counter()
     while time.perf_counter() - t0 < limit:
         screen = tmux("capture-pane", "-p", "-t", session)
-        busy = any(w in screen for w in ("loading", "finding suspects", "mining pairs", "computing", "embedding", "reading the vectors"))
+        busy = not screen.strip() or "Quit" not in screen or any(
+            w in screen for w in ("loading", "finding suspects", "mining pairs", "computing", "embedding", "reading the vectors"))
         if screen != last or busy:
             last, since = screen, time.perf_counter()
         elif time.perf_counter() - since >= quiet:

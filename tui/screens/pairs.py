@@ -6,6 +6,7 @@ stored neighbours of each side (under the current encoder).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -317,6 +318,18 @@ class PairsScreen(StoreScreen):
         if self.follow_id is None:
             self.follow_id = pair.id
         self.write("decide", pair.id, {"status": status, "pair": pair})
+        # on to the next pair at once: a key pressed before the reload ends acts on the pair shown next,
+        # never again on this one
+        decided = dataclasses.replace(pair, status=status)
+        if self.status is not None and self.status != status:
+            del self.pairs[self.pos]
+        else:
+            self.pairs[self.pos] = decided
+            self.pos = min(self.pos + 1, len(self.pairs) - 1)
+        self.pos = max(0, min(self.pos, len(self.pairs) - 1))
+        self.counts = {**self.counts, pair.status: self.counts.get(pair.status, 1) - 1, status: self.counts.get(status, 0) + 1}
+        self._render_status()
+        self.show_current()
 
     def action_note(self) -> None:
         pair = self.current

@@ -278,9 +278,12 @@ class SuspectsScreen(StoreScreen):
             return
         table = self.query_one(SuspectTable)
         table.marked ^= {s.prompt.id}
-        row = table.cursor_row
-        table.show(table.items, str(s.prompt.id))
-        table.move_cursor(row=min(row + 1, table.row_count - 1))
+        # the id cell only (a refill would redraw every cell cut to its header until the table measures again)
+        mark = s.prompt.id in table.marked
+        table.update_cell(str(s.prompt.id), table.ordered_columns[1].key,
+                          Text(f"●{s.prompt.id}", style="bold magenta") if mark else Text(str(s.prompt.id), style="dim"),
+                          update_width=True)
+        table.move_cursor(row=min(table.cursor_row + 1, table.row_count - 1))
         self._render_status()
 
     def action_search(self) -> None:
