@@ -238,15 +238,18 @@ class Review:
         probs = out_of_sample_probabilities(x, y, pair_groups(ids, joined))
         out = []
         issues = confident_issues(probs, y)
-        agree = self._neighbours_back(encoder, [int(ids[i.row]) for i in issues], [JUDGED_LABELS[i.suggested] for i in issues])
-        for issue, backed in zip(issues, agree):
-            if not backed:
-                continue  # the probe suggests a label none of the nearest neighbours shown carries: no suggestion to take
-            pid = int(ids[issue.row])
-            out.append(LabelIssue(_view(rows[pid], nodes), issue.p_given, JUDGED_LABELS[issue.suggested], issue.p_suggested,
-                                  twins.get(pid)))
-            if len(out) >= limit:
-                break
+        step = max(2 * limit, 50)  # neighbours only for as many issues as the list needs
+        for start in range(0, len(issues), step):
+            chunk = issues[start:start + step]
+            agree = self._neighbours_back(encoder, [int(ids[i.row]) for i in chunk], [JUDGED_LABELS[i.suggested] for i in chunk])
+            for issue, backed in zip(chunk, agree):
+                if not backed:
+                    continue  # the probe suggests a label none of the nearest neighbours shown carries: nothing to take
+                pid = int(ids[issue.row])
+                out.append(LabelIssue(_view(rows[pid], nodes), issue.p_given, JUDGED_LABELS[issue.suggested],
+                                      issue.p_suggested, twins.get(pid)))
+                if len(out) >= limit:
+                    return out
         return out
 
     def _neighbours_back(self, encoder: str, prompt_ids: list[int], suggested: list[str], k: int = 5) -> list[bool]:
