@@ -67,7 +67,7 @@ class SuspectsScreen(StoreScreen):
     BINDINGS = keys("suspects", """
         r  | relabel      | Take suggestion      | relabel
         o  | sort         | Sort by next column  | sort    | hidden
-        space | mark      | Mark (bulk r)        | mark
+        space | mark      | Mark (bulk r)        | mark    | hidden
         slash | search    | Filter by text       | search  | hidden
         e  | edit         | Edit                 | edit
         b  | toggle_by    | Label/category       | by
