@@ -8,12 +8,16 @@ of it, nothing else. Imports are for the type checker only: importing this modul
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 if TYPE_CHECKING:
     from taxonomy_store.crosswalks.mappings import CrosswalkRowView
     from taxonomy_store.crosswalks.proposals import CrosswalkReport
     from taxonomy_store.curation.edits import PairView, PromptView, UndoResult
+    from taxonomy_store.curation.pair_mining import Proposal
+    from taxonomy_store.transfer.exports import ExportResult
+    from taxonomy_store.transfer.imports import ImportSummary
     from taxonomy_store.curation.review import LabelIssue, MetricsOverview, ReviewNeighbour, Suspect
     from taxonomy_store.embeddings.encoders import EncoderInfo
     from taxonomy_store.embeddings.indexing import EmbedSummary
@@ -44,6 +48,8 @@ class CurationFacade(Protocol):
 
     def delete_prompt(self, prompt_id: int) -> PromptView: ...
 
+    def update_prompts(self, changes: dict[int, dict[str, Any]]) -> list[PromptView]: ...
+
     def create_pair(self, unsafe_prompt_id: int, *, safe_prompt_id: int | None = ..., safe_text: str | None = ...,
                     pair_type: str | None = ..., pair_set: str = ..., kind: str = ...) -> PairView: ...
 
@@ -73,6 +79,8 @@ class ReviewFacade(Protocol):
 
     def datasets(self) -> list[str]: ...
 
+    def revision(self) -> tuple: ...
+
     def category_scores(self, encoder: str, *, taxonomy: str, k: int = ...) -> dict[str, float]: ...
 
 
@@ -94,7 +102,7 @@ class EmbeddingsFacade(Protocol):
 class MetricRunsFacade(Protocol):
     def compute(self, metric: str | Sequence[str], *, encoder: str | None = ..., k: int = ..., level: str | int = ...,
                 taxonomy: str = ..., pair_set: str | None = ..., weighting: str = ..., progress: Progress = ...,
-                ) -> list[RunResult]: ...
+                reestimate_baseline: bool | None = ...) -> list[RunResult]: ...
 
     def compute_all(self, *, encoders: list[str] | None = ..., taxonomy: str = ..., level: str | None = ..., k: int = ...,
                     progress: Progress = ...) -> list[RunResult]: ...
@@ -108,6 +116,32 @@ class GuardFacade(Protocol):
               category: str | list[str] | None = ..., ids: list[Any] | None = ...) -> list[QueryResult]: ...
 
     def calibration(self, encoder: str | None = ...) -> Calibration | None: ...
+
+    def calibrate(self, encoder: str | None = ..., *, target_fpr: float | None = ..., max_f1: bool = ..., k: int = ...,
+                  margin: float = ..., scorer: str | None = ...) -> Calibration: ...
+
+
+class ImportsFacade(Protocol):
+    def import_file(self, path: str | Path, *, format: str | None = ..., dataset: str | None = ..., taxonomy: str | None = ...,
+                    mapping: dict[str, str] | None = ..., label: str | None = ..., create_categories: bool = ...,
+                    dry_run: bool = ..., progress: Progress = ..., on_wait: Callable[[], None] | None = ...) -> ImportSummary: ...
+
+
+class ExportsFacade(Protocol):
+    def export_prompts(self, out: str | Path | IO | None, *, format: str = ..., **filters: Any) -> ExportResult: ...
+
+    def export_pairs(self, out: str | Path | IO | None, *, format: str = ..., **filters: Any) -> ExportResult: ...
+
+
+class EvaluationFacade(Protocol):
+    def evaluate(self, *, encoder: str | None = ..., holdout: list[str] | tuple[str, ...] = ..., fraction: float | None = ...,
+                 seed: int = ..., by_dataset: bool = ..., k: int = ..., margin: float = ..., scorer: str | None = ...,
+                 progress: Progress = ...) -> RunResult: ...
+
+
+class PairMiningFacade(Protocol):
+    def propose(self, *, encoder: str, taxonomy: str = ..., limit: int = ..., write: bool = ...,
+                progress: Progress = ...) -> list[Proposal]: ...
 
 
 class CrosswalksFacade(Protocol):
@@ -146,6 +180,18 @@ class StoreFacade(Protocol):
 
     @property
     def crosswalks(self) -> CrosswalksFacade: ...
+
+    @property
+    def imports(self) -> ImportsFacade: ...
+
+    @property
+    def exports(self) -> ExportsFacade: ...
+
+    @property
+    def evaluation(self) -> EvaluationFacade: ...
+
+    @property
+    def pair_mining(self) -> PairMiningFacade: ...
 
     def data_revision(self) -> int: ...
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from taxonomy_store.backend.vector_index import VectorIndex
     from taxonomy_store.backend.writer_lock import WriterLock
     from taxonomy_store.curation.edits import Curation
+    from taxonomy_store.curation.pair_mining import PairMining
     from taxonomy_store.curation.review import Review
     from taxonomy_store.embeddings.encoders import Encoders
     from taxonomy_store.embeddings.indexing import Embeddings
@@ -291,6 +292,16 @@ class Store:
 
         return Adaptation(store_dir=self.dir, read=self.session, encoders=self.encoders, embeddings=self.embeddings,
                           metric_runs=self.metric_runs)
+
+    @cached_property
+    def pair_mining(self) -> "PairMining":
+        """Candidate safe/unsafe twins mined from the store, proposed for review: `curation/pair_mining.py`."""
+        from taxonomy_store.curation.pair_mining import PairMining
+
+        def levels(name: str) -> list[str]:
+            return next((list(t["levels"] or []) for t in self.taxonomies.list() if t["name"] == name), [])
+
+        return PairMining(self.db, self.neighbours, levels)
 
     @cached_property
     def review(self) -> "Review":

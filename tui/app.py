@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from textual import work
@@ -29,6 +30,7 @@ from taxonomy_store.tui.screens.taxonomy import TaxonomyScreen
 from taxonomy_store.tui.widgets import SCREENS
 
 SCREEN_KEYS = {mode: key for mode, key, _ in SCREENS}
+POLL_S = 2.0  # how often the app looks for data changed under its screens
 
 
 def binding_rows(bindings: list[Any]) -> list[tuple[str, str]]:
@@ -56,6 +58,7 @@ class TStoreApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "tstore"
     ENABLE_COMMAND_PALETTE = True
+    NOTIFICATION_TIMEOUT = 10  # toasts name the change made: long enough to read a prompt's text change
     COMMANDS = App.COMMANDS | {TStoreCommands}
 
     SCREEN_TITLES = {
@@ -102,10 +105,29 @@ class TStoreApp(App):
         self.levels: dict[str, list[str]] = {}
         # The audit batches this run of the app wrote, oldest first: `u` undoes only these.
         self.edits: list[Edit] = []
+        # the store's revision token as last polled (None before the first poll): screens compare theirs
+        self.revision: tuple | None = None
+        self.last_write = 0.0
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
         self.load_context()
+        # the first token is read at once, not on the first tick: a write made before that tick
+        # (another terminal, right after start) must count as a change, not as the starting point
+        self.poll_revision()
+        self.set_interval(POLL_S, self.poll_revision)
+
+    # -- data changed under the screens (another process, or this app on another screen) ----------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="app.poll")
+    def poll_revision(self) -> None:
+        self.call_from_thread(self._revision_seen, self.store.review.revision())
+
+    def _revision_seen(self, token: tuple) -> None:
+        old, self.revision = self.revision, token
+        if old is None or old == token or not isinstance(self.screen, StoreScreen):
+            return  # other screens compare the token when they show again
+        # a screen reloads itself after its own write; anything else (another process) reloads it here
+        self.screen.data_changed(reload=time.monotonic() - self.last_write > 1.5 * POLL_S)
 
     # -- encoders and taxonomies ---------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="app.context")
@@ -150,6 +172,7 @@ class TStoreApp(App):
 
     # -- undo, scoped to this run ------------------------------------------------------------
     def record_edit(self, edit: "Edit | None") -> None:
+        self.last_write = time.monotonic()
         if edit is not None:
             self.edits.append(edit)
 
@@ -167,6 +190,7 @@ class TStoreApp(App):
         self.call_from_thread(self._undone, edit)
 
     def _undone(self, edit: "Edit") -> None:
+        self.last_write = time.monotonic()
         edit.undone = True
         self.notify(inert(f"undone: {edit.what}"), markup=False)
         if self.current_mode != edit.mode:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from taxonomy_store.tui.tasks import palette_tasks
+
 if TYPE_CHECKING:
     from taxonomy_store.tui.host import StoreHost
 
@@ -22,6 +24,7 @@ class TStoreCommands(Provider):
             yield f"Go to {title}", f"Switch to the {title} screen", partial(app.switch_mode, mode)
         for name in app.encoder_names:
             yield f"Use encoder {name}", "Show scores and neighbours under this encoder", partial(app.use_encoder, name)
+        yield from palette_tasks(app)
         screen = self.screen
         seen: set[str] = set()
         for node, bindings in ((screen, getattr(screen, "BINDINGS", [])), (textual_app, textual_app.BINDINGS)):

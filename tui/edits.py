@@ -20,9 +20,37 @@ class Edit:
     undone: bool = False
 
 
+CONTEXT = 12  # characters kept before a text change
+
+
+def _visible(text: str) -> str:
+    """Control characters as their Unicode pictures (ESC → ␛): a real ESC never looks like the typed `\\x1b`."""
+    return "".join(chr(0x2400 + ord(c)) if ord(c) < 32 else ("␡" if c == "\x7f" else c) for c in text)
+
+
 def _short(text: str) -> str:
-    text = " ".join(text.split())
+    text = _visible(" ".join(text.split()))
     return text if len(text) <= TEXT_PREVIEW else text[: TEXT_PREVIEW - 1] + "…"
+
+
+def text_change(old: str, new: str) -> tuple[str, str]:
+    """The two texts around where they differ (not both cut at the same prefix, which hid the change)."""
+    old, new = _visible(old), _visible(new)
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    lead = max(0, start - CONTEXT)
+
+    def window(text: str) -> str:
+        part = text[lead: len(text) - end]
+        tail = text[len(text) - end:]
+        part = part if len(part) <= TEXT_PREVIEW else part[: TEXT_PREVIEW - 1] + "…"
+        return ("…" if lead else "") + part + (tail[:CONTEXT] + ("…" if len(tail) > CONTEXT else "") if tail else "")
+
+    return window(old), window(new)
 
 
 def prompt_change(old: Any, changes: dict[str, Any]) -> str:
@@ -33,7 +61,8 @@ def prompt_change(old: Any, changes: dict[str, Any]) -> str:
     if "category" in changes:
         parts.append(f"category {old.category_code or 'none'} → {changes['category'] or 'none'}")
     if "text" in changes:
-        parts.append(f"text “{_short(old.text)}” → “{_short(changes['text'])}”")
+        before, after = text_change(old.text, changes["text"])
+        parts.append(f"text “{before}” → “{after}”")
     return f"prompt #{old.id} " + (", ".join(parts) or "unchanged")
 
 

@@ -1,19 +1,19 @@
-"""`tstore pair list|accept|reject|add`: reviewing unsafe/safe pairs."""
+"""`tstore pair list|accept|reject|add|propose`: reviewing unsafe/safe pairs, and mining new ones."""
 
 from __future__ import annotations
 
 import click
 
-from taxonomy_store.vocabulary import PAIR_STATUSES
+from taxonomy_store.vocabulary import DEFAULT_TAXONOMY, PAIR_STATUSES
 from taxonomy_store.cli.app import Context, cli, pass_ctx
-from taxonomy_store.cli.options import json_option
-from taxonomy_store.cli.render import emit_json, untrusted
+from taxonomy_store.cli.options import encoder_option, json_option
+from taxonomy_store.cli.render import emit_json, progress_bar, untrusted
 
 
 
 @cli.group()
 def pair() -> None:
-    """List, accept, reject and add unsafe/safe pairs."""
+    """List, accept, reject, add and propose (mine) unsafe/safe pairs."""
 
 
 @pair.command("list")
@@ -71,3 +71,36 @@ def pair_add(ctx: Context, unsafe_id, safe_id, safe_text, pair_type, pair_set, k
         unsafe_id, safe_prompt_id=safe_id, safe_text=safe_text, pair_type=pair_type, pair_set=pair_set, kind=kind
     )
     emit_json(v.to_dict()) if as_json else click.echo(f"pair {v.id} proposed: unsafe {v.unsafe_prompt_id} / safe {v.safe_prompt_id}")
+
+
+@pair.command("propose")
+@encoder_option()
+@click.option("--taxonomy", default=DEFAULT_TAXONOMY, show_default=True,
+              help="Taxonomy whose harm categories decide which proposals are needed most.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="At most this many proposals.")
+@click.option("--dry-run", is_flag=True, help="Show the proposals without adding them to the review queue.")
+@json_option
+@pass_ctx
+def pair_propose(ctx: Context, encoder, taxonomy, limit, dry_run, as_json) -> None:
+    """Mine candidate safe/unsafe twins from the store and add them to the review queue as proposed.
+
+    Each unsafe prompt's nearest safe prompts (and each safe prompt's nearest unsafe ones) that
+    share its topic but not its intent, harm categories and pair types with the fewest pairs first,
+    existing pairs skipped; each proposal carries its reason as the pair's note. One undo
+    (`tstore prompt undo`) takes the whole run back. Review them with `tstore pair list --status
+    proposed` or on the TUI's Pairs screen.
+    """
+    name = encoder or ctx.store.encoders.default_name()
+    with progress_bar(f"mining pairs ({name})") as progress:
+        proposals = ctx.store.pair_mining.propose(encoder=name, taxonomy=taxonomy, limit=limit, write=not dry_run,
+                                                  progress=progress)
+    if as_json:
+        for p in proposals:
+            emit_json(p.to_dict())
+        return
+    for p in proposals:
+        head = f"pair {p.pair_id}" if p.pair_id is not None else "would propose"
+        click.echo(f"{head}\tunsafe {p.unsafe_id}: {untrusted(p.unsafe_text)}\tsafe {p.safe_id}: {untrusted(p.safe_text)}"
+                   f"\t{untrusted(p.reason)}")
+    verb = "would be proposed (dry run)" if dry_run else "proposed: review them with `tstore pair list --status proposed`"
+    click.echo(f"{len(proposals)} pairs {verb}", err=True)

@@ -221,6 +221,25 @@ class Curation:
             self._set_prompt(s, audit, p, values)
         return _written(self.get_prompt(prompt_id), audit)
 
+    def update_prompts(self, changes: dict[int, dict[str, Any]]) -> list[PromptView]:
+        """Several prompts' labels and categories (`{prompt id: {"label": ..., "category": ...,
+        "taxonomy": ...}}`) in one audit batch: one undo takes them all back. Views in the order given."""
+        with self.db.write(reason=f"curation: edit {len(changes)} prompts") as (s, audit):
+            for prompt_id, change in changes.items():
+                p = self._prompt(s, prompt_id)
+                if p.deleted_at is not None:
+                    raise InvalidValue(f"prompt {prompt_id} is deleted", f"restore it first with `tstore prompt restore {prompt_id}`")
+                values: dict[str, Any] = {}
+                if change.get("label") is not None:
+                    if change["label"] not in LABELS:
+                        raise InvalidValue(f"unknown label {change['label']!r}", f"one of {', '.join(LABELS)}")
+                    values["label"] = change["label"]
+                if change.get("category") is not None:
+                    category = change["category"]
+                    values["category_id"] = None if category in ("", "none") else self._node(s, category, change.get("taxonomy"))
+                self._set_prompt(s, audit, p, values)
+        return [_written(self.get_prompt(i), audit) for i in changes]
+
     def delete_prompt(self, prompt_id: int) -> PromptView:
         with self.db.write(reason=f"curation: delete prompt {prompt_id}") as (s, audit):
             p = self._prompt(s, prompt_id)
@@ -289,10 +308,12 @@ class Curation:
             pair = s.get(Pair, pair_id)
             if pair is None:
                 raise NotFound(f"no pair {pair_id}", "see `tstore pair list`")
-            values: dict[str, Any] = {"status": status, "decided_at": utcnow()}
-            if note is not None:
+            # deciding what is already decided changes nothing: no audit entry, nothing for undo to take
+            values: dict[str, Any] = {"status": status, "decided_at": utcnow()} if pair.status != status else {}
+            if note is not None and note != pair.note:
                 values["note"] = note
-            self._set_pair(s, audit, pair, values)
+            if values:
+                self._set_pair(s, audit, pair, values)
         return _written(self.get_pair(pair_id), audit)
 
     def create_pair(

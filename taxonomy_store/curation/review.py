@@ -91,6 +91,18 @@ class Review:
             nodes = node_index(s)
         return rows, nodes
 
+    def revision(self) -> tuple:
+        """A cheap token that moves whenever what a screen shows may have: the data revision (edits,
+        imports), the newest metric run, and the newest vector written (embeds). The TUI polls it."""
+        from sqlalchemy import func, select
+
+        from taxonomy_store.db.models import Embedding, MetricRun
+
+        revision = self.db.data_revision()
+        with self.db.session() as s:
+            return (revision, s.scalar(select(func.max(MetricRun.id))) or 0,
+                    s.scalar(select(func.count()).select_from(Embedding)) or 0, str(s.scalar(select(func.max(Embedding.embedded_at)))))
+
     def missing_vectors(self, encoder: str) -> int:
         """Live prompts without a vector of their current text under this encoder (all, if none embedded)."""
         try:
@@ -227,11 +239,28 @@ class Review:
             twins.setdefault(safe_id, pair_id)
         probs = out_of_sample_probabilities(x, y, pair_groups(ids, joined))
         out = []
-        for issue in confident_issues(probs, y)[:limit]:
-            pid = int(ids[issue.row])
-            out.append(LabelIssue(_view(rows[pid], nodes), issue.p_given, JUDGED_LABELS[issue.suggested], issue.p_suggested,
-                                  twins.get(pid)))
+        issues = confident_issues(probs, y)
+        step = max(2 * limit, 50)  # neighbours only for as many issues as the list needs
+        for start in range(0, len(issues), step):
+            chunk = issues[start:start + step]
+            agree = self._neighbours_back(encoder, [int(ids[i.row]) for i in chunk], [JUDGED_LABELS[i.suggested] for i in chunk])
+            for issue, backed in zip(chunk, agree):
+                if not backed:
+                    continue  # the probe suggests a label none of the nearest neighbours shown carries: nothing to take
+                pid = int(ids[issue.row])
+                out.append(LabelIssue(_view(rows[pid], nodes), issue.p_given, JUDGED_LABELS[issue.suggested],
+                                      issue.p_suggested, twins.get(pid)))
+                if len(out) >= limit:
+                    return out
         return out
+
+    def _neighbours_back(self, encoder: str, prompt_ids: list[int], suggested: list[str], k: int = 5) -> list[bool]:
+        """For each prompt, whether one of its k nearest stored prompts (those the Suspects screen shows) carries the suggestion."""
+        if not prompt_ids:
+            return []
+        pool = self._nearest.pool(encoder)
+        hits = self._nearest.of_stored(encoder, prompt_ids, k)
+        return [any(pool.rows[n].label == label for n, _sim in near) for near, label in zip(hits, suggested)]
 
     def _live_pairs(self) -> list[tuple[int, int, int]]:
         """(pair id, unsafe prompt id, safe prompt id) of every pair not rejected."""
@@ -275,7 +304,17 @@ class Review:
         infos = self.encoders.list()
         bases = {e.name: e.adapted_from for e in infos if e.adapted_from}
         encoders = beside_their_bases([e.name for e in infos], bases)
-        latest = self.metric_runs.latest()
+        from taxonomy_store.measurement.runs import run_key
+
+        history = self.metric_runs.history()
+        before: dict[tuple, Any] = {}  # run key -> the run before the newest one of that key
+        newest: dict[tuple, Any] = {}
+        for r in history:
+            key = run_key(r)
+            if key in newest:
+                before[key] = newest[key]
+            newest[key] = r
+        latest = sorted(newest.values(), key=lambda r: r.id or 0)
         stale_ids = {r.id for r in self.metric_runs.stale()}
         ov = MetricsOverview(taxonomy=taxonomy, level=level, k=k, data_revision=self.db.data_revision(),
                              encoders=encoders, runs=len(latest), bases=bases)
@@ -284,6 +323,10 @@ class Review:
         def put(row: str, name: str, r, value, *, lower_is_better: bool = False, lo: float = 0.0, hi: float = 1.0) -> None:
             ov.primary.setdefault(row, {})[r.encoder] = value
             ov.primary_names[row] = name
+            prev = before.get(run_key(r))
+            if prev is not None and prev.primary_value is not None and value is not None:
+                ov.previous.setdefault(row, {})[r.encoder] = prev.values.get(f"detect_auroc@{k}", prev.primary_value) \
+                    if r.metric == "detect" else prev.primary_value
             ov.ranges[row] = (lo, hi)
             if lower_is_better:
                 ov.lower_is_better.add(row)
@@ -309,6 +352,7 @@ class Review:
                 name = p.get("pair_set") or ""
                 row = "separation" if len(sep_sets) <= 1 else f"separation:{name}"
                 put(row, f"separation, normalised ({name})", r, r.primary_value, lower_is_better=True)
+                ov.baselines[r.encoder] = baseline_words(r.details)
                 for t, d in (r.details.get("per_type") or {}).items():
                     trow = t if len(sep_sets) <= 1 else f"{name} · {t}"
                     ov.separation.setdefault(trow, {})[r.encoder] = d.get("norm")
@@ -416,3 +460,17 @@ class MetricsOverview:
     category_sizes: dict[str, int] = field(default_factory=dict)
     # tuned encoder -> what its figures are computed on: "trained on 620 of 620 prompts (not held out)"
     trained_on: dict[str, str] = field(default_factory=dict)
+    previous: dict[str, dict[str, float]] = field(default_factory=dict)  # row -> encoder -> the run before's value
+    baselines: dict[str, tuple[float, str]] = field(default_factory=dict)  # encoder -> (b the pair figures used, whence)
+
+
+def baseline_words(details: dict[str, Any]) -> tuple[float, str]:
+    """b as a separation run used it, and where it came from in a few words."""
+    src = details.get("baseline_source") or {}
+    if src.get("source") == "estimated":
+        est = src.get("estimate") or {}
+        n = len(est.get("sample_ids") or [])
+        whence = f"estimated from {n} prompts, " + ("pinned" if src.get("pinned") else "new")
+    else:
+        whence = str((src.get("provenance") or {}).get("source") or src.get("source") or "set")
+    return float(details.get("baseline") or 0.0), whence

@@ -22,6 +22,7 @@ from taxonomy_store.db.models import Pair, PairSet, Prompt
 from taxonomy_store.errors import NotEmbedded, NotFound, UnknownTaxonomy
 from taxonomy_store.metrics.detection import confusion, majority_category, neighbour_mix
 from taxonomy_store.metrics.purity import same_share
+from taxonomy_store.measurement.baseline_pin import sample_fingerprint, still_holds
 from taxonomy_store.neighbours.graphs import Graph
 from taxonomy_store.taxonomy.trees import get_taxonomy, level_depth
 from taxonomy_store.vocabulary import JUDGED_LABELS
@@ -93,6 +94,9 @@ class MetricEngine:
             ).all()
         self.by_id = {p.id: p for p in self.prompts}
         self._baseline_cache: dict[str, Any] | None = None
+        self.reestimate = False  # draw a new estimate of b even when a pinned one holds (an explicit request)
+        # encoder name -> the newest pinned estimate of b a stored run carries (set by MetricRuns), or None
+        self.pinned_baseline: Callable[[str], dict[str, Any] | None] = lambda _encoder: None
         self._pool: VectorSet | None = None  # vectors read from Chroma in this call, reused by every metric of it
         self._graphs: dict[tuple, Graph] = {}
         self._cp_sets: dict[tuple, tuple] = {}
@@ -182,18 +186,31 @@ class MetricEngine:
     def _baseline(self) -> tuple[float, dict[str, Any]]:
         if self.info.baseline is not None:
             return float(self.info.baseline), {"source": "encoder", "provenance": self.info.baseline_provenance}
+        hint = f"re-estimate with `tstore metrics baseline --encoder {self.info.name}`, or set it with `tstore encoder set-baseline`"
+        if self._baseline_cache is not None:  # estimated in this very call (an explicit re-estimate)
+            return self._baseline_cache["baseline"], {"source": "estimated", "pinned": False, "estimate": self._baseline_cache,
+                                                      "hint": hint}
+        pinned = None if self.reestimate else self.pinned_baseline(self.info.name)
+        if pinned is not None and still_holds(pinned, self._text_hash):
+            return float(pinned["baseline"]), {"source": "estimated", "pinned": True, "estimate": pinned, "hint": hint}
         est = self._estimate_baseline()
-        return est["baseline"], {"source": "estimated", "estimate": est,
-                                 "hint": f"set it with `tstore encoder set-baseline {self.info.name} VALUE`"}
+        return est["baseline"], {"source": "estimated", "pinned": False, "estimate": est, "hint": hint}
+
+    def _text_hash(self, prompt_id: int) -> str | None:
+        p = self.by_id.get(int(prompt_id))
+        return p.text_sha256 if p is not None else None
 
     def _estimate_baseline(self) -> dict[str, Any]:
+        """A new estimate, pinned to its sample: later recomputes reuse it while that sample is unchanged."""
         if self._baseline_cache is None:
             vs = self.embeddings.load_vectors(self.info.name)
             if len(vs) < 2:
                 raise NotEmbedded(f"encoder {self.info.name!r} has fewer than two vectors", f"run `tstore embed --encoder {self.info.name}`")
             labels = np.array([self.by_id[int(i)].label for i in vs.prompt_ids])
             est = M.estimate_baseline(vs.vectors, labels, sample=500, seed=0)
-            est["vectors"] = len(vs)
+            ids = [int(vs.prompt_ids[r]) for r in est.pop("sample_rows")]
+            est.update(vectors=len(vs), data_revision=self.revision, sample_ids=ids,
+                       sample_fingerprint=sample_fingerprint(ids, self._text_hash))
             self._baseline_cache = est
         return self._baseline_cache
 
@@ -223,7 +240,8 @@ class MetricEngine:
     # -- the metrics ---------------------------------------------------------------------
     def run_baseline(self, **params) -> list[RunResult]:
         t0 = time.perf_counter()
-        est = self._estimate_baseline()
+        b, src = self._baseline() if not self.reestimate else (None, {})
+        est = src["estimate"] if src.get("pinned") else self._estimate_baseline()
         values = {"baseline_estimate": est["baseline"]}
         details = {"estimate": est, "stored_baseline": self.info.baseline, "stored_provenance": self.info.baseline_provenance}
         return [self._result("baseline", {}, "baseline_estimate", values, details, t0)]

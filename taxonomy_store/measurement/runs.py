@@ -28,6 +28,7 @@ from taxonomy_store.db.models import Encoder, MetricRun, MetricValue, Taxonomy, 
 from taxonomy_store.errors import InvalidValue, NotEmbedded, NotFound
 from taxonomy_store.measurement.engine import MetricEngine, Progress, RunResult
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY, choose_level
+from taxonomy_store.measurement.baseline_pin import PINNED_METRICS, newest_estimate
 
 if TYPE_CHECKING:
     from taxonomy_store.embeddings.encoders import EncoderInfo, Encoders
@@ -88,6 +89,7 @@ class MetricRuns:
         weighting: str = "similarity",
         progress: Progress = None,
         via_crosswalk: bool = False,
+        reestimate_baseline: bool | None = None,
     ) -> list[RunResult]:
         """Compute one metric ("cp", "separation", "contrast", "detect", "baseline"), a list of them
         (one SQL read for all), or "all", for one encoder (default: the store's default encoder);
@@ -95,6 +97,9 @@ class MetricRuns:
 
         "all" skips metrics whose inputs the store does not hold (e.g. no contrast sets) and
         says so in the first result's details["skipped"].
+
+        An estimated b is pinned (`baseline_pin.py`): only "baseline" asked for alone (or
+        reestimate_baseline=True) draws a new estimate; "all" and stale recomputes reuse the pin.
         """
         names = ALL_ORDER if metric == "all" else (metric,) if isinstance(metric, str) else tuple(metric)
         for name in names:
@@ -106,6 +111,8 @@ class MetricRuns:
             raise InvalidValue(f"unknown weighting {weighting!r}", "use similarity or uniform")
         info = self.encoders.get(encoder or self.encoders.default_name())
         ctx = MetricEngine(self.db, self.embeddings, self.neighbours, info, progress)
+        ctx.reestimate = metric in ("baseline", ["baseline"], ("baseline",)) if reestimate_baseline is None else reestimate_baseline
+        ctx.pinned_baseline = self.pinned_baseline
         params = dict(k=int(k), level=level, taxonomy=taxonomy, pair_set=pair_set, weighting=weighting)
         # via_crosswalk: prompts of other taxonomies count under TAXONOMY through accepted crosswalk rows;
         # with none accepted the run is the plain one (same params, same values).
@@ -185,7 +192,7 @@ class MetricRuns:
         """Newest runs whose inputs changed since: the store's data revision moved past theirs, or
         (separation, contrast) the encoder's baseline b is no longer the one they used."""
         rev = self.db.data_revision()
-        baselines = {e.name: e.baseline for e in self.encoders.list()}
+        baselines = {e.name: e.baseline if e.baseline is not None else self.pinned_value(e.name) for e in self.encoders.list()}
 
         def baseline_moved(r: RunResult) -> bool:
             used = r.details.get("baseline")
@@ -206,8 +213,16 @@ class MetricRuns:
             p = {k: r.params[k] for k in ("k", "level", "taxonomy", "pair_set", "weighting", "via_crosswalk") if k in r.params}
             if r.metric in ("separation", "contrast"):
                 p["pair_set"] = r.params.get("pair_set")
-            out += self.compute(r.metric, encoder=r.encoder, progress=progress, **p)
+            out += self.compute(r.metric, encoder=r.encoder, progress=progress, reestimate_baseline=False, **p)
         return out
+
+    def pinned_baseline(self, encoder: str) -> dict[str, Any] | None:
+        """The newest estimate of b for this encoder that a stored run carries (with its sample), or None."""
+        return newest_estimate(r for r in self.history(encoder=encoder) if r.metric in PINNED_METRICS)
+
+    def pinned_value(self, encoder: str) -> float | None:
+        est = self.pinned_baseline(encoder)
+        return float(est["baseline"]) if est else None
 
     def estimate_baseline(self, encoder: str, *, sample: int = 500, seed: int = 0, store: bool = True) -> dict[str, Any]:
         """Estimate the encoder's b from its stored vectors; with store=True set it (with provenance)."""
@@ -218,6 +233,7 @@ class MetricRuns:
         with self.db.session() as s:
             labels = {p.id: p.label for p in live_prompts(s, ids=vs.prompt_ids.tolist())}
         est = M.estimate_baseline(vs.vectors, np.array([labels[int(i)] for i in vs.prompt_ids]), sample=sample, seed=seed)
+        est.pop("sample_rows", None)
         est.update(vectors=len(vs), data_revision=self.db.data_revision(), source="estimated")
         if store:
             self.encoders.set_baseline(info.name, est["baseline"], _clean(est))
@@ -257,6 +273,11 @@ def _trained_on(info: "EncoderInfo", prompts: list) -> dict[str, Any] | None:
         return None
     n = int(seen.mask.sum())
     return {"prompts": n, "of": len(prompts), "recorded": seen.recorded, "held_out": n == 0}
+
+
+def run_key(r: RunResult) -> tuple:
+    """What makes two runs the same measurement taken at two times (encoder, metric, parameters)."""
+    return _run_key(r)
 
 
 def _run_key(r: RunResult) -> tuple:

@@ -54,6 +54,7 @@ def estimate_baseline(x: np.ndarray, labels: np.ndarray | None = None, *, sample
         "sample_b": int(b.size),
         "seed": int(seed),
         "method": f"mean cosine over a seeded {a.size} x {b.size} cross sample, self-pairs excluded",
+        "sample_rows": np.union1d(a, b).tolist(),  # the rows it was estimated from (to pin it to them)
     }
     if lab is not None:
         out["safe_in_sample"] = int((lab[a] == "safe").sum() + (lab[b] == "safe").sum())

@@ -17,6 +17,7 @@ from taxonomy_store.text import inert
 
 from taxonomy_store.tui.edits import Edit, prompt_change
 from taxonomy_store.tui.widgets import ScreenBar
+from taxonomy_store.tui.widgets.fit_table import Sortable
 
 if TYPE_CHECKING:
     from taxonomy_store.facade import StoreFacade
@@ -59,6 +60,7 @@ class StoreScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.pending_errors: list[tuple[BaseException, str | None]] = []
+        self.seen_revision: tuple | None = None  # the app's revision token when this screen last read the store
 
     @property
     def store(self) -> "StoreFacade":
@@ -87,6 +89,22 @@ class StoreScreen(Screen):
         while self.pending_errors:
             error, where = self.pending_errors.pop(0)
             self.app.report_error(error, where=where, screen=self)
+        revision = getattr(self.app, "revision", None)
+        moved = self.seen_revision is not None and revision != self.seen_revision
+        self.seen_revision = revision
+        self.resumed(moved)
+
+    def resumed(self, data_moved: bool) -> None:
+        """Shown again: reload when the store changed since this screen last read it."""
+        if data_moved:
+            self.refresh_data()
+
+    def data_changed(self, reload: bool = True) -> None:
+        """The app saw the store change while this screen shows (reload=False: this screen's own
+        write, which reloads it already)."""
+        self.seen_revision = getattr(self.app, "revision", None)
+        if reload:
+            self.refresh_data()
 
     # -- focus ------------------------------------------------------------------------------
     def main_widget(self) -> Any | None:
@@ -107,8 +125,16 @@ class StoreScreen(Screen):
     def action_leave_input(self) -> None:
         self.leave_input()
 
+    def action_sort(self) -> None:
+        """`o`: sort the focused table (else the screen's main one) by its next column."""
+        table = self.focused if isinstance(self.focused, Sortable) else self.main_widget()
+        if isinstance(table, Sortable):
+            table.sort_next()
+            self.toast(table.sort_label() or "unsorted")
+
     def on_mount(self) -> None:
         self.watch(self.app, "encoder", self._encoder_changed, init=False)  # type: ignore[arg-type]  # the app is a DOMNode
+        self.seen_revision = getattr(self.app, "revision", None)
         self.refresh_data()
 
     def _encoder_changed(self, _old: str | None, _new: str | None) -> None:

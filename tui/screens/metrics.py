@@ -14,11 +14,20 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from taxonomy_store.tui.widgets import heat, safe_text
+from taxonomy_store.tui.widgets.fit_table import Sortable
 from taxonomy_store.tui.keys import keys
 from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
 from taxonomy_store.tui.screens.modals import ConfirmModal
 
 STALE = Text(" stale", style="bold magenta")
+
+
+def change(now: float | None, before: float | None) -> Text:
+    """The change since the run before, as the CLI history shows it: ` (+0.001)`; nothing without one."""
+    if now is None or before is None:
+        return Text("")
+    delta = now - before
+    return Text(f" ({delta:+.3f})", style="dim" if abs(delta) < 5e-4 else "bold")
 
 
 class MetricsScreen(StoreScreen):
@@ -27,6 +36,8 @@ class MetricsScreen(StoreScreen):
         r  | recompute(False) | Recompute                    | recompute
         R  | recompute(True)  | Recompute (all encoders)     | recompute_all | hidden
         e  | embed(False)     | Embed changes                | embed
+        o  | sort         | Sort by next column  | sort    | hidden
+        B  | reestimate       | Re-estimate baseline b       | baseline      | hidden
         E  | embed(True)      | Embed changes (all encoders) | embed_all     | hidden
         f5 | refresh          | Reload                       | reload        | hidden
     """)
@@ -69,11 +80,11 @@ class MetricsScreen(StoreScreen):
         yield ProgressBar(id="metrics-progress", show_eta=False)
         with VerticalScroll(id="metrics-body"):
             yield Label("Detection AUROC and primary values", classes="metrics-title")
-            yield DataTable(id="metrics-summary", cursor_type="row")
+            yield Sortable(id="metrics-summary", cursor_type="row")
             yield Label("Separation per pair type × encoder (normalised pair similarity: lower is better)", classes="metrics-title")
-            yield DataTable(id="metrics-separation", cursor_type="row")
+            yield Sortable(id="metrics-separation", cursor_type="row")
             yield Label("CP per category × encoder", classes="metrics-title")
-            yield DataTable(id="metrics-cp", cursor_type="row", zebra_stripes=True)
+            yield Sortable(id="metrics-cp", cursor_type="row", zebra_stripes=True)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -101,6 +112,10 @@ class MetricsScreen(StoreScreen):
             status.append("\nadapted (beside their base): ", style="dim")
             status.append_text(safe_text(", ".join(f"{new} from {base}" + (f", {ov.trained_on[new]}" if new in ov.trained_on else "")
                                                    for new, base in ov.bases.items())))
+        if ov.baselines:
+            status.append("\nb ", style="bold")
+            status.append("  ".join(f"{e} {b:.4f} ({whence})" for e, (b, whence) in ov.baselines.items()), style="dim")
+            status.append("  B re-estimates", style="dim")
         if ov.stale:
             status.append(f"  {len(ov.stale)} stale runs", style="bold magenta")
         if not ov.runs:
@@ -111,7 +126,7 @@ class MetricsScreen(StoreScreen):
                           + " — press e to embed", style="bold yellow")
         self.query_one("#metrics-status", Static).update(status)
 
-        summary = self.query_one("#metrics-summary", DataTable)
+        summary = self.query_one("#metrics-summary", Sortable)
         summary.clear(columns=True)
         summary.add_columns("metric", *encs)
         for metric, per_enc in ov.primary.items():
@@ -119,24 +134,29 @@ class MetricsScreen(StoreScreen):
             for e in encs:
                 lo, hi = ov.ranges.get(metric, (0.0, 1.0))
                 cell = heat(per_enc.get(e), lo, hi, higher_is_better=metric not in ov.lower_is_better)
+                cell.append_text(change(per_enc.get(e), ov.previous.get(metric, {}).get(e)))
                 if (metric, e) in ov.stale:
                     cell.append_text(STALE)
                 cells.append(cell)
             summary.add_row(safe_text(ov.primary_names.get(metric, metric), "bold"), *cells, key=metric)
 
-        sep = self.query_one("#metrics-separation", DataTable)
+        sep = self.query_one("#metrics-separation", Sortable)
         sep.clear(columns=True)
         sep.add_columns("pair type", *encs)
         lo, hi = ov.ranges.get("separation", (0.0, 1.0))
         for ptype, per_enc in ov.separation.items():
             sep.add_row(safe_text(ptype, "cyan"), *[heat(per_enc.get(e), lo, hi, higher_is_better=False) for e in encs], key=ptype)
 
-        cp = self.query_one("#metrics-cp", DataTable)
+        cp = self.query_one("#metrics-cp", Sortable)
         cp.clear(columns=True)
-        cp.add_columns("category", "prompts", *encs)
+        # "scored": the prompts the CP run saw (embedded ones); the Taxonomy screen counts every live prompt
+        cp.add_columns("category", "scored", *encs)
         for code, per_enc in ov.cp.items():
-            cp.add_row(safe_text(ov.category_names.get(code, code)), Text(str(ov.category_sizes.get(code, "")), style="dim"),
+            # the code, as the Query screen and every other table name a category (the Taxonomy screen adds the name)
+            cp.add_row(safe_text(code, "cyan"), Text(str(ov.category_sizes.get(code, "")), style="dim"),
                        *[heat(per_enc.get(e), 0.0, 1.0) for e in encs], key=code)
+        for table in (summary, sep, cp):
+            table.apply_sort()
 
     # -- recompute ----------------------------------------------------------------------------
     def action_recompute(self, all_encoders: bool) -> None:
@@ -155,6 +175,22 @@ class MetricsScreen(StoreScreen):
 
     def _progress(self, label: str, done: int, total: int) -> None:
         self.post_message(self.Progress(label, done, total))
+
+    # -- the baseline b, re-estimated only when asked ----------------------------------------------
+    def action_reestimate(self) -> None:
+        if self.running or not self.encoder:
+            return
+        self._start()
+        self.reestimate(self.encoder)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="metrics.recompute")
+    def reestimate(self, encoder: str) -> None:
+        try:
+            [run] = self.store.metric_runs.compute("baseline", encoder=encoder, reestimate_baseline=True)
+        finally:
+            self.app.call_from_thread(self._recompute_ended)
+        self.app.call_from_thread(self.notify, f"{encoder}: b re-estimated = {run.primary_value:.4f}; "
+                                  "the pair figures that used the old b are stale: r recomputes", markup=False)
 
     # -- embed in place -------------------------------------------------------------------------
     def action_embed(self, all_encoders: bool, then_recompute: bool = False) -> None:
@@ -221,10 +257,13 @@ class MetricsScreen(StoreScreen):
         self.query_one(ProgressBar).display = False
         self.refresh_data()
 
-    def on_screen_resume(self) -> None:
+    def resumed(self, data_moved: bool) -> None:
         # edits on other screens make runs stale or prompts unembedded: read the state again on return
         if not self.running and self.is_mounted:
             self.refresh_data()
+
+    def data_changed(self, reload: bool = True) -> None:
+        super().data_changed(reload and not self.running)
 
     def worker_failed(self, worker: Any) -> None:
         if worker.group in ("metrics.recompute", "metrics.embed"):

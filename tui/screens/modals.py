@@ -52,19 +52,41 @@ class CategoryPicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="picker-dialog"):
-            yield Label(Text(f"Category in {self.tax_tree.name} (enter picks)", style="bold"))
+            yield Label(Text(f"Category in {self.tax_tree.name} (enter picks; type to filter)", style="bold"))
+            yield Static(id="picker-filter")
             yield CategoryTree(id="picker-tree")
 
     def on_mount(self) -> None:
+        self.only = ""
+        self._fill(self.current)
+        self.query_one(CategoryTree).focus()
+
+    def _fill(self, land_on: str | None) -> None:
         tree = self.query_one(CategoryTree)
-        tree.load(self.tax_tree, expand_depth=9)
-        tree.focus()
-        if self.current:
-            for line in range(tree.last_line + 1):
-                node = tree.get_node_at_line(line)
-                if node is not None and node.data == self.current:
-                    tree.move_cursor(node)
-                    break
+        tree.load(self.tax_tree, expand_depth=9, only=self.only)
+        self.query_one("#picker-filter", Static).update(
+            Text.assemble(("filter: ", "bold"), inert(self.only), ("  (backspace erases)", "dim")) if self.only
+            else Text("type letters to filter by code or name", style="dim"))
+        needle = self.only.casefold()
+        for line in range(tree.last_line + 1):
+            node = tree.get_node_at_line(line)
+            if node is None:
+                continue
+            if node.data == land_on or (land_on is None and needle and needle in (str(node.data).casefold() + str(node.label).casefold())):
+                tree.move_cursor(node)
+                break
+
+    def on_key(self, event: Any) -> None:
+        """Letters (not space: it folds a branch) narrow the tree; backspace widens it again."""
+        if event.key == "backspace" and self.only:
+            self.only = self.only[:-1]
+        elif event.is_printable and event.character and event.character != " ":
+            self.only += event.character
+        else:
+            return
+        event.stop()
+        event.prevent_default()
+        self._fill(None)
 
     @on(CategoryTree.NodeSelected)
     def _picked(self, event: CategoryTree.NodeSelected) -> None:
@@ -101,13 +123,18 @@ class EditPromptModal(ModalScreen[dict | None]):
             yield TextArea(self.shown_text, id="edit-text", soft_wrap=True, show_line_numbers=False)
             with Horizontal(classes="edit-row"):
                 yield Select([(lbl, lbl) for lbl in REVIEW_ORDER], value=self.prompt.label, allow_blank=False, id="edit-label")
-                yield Button(self._category_label(), id="edit-category")
+                yield Button("Category… (ctrl+t)", id="edit-category")
+            # the category on its own line, whole: a button cut it to "Category:" once picked
+            yield Static(self._category_label(), id="edit-category-name")
             with Horizontal(classes="buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="edit-save")
                 yield Button("Cancel", id="edit-cancel")
 
     def _category_label(self) -> Text:
-        return Text.assemble("Category: ", inert(self.category or "none"), " (ctrl+t)")
+        label = Text.assemble(("category: ", "bold"), (inert(self.category or "none"), "cyan"))
+        if self.category != self.prompt.category_code:
+            label.append(f"  (was {inert(self.prompt.category_code or 'none')})", style="yellow")
+        return label
 
     def on_mount(self) -> None:
         self.query_one("#edit-text", TextArea).focus()
@@ -121,12 +148,15 @@ class EditPromptModal(ModalScreen[dict | None]):
         def chosen(code: str | None) -> None:
             if code:
                 self.category = code
-                self.query_one("#edit-category", Button).label = self._category_label()
+                self.query_one("#edit-category-name", Static).update(self._category_label())
 
         self.app.push_screen(CategoryPicker(self.tax_tree, self.category), chosen)
 
     @on(Button.Pressed, "#edit-save")
     def action_save(self) -> None:
+        self.dismiss(self.changes() or None)
+
+    def changes(self) -> dict[str, Any]:
         changes: dict[str, Any] = {}
         text = self.query_one("#edit-text", TextArea).text
         if text.strip() and text != self.shown_text:
@@ -138,11 +168,24 @@ class EditPromptModal(ModalScreen[dict | None]):
             changes["category"] = self.category
             if self.tax_tree is not None:
                 changes["taxonomy"] = self.tax_tree.name
-        self.dismiss(changes or None)
+        return changes
 
     @on(Button.Pressed, "#edit-cancel")
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        """Escape: leave at once when nothing changed, else ask before the edit is thrown away."""
+        changed = self.changes()
+        if not changed:
+            self.dismiss(None)
+            return
+        what = ", ".join(k for k in changed if k != "taxonomy")
+        question = Text.assemble(("Discard the changes to ", "bold"), (f"prompt #{self.prompt.id}", "bold"),
+                                 (f" ({what})?", "bold"), "\nNo goes back to the editor; ctrl+s there saves.")
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.dismiss(None)
+
+        self.app.push_screen(ConfirmModal(question, yes="Discard"), answered)
 
 
 class TextInputModal(ModalScreen[str | None]):

@@ -6,6 +6,7 @@ stored neighbours of each side (under the current encoder).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from textual.message import Message
 from textual.widgets import Footer, Static
 
 from taxonomy_store.text import inert
+from taxonomy_store.vocabulary import DEFAULT_TAXONOMY
 
 from taxonomy_store.tui.widgets import FitTable, PromptCard, heat, safe_text
 from taxonomy_store.tui.widgets.prompt_card import LABEL_STYLES
@@ -26,6 +28,7 @@ from taxonomy_store.tui.edits import Edit, pair_change
 from taxonomy_store.tui.screens.modals import ConfirmModal, EditPromptModal, NewPairModal, TextInputModal
 
 STATUSES = ("proposed", "accepted", "rejected", None)
+MINE_LIMIT = 20  # proposals per `m`: a screenful of review, not a flood
 STATUS_STYLES = {"proposed": "bold yellow", "accepted": "bold green", "rejected": "bold red"}
 
 
@@ -70,6 +73,8 @@ class PairsScreen(StoreScreen):
         n  | note               | Note          | note        | hidden
         u  | app.undo           | Undo          | undo
         c  | new_pair           | New pair      | new         | hidden
+        m  | mine               | Propose pairs | mine
+        slash | search          | Search        | search      | hidden
         f  | cycle_status       | Status filter | status      | hidden
         t  | cycle_type         | Type filter   | type        | hidden
         f5 | refresh            | Reload        | reload      | hidden
@@ -97,6 +102,18 @@ class PairsScreen(StoreScreen):
         what: str
         same_label: str | None = None  # both sides of the pair now carry this label
 
+    @dataclass
+    class Mined(Message):
+        edit: Edit | None
+        proposed: int
+        first: int | None
+
+    @dataclass
+    class MiningProgress(Message):
+        stage: str
+        done: int
+        total: int
+
     def __init__(self, status: str | None = "proposed"):
         super().__init__()
         self.status = status
@@ -109,6 +126,8 @@ class PairsScreen(StoreScreen):
         self.counts: dict[str, int] = {}
         # An imported store often holds only accepted pairs: then the queue opens on all of them.
         self._first_load = True
+        self.mining = False
+        self.search = ""  # `/`: only pairs whose texts hold this
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
@@ -130,9 +149,13 @@ class PairsScreen(StoreScreen):
             self.follow_id = self.current.id
         self.refresh_data()
 
-    def on_screen_resume(self) -> None:
+    def resumed(self, data_moved: bool) -> None:
         # an embed or edit elsewhere changes the neighbour panes: read the shown pair again on return
-        if self.is_mounted and self.current is not None:
+        if data_moved:
+            if self.current is not None:
+                self.follow_id = self.current.id
+            self.refresh_data()
+        elif self.is_mounted and self.current is not None:
             self.show_current()
 
     @property
@@ -141,10 +164,12 @@ class PairsScreen(StoreScreen):
 
     # -- loading ------------------------------------------------------------------------------
     def refresh_data(self) -> None:
-        self.load(self.status, self.pair_type)
+        if self.follow_id is None and self.current is not None:
+            self.follow_id = self.current.id  # a reload keeps the pair on screen when it is still listed
+        self.load(self.status, self.pair_type, self.search)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="pairs.load")
-    def load(self, status: str | None, pair_type: str | None) -> None:
+    def load(self, status: str | None, pair_type: str | None, search: str = "") -> None:
         curation = self.store.curation
         every = curation.list_pairs()
         counts: dict[str, int] = {}
@@ -153,7 +178,9 @@ class PairsScreen(StoreScreen):
             counts[p.status] = counts.get(p.status, 0) + 1
             if p.pair_type:
                 types.add(p.pair_type)
-        pairs = [p for p in every if (status is None or p.status == status) and (pair_type is None or p.pair_type == pair_type)]
+        needle = search.casefold()
+        pairs = [p for p in every if (status is None or p.status == status) and (pair_type is None or p.pair_type == pair_type)
+                 and (not needle or needle in p.unsafe_text.casefold() or needle in p.safe_text.casefold())]
         self.post_message(self.Loaded(pairs, sorted(types), counts))
 
     def on_pairs_screen_loaded(self, msg: Loaded) -> None:
@@ -162,14 +189,13 @@ class PairsScreen(StoreScreen):
         first, self._first_load = self._first_load, False
         if first and self.status == "proposed" and not msg.pairs and any(msg.counts.values()):
             self.status = None
-            self.load(None, self.pair_type)
+            self.load(None, self.pair_type, self.search)
             return
         self.pairs, self.types = msg.pairs, msg.types
         self.app.pair_types = sorted(set(self.app.pair_types) | set(msg.types))
         ids = [p.id for p in self.pairs]
-        if self.follow_id in ids:
-            self.pos = ids.index(self.follow_id)
-        self.pos = max(0, min(self.pos, len(self.pairs) - 1))
+        # on the same pair, or at the top: never on whatever pair now has the old position
+        self.pos = ids.index(self.follow_id) if self.follow_id in ids else 0
         self.follow_id = None
         self.counts = msg.counts
         self._render_status()
@@ -180,6 +206,9 @@ class PairsScreen(StoreScreen):
         status.append(f"pair {self.pos + 1 if self.pairs else 0}/{len(self.pairs)}", style="bold")
         status.append(f"  status: {self.status or 'all'}  type: ", style="")
         status.append_text(safe_text(self.pair_type or "all", "cyan"))
+        if self.search:
+            status.append("  search: ")
+            status.append_text(safe_text(self.search, "cyan"))
         status.append("   ")
         for name in ("proposed", "accepted", "rejected"):
             status.append(f"{name} {self.counts.get(name, 0)}  ", style=STATUS_STYLES[name])
@@ -192,7 +221,9 @@ class PairsScreen(StoreScreen):
             self.query_one("#pair-safe", PromptCard).show(None, "safe")
             self.query_one("#pair-sims", Static).update(Text("no pairs match the filters", style="dim"))
             for t in self.query(NeighbourTable):
-                t.clear()
+                t.show([])  # not clear(): a resize would draw the kept rows of the pair before again
+                t.border_title = "nearest stored prompts"
+            self.shown = None
             return
         self.load_details(pair, self.encoder)
 
@@ -256,6 +287,16 @@ class PairsScreen(StoreScreen):
         self.pos = 0
         self.refresh_data()
 
+    def action_search(self) -> None:
+        def done(text: str | None) -> None:
+            if text is not None:
+                current = self.current
+                self.search, self.pos = text.strip(), 0
+                self.follow_id = current.id if current is not None else None
+                self.refresh_data()
+
+        self.app.push_screen(TextInputModal("Search pairs (either side's text; empty: all)", inert(self.search)), done)
+
     def action_cycle_type(self) -> None:
         order: list[str | None] = [None, *self.types]
         self.pair_type = order[(order.index(self.pair_type) + 1) % len(order)] if self.pair_type in order else None
@@ -270,10 +311,25 @@ class PairsScreen(StoreScreen):
         pair = self.current
         if pair is None:
             return
+        if pair.status == status:  # nothing to change: no edit, nothing for undo to take
+            self.toast(f"pair #{pair.id} is already {status}")
+            return
         self.follow_id = self._next_id()
         if self.follow_id is None:
             self.follow_id = pair.id
         self.write("decide", pair.id, {"status": status, "pair": pair})
+        # on to the next pair at once: a key pressed before the reload ends acts on the pair shown next,
+        # never again on this one
+        decided = dataclasses.replace(pair, status=status)
+        if self.status is not None and self.status != status:
+            del self.pairs[self.pos]
+        else:
+            self.pairs[self.pos] = decided
+            self.pos = min(self.pos + 1, len(self.pairs) - 1)
+        self.pos = max(0, min(self.pos, len(self.pairs) - 1))
+        self.counts = {**self.counts, pair.status: self.counts.get(pair.status, 1) - 1, status: self.counts.get(status, 0) + 1}
+        self._render_status()
+        self.show_current()
 
     def action_note(self) -> None:
         pair = self.current
@@ -345,3 +401,43 @@ class PairsScreen(StoreScreen):
             self.toast(f"both sides of the pair are now {msg.same_label}", severity="warning")
             self.offer_reject(msg.same_label)
         self.refresh_data()
+
+    # -- pair mining: the queue fills itself ------------------------------------------------------
+    def action_mine(self) -> None:
+        if self.mining:
+            self.toast("pair mining is already running", severity="warning")
+            return
+        if not self.encoder:
+            return
+        self.mining = True
+        self.query_one("#pair-sims", Static).update(Text("mining pairs: reading vectors…", style="bold yellow"))
+        levels = getattr(self.app, "levels", {})
+        taxonomy = DEFAULT_TAXONOMY if DEFAULT_TAXONOMY in levels else self.app.taxonomy
+        self.mine(self.encoder, taxonomy)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pairs.mine")
+    def mine(self, encoder: str, taxonomy: str) -> None:
+        def progress(stage: str, done: int, total: int) -> None:
+            self.post_message(self.MiningProgress(stage, done, total))
+
+        proposals = self.store.pair_mining.propose(encoder=encoder, taxonomy=taxonomy, limit=MINE_LIMIT, progress=progress)
+        edit = None
+        if proposals and proposals[0].batch:
+            edit = Edit(proposals[0].batch, f"{len(proposals)} mined pairs proposed", self.MODE, "pair", proposals[0].pair_id or 0)
+        self.post_message(self.Mined(edit, len(proposals), proposals[0].pair_id if proposals else None))
+
+    def on_pairs_screen_mining_progress(self, msg: MiningProgress) -> None:
+        if self.mining:
+            self.query_one("#pair-sims", Static).update(
+                Text(f"mining pairs: {msg.stage} ({msg.done}/{msg.total})", style="bold yellow"))
+
+    def on_pairs_screen_mined(self, msg: Mined) -> None:
+        self.mining = False
+        self.written(msg.edit, "no new pairs to propose: every near twin is paired already")
+        if msg.proposed:
+            self.status, self.pos, self.follow_id = "proposed", 0, msg.first
+        self.refresh_data()
+
+    def worker_failed(self, worker: Any) -> None:
+        if worker.group == "pairs.mine":
+            self.mining = False

@@ -28,6 +28,7 @@ class PromptsScreen(StoreScreen):
     BINDINGS = keys("prompts", """
         slash                | focus_search    | Search                      | search
         e                    | edit            | Edit                        | edit
+        o  | sort         | Sort by next column  | sort    | hidden
         c                    | filter_category | Category filter             | category      | hidden
         l                    | cycle_label     | Label filter                | label
         right_square_bracket | page(1)         | Next page                   | next_page     | hidden

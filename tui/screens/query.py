@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Input, Static
@@ -19,6 +19,8 @@ from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
 from taxonomy_store.tui.screens.pairs import NeighbourTable
 
 DEBOUNCE_S = 0.35
+# Outside the input these still act: the screen numbers, the keys list, the command palette, quit.
+NAVIGATION_KEYS = frozenset("123456?q/")
 VERDICT_STYLES = {"unsafe": "bold white on red", "safe": "bold white on green"}
 
 
@@ -43,7 +45,8 @@ class QueryScreen(StoreScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
-        yield Input(placeholder="type a prompt: nearest categories and neighbours update as you type", id="query-input")
+        yield Input(placeholder="type a prompt: nearest categories and neighbours update as you type", id="query-input",
+                    select_on_focus=False)  # coming back, typing goes on after the query, it does not replace it
         yield Static(Text("type a prompt; / comes back here, escape leaves the field", style="dim"), id="query-verdict", classes="status-line")
         yield Static(id="query-warnings", classes="status-line")
         with Horizontal(id="query-results"):
@@ -107,6 +110,8 @@ class QueryScreen(StoreScreen):
         line.append(f" {r.verdict} ", style=VERDICT_STYLES.get(r.verdict, "bold reverse"))
         line.append("  unsafe score ")
         line.append_text(heat(r.unsafe_score, 0.0, 1.0, higher_is_better=False, digits=2))
+        if getattr(r, "scorer", None):
+            line.append(f" ({r.scorer})", style="dim")  # the calibrated scorer that decided, as the CLI names it
         if r.threshold is not None and r.unsafe_score is not None:
             # the score once: the reason would repeat it
             line.append(f" {'≥' if r.unsafe_score >= r.threshold else '<'} threshold {r.threshold:.3f}", style="dim")
@@ -132,6 +137,24 @@ class QueryScreen(StoreScreen):
 
     def main_widget(self) -> Any:
         return self.query_one(NeighbourTable)
+
+    def on_screen_resume(self) -> None:
+        # back on the Query screen (its key, the palette, after a modal): keys go into the input again
+        super().on_screen_resume()
+        self.query_one(Input).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """Outside the input (after escape) a letter still types: only the screen keys, `?` and `q`
+        act, so a letter meant for the query never undoes an edit or switches screens."""
+        field = self.query_one(Input)
+        if field.has_focus or not event.is_printable or not event.character:
+            return
+        if event.character in NAVIGATION_KEYS:
+            return
+        event.stop()
+        event.prevent_default()
+        field.focus()
+        field.insert_text_at_cursor(event.character)
 
     def action_focus_input(self) -> None:
         self.query_one(Input).focus()

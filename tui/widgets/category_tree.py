@@ -28,8 +28,10 @@ class CategoryTree(Tree[str]):
         self.show_root = False
         self.guide_depth = 3
 
-    def load(self, tree: Any | None, scores: dict[str, float] | None = None, *, expand_depth: int = 1) -> None:
-        """Rebuild from a `TaxonomyTree`; `scores` maps node code → value in [0, 1] (e.g. CP@k)."""
+    def load(self, tree: Any | None, scores: dict[str, float] | None = None, *, expand_depth: int = 1,
+             only: str = "") -> None:
+        """Rebuild from a `TaxonomyTree`; `scores` maps node code → value in [0, 1] (e.g. CP@k);
+        `only`: just the nodes whose code or name holds it (case-insensitive), with their ancestors."""
         self.clear()
         if tree is None:
             return
@@ -45,11 +47,21 @@ class CategoryTree(Tree[str]):
                 label.append_text(heat(scores.get(n.code), 0.0, 1.0, digits=2))
                 label.append(" " if n.code in scores else "    ")
             label.append_text(safe_text(n.name.split(":")[0] if ":" in n.name[:60] else n.name, limit=NAME_WIDTH))
+            if n.code != n.name:
+                label.append_text(safe_text(f" {n.code}", "dim cyan"))  # the code every table names it by
             return label
 
+        needle = only.casefold()
+
+        def wanted(node: Any) -> bool:
+            return not needle or needle in node.code.casefold() or needle in node.name.casefold() \
+                or any(wanted(c) for c in node.children)
+
         def add(parent, node: Any) -> None:
-            if node.children:
-                branch = parent.add(label_for(node), data=node.code, expand=node.depth < expand_depth)
+            if not wanted(node):
+                return
+            if node.children and any(wanted(c) for c in node.children):
+                branch = parent.add(label_for(node), data=node.code, expand=bool(needle) or node.depth < expand_depth)
                 for c in node.children:
                     add(branch, c)
             else:

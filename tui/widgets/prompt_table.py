@@ -11,6 +11,7 @@ from rich.text import Text
 from textual import events
 from textual.widgets import DataTable
 
+from taxonomy_store.tui.widgets.fit_table import Sortable
 from taxonomy_store.tui.widgets.prompt_card import LABEL_STYLES
 from taxonomy_store.tui.widgets.safe_text import safe_text
 
@@ -22,7 +23,7 @@ CATEGORY_WIDTH = {"wide": 40, "narrow": 16}
 MIN_TEXT = 16
 
 
-class PromptTable(DataTable):
+class PromptTable(Sortable):
     DEFAULT_CSS = """
     PromptTable {
         height: 1fr;
@@ -62,10 +63,10 @@ class PromptTable(DataTable):
         return max((self.size.width or 200) - used, MIN_TEXT)
 
     def show(self, prompts: Iterable[Any], follow_id: int | None = None) -> None:
-        """Fill the table; the cursor lands on `follow_id` (or the prompt it was on) when listed."""
+        """Fill the table; the cursor lands on `follow_id` (or the prompt it was on) when listed,
+        else on the first row: never on whatever prompt now has the old row number."""
         current = self.current()
         follow = follow_id if follow_id is not None else (current.id if current is not None else None)
-        keep = self.cursor_row
         self.order = list(prompts)
         layout = self._layout()
         # columns made afresh every time: a DataTable column keeps the widest width it ever had
@@ -77,9 +78,10 @@ class PromptTable(DataTable):
         width = self._text_width(probe)
         for p in self.order:
             self.add_row(*self._cells(p, layout, width), key=str(p.id))
+        self.apply_sort()
         if self.row_count:
             ids = [p.id for p in self.order]
-            self.move_cursor(row=ids.index(follow) if follow in ids else min(keep, self.row_count - 1))
+            self.move_cursor(row=self.get_row_index(str(follow)) if follow in ids else 0)
 
     def on_resize(self, _event: events.Resize) -> None:
         if self.order:

@@ -1,0 +1,108 @@
+"""The curators' TUI on a store of 100,000 prompts: first paint and Suspects first-open time.
+
+Builds (once, reused) a store of generated prompts (benchmarks/import.py's generator: half safe,
+half unsafe with Do-Not-Answer categories), embedded with the deterministic hashing encoder in
+place of minilm (same 384 dimensions; the model is not what is timed). Then, in a headless Textual
+pilot at 160x48:
+- first paint: app start until the Prompts table shows its first page;
+- Suspects first open: `4` until the suspects list is on screen (the out-of-sample probe runs);
+- pair proposals (`m` on Pairs) when the tree under test has them.
+
+Usage: python benchmarks/tui_100k.py [--rows 100000] [--store /tmp/tstore-bench-100k] [--json]
+Run it with PYTHONPATH pointing at another checkout to time that tree on the same store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def build(store_dir: Path, rows: int) -> None:
+    from taxonomy_store.backend.hashing_encoder import HashingEncoder
+    from taxonomy_store.store import init_store
+
+    spec = importlib.util.spec_from_file_location("bench_import", HERE / "import.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)  # type: ignore[union-attr]
+    csv_path = Path(tempfile.mkdtemp()) / "prompts.csv"
+    gen.generate(csv_path, rows)
+    s = init_store(store_dir)
+    try:
+        s.taxonomies.load("do-not-answer")
+        s.imports.import_file(csv_path)
+        info = s.encoders.get("minilm")
+        s.live_encoders.install(info, HashingEncoder(info.dimension or 384))
+        t = time.perf_counter()
+        s.embeddings.embed("minilm")
+        print(f"built {rows:,} prompts, embedded in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    finally:
+        s.close()
+
+
+async def until(pilot, done, limit: float = 900.0) -> float:
+    t = time.perf_counter()
+    while not done():
+        await pilot.pause(0.05)
+        if time.perf_counter() - t > limit:
+            raise TimeoutError("never finished")
+    return time.perf_counter() - t
+
+
+async def measure(store_dir: Path) -> dict:
+    from taxonomy_store.backend.hashing_encoder import HashingEncoder
+    from taxonomy_store.store import Store
+    from taxonomy_store.tui import make_app
+
+    store = Store.open(store_dir)
+    info = store.encoders.get("minilm")
+    store.live_encoders.install(info, HashingEncoder(info.dimension or 384))
+    out: dict = {"prompts": store.curation.count_prompts()}
+    t0 = time.perf_counter()
+    app = make_app(store, taxonomy="do-not-answer", start="prompts")
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.screen.query_one("#prompt-table")
+        await until(pilot, lambda: table.row_count > 0)
+        out["first_paint_s"] = time.perf_counter() - t0
+        await pilot.press("4")
+        suspects = app.screen.query_one("#suspects-table")
+        out["suspects_first_open_s"] = await until(
+            pilot, lambda: suspects.row_count > 0 and all(w.is_finished for w in app.workers if w.group == "suspects.load"))
+        await pilot.press("3")
+        if any(getattr(b, "action", "") == "mine" for b in app.screen.BINDINGS):
+            await pilot.press("m")
+            out["pair_proposals_s"] = await until(pilot, lambda: not app.screen.mining and app.screen.status == "proposed")
+        await pilot.press("ctrl+q")
+    store.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--store", type=Path, default=Path(tempfile.gettempdir()) / "tstore-bench-100k")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if not (args.store / "tstore.db").exists():
+        build(args.store, args.rows)
+    import shutil
+
+    work = Path(tempfile.mkdtemp()) / "store"
+    shutil.copytree(args.store, work)  # each run on its own copy: the pair proposals write
+    result = asyncio.run(measure(work))
+    shutil.rmtree(work.parent, ignore_errors=True)
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}"
+                                                         for k, v in result.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
