@@ -150,8 +150,9 @@ class Store:
     @cached_property
     def live_encoders(self):
         from taxonomy_store.backend.encoding import LiveEncoders
+        from taxonomy_store.backend.model_refs import open_encoder
 
-        return LiveEncoders()
+        return LiveEncoders(open_encoder)
 
     # -- parts ---------------------------------------------------------------------------
     @cached_property
