@@ -53,6 +53,11 @@ FAST_TIER = os.environ.get("TSTORE_TEST_TIER") == "fast"
 
 
 def pytest_collection_modifyitems(config, items):
+    hashing_variants = [i for i in items if (m := i.get_closest_marker("real_minilm_only")) is not None
+                        and getattr(getattr(i, "callspec", None), "params", {}).get(m.args[0]) == "hashing"]
+    if hashing_variants:
+        config.hook.pytest_deselected(items=hashing_variants)
+        items[:] = [i for i in items if i not in hashing_variants]
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         for fixture, marker in FIXTURE_MARKERS.items():
@@ -120,7 +125,9 @@ MINILM_BOTH_WAYS = [pytest.param("hashing", id="hashing"), pytest.param("minilm"
 
 
 def real_minilm_only(fixture: str):
-    return pytest.mark.parametrize(fixture, [MINILM_BOTH_WAYS[1]], indirect=True)
+    """Keep only the real-model instance of `fixture` for this test (its hashing variant is deselected,
+    so the module's one real store is shared, not built again for an indirect parameter)."""
+    return pytest.mark.real_minilm_only(fixture)
 
 
 @pytest.fixture(scope="session")
