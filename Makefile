@@ -1,6 +1,7 @@
-# The two commands of the README:
-#   make demo   set up .venv (CPU torch, tstore and its deps) and run the demo on the embedded defaults
-#   make test   set up .venv and run every test (PostgreSQL at TSTORE_TEST_PG_URL, Chroma server started by the tests)
+# The commands of the README:
+#   make demo       set up .venv (CPU torch, tstore and its deps) and run the demo on the embedded defaults
+#   make test-fast  the fast tier: no model weights, no mpnet, no PostgreSQL or Chroma server (a few minutes)
+#   make test       set up .venv and run every test (PostgreSQL at TSTORE_TEST_PG_URL, Chroma server started by the tests)
 # Works from any directory: `make -f PATH/Makefile demo VENV=DIR` builds the venv in DIR and the
 # demo store in the current directory.
 SRC := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -13,8 +14,11 @@ export ANONYMIZED_TELEMETRY := False
 TSTORE_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export TSTORE_TEST_PG_URL
 PYTEST_ARGS ?=
+# Tests run on every core (pytest-xdist); a module's tests stay on one worker, with its fixtures.
+PYTEST_XDIST ?= -n auto --dist loadscope
+FAST_TIER := not model and not mpnet and not postgres and not chroma_server and not slow
 
-.PHONY: setup setup-sbert demo test bench clean
+.PHONY: setup setup-sbert demo test test-fast bench clean
 
 $(BIN)/tstore: $(SRC)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +39,11 @@ demo: setup
 	$(BIN)/tstore demo
 
 test: setup-sbert
-	cd $(SRC) && $(BIN)/python -m pytest $(PYTEST_ARGS)
+	cd $(SRC) && $(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
+
+# TSTORE_TEST_TIER=fast: a process that tries to load model weights fails (a test missing its `model` mark).
+test-fast: setup
+	cd $(SRC) && TSTORE_TEST_TIER=fast $(BIN)/python -m pytest $(PYTEST_XDIST) -m "$(FAST_TIER)" $(PYTEST_ARGS)
 
 bench: setup-sbert
 	$(BIN)/python $(SRC)/benchmarks/run_all.py

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from taxonomy_store import paths
 from taxonomy_store.backend.database import Database
 from taxonomy_store.backend.dirs import StoreDirs
+from taxonomy_store.backend.encoding import refuse_weights
 from taxonomy_store.db import migrate
 from taxonomy_store.db.engine import make_engine, normalise_url
 from taxonomy_store.errors import NotAStore, StoreExists
@@ -71,6 +72,7 @@ def _from_environment() -> dict[str, str | None]:
         "chroma_token": os.environ.get("TSTORE_CHROMA_TOKEN"),
         "encoder": os.environ.get("TSTORE_ENCODER") or None,  # the default encoder
         "actor": os.environ.get("TSTORE_ACTOR") or None,  # who the audit log names
+        "test_tier": os.environ.get("TSTORE_TEST_TIER") or None,  # "fast": no model weights in this process
     }
 
 
@@ -114,6 +116,7 @@ class Store:
         """Open a store. `read_only` (a server's view): the schema must be at head, and opening
         writes nothing, not even the default encoder's first registration."""
         env = _from_environment()
+        refuse_weights(env["test_tier"])
         store_dir = paths.resolve_store_dir(store)
         marker = _read_marker(store_dir)
         engine = make_engine(_db_url_for(store_dir, marker, db_url, env))
@@ -200,8 +203,9 @@ class Store:
     @cached_property
     def live_encoders(self) -> "LiveEncoders":
         from taxonomy_store.backend.encoding import LiveEncoders
+        from taxonomy_store.backend.model_refs import open_encoder
 
-        return LiveEncoders()
+        return LiveEncoders(open_encoder)
 
     # -- parts ---------------------------------------------------------------------------
     @cached_property
@@ -347,6 +351,7 @@ def init_store(
             "choose an empty or new directory for --store",
         )
     env = _from_environment()
+    refuse_weights(env["test_tier"])
     url = _db_url_for(store_dir, marker, db_url, env)
     if not url.startswith("sqlite"):
         make_engine(url).dispose()  # fail before creating anything if the server is unreachable

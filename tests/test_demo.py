@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,13 @@ def _cp_table(stdout: str) -> tuple[dict[str, float], float, float]:
 
 
 def test_build_demo_store_twice_changes_nothing(tmp_path):
+    """On the hashing test encoder registered as `minilm` first (the README demo below runs the real one)."""
+    from conftest import plant_hashing_encoder
+    from taxonomy_store.store import init_store
     from taxonomy_store.workflows.demo import build_demo_store
 
+    with init_store(tmp_path / "demo") as s:
+        plant_hashing_encoder(s)
     first = build_demo_store(tmp_path / "demo")
     assert [s.added for s in first.imports] == [300, 200, 120]
     assert first.embed.embedded == 620
@@ -45,19 +51,40 @@ def test_build_demo_store_twice_changes_nothing(tmp_path):
     again.store.close()
 
 
+def _venv_borrowing_our_packages(venv: Path) -> None:
+    """A fresh virtual environment whose installed packages are ours (a .pth after its own
+    site-packages), so `make demo`'s pip steps find torch and the rest already satisfied and only
+    install tstore itself. Installing the dependencies from nothing is what `.ci/run`'s
+    `make setup-sbert` does on every clean clone; this test is about the demo path."""
+    import sysconfig
+
+    subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    ours = [p for p in sys.path if p.rstrip("/").endswith("site-packages") and Path(p).is_dir()]
+    ours = [sysconfig.get_paths()["purelib"]] + [p for p in ours if p != sysconfig.get_paths()["purelib"]]
+    Path(purelib, "zz_borrowed.pth").write_text("\n".join(ours) + "\n", encoding="utf-8")
+
+
 @pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_readme_demo_in_fresh_venv_outside_checkout(tmp_path):
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert re.search(r"^make demo\b", readme, re.M), "the README's main-job command changed; update this test"
     empty = tmp_path / "empty"
     empty.mkdir()
     venv = tmp_path / "venv"
+    _venv_borrowing_our_packages(venv)
     result = subprocess.run(
-        ["make", "-f", str(REPO / "Makefile"), "demo", f"VENV={venv}"],
+        ["make", "-f", str(REPO / "Makefile"), "demo", f"VENV={venv}", f"PYTHON={sys._base_executable}"],
         cwd=empty, capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (venv / "bin" / "tstore").exists()
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import taxonomy_store; print(taxonomy_store.__file__)"],
+                           cwd=empty, capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(REPO)), where  # the editable install of this checkout, made by `make demo`
     assert (empty / "tstore-demo" / "tstore.db").is_file()
     per_category, macro, chance = _cp_table(result.stdout)
     assert len(per_category) == 12

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from conftest import run_tstore, use_hashing_encoder
+from conftest import plant_hashing_encoder, run_tstore, tstore_in_process, use_hashing_encoder
 from taxonomy_store.db.models import Dataset, Embedding, Prompt, TaxonomyNode
 from taxonomy_store.text import text_sha256
 
@@ -212,17 +212,20 @@ def run_tamper_and_repair(store) -> None:
     assert float(stored @ store.embeddings.live_encoder(store.encoders.get("minilm")).encode([text])[0]) > 0.9999
 
 
-def run_kill_scenario(tmp_path: Path, datasets: Path, *, chroma_url: str | None = None, batch: int = 32) -> None:
-    """SIGKILL `tstore embed` mid-run; the re-run finishes, re-encodes at most one batch, verify is clean."""
+def run_kill_scenario(tmp_path: Path, datasets: Path, *, chroma_url: str | None = None, batch: int = 8) -> None:
+    """SIGKILL `tstore embed` mid-run; the re-run finishes, re-encodes at most one batch, verify is clean.
+
+    The encoder is the hashing test encoder registered as `minilm` (the subprocesses run it too):
+    what is killed is the bookkeeping and Chroma's writes, not the model."""
     from taxonomy_store.store import init_store
 
     store_dir = tmp_path / "killstore"
     store = init_store(store_dir, chroma_url=chroma_url)
+    minilm = plant_hashing_encoder(store)  # registered here: the subprocesses find it
     store.taxonomies.load("do-not-answer")
     total = len(add_prompts(store, xstest_items(datasets, None), "xstest"))
     total += len(add_prompts(store, dna_items(datasets, 600), "do-not-answer"))
     assert total > 1000
-    minilm = store.encoders.get("minilm")  # registered here: the subprocesses find it
 
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     if chroma_url:
@@ -244,8 +247,9 @@ def run_kill_scenario(tmp_path: Path, datasets: Path, *, chroma_url: str | None 
     before = kept()
     assert 3 * batch <= before < total
 
+    # What follows the kill runs in this process: the point was the killed process.
     env_json = {"TSTORE_CHROMA_URL": chroma_url} if chroma_url else {}
-    v = run_tstore("--store", str(store_dir), "verify", "--json", env=env_json)
+    v = tstore_in_process("--store", str(store_dir), "verify", "--json", env=env_json)
     assert v.returncode == 1, v.stderr
     mid = json.loads(v.stdout)
     in_chroma = mid["vectors"]
@@ -253,13 +257,13 @@ def run_kill_scenario(tmp_path: Path, datasets: Path, *, chroma_url: str | None 
     assert before <= in_chroma <= before + batch
     assert mid["missing"] == total - in_chroma and mid["orphaned"] == 0 and mid["stale"] == 0
 
-    again = run_tstore("--store", str(store_dir), "embed", "--batch-size", str(batch), "--json", env=env_json)
+    again = tstore_in_process("--store", str(store_dir), "embed", "--batch-size", str(batch), "--json", env=env_json)
     assert again.returncode == 0, again.stderr
     s = json.loads(again.stdout)
     assert s["embedded"] == total - before and s["unchanged"] == before and s["deleted"] == 0
     assert s["embedded"] - (total - in_chroma) <= batch  # re-encoded at most the one batch in flight
 
-    final = run_tstore("--store", str(store_dir), "verify", "--json", env=env_json)
+    final = tstore_in_process("--store", str(store_dir), "verify", "--json", env=env_json)
     assert final.returncode == 0, final.stderr
     r = json.loads(final.stdout)
     assert r["ok"] and r["prompts"] == r["vectors"] == total and r["problems"] == 0
@@ -357,76 +361,89 @@ def test_load_vectors_refuses_prompts_without_a_current_vector(store, shared_dat
     assert store.embeddings.verify().stale == 1
 
 
+@pytest.mark.subprocess
 def test_sigkill_mid_embed_then_rerun_is_clean(tmp_path, shared_datasets):
     run_kill_scenario(tmp_path, shared_datasets)
 
 
-def _modules_after(args: list[str], env: dict | None = None) -> dict:
-    """Run the CLI in a fresh interpreter and report its exit code and which heavy modules it imported."""
-    code = (
-        "import sys, json\n"
-        "from taxonomy_store.cli import cli\n"
-        "from taxonomy_store.cli.app import run\n"
-        f"rc = run(cli, {args!r})\n"
-        "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules, "
-        "'sentence_transformers': 'sentence_transformers' in sys.modules, 'chromadb': 'chromadb' in sys.modules}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, **(env or {})))
+_HEAVY_AFTER_EACH = """
+import json, sys
+from taxonomy_store.cli import cli
+from taxonomy_store.cli.app import run
+out = []
+for args in json.loads(sys.argv[1]):
+    rc = run(cli, args)
+    out.append({'rc': rc, 'torch': 'torch' in sys.modules, 'sentence_transformers': 'sentence_transformers' in sys.modules,
+                'chromadb': 'chromadb' in sys.modules})
+print(json.dumps(out))
+"""
+
+
+def _modules_after_each(*commands: list[str]) -> list[dict]:
+    """Run CLI commands one after another in one fresh interpreter; after each, its exit code and which
+    heavy modules are loaded by then. Modules are only ever added, so the first command that shows one
+    is the one that imported it (as separate interpreters would tell, for one interpreter start)."""
+    out = subprocess.run([sys.executable, "-c", _HEAVY_AFTER_EACH, json.dumps(list(commands))], capture_output=True,
+                         text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.subprocess
 def test_verify_help_and_encoder_list_do_not_import_torch(tmp_path, shared_datasets):
-    from taxonomy_store.store import init_store
+    from taxonomy_store.store import Store, init_store
 
     d = tmp_path / "lazy"
     store = init_store(d)
     add_prompts(store, xstest_items(shared_datasets, 20), "xstest")
     store.close()
+    # The real minilm stays registered (what the commands below must not load); its vectors come from
+    # the hashing stand-in, in this process.
+    store = Store.open(d)
+    use_hashing_encoder(store)
+    assert store.embeddings.embed().embedded == 20
+    store.close()
 
-    help_ = _modules_after(["--help"])
+    help_, listed, verified, nothing_to_do = _modules_after_each(
+        ["--help"],
+        ["--store", str(d), "encoder", "list", "--json"],  # the default encoder is registered: hashes, no torch
+        ["--store", str(d), "verify", "--json"],
+        ["--store", str(d), "embed", "--json"],  # every vector is current: nothing to encode
+    )
     assert help_ == {"rc": 0, "torch": False, "sentence_transformers": False, "chromadb": False}
-    listed = _modules_after(["--store", str(d), "encoder", "list", "--json"])  # registers minilm: hashes, no torch
     assert listed["rc"] == 0 and not listed["torch"] and not listed["sentence_transformers"]
-
-    r = run_tstore("--store", str(d), "embed", "--json")
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["embedded"] == 20
-    verified = _modules_after(["--store", str(d), "verify", "--json"])
     assert verified == {"rc": 0, "torch": False, "sentence_transformers": False, "chromadb": True}
-    nothing_to_do = _modules_after(["--store", str(d), "embed", "--json"])
     assert nothing_to_do["rc"] == 0 and not nothing_to_do["torch"]
 
 
-def test_cli_embed_and_verify_output(tmp_path, shared_datasets):
+def test_cli_embed_and_verify_output(hashing_store_dir, shared_datasets):
     from taxonomy_store.store import init_store
 
-    d = tmp_path / "cli"
+    d = hashing_store_dir
     store = init_store(d)
     ids = add_prompts(store, xstest_items(shared_datasets, 8), "xstest")
     store.close()
-    out = run_tstore("--store", str(d), "embed")
+    out = tstore_in_process("--store", str(d), "embed")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("minilm: 8 embedded, 0 updated, 0 deleted, 0 unchanged in ")
     assert "sentences/s" in out.stdout and "embedding" in out.stderr  # the bar goes to stderr
-    keys = json.loads(run_tstore("--store", str(d), "embed", "--json").stdout)
+    keys = json.loads(tstore_in_process("--store", str(d), "embed", "--json").stdout)
     assert set(keys) >= {"embedded", "updated", "deleted", "unchanged", "seconds", "sentences_per_s"}
     assert keys["unchanged"] == 8 and keys["embedded"] == 0
 
     store = init_store(d)
     edit_prompt(store, ids[0], delete=True)
     store.close()
-    bad = run_tstore("--store", str(d), "verify")
+    bad = tstore_in_process("--store", str(d), "verify")
     assert bad.returncode == 1
     assert "minilm: OUT OF SYNC — 7 prompts, 8 vectors; missing 0, orphaned 1" in bad.stdout
     assert "error: 1 encoder(s) disagree with SQL: minilm" in bad.stderr and "tstore verify --repair" in bad.stderr
-    fixed = run_tstore("--store", str(d), "verify", "--repair", "--json")
+    fixed = tstore_in_process("--store", str(d), "verify", "--repair", "--json")
     assert fixed.returncode == 0, fixed.stderr
     r = json.loads(fixed.stdout)
     assert r["orphaned"] == 1 and r["repaired"]["deleted"] == 1 and r["repaired"]["embedded"] == 0
-    assert json.loads(run_tstore("--store", str(d), "verify", "--json").stdout)["ok"] is True
-    unknown = run_tstore("--store", str(d), "embed", "--encoder", "nope")
+    assert json.loads(tstore_in_process("--store", str(d), "verify", "--json").stdout)["ok"] is True
+    unknown = tstore_in_process("--store", str(d), "embed", "--encoder", "nope")
     assert unknown.returncode == 1 and "error: no encoder 'nope' in this store" in unknown.stderr
     assert "hint: registered: minilm" in unknown.stderr
 

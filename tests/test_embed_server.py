@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_tstore
+from conftest import run_tstore, use_hashing_encoder
 from test_embed import make_dataset_store, run_incremental_scenario, run_kill_scenario, run_tamper_and_repair
 
 pytestmark = pytest.mark.chroma_server
@@ -19,6 +19,7 @@ def server_store(tmp_path_factory, shared_datasets, chroma_server_url):
     from taxonomy_store.store import init_store
 
     store = init_store(tmp_path_factory.mktemp("embed_server") / "store", chroma_url=chroma_server_url)
+    use_hashing_encoder(store)  # as in test_embed: the scenarios are about Chroma and the bookkeeping
     ids = make_dataset_store(store, shared_datasets)
     yield store, ids
     store.close()
@@ -55,6 +56,7 @@ def test_two_stores_share_a_server_without_mixing(tmp_path, shared_datasets, chr
     if first.embeddings.verify("minilm").vectors == 0:  # the fixture's store, embedded whatever ran before
         first.embeddings.embed()
     other = init_store(tmp_path / "other", chroma_url=chroma_server_url)
+    use_hashing_encoder(other)
     add_prompts(other, xstest_items(shared_datasets, 5), "xstest")
     assert other.embeddings.embed().embedded == 5
     assert other.embeddings.verify("minilm").vectors == 5

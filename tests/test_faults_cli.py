@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from conftest import run_tstore
+from conftest import run_tstore, tstore_in_process
 from taxonomy_store.cli import cli
 from taxonomy_store.cli.app import run
 from taxonomy_store.db import migrate
@@ -154,11 +154,14 @@ def test_a_newer_tstores_store_is_refused_by_every_command(filled_store, tmp_pat
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.subprocess
 def test_a_newer_tstores_store_through_the_real_script(sqlite_store):
     set_recorded_revision(sqlite_store, NEWER_REVISION)
     before = db_state(sqlite_store)
-    for args in (("db", "upgrade"), ("init",), ("db", "downgrade", "0001", "--yes")):
-        r = run_tstore("--store", str(sqlite_store), *args)
+    # One command through the installed script; the others through the same entry point in-process.
+    for tstore_, args in ((run_tstore, ("db", "upgrade")), (tstore_in_process, ("init",)),
+                          (tstore_in_process, ("db", "downgrade", "0001", "--yes"))):
+        r = tstore_("--store", str(sqlite_store), *args)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.startswith(f"error: this store was written by a newer tstore (revision {NEWER_REVISION}); upgrade tstore\nhint: ")
     assert db_state(sqlite_store) == before
@@ -248,6 +251,7 @@ def test_query_file_with_invalid_utf8(sqlite_store, tmp_path, capsys, data, offs
     assert db_state(sqlite_store) == before
 
 
+@pytest.mark.subprocess
 def test_query_stdin_with_invalid_utf8(sqlite_store):
     exe = Path(sys.executable).parent / "tstore"
     r = subprocess.run([str(exe), "--store", str(sqlite_store), "query", "-"], input=b"fine\nnot \x80 fine\n",

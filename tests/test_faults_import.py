@@ -229,13 +229,15 @@ def _tstore(*args: str) -> subprocess.Popen:
     return subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_same_file_imported_twice_at_once(backend, tmp_path, request):
     db_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     options = ["--store", str(tmp_path / "store")] + (["--db-url", db_url] if db_url else [])
     init_store(tmp_path / "store", db_url=db_url).close()
     path = tmp_path / "many.csv"
-    path.write_text("text,label\n" + "\n".join(_good_rows(30_000)) + "\n", encoding="utf-8")
+    # 10,000 rows: long enough that the two starts overlap the imports (a process starts in about a second)
+    path.write_text("text,label\n" + "\n".join(_good_rows(10_000)) + "\n", encoding="utf-8")
     started = time.monotonic()
     procs = [_tstore(*options, "import", str(path)) for _ in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
@@ -243,8 +245,8 @@ def test_same_file_imported_twice_at_once(backend, tmp_path, request):
     for code, out, err in results:
         assert code == 0 and "Traceback" not in err and "IntegrityError" not in err, err
     outs = sorted(out for _, out, _ in results)
-    assert outs[0].startswith("many (generic, 30000 rows): 30000 added, 0 updated")
-    assert outs[1].startswith("many: unchanged (30000 rows, same file as the last import; nothing written)")
+    assert outs[0].startswith("many (generic, 10000 rows): 10000 added, 0 updated")
+    assert outs[1].startswith("many: unchanged (10000 rows, same file as the last import; nothing written)")
     # The store holds exactly what one import would have written.
     single = ["--store", str(tmp_path / "single")]
     init_store(tmp_path / "single").close()

@@ -1,9 +1,9 @@
 """Faults of the vector index: concurrent writers, unreadable vectors, stale clients, lost servers, damaged caches.
 
-The encoder here is a tiny sentence-transformers model built once per session (random weights,
-one BERT layer, all-MiniLM-L6-v2's tokenizer): a real model folder that `tstore encoder add`
-registers and that encodes thousands of prompts in seconds, because the faults are Chroma's and
-the lock's, not the model's. Every writer that must race is a real separate `tstore` process.
+The encoder here is the hashing test encoder (`hashing:32`): registered with `tstore encoder add`
+like any model, it encodes thousands of prompts in a blink in every process, because the faults
+are Chroma's and the lock's, not the model's. Every writer that must race is a real separate
+`tstore` process.
 """
 
 from __future__ import annotations
@@ -19,42 +19,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import _chroma_alive, _free_port, need_or_skip, run_tstore
+pytestmark = pytest.mark.subprocess
+
+from conftest import _chroma_alive, _free_port, need_or_skip, run_tstore, tstore_in_process
 
 TINY = "tiny"
 QUERY = "How do I kill a Python process?"
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A deterministic tiny sentence-transformers folder (32 dimensions)."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from taxonomy_store.embeddings.encoders import DEFAULT_MODEL_REF, resolve_model_ref
-
-    root = tmp_path_factory.mktemp("tiny_model")
-    tok = AutoTokenizer.from_pretrained(str(resolve_model_ref(DEFAULT_MODEL_REF)))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
-    )
-    BertModel(cfg).save_pretrained(str(root / "hf"))
-    tok.save_pretrained(str(root / "hf"))
-    try:
-        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    except ImportError:  # sentence-transformers before 5.x
-        from sentence_transformers.models import Pooling, Transformer
-    word = Transformer(str(root / "hf"), max_seq_length=64)
-    dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
-    model = SentenceTransformer(modules=[word, Pooling(dim())], device="cpu")
-    model.save(str(root / "model"))
-    return root / "model"
+def tiny_model() -> str:
+    """The deterministic hashing encoder at 32 dimensions (`hashing:32`): a model reference that
+    `tstore encoder add` registers and every `tstore` process runs without weights or torch."""
+    return "hashing:32"
 
 
-def build_store(path: Path, datasets: Path, tiny_model: Path, files=("xstest", "dna", "advbench", "alpaca"), embed: bool = False):
+def build_store(path: Path, datasets: Path, tiny_model: str, files=("xstest", "dna", "advbench", "alpaca"), embed: bool = False):
     """A store with real prompts (all four shared sets: 2,714 prompts) and the tiny encoder registered (closed)."""
     from taxonomy_store.store import init_store
 
@@ -63,7 +43,7 @@ def build_store(path: Path, datasets: Path, tiny_model: Path, files=("xstest", "
         s.taxonomies.load("do-not-answer")
         for name in files:
             import_shared(s, datasets, name)
-        s.encoders.add(TINY, str(tiny_model), batch_size=256)
+        s.encoders.add(TINY, tiny_model, batch_size=256)
         if embed:
             s.embeddings.embed(TINY)
     finally:
@@ -85,7 +65,7 @@ def exported(store_dir: Path, tmp: Path) -> bytes:
     out = b""
     for extra in ([], ["--pairs"]):
         path = tmp / f"export{len(extra)}.csv"
-        r = run_tstore("--store", str(store_dir), "export", *extra, "-o", str(path))
+        r = tstore_in_process("--store", str(store_dir), "export", *extra, "-o", str(path))
         assert r.returncode == 0, r.stderr
         out += path.read_bytes()
     return out
@@ -177,13 +157,13 @@ def test_no_wait_fails_at_once_and_readers_are_not_blocked(tmp_path, shared_data
             r = run_tstore("--store", str(d), *args, "--no-wait")
             assert_refused(r, f"another writer (pid {os.getpid()}: test: another writer", "--no-wait")
             assert r.returncode == 75 and time.monotonic() - t0 < 60
-        # Readers never take the lock.
+        # Readers never take the lock (this thread holds it: a reader here would not wait for it either way).
         r = run_tstore("--store", str(d), "verify", "--encoder", TINY)
         assert r.returncode == 0 and "ok" in r.stdout, r.stderr
-        r = run_tstore("--store", str(d), "query", "--encoder", TINY, QUERY, "--json")
+        r = tstore_in_process("--store", str(d), "query", "--encoder", TINY, QUERY, "--json")
         assert r.returncode == 0, r.stderr
     assert exported(d, tmp_path) == before
-    r = run_tstore("--store", str(d), "encoder", "list")
+    r = tstore_in_process("--store", str(d), "encoder", "list")
     assert TINY in r.stdout  # the refused remove removed nothing
 
 
@@ -295,11 +275,11 @@ def test_verify_finds_wrong_dimension_vectors_and_repair_fixes_them(tmp_path, sh
         v.client.delete_collection(collection_name(info))
         coll = v.collection(info)
         coll.upsert(ids=page["ids"], embeddings=np.ones((len(page["ids"]), 8)), metadatas=page["metadatas"])
-    r = run_tstore("--store", str(d), "verify", "--encoder", TINY, "--json")
+    r = tstore_in_process("--store", str(d), "verify", "--encoder", TINY, "--json")
     assert_refused(r, "tstore verify --repair")
     report = json.loads(r.stdout)
     assert (report["wrong_dimension"], report["unreadable"], report["missing"]) == (450, 0, 0)
-    r = run_tstore("--store", str(d), "verify", "--encoder", TINY, "--repair", "--json")
+    r = tstore_in_process("--store", str(d), "verify", "--encoder", TINY, "--repair", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["repaired"]["embedded"] == 450, r.stderr
     with Store.open(d) as s:
         assert s.embeddings.verify(TINY).ok
@@ -405,13 +385,13 @@ def test_chroma_server_killed_mid_embed_is_an_error_and_a_rerun_resumes(tmp_path
 @pytest.mark.parametrize("damage", ["truncated", "empty"])
 def test_damaged_knn_cache_is_a_miss_recomputed_and_rewritten(tmp_path, shared_datasets, tiny_model, damage):
     d = build_store(tmp_path / "store", shared_datasets, tiny_model, files=("xstest", "dna"), embed=True)
-    r = run_tstore("--store", str(d), "metrics", "detect", "--encoder", TINY, "--json")
+    r = tstore_in_process("--store", str(d), "metrics", "detect", "--encoder", TINY, "--json")
     assert r.returncode == 0, r.stderr
     first = json.loads(r.stdout.splitlines()[0])
     [cache] = list((d / "cache").glob("knn_*detect*.npz"))
     data = cache.read_bytes()
     cache.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
-    r = run_tstore("--store", str(d), "metrics", "detect", "--encoder", TINY, "--json")
+    r = tstore_in_process("--store", str(d), "metrics", "detect", "--encoder", TINY, "--json")
     assert r.returncode == 0 and "Traceback" not in r.stderr and "aborted" not in r.stderr, r.stderr
     again = json.loads(r.stdout.splitlines()[0])
     assert again["values"] == first["values"]

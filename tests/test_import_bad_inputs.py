@@ -160,8 +160,9 @@ def test_json_summary_is_not_printed_on_error(base_store, tmp_path, capsys):
     assert code == 1 and out == "" and "unknown label" in err
 
 
+@pytest.mark.subprocess
 def test_real_script_exits_non_zero(base_store, tmp_path):
-    from tests.conftest import run_tstore
+    from conftest import run_tstore
 
     path = tmp_path / "g.csv"
     path.write_bytes(b"text,label\n\"never closed,safe\n")

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, text
 
 from taxonomy_store.db.models import AuditEntry, Base
@@ -27,6 +28,7 @@ def _state(store_dir: Path) -> dict:
         store.close()
 
 
+@pytest.mark.subprocess
 def test_sigkill_during_import_leaves_the_store_unchanged(tmp_path):
     store_dir = tmp_path / "store"
     store = init_store(store_dir)

@@ -19,15 +19,18 @@ from taxonomy_store.catalog import live_prompts, node_index
 from taxonomy_store.db.models import MetricRun, Prompt
 from taxonomy_store.text import text_sha256
 
-from conftest import run_tstore
+from conftest import MINILM_BOTH_WAYS, plant_hashing_encoder, real_minilm_only, tstore_in_process
 
 
-@pytest.fixture(scope="module")
-def dna_store(tmp_path_factory, shared_datasets):
+@pytest.fixture(scope="module", params=MINILM_BOTH_WAYS)
+def dna_store(request, tmp_path_factory, shared_datasets):
+    """Do-Not-Answer and XSTest prompts embedded with minilm (the hashing test encoder, or the real model)."""
     from taxonomy_store.store import init_store
 
     path = tmp_path_factory.mktemp("metrics") / "store"
     s = init_store(path)
+    if request.param == "hashing":
+        plant_hashing_encoder(s)
     s.imports.import_file(shared_datasets / "do_not_answer.csv")
     s.imports.import_file(shared_datasets / "xstest_prompts.csv")
     s.embeddings.embed("minilm")
@@ -63,16 +66,27 @@ def graph_files(store):
     return sorted((store.dir / "cache").glob("knn_*.npz"))
 
 
-def test_cp_from_chroma_equals_brute_force_on_fresh_vectors(dna_store):
+def fresh_vectors(store, texts: list[str]) -> np.ndarray:
+    """The texts encoded afresh, outside the store: by the hashing scheme, or by the real model folder."""
+    info = store.encoders.get("minilm")
+    if info.model_ref.startswith("hashing:"):
+        from taxonomy_store.backend.hashing_encoder import HashingEncoder
+
+        return HashingEncoder(info.dimension).encode(texts)
     from sentence_transformers import SentenceTransformer
 
+    model = SentenceTransformer(str(info.model_path), device="cpu")
+    return model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+
+
+@real_minilm_only("dna_store")  # the hashing encoder's many near-ties make neighbour order a float32 coin toss
+def test_cp_from_chroma_equals_brute_force_on_fresh_vectors(dna_store):
     rev = dna_store.data_revision()
     [run] = dna_store.metric_runs.compute("cp", encoder="minilm", k=10, level="harm_type", taxonomy="do-not-answer")
     assert dna_store.data_revision() == rev  # runs are derived data: no audit entries
     rows = cp_set(dna_store)
     assert len(rows) == run.details["prompts"] and run.details["categories"] == 12
-    model = SentenceTransformer(str(dna_store.encoders.get("minilm").model_path), device="cpu")
-    fresh = model.encode([t for _, t, _ in rows], batch_size=64, convert_to_numpy=True, normalize_embeddings=True)
+    fresh = fresh_vectors(dna_store, [t for _, t, _ in rows])
     want = brute_cp(fresh, [c for _, _, c in rows])
     got = {c: v["cp"] for c, v in run.details["per_category"].items()}
     assert got.keys() == want.keys()
@@ -106,16 +120,16 @@ def test_detection_and_category_accuracy(dna_store):
 
 def test_cli_metrics_json_history_and_no_torch(dna_store):
     d = str(dna_store.dir)
-    r = run_tstore("--store", d, "metrics", "cp", "--json", "--k", "5")
+    r = tstore_in_process("--store", d, "metrics", "cp", "--json", "--k", "5")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.splitlines()[0])
     assert out["metric"] == "cp" and out["params"]["k"] == 5 and 0 < out["primary_value"] < 1
-    r = run_tstore("--store", d, "metrics", "cp")
+    r = tstore_in_process("--store", d, "metrics", "cp")
     assert r.returncode == 0 and "macro mean" in r.stdout and "CP@10" in r.stdout
-    r = run_tstore("--store", d, "metrics", "history", "--json")
+    r = tstore_in_process("--store", d, "metrics", "history", "--json")
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert any(x["metric"] == "cp" and x["params"]["k"] == 5 for x in lines)
-    r = run_tstore("--store", d, "metrics", "contrast")
+    r = tstore_in_process("--store", d, "metrics", "contrast")
     assert r.returncode != 0 and "error: no contrast pair sets" in r.stderr and "hint:" in r.stderr
     # `tstore metrics` never imports torch or sentence-transformers.
     code = (

@@ -17,7 +17,7 @@ from safe_embed_paper import SBERT_ALL_SEPARATION as PAPER_SBERT_ALL
 
 
 @pytest.fixture(scope="module")
-def sbert_store(tmp_path_factory, shared_datasets):
+def sbert_store(tmp_path_factory, shared_datasets, mpnet_assembled):
     from taxonomy_store.errors import EncoderError
     from taxonomy_store.workflows.model_assets import install_sbert_all
     from taxonomy_store.store import init_store

@@ -17,7 +17,7 @@ from taxonomy_store.guard.calibration import threshold_at_fpr
 from taxonomy_store.guard.scorers import SCORERS
 from taxonomy_store.catalog import NodeInfo, live_prompts
 
-from conftest import run_tstore
+from conftest import MINILM_BOTH_WAYS, plant_hashing_encoder, real_minilm_only, run_tstore, tstore_in_process
 
 
 # -- the maths, against brute force -----------------------------------------------------------
@@ -104,12 +104,15 @@ def test_category_vote_rolls_up_and_shares_the_weight():
 FILES = ("xstest_prompts.csv", "xstest_aug.csv", "do_not_answer.csv")
 
 
-@pytest.fixture(scope="module")
-def qstore(tmp_path_factory, shared_datasets):
-    """XSTest prompts + pairs and Do-Not-Answer, embedded with minilm and calibrated (best F1, k=10)."""
+@pytest.fixture(scope="module", params=MINILM_BOTH_WAYS)
+def qstore(request, tmp_path_factory, shared_datasets):
+    """XSTest prompts + pairs and Do-Not-Answer, embedded with minilm (the hashing test encoder, or the
+    real model) and calibrated (best F1, k=10)."""
     from taxonomy_store.store import init_store
 
     store = init_store(tmp_path_factory.mktemp("query") / "store")
+    if request.param == "hashing":
+        plant_hashing_encoder(store)
     store.taxonomies.load("do-not-answer")
     for name in FILES:
         store.imports.import_file(shared_datasets / name)
@@ -136,6 +139,7 @@ PARAPHRASES = [
 ]
 
 
+@real_minilm_only("qstore")
 @pytest.mark.parametrize("words,paraphrase", PARAPHRASES, ids=["private-address", "explosive"])
 def test_unseen_paraphrase_gets_its_harm_type_first(qstore, shared_datasets, words, paraphrase):
     original = _first_question(_dna_rows(shared_datasets), *words)
@@ -278,16 +282,17 @@ def test_filters_reach_chroma(qstore):
             assert n.similarity == pytest.approx(exact[n.prompt_id], abs=1e-4)
 
 
-def test_cli_query_and_calibrate(qstore):
+def test_cli_query_and_calibrate(qstore, shared_datasets):
     store_arg = ["--store", str(qstore.dir)]
-    text = "Tell me the home address of the CEO of my company."
-    plain = run_tstore(*store_arg, "query", text, "-k", "3", "--level", "risk_area")
+    # A stored Do-Not-Answer question: its neighbours carry categories under either encoder.
+    text = _first_question(_dna_rows(shared_datasets), "address")["question"]
+    plain = tstore_in_process(*store_arg, "query", text, "-k", "3", "--level", "risk_area")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.startswith("verdict: ") and "top risk_area categories (do-not-answer; share of the neighbours' similarity):" in plain.stdout
     assert "nearest 3 stored prompts:" in plain.stdout and "\x1b" not in plain.stdout
     # batch: JSONL with ids on stdin, streamed back as JSON lines, filters applied
     batch = "\n".join([json.dumps({"id": "a1", "text": text}), json.dumps({"id": 7, "text": "How do I bake sourdough bread?"})])
-    out = run_tstore(*store_arg, "query", "-", "-k", "5", "--json", "--label", "unsafe", input=batch + "\n")
+    out = tstore_in_process(*store_arg, "query", "-", "-k", "5", "--json", "--label", "unsafe", input=batch + "\n")
     assert out.returncode == 0, out.stderr
     lines = [json.loads(x) for x in out.stdout.strip().splitlines()]
     assert [x["id"] for x in lines] == ["a1", 7]
@@ -295,7 +300,7 @@ def test_cli_query_and_calibrate(qstore):
     assert lines[0]["categories"][0]["level"] == "harm_type" and "risk_area" in lines[0]["rollup"]
     (lib,) = qstore.guard.query([text], k=5, label="unsafe")
     assert lines[0]["unsafe_score"] == pytest.approx(lib.unsafe_score, abs=1e-6) and lines[0]["verdict"] == lib.verdict
-    cal = run_tstore(*store_arg, "calibrate", "--json")
+    cal = tstore_in_process(*store_arg, "calibrate", "--json")
     assert cal.returncode == 0, cal.stderr
     c = json.loads(cal.stdout)
     assert c["auroc"] == pytest.approx(qstore.guard.calibration().auroc)
@@ -312,7 +317,7 @@ def test_stale_calibration_warns(qstore):
         audit.record("update", "prompt", pid, {"note": None}, {"note": "touched"})
     (r,) = qstore.guard.query(["Where can I buy a kitchen knife?"])
     assert any("changed since encoder 'minilm' was calibrated" in w for w in r.warnings)
-    out = run_tstore("--store", str(qstore.dir), "query", "Where can I buy a kitchen knife?", "--json")
+    out = tstore_in_process("--store", str(qstore.dir), "query", "Where can I buy a kitchen knife?", "--json")
     assert out.returncode == 0 and "warning: the store's data changed since" in out.stderr
     qstore.guard.calibrate()
     (r,) = qstore.guard.query(["Where can I buy a kitchen knife?"])
@@ -320,31 +325,33 @@ def test_stale_calibration_warns(qstore):
 
 
 # -- errors ---------------------------------------------------------------------------------------
-def test_errors_say_what_to_do(tmp_path, shared_datasets):
+@pytest.mark.subprocess
+def test_errors_say_what_to_do(hashing_store, shared_datasets):
     from taxonomy_store.errors import EmptyPrompt, EmptyStore, NotEmbedded
-    from taxonomy_store.store import init_store
 
-    store = init_store(tmp_path / "s")
+    store = hashing_store
     with pytest.raises(EmptyStore, match="the store holds no prompts"):
         store.guard.query(["anything"])
-    out = run_tstore("--store", str(store.dir), "query", "anything")
+    out = tstore_in_process("--store", str(store.dir), "query", "anything")
     assert out.returncode == 1 and out.stderr.startswith("error: the store holds no prompts") and "Traceback" not in out.stderr
     store.imports.import_file(shared_datasets / "xstest_prompts.csv")
     with pytest.raises(NotEmbedded) as exc:
         store.guard.query(["anything"])
     assert exc.value.hint == "run `tstore embed --encoder minilm`"
-    out = run_tstore("--store", str(store.dir), "calibrate")
+    out = tstore_in_process("--store", str(store.dir), "calibrate")
     assert out.returncode == 1 and "encoder 'minilm' has no vectors yet" in out.stderr
     assert "hint: run `tstore embed --encoder minilm`" in out.stderr and "Traceback" not in out.stderr
     with pytest.raises(EmptyPrompt):
         store.guard.query(["ok", "  \n"])
+    # exit codes through the installed script: 2 for a usage error
     out = run_tstore("--store", str(store.dir), "query", "   ")
     assert out.returncode == 2 and out.stderr.startswith("error: empty prompt") and "Traceback" not in out.stderr
     out = run_tstore("--store", str(store.dir), "query", "-", input='{"id": 1, "text": ""}\n')
     assert out.returncode == 2 and "row 1: empty prompt" in out.stderr
-    store.close()
 
 
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_changed_weights_are_refused(tmp_path, shared_datasets):
     """An encoder whose model folder no longer holds the weights its vectors came from."""
     import shutil

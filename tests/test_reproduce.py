@@ -20,7 +20,9 @@ def test_report_compares_against_the_published_row():
 
 
 @pytest.mark.slow
-def test_reproduce_safe_embed_sbert_all(tmp_path, shared_datasets):
+@pytest.mark.mpnet
+@pytest.mark.subprocess
+def test_reproduce_safe_embed_sbert_all(tmp_path, shared_datasets, mpnet_assembled):
     store, out = tmp_path / "store", tmp_path / "report"
     args = ("--store", str(store), "reproduce", "safe-embed", "--data", str(shared_datasets), "--encoder", "sbert-all", "--out", str(out))
     first = run_tstore(*args, "--json", timeout=1800)

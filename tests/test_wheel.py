@@ -52,14 +52,17 @@ def test_wheel_contents(wheel):
     assert not any(n.startswith(("tests/", "migrations/", "seeds/", "tui/")) for n in names)
 
 
+@pytest.mark.subprocess
 def test_installed_wheel_outside_checkout(wheel, tmp_path):
     """A fresh virtual environment holding only the wheel (its dependencies borrowed from ours)."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
-    # Dependencies come from the test's own environment, appended after the fresh site-packages.
-    Path(site, "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Dependencies come from the test's own environment, appended after the fresh site-packages (all
+    # of its site-packages folders: a venv layered on another one has two).
+    ours = [sysconfig.get_paths()["purelib"]] + [p for p in sys.path if p.rstrip("/").endswith("site-packages") and Path(p).is_dir()]
+    Path(site, "zz_deps.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, str(wheel)], check=True, capture_output=True)
     work = tmp_path / "empty"
     work.mkdir()

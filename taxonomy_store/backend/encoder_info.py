@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from taxonomy_store.db.models import Encoder
-from taxonomy_store.backend.model_folders import resolve_model_ref
+from taxonomy_store.backend.model_refs import resolve_model_ref
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class EncoderInfo:
 
     @property
     def model_path(self) -> Path:
+        """The weights folder (EncoderError for the `hashing:` test encoder, which has none)."""
         return resolve_model_ref(self.model_ref, self.store_dir or None)
 
     def to_dict(self) -> dict[str, Any]:

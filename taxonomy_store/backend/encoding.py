@@ -10,16 +10,30 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+from pathlib import Path
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from taxonomy_store.errors import EncoderError, EncoderMismatch
 from taxonomy_store.backend.model_folders import fingerprint
 
-if TYPE_CHECKING:
-    from taxonomy_store.backend.encoder_info import EncoderInfo
 
+class Registered(Protocol):
+    """What running an encoder needs of its registry row (`encoder_info.EncoderInfo`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def model_ref(self) -> str: ...
+    @property
+    def fingerprint(self) -> str | None: ...
+    @property
+    def dimension(self) -> int | None: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
 
 
 @runtime_checkable
@@ -28,7 +42,8 @@ class Encoder(Protocol):
     columns, and the fingerprint of the weights that make them.
 
     Implementations: `LiveEncoder` (a sentence-transformers model folder, checked against the
-    registry) and `hashing_encoder.HashingEncoder` (deterministic, no model; for tests)."""
+    registry) and `hashing_encoder.HashingEncoder` (deterministic, no model; for tests);
+    `model_refs.open_encoder` picks one from the registered model reference."""
 
     @property
     def dimension(self) -> int: ...
@@ -37,6 +52,22 @@ class Encoder(Protocol):
     def fingerprint(self) -> str | None: ...
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray: ...
+
+    def check_weights(self) -> None: ...
+
+
+# Set in the test suite's fast tier (`make test-fast`): a test that loads real weights there is
+# mis-marked, and fails loudly instead of quietly making the tier slow.
+NO_WEIGHTS_ENV = "TSTORE_TEST_TIER"
+# Set once per process where a store is opened (store.py reads TSTORE_TEST_TIER): with "fast" no
+# model weights may load, so a test missing its `model` mark fails loudly instead of running slowly.
+_weights_refused: str | None = None
+
+
+def refuse_weights(tier: str | None) -> None:
+    global _weights_refused
+    if tier == "fast":
+        _weights_refused = tier
 
 
 _MODELS: dict[tuple[str, str], object] = {}
@@ -51,6 +82,11 @@ def _offline() -> None:
 def fresh_model(path: str, device: str = "cpu"):
     """A new SentenceTransformer from a local folder, offline and without transformers' "Loading
     weights" bar (it would land in our stderr progress output); not cached: `tstore adapt` changes its copy."""
+    if _weights_refused == "fast":
+        raise EncoderError(
+            f"{NO_WEIGHTS_ENV}=fast: this process may not load model weights ({path})",
+            "mark the test `model` (or use the `hashing:DIM` test encoder)",
+        )
     _offline()
     from sentence_transformers import SentenceTransformer
 
@@ -78,15 +114,9 @@ def load_model(path: str, device: str = "cpu"):
 class LiveEncoder:
     """The sentence-transformers `Encoder`: a registered model folder, loaded offline and checked against the registry."""
 
-    def __init__(self, info: "EncoderInfo", *, device: str | None = None):
+    def __init__(self, info: Registered, folder: Path, *, device: str | None = None):
         self.info = info
-        self.path = info.model_path
-        if not self.path.is_dir():
-            hint = (
-                "run `tstore encoder install sbert-all`" if info.model_ref.startswith("cache:") else
-                f"restore the folder, or `tstore encoder remove {info.name}` and add it again"
-            )
-            raise EncoderError(f"the model folder of encoder {info.name!r} is gone: {self.path}", hint)
+        self.path = folder
         self.check_weights()
         self.device = device or info.device
         self.model = load_model(str(self.path), self.device)
@@ -141,22 +171,25 @@ def normalise_rows(vecs: np.ndarray) -> np.ndarray:
 
 
 class LiveEncoders:
-    """The encoders this store has loaded, one per (name, fingerprint); weights re-checked on reuse."""
+    """The encoders this store has loaded, one per (name, fingerprint); weights re-checked on reuse.
 
-    def __init__(self) -> None:
+    `open_encoder` makes the running encoder of a registered one (`model_refs.open_encoder`)."""
+
+    def __init__(self, open_encoder: Callable[[Registered], Encoder]) -> None:
+        self._open = open_encoder
         self._live: dict[tuple[str, str | None], Encoder] = {}
         self._installed: set[tuple[str, str | None]] = set()
 
-    def install(self, info: "EncoderInfo", encoder: Encoder) -> None:
+    def install(self, info: Registered, encoder: Encoder) -> None:
         """Use this encoder for a registered encoder from now on, unchecked: a test's deterministic stand-in."""
         key = (info.name, info.fingerprint)
         self._live[key] = encoder
         self._installed.add(key)
 
-    def get(self, info: "EncoderInfo") -> Encoder:
+    def get(self, info: Registered) -> Encoder:
         key = (info.name, info.fingerprint)
         if key not in self._live:
-            self._live[key] = LiveEncoder(info)
+            self._live[key] = self._open(info)
         elif key not in self._installed:
             live = self._live[key]
             assert isinstance(live, LiveEncoder)  # only installed stand-ins are other encoders

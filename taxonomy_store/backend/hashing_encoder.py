@@ -2,9 +2,10 @@
 fixed number of signed buckets, L2-normalised.
 
 No model, no torch, the same vectors on every machine: texts that share words are near, texts
-that share none are (nearly) orthogonal. Tests put it in place of a registered model
-(`LiveEncoders.install`) where the model's behaviour is not the point: storage, bookkeeping,
-filters, staleness.
+that share none are (nearly) orthogonal. Registered as `hashing:<dimension>` (`model_refs.py`) it
+runs in every process that opens the store (a `tstore` subprocess, the TUI); tests also put it in
+place of a registered model (`LiveEncoders.install`). For tests and development, where the
+model's behaviour is not the point: storage, bookkeeping, filters, staleness.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class HashingEncoder:
         self.dimension = int(dimension)
         self.fingerprint = hashing_fingerprint(self.dimension)
         self.calls = 0  # encode() calls, for tests that count model work
+
+    def check_weights(self) -> None:
+        """Nothing to re-check: the scheme and the dimension are the weights."""
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         self.calls += 1

