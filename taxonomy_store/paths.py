@@ -71,6 +71,8 @@ def check_readable_file(path: Path) -> None:
     st = _stat(path, "file")
     if stat.S_ISDIR(st.st_mode):
         raise InputFileError(path, "is a directory, not a file", hint="give a file (for example one inside that directory)")
+    if stat.S_ISSOCK(st.st_mode):
+        raise InputFileError(path, "cannot read: it is a socket, not a file", hint="give a regular file, a FIFO, or - for stdin")
     if not stat.S_ISREG(st.st_mode):
         if not os.access(path, os.R_OK):
             raise _unreadable(path, "file", PermissionError(errno.EACCES, "permission denied"))

@@ -280,7 +280,7 @@ def test_beside_their_bases_orders_each_tuned_encoder_after_its_base():
 async def test_tui_metrics_screen_shows_the_tuned_encoder_beside_its_base(demo_store_dir):
     s = Store.open(demo_store_dir)
     try:
-        s.encoders.add("zz-other", s.encoders.get("minilm").model_path)  # registered after tiny: a column between
+        s.encoders.add("zz-other", s.encoders.get("minilm").model_ref)  # registered after tiny: a column between
         s.adaptation.adapt("tiny", "tiny-beside", epochs=1, max_steps=1)
         ov = s.review.metrics_overview()
         assert ov.bases["tiny-beside"] == "tiny"

@@ -65,9 +65,9 @@ _weights_refused: str | None = None
 
 
 def refuse_weights(tier: str | None) -> None:
+    """The tier of the process, as the store that opened last read it (None: weights may load)."""
     global _weights_refused
-    if tier == "fast":
-        _weights_refused = tier
+    _weights_refused = tier
 
 
 _MODELS: dict[tuple[str, str], object] = {}
@@ -191,7 +191,5 @@ class LiveEncoders:
         if key not in self._live:
             self._live[key] = self._open(info)
         elif key not in self._installed:
-            live = self._live[key]
-            assert isinstance(live, LiveEncoder)  # only installed stand-ins are other encoders
-            live.check_weights()
+            self._live[key].check_weights()  # every encoder kind checks its own weights (the hashing one has none)
         return self._live[key]

@@ -68,7 +68,7 @@ def _read_inputs(text: str | None, file: str | None) -> Iterator[tuple[Any, str]
     try:
         stream = open(file, "rb")
     except OSError as exc:
-        raise InputFileError(file, exc.strerror or str(exc)) from exc
+        raise InputFileError(file, f"cannot read: {exc.strerror or exc}", hint="check that the file is readable") from exc
     with stream:
         for lineno, line in _decoded_lines(stream, file):
             if line.strip():
