@@ -24,6 +24,8 @@ from taxonomy_store.workflows.demo import build_demo_store
 
 from test_adapt import tiny_model  # noqa: F401  (the session fixture: a 2-layer, 32-wide BERT)
 
+pytestmark = pytest.mark.model  # tunes a small real BERT: the model tier
+
 
 @pytest.fixture(scope="module")
 def trained_store(tmp_path_factory, tiny_model) -> Path:  # noqa: F811

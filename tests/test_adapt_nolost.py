@@ -53,6 +53,7 @@ def test_adapt_refuses_an_existing_folder_and_keeps_what_is_in_it(demo_store_dir
     assert r.returncode == 1 and "already exists; adapt never replaces a folder" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.model  # encodes with the tuned model
 def test_adapted_model_is_relocatable_readable_and_cleans_stale_partials(demo_store_dir, tmp_path, quick_train):  # noqa: F811
     models = demo_store_dir / "models"
     models.mkdir(exist_ok=True)
