@@ -108,6 +108,7 @@ class TStoreApp(App):
         # the store's revision token as last polled (None before the first poll): screens compare theirs
         self.revision: tuple | None = None
         self.last_write = 0.0
+        self.last_write_screen: object | None = None  # the screen that made the last write (it reloads itself)
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
@@ -127,7 +128,8 @@ class TStoreApp(App):
         if old is None or old == token or not isinstance(self.screen, StoreScreen):
             return  # other screens compare the token when they show again
         # a screen reloads itself after its own write; anything else (another process) reloads it here
-        self.screen.data_changed(reload=time.monotonic() - self.last_write > 1.5 * POLL_S)
+        own = self.screen is self.last_write_screen and time.monotonic() - self.last_write <= 1.5 * POLL_S
+        self.screen.data_changed(reload=not own)
 
     # -- encoders and taxonomies ---------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="app.context")
@@ -172,7 +174,7 @@ class TStoreApp(App):
 
     # -- undo, scoped to this run ------------------------------------------------------------
     def record_edit(self, edit: "Edit | None") -> None:
-        self.last_write = time.monotonic()
+        self.last_write, self.last_write_screen = time.monotonic(), self.screen
         if edit is not None:
             self.edits.append(edit)
 
@@ -190,7 +192,7 @@ class TStoreApp(App):
         self.call_from_thread(self._undone, edit)
 
     def _undone(self, edit: "Edit") -> None:
-        self.last_write = time.monotonic()
+        self.last_write, self.last_write_screen = time.monotonic(), self.screen
         edit.undone = True
         self.notify(inert(f"undone: {edit.what}"), markup=False)
         if self.current_mode != edit.mode:

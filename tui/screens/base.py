@@ -93,6 +93,11 @@ class StoreScreen(Screen):
         moved = self.seen_revision is not None and revision != self.seen_revision
         self.seen_revision = revision
         self.resumed(moved)
+        # a write the periodic poll has not seen yet (this app's, on another screen): read the token
+        # now; if it moved, the app reloads this screen (`data_changed`) when the answer comes
+        poll = getattr(self.app, "poll_revision", None)
+        if poll is not None and not moved:
+            poll()
 
     def resumed(self, data_moved: bool) -> None:
         """Shown again: reload when the store changed since this screen last read it."""
