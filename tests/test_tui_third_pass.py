@@ -576,3 +576,95 @@ async def test_o_sorts_the_table_by_the_next_column_and_keeps_the_cursor_on_its_
         await tui_settle(pilot)
         assert [table.get_row_at(i)[1].plain for i in range(table.row_count)] == sorted(labels)
         assert app.errors == []
+
+
+# -- 12: several prompts marked on the Prompts screen, one edit, one undo ---------------------------------------
+def _batches_of(store, prompt_ids):
+    """The curation audit batches that changed these prompts."""
+    from sqlalchemy import select
+
+    from taxonomy_store.db.models import AuditEntry
+
+    with store.session() as s:
+        return set(s.scalars(select(AuditEntry.batch_id).where(
+            AuditEntry.entity == "prompt", AuditEntry.entity_id.in_(prompt_ids), AuditEntry.reason.like("curation:%"))))
+
+
+@tui_async
+async def test_marked_prompts_survive_paging_and_sorting_and_are_relabelled_in_one_batch_undone_by_one_u(hstore):
+    from textual.widgets import Select
+
+    from taxonomy_store.tui.screens.modals import BulkEditModal, ConfirmModal
+    from taxonomy_store.tui.widgets import PromptTable
+
+    app = make(hstore, "prompts")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        screen, table = app.screen, app.screen.query_one(PromptTable)
+        first = table.current()
+        await press(pilot, "space")  # marks it, moves down
+        await press(pilot, "down")
+        second = table.current()
+        await press(pilot, "space")
+        assert table.marked == {first.id, second.id}
+        assert "2 marked" in tui_screen_text(app) and f"●{first.id}" in tui_screen_text(app)
+        # marks are kept by prompt id: another page, a sort and a filter do not move or drop them
+        await press(pilot, "right_square_bracket")
+        assert first.id not in table.prompts and table.marked == {first.id, second.id}
+        await press(pilot, "left_square_bracket", "o", "o")  # back, then sorted by id descending
+        assert table.marked == {first.id, second.id}
+        assert {table.get_row_at(table.get_row_index(str(i)))[0].plain for i in (first.id, second.id)} == \
+            {f"●{first.id}", f"●{second.id}"}
+        await press(pilot, "l")  # a label filter
+        assert table.marked == {first.id, second.id}
+        await press(pilot, "escape")
+        before = _batches_of(hstore, [first.id, second.id])
+        new_label = "safe" if first.label == second.label == "unsafe" else "unsafe"
+        await press(pilot, "e")  # with marks, `e` edits all of them
+        assert isinstance(app.screen, BulkEditModal)
+        app.screen.query_one("#edit-label", Select).value = new_label
+        await press(pilot, "ctrl+s")
+        assert isinstance(app.screen, ConfirmModal)  # asked first, with the count
+        assert "2 marked prompts" in tui_screen_text(app) and f"label → {new_label}" in tui_screen_text(app)
+        await press(pilot, "y")
+        assert app.screen is screen
+        for p in (first, second):
+            assert hstore.curation.get_prompt(p.id).label == new_label
+        batches = _batches_of(hstore, [first.id, second.id]) - before
+        assert len(batches) == 1  # both changes in ONE audit batch
+        assert len(app.edits) == 1 and app.edits[-1].what.startswith("2 prompts: #") and table.marked == set()
+        await press(pilot, "u")  # one key: both back
+        for p in (first, second):
+            assert hstore.curation.get_prompt(p.id).label == p.label
+        assert app.edits[-1].undone
+        assert app.errors == []
+
+
+@tui_async
+async def test_bulk_edit_writes_nothing_when_cancelled_or_declined_and_m_clears_the_marks(hstore):
+    from textual.widgets import Select
+
+    from taxonomy_store.tui.screens.modals import ConfirmModal
+    from taxonomy_store.tui.widgets import PromptTable
+
+    app = make(hstore, "prompts")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await tui_settle(pilot)
+        table = app.screen.query_one(PromptTable)
+        first = table.current()
+        await press(pilot, "space", "space")
+        marked = set(table.marked)
+        assert len(marked) == 2 and first.id in marked
+        revision = hstore.data_revision()
+        await press(pilot, "e")
+        app.screen.query_one("#edit-label", Select).value = "unlabeled"
+        await press(pilot, "ctrl+s")
+        assert isinstance(app.screen, ConfirmModal)
+        await press(pilot, "n")  # declined: nothing written, the marks stay
+        assert hstore.data_revision() == revision and table.marked == marked
+        await press(pilot, "e", "escape")  # nothing picked: Escape leaves at once
+        assert hstore.data_revision() == revision and app.edits == []
+        await press(pilot, "M")
+        assert table.marked == set() and "2 marked" not in tui_screen_text(app)
+        assert ("space", "Mark") in __import__("taxonomy_store.tui.app", fromlist=["x"]).binding_rows(app.screen.BINDINGS)
+        assert app.errors == []

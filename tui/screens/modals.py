@@ -113,6 +113,7 @@ class EditPromptModal(ModalScreen[dict | None]):
         self.category = prompt.category_code
         # The editor shows (and edits) the inert form: a TextArea would send raw escapes to the terminal.
         self.shown_text = inert(prompt.text, keep_newlines=True)
+        self.subject = f"prompt #{prompt.id}"  # what the discard question names
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="edit-dialog"):
@@ -136,8 +137,10 @@ class EditPromptModal(ModalScreen[dict | None]):
             label.append(f"  (was {inert(self.prompt.category_code or 'none')})", style="yellow")
         return label
 
+    FIRST = "#edit-text"  # the field focused on opening
+
     def on_mount(self) -> None:
-        self.query_one("#edit-text", TextArea).focus()
+        self.query_one(self.FIRST).focus()
 
     @on(Button.Pressed, "#edit-category")
     def action_pick_category(self) -> None:
@@ -178,7 +181,7 @@ class EditPromptModal(ModalScreen[dict | None]):
             self.dismiss(None)
             return
         what = ", ".join(k for k in changed if k != "taxonomy")
-        question = Text.assemble(("Discard the changes to ", "bold"), (f"prompt #{self.prompt.id}", "bold"),
+        question = Text.assemble(("Discard the changes to ", "bold"), (self.subject, "bold"),
                                  (f" ({what})?", "bold"), "\nNo goes back to the editor; ctrl+s there saves.")
 
         def answered(discard: bool | None) -> None:
@@ -186,6 +189,48 @@ class EditPromptModal(ModalScreen[dict | None]):
                 self.dismiss(None)
 
         self.app.push_screen(ConfirmModal(question, yes="Discard"), answered)
+
+
+class BulkEditModal(EditPromptModal):
+    """The edit modal for several marked prompts: a new label and/or category for all of them
+    (their texts are not edited in bulk). Blank keeps each prompt's own; returns the changed fields."""
+
+    FIRST = "#edit-label"
+
+    def __init__(self, count: int, tree: Any | None):
+        from types import SimpleNamespace
+
+        # no one prompt: "keep" stands in for the label and category each marked prompt has
+        super().__init__(SimpleNamespace(id=None, text="", label=None, category_code=None), tree)
+        self.count = count
+        self.subject = f"the {count} marked prompts"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="edit-dialog"):
+            yield Label(Text(f"Edit the {self.count} marked prompts (one edit: one u undoes it)", style="bold"))
+            with Horizontal(classes="edit-row"):
+                yield Select([(lbl, lbl) for lbl in REVIEW_ORDER], prompt="label: keep each one's", id="edit-label")
+                yield Button("Category… (ctrl+t)", id="edit-category")
+            yield Static(self._category_label(), id="edit-category-name")
+            with Horizontal(classes="buttons"):
+                yield Button("Save (ctrl+s)", variant="primary", id="edit-save")
+                yield Button("Cancel", id="edit-cancel")
+
+    def _category_label(self) -> Text:
+        if self.category is None:
+            return Text.assemble(("category: ", "bold"), ("keep each one's", "dim"))
+        return Text.assemble(("category: ", "bold"), (inert(self.category), "cyan"))
+
+    def changes(self) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        label = self.query_one("#edit-label", Select).value
+        if label is not Select.NULL and label is not None:
+            changes["label"] = label
+        if self.category is not None:
+            changes["category"] = self.category
+            if self.tax_tree is not None:
+                changes["taxonomy"] = self.tax_tree.name
+        return changes
 
 
 class TextInputModal(ModalScreen[str | None]):

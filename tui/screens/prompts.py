@@ -17,10 +17,11 @@ from taxonomy_store.vocabulary import REVIEW_ORDER
 from taxonomy_store.tui.widgets import PromptCard, PromptTable, safe_text
 from taxonomy_store.tui.keys import keys
 from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
-from taxonomy_store.tui.edits import Edit
-from taxonomy_store.tui.screens.modals import CategoryPicker, ConfirmModal, EditPromptModal, NewPairModal
+from taxonomy_store.tui.edits import Edit, prompt_change
+from taxonomy_store.tui.screens.modals import BulkEditModal, CategoryPicker, ConfirmModal, EditPromptModal, NewPairModal
 
 PAGE = 200
+SHOWN = 6  # changes a bulk edit's toast (and the undo's) names one by one
 
 
 class PromptsScreen(StoreScreen):
@@ -28,6 +29,8 @@ class PromptsScreen(StoreScreen):
     BINDINGS = keys("prompts", """
         slash                | focus_search    | Search                      | search
         e                    | edit            | Edit                        | edit
+        space                | mark            | Mark                        | mark
+        M                    | clear_marks     | Clear marks                 | clear_marks   | hidden
         o  | sort         | Sort by next column  | sort    | hidden
         c                    | filter_category | Category filter             | category      | hidden
         l                    | cycle_label     | Label filter                | label
@@ -54,6 +57,7 @@ class PromptsScreen(StoreScreen):
         edit: Edit | None
         what: str
         prompt_id: int | None
+        note: str = ""  # said after the edit (a bulk edit: the marked prompts it skipped)
 
     def __init__(self):
         super().__init__()
@@ -68,6 +72,7 @@ class PromptsScreen(StoreScreen):
         self.tax_tree: Any = None
         self.trees: dict[str, Any] = {}
         self.follow_id: int | None = None
+        self.status = Text("")
 
     def compose(self) -> ComposeResult:
         yield from self.chrome()
@@ -132,8 +137,17 @@ class PromptsScreen(StoreScreen):
                 status.append_text(safe_text(value, "cyan"))
         if self.include_deleted:
             status.append("  +deleted", style="magenta")
-        self.query_one("#prompt-status", Static).update(status)
+        self.status = status
+        self._render_status()
         self._show_card()
+
+    def _render_status(self) -> None:
+        status = self.status.copy()
+        marked = len(self.query_one(PromptTable).marked)
+        if marked:
+            status.append(f"\n{marked} marked (on any page): e edits all of them as one edit, one u undoes it · M clears",
+                          style="bold magenta")
+        self.query_one("#prompt-status", Static).update(status)
 
     @on(PromptTable.RowHighlighted)
     def _show_card(self) -> None:
@@ -202,6 +216,9 @@ class PromptsScreen(StoreScreen):
 
     # -- edits (all through the facade, in workers) -------------------------------------------
     def action_edit(self) -> None:
+        if self.query_one(PromptTable).marked:
+            self.bulk_edit()
+            return
         prompt = self.query_one(PromptTable).current()
         if prompt is None:
             return
@@ -245,7 +262,81 @@ class PromptsScreen(StoreScreen):
             edit = self.create_pair(prompt_id, changes)
         self.post_message(self.Changed(edit, what, prompt_id))
 
+    # -- several marked prompts: one edit, one audit batch, one undo ---------------------------
+    def action_mark(self) -> None:
+        table = self.query_one(PromptTable)
+        prompt = table.current()
+        if prompt is None:
+            return
+        if prompt.deleted and prompt.id not in table.marked:
+            self.toast(f"prompt #{prompt.id} is deleted: restore it (u) before editing it", severity="warning")
+            return
+        table.toggle_mark(prompt.id)
+        table.move_cursor(row=min(table.cursor_row + 1, table.row_count - 1))
+        self._render_status()
+
+    def action_clear_marks(self) -> None:
+        self.query_one(PromptTable).clear_marks()
+        self._render_status()
+
+    def bulk_edit(self) -> None:
+        """`e` with marks: one label and/or category for every marked prompt, asked, then confirmed with the count."""
+        marked = sorted(self.query_one(PromptTable).marked)
+        tree = self.tax_tree
+
+        def confirmed(changes: dict[str, Any], yes: bool | None) -> None:
+            if yes:
+                self.write_bulk(marked, changes)
+
+        def chosen(changes: dict | None) -> None:
+            if not changes:
+                return
+            what = ", ".join(f"{k} → {v}" for k, v in changes.items() if k != "taxonomy")
+            listed = sum(1 for pid in marked if pid in self.query_one(PromptTable).prompts)
+            question = Text.assemble(("Change ", "bold"), (f"{len(marked)} marked prompts", "bold magenta"),
+                                     (": ", "bold"), safe_text(what, "bold cyan"), ("?\n\n", "bold"),
+                                     f"{listed} of them on this page, {len(marked) - listed} elsewhere "
+                                     f"(ids {self._ids(marked)}).\n",
+                                     ("One audit batch: one u undoes all of it.", "dim"))
+            self.app.push_screen(ConfirmModal(question, yes=f"Change {len(marked)}"), lambda yes: confirmed(changes, yes))
+
+        self.app.push_screen(BulkEditModal(len(marked), tree), chosen)
+
+    @staticmethod
+    def _ids(ids: list[int], shown: int = 8) -> str:
+        return ", ".join(f"#{i}" for i in ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prompts.write")
+    def write_bulk(self, marked: list[int], changes: dict[str, Any]) -> None:
+        """One `update_prompts` call (one audit batch) for every marked prompt the change changes."""
+        curation = self.store.curation
+        old = {pid: curation.get_prompt(pid) for pid in marked}
+        todo: dict[int, dict[str, Any]] = {}
+        for pid, p in old.items():
+            change = {k: v for k, v in changes.items()
+                      if k == "taxonomy" or v != (p.label if k == "label" else p.category_code)}
+            if not p.deleted and set(change) - {"taxonomy"}:
+                todo[pid] = change
+        deleted = [pid for pid, p in old.items() if p.deleted]
+        note = (f"; {len(marked) - len(todo)} marked already so" if len(marked) > len(todo) + len(deleted) else "") + \
+            (f"; {len(deleted)} deleted, left alone" if deleted else "")
+        edit = None
+        if todo:
+            views = curation.update_prompts(todo)
+            batch = next((v.batch for v in views if v.batch), None)
+            parts = [prompt_change(old[pid], c)[len("prompt "):] for pid, c in todo.items()]
+            what = f"{len(todo)} prompts: " + "; ".join(parts[:SHOWN]) + (f"; and {len(parts) - SHOWN} more" if len(parts) > SHOWN else "")
+            edit = Edit(batch, what, self.MODE, "prompt", next(iter(todo))) if batch else None
+        self.post_message(self.Changed(edit, "bulk", next(iter(todo), None), note))
+
     def on_prompts_screen_changed(self, msg: Changed) -> None:
+        if msg.what == "bulk":
+            self.query_one(PromptTable).clear_marks()
+            self.written(msg.edit, "no marked prompt needed the change")
+            if msg.note:
+                self.toast(msg.note.lstrip("; "))
+            self.refresh_data(keep_page=True)
+            return
         self.written(msg.edit, f"{msg.what}: prompt #{msg.prompt_id}")
         self.follow_id = msg.prompt_id if msg.what == "update" else None
         self.refresh_data(keep_page=True)

@@ -36,6 +36,8 @@ class PromptTable(Sortable):
         self.prompts: dict[int, Any] = {}
         self.order: list[Any] = []
         self.layout_name = ""
+        # prompt ids marked (space) for one bulk edit: by id, so a mark survives paging, sorting and filters
+        self.marked: set[int] = set()
 
     def _layout(self) -> str:
         if self.compact:
@@ -46,7 +48,7 @@ class PromptTable(Sortable):
         return {"compact": COMPACT, "narrow": NARROW, "wide": COLUMNS}[layout]
 
     def _cells(self, p: Any, layout: str, text_width: int) -> list[Text]:
-        ident = Text(str(p.id), style="dim")
+        ident = self.id_cell(p.id)
         label = Text(p.label, style=LABEL_STYLES.get(p.label, ""))
         text = safe_text(p.text, limit=text_width)
         if layout == "compact":
@@ -55,6 +57,22 @@ class PromptTable(Sortable):
         if layout == "narrow":
             return [ident, label, category, text]
         return [ident, label, category, safe_text(p.dataset or "", "dim", limit=20), Text(str(p.revision)), text]
+
+    def id_cell(self, prompt_id: int) -> Text:
+        return Text(f"●{prompt_id}", style="bold magenta") if prompt_id in self.marked else Text(str(prompt_id), style="dim")
+
+    def toggle_mark(self, prompt_id: int) -> bool:
+        """Mark or unmark one listed prompt; redraws its id cell only. True when it is marked now."""
+        self.marked ^= {prompt_id}
+        if str(prompt_id) in self.rows:
+            self.update_cell(str(prompt_id), self.ordered_columns[0].key, self.id_cell(prompt_id), update_width=True)
+        return prompt_id in self.marked
+
+    def clear_marks(self) -> None:
+        was, self.marked = self.marked, set()
+        for prompt_id in was:
+            if str(prompt_id) in self.rows:
+                self.update_cell(str(prompt_id), self.ordered_columns[0].key, self.id_cell(prompt_id), update_width=True)
 
     def _text_width(self, rows: list[list[Text]]) -> int:
         """Columns left for the text once the other cells (and the cell padding) are laid out."""
