@@ -35,6 +35,27 @@ def test_confident_learning_finds_flipped_labels_on_imbalanced_data():
         assert i.suggested == 1 - i.given and i.p_suggested >= t[i.suggested]
 
 
+def test_the_probe_is_sklearns_cross_val_predict_below_the_cap_and_still_finds_the_flips_above_it():
+    """Below `fit_rows` the fold loop gives what cross_val_predict gave (the paper store's suspects do
+    not move); above it each fold's probe sees a stratified sample, and every row is still scored out of sample."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from taxonomy_store.curation import label_issues as li
+
+    x, y, flipped = blobs(400, 80, 4)
+    before = cross_val_predict(LogisticRegression(C=li.C, max_iter=2000), x, y,
+                               cv=StratifiedKFold(n_splits=li.FOLDS, shuffle=True, random_state=li.SEED), method="predict_proba")
+    assert np.allclose(out_of_sample_probabilities(x, y), before, atol=1e-9)
+    sampled = out_of_sample_probabilities(x, y, fit_rows=120)  # each probe fitted on 120 of ~384 rows
+    assert sampled.shape == (480, 2) and np.allclose(sampled.sum(axis=1), 1.0)
+    assert not np.allclose(sampled, before)  # the sample is what the probes saw
+    found = {i.row for i in confident_issues(sampled, y)}
+    assert len(found & flipped) >= 7 and len(found - flipped) <= 6
+    rows = li.fit_sample(np.arange(480), y, 120, np.random.default_rng(0))
+    assert len(rows) == 120 and abs(int(y[rows].sum()) - 20) <= 1  # each label in its share (80 of 480)
+
+
 def test_pair_groups_join_both_sides():
     ids = np.array([10, 11, 12, 13, 14])
     g = pair_groups(ids, [(10, 12), (12, 14), (99, 11)])
