@@ -668,3 +668,33 @@ async def test_bulk_edit_writes_nothing_when_cancelled_or_declined_and_m_clears_
         assert table.marked == set() and "2 marked" not in tui_screen_text(app)
         assert ("space", "Mark") in __import__("taxonomy_store.tui.app", fromlist=["x"]).binding_rows(app.screen.BINDINGS)
         assert app.errors == []
+
+
+# -- responsive at scale: the Prompts table shows its first page before the count is in ------------------------
+@tui_async
+async def test_prompts_first_page_shows_while_the_count_is_still_running(hstore, monkeypatch):
+    import threading
+
+    from taxonomy_store.tui.widgets import PromptTable
+
+    release = threading.Event()
+    count = hstore.curation.count_prompts
+
+    def slow_count(**filters):  # a count that takes as long as the test says (seconds on 100,000 prompts)
+        release.wait(30)
+        return count(**filters)
+
+    monkeypatch.setattr(hstore.curation, "count_prompts", slow_count)
+    app = make(hstore, "prompts")
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.screen.query_one(PromptTable)
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if table.row_count:
+                break
+        assert table.row_count == 200 and not release.is_set()
+        assert "counting prompts…" in tui_screen_text(app)
+        release.set()
+        await tui_settle(pilot)
+        assert f"{count()} prompts (1–200)" in tui_screen_text(app)
+        assert app.errors == []

@@ -46,6 +46,10 @@ class PromptsScreen(StoreScreen):
     """)
 
     @dataclass
+    class Page(WorkerResult):
+        prompts: list[Any]
+
+    @dataclass
     class Loaded(WorkerResult):
         prompts: list[Any]
         total: int
@@ -114,23 +118,34 @@ class PromptsScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="prompts.load")
     def load(self, filters: dict[str, Any], taxonomy: str, offset: int) -> None:
+        # the page first (one indexed read); the count, the trees and the datasets (seconds at 100,000 prompts) after it
         prompts = self.store.curation.list_prompts(**filters, limit=PAGE, offset=offset)
+        self.post_message(self.Page(prompts))
         total = self.store.curation.count_prompts(**filters)
         trees = {t["name"]: self.store.taxonomies.tree(t["name"]) for t in self.store.taxonomies.list()}
         self.post_message(self.Loaded(prompts, total, trees, self.store.review.datasets()))
 
-    def on_prompts_screen_loaded(self, msg: Loaded) -> None:
+    def on_prompts_screen_page(self, msg: Page) -> None:
         if msg.stale:
             return  # an older read, cancelled by a newer one
+        self.query_one(PromptTable).show(msg.prompts, self.follow_id)
+        self.follow_id = None
+        self._status_line(None, len(msg.prompts))
+        self._show_card()
+
+    def on_prompts_screen_loaded(self, msg: Loaded) -> None:
+        if msg.stale:
+            return
         self.trees, self.datasets = msg.trees, msg.datasets
         self.tax_tree = msg.trees.get(self.app.taxonomy)
-        table = self.query_one(PromptTable)
-        table.show(msg.prompts, self.follow_id)
-        self.follow_id = None
         self.total = msg.total
-        status = Text(f"{msg.total} prompts", style="bold")
-        if msg.total > len(msg.prompts):
-            status.append(f" ({self.page_offset + 1}–{self.page_offset + len(msg.prompts)})", style="dim")
+        self._status_line(msg.total, len(msg.prompts))
+
+    def _status_line(self, total: int | None, shown: int) -> None:
+        """`N prompts (first–last)` and the filters; `counting…` until the count is in."""
+        status = Text(f"{total} prompts", style="bold") if total is not None else Text("counting prompts…", style="bold yellow")
+        if shown and (total is None or total > shown):
+            status.append(f" ({self.page_offset + 1}–{self.page_offset + shown})", style="dim")
         for name, value in (("search", self.search), ("label", self.label), ("category", self.category), ("dataset", self.dataset)):
             if value:
                 status.append(f"  {name}: ")
@@ -139,7 +154,6 @@ class PromptsScreen(StoreScreen):
             status.append("  +deleted", style="magenta")
         self.status = status
         self._render_status()
-        self._show_card()
 
     def _render_status(self) -> None:
         status = self.status.copy()
