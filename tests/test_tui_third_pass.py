@@ -550,7 +550,7 @@ async def test_palette_exports_and_imports(hstore, tmp_path):
         assert hstore.curation.count_prompts() == n + 1
         assert any(t.startswith("imported ") and "1 prompts added" in t for t in toasts(app))
         titles = [t for t, _h, _c in __import__("taxonomy_store.tui.tasks", fromlist=["x"]).palette_tasks(app)]
-        assert "Calibrate the guard" in titles and "Evaluate the guard" in titles
+        assert "Calibrate the guard" in titles and "Evaluate the guard…" in titles
         assert app.errors == []
 
 
@@ -697,4 +697,97 @@ async def test_prompts_first_page_shows_while_the_count_is_still_running(hstore,
         release.set()
         await tui_settle(pilot)
         assert f"{count()} prompts (1–200)" in tui_screen_text(app)
+        assert app.errors == []
+
+
+# -- 12: calibrate and evaluate from the command palette show the library's figures ----------------------------
+def _reference_store(hashed_store_dir, tmp_path):
+    """A second copy of the same store, for the library's own answer."""
+    from taxonomy_store.store import Store
+
+    shutil.copytree(hashed_store_dir, tmp_path / "reference")
+    s = Store.open(tmp_path / "reference")
+    use_hashing_encoder(s)
+    return s
+
+
+async def _palette(pilot, title: str) -> None:
+    await press(pilot, "ctrl+p", *title)
+    await press(pilot, "enter")
+    await tui_settle(pilot)
+
+
+@tui_async
+async def test_palette_calibrate_shows_the_calibration_the_library_computes(hstore, hashed_store_dir, tmp_path):
+    from taxonomy_store.tui.tasks import calibration_line
+
+    assert hstore.guard.calibration("minilm") is None
+    app = make(hstore, "prompts")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        await _palette(pilot, "Calibrate the guard")
+        reference = _reference_store(hashed_store_dir, tmp_path)
+        try:
+            expected = reference.guard.calibrate("minilm")
+        finally:
+            reference.close()
+        stored = hstore.guard.calibration("minilm")  # the TUI's run was stored, with the same figures
+        assert stored is not None and (stored.scorer, stored.threshold, stored.f1) == (expected.scorer, expected.threshold, expected.f1)
+        shown = toasts(app)[-1]
+        assert shown == calibration_line("minilm", expected)
+        assert f"threshold {expected.threshold:.3f}" in shown and f"grouped-CV AUROC {expected.auroc:.3f}" in shown
+        assert app.errors == []
+
+
+@tui_async
+async def test_palette_evaluate_shows_each_held_out_datasets_figures_as_the_library_does(hstore, hashed_store_dir, tmp_path):
+    from textual.widgets import Input
+
+    from taxonomy_store.errors import NotEnoughLabels
+    from taxonomy_store.tui.screens.modals import ErrorModal, TextInputModal
+    from taxonomy_store.tui.tasks import evaluation_line
+
+    app = make(hstore, "metrics")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        await _palette(pilot, "Evaluate the guard")
+        assert isinstance(app.screen, TextInputModal) and app.screen.query_one(Input).value == "each"
+        await press(pilot, "enter")  # every labeled dataset in turn: without xstest_aug too few safe prompts are left
+        assert isinstance(app.screen, ErrorModal) and isinstance(app.errors[-1], NotEnoughLabels)
+        assert "without xstest_aug" in tui_screen_text(app)
+        await press(pilot, "escape")
+        app.errors.clear()
+        await _palette(pilot, "Evaluate the guard")
+        app.screen.query_one(Input).value = "do_not_answer"
+        await press(pilot, "enter")
+        reference = _reference_store(hashed_store_dir, tmp_path)
+        try:
+            expected = reference.evaluation.evaluate(encoder="minilm", holdout=["do_not_answer"])
+        finally:
+            reference.close()
+        shown = toasts(app)[-1]
+        assert shown == evaluation_line("minilm", expected)
+        recall = expected.details["splits"][0]["datasets"]["do_not_answer"]["recall"]  # all unsafe: no AUROC, a recall
+        assert expected.primary_name == "heldout_right_macro" and expected.primary_value == pytest.approx(recall)
+        assert shown == (f"evaluated the guard under minilm, held out: do_not_answer: heldout_right_macro = "
+                         f"{expected.primary_value:.3f}; do_not_answer: recall {recall:.3f}")
+        assert app.errors == []
+
+
+@tui_async
+async def test_palette_calibrate_on_real_minilm_vectors(tui_demo_store, tui_demo_store_dir, tmp_path):
+    """The same, on our demo set embedded with the real minilm (the `model` tier)."""
+    from conftest import open_store_copy
+
+    from taxonomy_store.tui.tasks import calibration_line
+
+    app = make(tui_demo_store, "prompts", taxonomy="do-not-answer")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await tui_settle(pilot)
+        await _palette(pilot, "Calibrate the guard")
+        reference = open_store_copy(tui_demo_store_dir, tmp_path / "reference")
+        expected = next(reference).guard.calibrate("minilm")
+        next(reference, None)  # closes it
+        assert toasts(app)[-1] == calibration_line("minilm", expected)
+        assert tui_demo_store.guard.calibration("minilm").threshold == expected.threshold
         assert app.errors == []

@@ -59,24 +59,49 @@ def export(app: "StoreHost", kind: str) -> None:
     _ask(app, f"Export {kind} to (.csv, .jsonl or .parquet)", f"tstore-{kind}.csv", go)
 
 
+def calibration_line(encoder: str, cal: Any) -> str:
+    """What `tstore calibrate` says, in one line: the deciding scorer, the threshold and its out-of-fold figures."""
+    return (f"calibrated the guard under {encoder}: scorer {cal.scorer}, threshold {cal.threshold:.3f}; out of fold "
+            f"precision {cal.precision:.3f}, recall {cal.recall:.3f}, FPR {cal.fpr:.3f}, F1 {cal.f1:.3f}; "
+            f"grouped-CV AUROC {cal.auroc:.3f} ({cal.n_unsafe} unsafe, {cal.n_safe} safe)")
+
+
+def evaluation_line(encoder: str, run: Any) -> str:
+    """The primary figure, then each held-out dataset's: the split's AUROC, the recall of its unsafe
+    prompts and the share of its safe ones flagged (what `tstore evaluate` prints per dataset)."""
+    value = f" = {run.primary_value:.3f}" if run.primary_value is not None else ""
+    how = "each labeled dataset held out in turn" if run.params.get("by_dataset") else \
+        "held out: " + ", ".join(run.params.get("holdout") or [])
+    parts = []
+    for split in run.details.get("splits", []):
+        auroc = [f"AUROC {split['auroc']:.3f}"] if split.get("auroc") is not None else []
+        for name, fig in split["datasets"].items():
+            figures = auroc + [f"{key} {fig[key]:.3f}" for key in ("recall", "flagged") if fig.get(key) is not None]
+            parts.append(f"{name}: {', '.join(figures) or 'no figure'}")
+    return f"evaluated the guard under {encoder}, {how}: {run.primary_name}{value}" + ("; " + "; ".join(parts) if parts else "")
+
+
 def calibrate(app: "StoreHost") -> None:
     encoder = app.encoder
 
     def job() -> str:
-        cal: Any = app.store.guard.calibrate(encoder)
-        scorer = getattr(cal, "scorer", None) or (cal.get("scorer") if isinstance(cal, dict) else None)
-        return f"calibrated the guard under {encoder}" + (f": scorer {scorer}" if scorer else "")
+        return calibration_line(str(encoder), app.store.guard.calibrate(encoder))
     _run(app, f"calibrating the guard under {encoder}", job)
 
 
 def evaluate(app: "StoreHost") -> None:
     encoder = app.encoder
 
-    def job() -> str:
-        run = app.store.evaluation.evaluate(encoder=encoder, by_dataset=True)
-        value = f" = {run.primary_value:.3f}" if run.primary_value is not None else ""
-        return f"evaluated the guard under {encoder}, each labeled dataset held out in turn: {run.primary_name}{value}"
-    _run(app, f"evaluating the guard under {encoder} (each dataset held out in turn)", job)
+    def go(answer: str) -> None:
+        names = [n.strip() for n in answer.split(",") if n.strip()]
+        each = names == ["each"]
+
+        def job() -> str:
+            run = app.store.evaluation.evaluate(encoder=encoder, by_dataset=each, holdout=[] if each else names)
+            return evaluation_line(str(encoder), run)
+        _run(app, f"evaluating the guard under {encoder}, " + ("each dataset held out in turn" if each else f"held out: {answer}"), job)
+
+    _ask(app, "Evaluate the guard: hold out which datasets (comma-separated; each: every labeled dataset in turn)", "each", go)
 
 
 def palette_tasks(app: "StoreHost") -> list[tuple[str, str, Callable[[], None]]]:
@@ -87,5 +112,5 @@ def palette_tasks(app: "StoreHost") -> list[tuple[str, str, Callable[[], None]]]
         ("Export pairs…", "Write every pair to a file (tstore export pairs)", lambda: export(app, "pairs")),
         ("Calibrate the guard", "Choose the scorer and threshold for the current encoder (tstore calibrate)",
          lambda: calibrate(app)),
-        ("Evaluate the guard", "Hold each labeled dataset out in turn (tstore evaluate --by-dataset)", lambda: evaluate(app)),
+        ("Evaluate the guard…", "On datasets it never saw (tstore evaluate --holdout NAME, or --by-dataset)", lambda: evaluate(app)),
     ]
