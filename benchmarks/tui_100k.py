@@ -8,8 +8,12 @@ pilot at 160x48:
 - Suspects first open: `4` until the suspects list is on screen (the out-of-sample probe runs);
 - pair proposals (`m` on Pairs) when the tree under test has them.
 
-Usage: python benchmarks/tui_100k.py [--rows 100000] [--store /tmp/tstore-bench-100k] [--json]
-Run it with PYTHONPATH pointing at another checkout to time that tree on the same store.
+Usage: python benchmarks/tui_100k.py [--rows 100000] [--store /tmp/tstore-bench-100k] [--json] [--no-proposals]
+                                     [--baseline /work/main/.venv/bin/python]
+`--baseline PYTHON` times a second tree in the same run, on the same store: this script run by that
+checkout's interpreter (whose editable install imports that checkout's package), after this tree;
+both figures, their ratio and the load average at each are printed. (PYTHONPATH alone does not
+switch trees: an editable install maps `taxonomy_store.tui` to its own checkout's `tui/`.)
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ async def until(pilot, done, limit: float = 900.0) -> float:
     return time.perf_counter() - t
 
 
-async def measure(store_dir: Path) -> dict:
+async def measure(store_dir: Path, proposals: bool = True) -> dict:
     from taxonomy_store.backend.hashing_encoder import HashingEncoder
     from taxonomy_store.store import Store
     from taxonomy_store.tui import make_app
@@ -65,7 +69,9 @@ async def measure(store_dir: Path) -> dict:
     store = Store.open(store_dir)
     info = store.encoders.get("minilm")
     store.live_encoders.install(info, HashingEncoder(info.dimension or 384))
-    out: dict = {"prompts": store.curation.count_prompts()}
+    import taxonomy_store
+
+    out: dict = {"tree": str(Path(taxonomy_store.__file__).resolve().parent.parent), "prompts": store.curation.count_prompts()}
     t0 = time.perf_counter()
     app = make_app(store, taxonomy="do-not-answer", start="prompts")
     async with app.run_test(size=(160, 48)) as pilot:
@@ -77,7 +83,7 @@ async def measure(store_dir: Path) -> dict:
         out["suspects_first_open_s"] = await until(
             pilot, lambda: suspects.row_count > 0 and all(w.is_finished for w in app.workers if w.group == "suspects.load"))
         await pilot.press("3")
-        if any(getattr(b, "action", "") == "mine" for b in app.screen.BINDINGS):
+        if proposals and any(getattr(b, "action", "") == "mine" for b in app.screen.BINDINGS):
             await pilot.press("m")
             out["pair_proposals_s"] = await until(pilot, lambda: not app.screen.mining and app.screen.status == "proposed")
         await pilot.press("ctrl+q")
@@ -85,22 +91,49 @@ async def measure(store_dir: Path) -> dict:
     return out
 
 
+def run_once(store: Path, proposals: bool) -> dict:
+    import os
+    import shutil
+
+    work = Path(tempfile.mkdtemp()) / "store"
+    shutil.copytree(store, work)  # each run on its own copy: the pair proposals write
+    try:
+        result = asyncio.run(measure(work, proposals))
+    finally:
+        shutil.rmtree(work.parent, ignore_errors=True)
+    result["load_average_1m"] = round(os.getloadavg()[0], 1)
+    return result
+
+
+def baseline(python: str, args: argparse.Namespace) -> dict:
+    import subprocess
+
+    cmd = [python, str(Path(__file__).resolve()), "--store", str(args.store), "--rows", str(args.rows), "--json"]
+    if not args.proposals:
+        cmd.append("--no-proposals")
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--store", type=Path, default=Path(tempfile.gettempdir()) / "tstore-bench-100k")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-proposals", dest="proposals", action="store_false", help="skip timing `m` on Pairs")
+    ap.add_argument("--baseline", metavar="PYTHON", help="another checkout's interpreter: time that tree too, same store")
     args = ap.parse_args()
     if not (args.store / "tstore.db").exists():
         build(args.store, args.rows)
-    import shutil
-
-    work = Path(tempfile.mkdtemp()) / "store"
-    shutil.copytree(args.store, work)  # each run on its own copy: the pair proposals write
-    result = asyncio.run(measure(work))
-    shutil.rmtree(work.parent, ignore_errors=True)
-    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}"
-                                                         for k, v in result.items()))
+    result = run_once(args.store, args.proposals)
+    if args.baseline:
+        base = baseline(args.baseline, args)
+        result = {"ours": result, "baseline": base,
+                  "ratio": {k: round(result[k] / base[k], 3) for k in result if k.endswith("_s") and base.get(k)}}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result, indent=1))
     return 0
 
 

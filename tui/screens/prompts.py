@@ -159,7 +159,7 @@ class PromptsScreen(StoreScreen):
         status = self.status.copy()
         marked = len(self.query_one(PromptTable).marked)
         if marked:
-            status.append(f"\n{marked} marked (on any page): e edits all of them as one edit, one u undoes it · M clears",
+            status.append(f"\n{marked} marked: e edits all of them as one edit (one u undoes it) · M clears",
                           style="bold magenta")
         self.query_one("#prompt-status", Static).update(status)
 
