@@ -79,9 +79,18 @@ async def measure(store_dir: Path, proposals: bool = True) -> dict:
         await until(pilot, lambda: table.row_count > 0)
         out["first_paint_s"] = time.perf_counter() - t0
         await pilot.press("4")
-        suspects = app.screen.query_one("#suspects-table")
-        out["suspects_first_open_s"] = await until(
-            pilot, lambda: suspects.row_count > 0 and all(w.is_finished for w in app.workers if w.group == "suspects.load"))
+        screen, suspects = app.screen, app.screen.query_one("#suspects-table")
+        stages: dict[str, float] = {}
+        t1 = time.perf_counter()
+
+        def done() -> bool:  # also notes when each stage the status line names began (reading vectors, the probe)
+            what = getattr(screen, "loading_what", None)
+            if what and what.split(":")[0] not in stages:
+                stages[what.split(":")[0]] = round(time.perf_counter() - t1, 2)
+            return suspects.row_count > 0 and all(w.is_finished for w in app.workers if w.group == "suspects.load")
+
+        out["suspects_first_open_s"] = await until(pilot, done)
+        out["suspects_stage_starts"] = stages  # seconds after `4`
         await pilot.press("3")
         if proposals and any(getattr(b, "action", "") == "mine" for b in app.screen.BINDINGS):
             await pilot.press("m")
@@ -129,7 +138,7 @@ def main() -> int:
     if args.baseline:
         base = baseline(args.baseline, args)
         result = {"ours": result, "baseline": base,
-                  "ratio": {k: round(result[k] / base[k], 3) for k in result if k.endswith("_s") and base.get(k)}}
+                  "ratio": {k: round(result[k] / base[k], 3) for k in result if k.endswith("_s") and isinstance(base.get(k), float)}}
     if args.json:
         print(json.dumps(result))
     else:
