@@ -102,6 +102,7 @@ class Store:
         self.db = Database(engine, actor=actor)
         self.dirs = StoreDirs(store_dir)
         self.cluster: "RayCluster | None" = None  # `--ray ADDRESS`: see use_ray()
+        self._cluster_parts: list = []  # what holds cluster resources (encoder actors): ended at close()
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -171,6 +172,8 @@ class Store:
         return self.dirs.chroma
 
     def close(self) -> None:
+        while self._cluster_parts:
+            self._cluster_parts.pop().close()
         self.db.dispose()
 
     def __enter__(self) -> "Store":
@@ -270,6 +273,7 @@ class Store:
             from taxonomy_store.distributed.encoding import RayBatchEncoder
 
             encode_batches = RayBatchEncoder(self.cluster)
+            self._cluster_parts.append(encode_batches)
         return Embeddings(self.db, self.encoders, self.vector_index, self.live_encoders, encode_batches)
 
     @cached_property

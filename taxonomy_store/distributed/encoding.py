@@ -47,13 +47,15 @@ class RayBatchEncoder:
     def actors(self, info: "EncoderInfo") -> list[Any]:
         key = (info.name, info.fingerprint)
         if key not in self._actors:
+            self.close()  # another encoder's actors hold the nodes' CPUs: theirs go first
             ray = self.cluster.ray()
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             remote = ray.remote(EncoderActor)
             self._actors[key] = [
+                # A CPU node's actor takes all its CPUs (Ray sets its OMP_NUM_THREADS, so torch uses them).
                 remote.options(
-                    num_cpus=0 if node.gpus else 1, num_gpus=1 if node.gpus else 0,
+                    num_cpus=1 if node.gpus else max(1, int(node.cpus)), num_gpus=1 if node.gpus else 0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
                 ).remote(_on(node, info))
                 for node in self.cluster.nodes()
@@ -83,6 +85,9 @@ class RayBatchEncoder:
         return vecs
 
     def close(self) -> None:
+        """End the actors (they hold their nodes' CPUs or GPUs while they live)."""
+        if not self._actors:
+            return
         ray = self.cluster.ray()
         for actors in self._actors.values():
             for actor in actors:
