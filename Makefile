@@ -1,6 +1,6 @@
 # The commands of the README:
 #   make demo       set up .venv (CPU torch, tstore and its deps) and run the demo on the embedded defaults
-#   make test-fast  the fast tier: no model weights, no mpnet, no PostgreSQL or Chroma server (a few minutes)
+#   make test-fast  the fast tier: no model weights, no mpnet, no PostgreSQL or Chroma server, no Ray cluster (a few minutes)
 #   make test       set up .venv and run every test (PostgreSQL at TSTORE_TEST_PG_URL, Chroma server started by the tests)
 # Works from any directory: `make -f PATH/Makefile demo VENV=DIR` builds the venv in DIR and the
 # demo store in the current directory.
@@ -16,7 +16,7 @@ export TSTORE_TEST_PG_URL
 PYTEST_ARGS ?=
 # Tests run on every core (pytest-xdist); a module's tests stay on one worker, with its fixtures.
 PYTEST_XDIST ?= -n auto --dist loadscope
-FAST_TIER := not model and not mpnet and not postgres and not chroma_server and not slow
+FAST_TIER := not model and not mpnet and not postgres and not chroma_server and not slow and not ray
 
 .PHONY: setup setup-sbert demo test test-fast bench clean
 
@@ -25,7 +25,7 @@ $(BIN)/tstore: $(SRC)/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: on these machines 2.13.0 is a CPU build on disk (see README "CPU or CUDA").
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '$(SRC)[test]'
+	$(BIN)/python -m pip install -q -e '$(SRC)[test,ray]'
 	touch $(BIN)/tstore
 
 setup: $(BIN)/tstore

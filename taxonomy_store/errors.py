@@ -134,3 +134,7 @@ class IndexDamaged(TStoreError):
 
 class UndoConflict(TStoreError):
     """An undo that would overwrite a later change of the same prompt or pair."""
+
+
+class ClusterUnavailable(TStoreError):
+    """`--ray ADDRESS`: Ray is not installed, the cluster cannot be reached, or a worker failed."""

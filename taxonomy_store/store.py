@@ -28,6 +28,7 @@ from taxonomy_store.errors import NotAStore, StoreExists
 
 if TYPE_CHECKING:
     from taxonomy_store.adapt.adaptation import Adaptation
+    from taxonomy_store.distributed.cluster import RayCluster
     from taxonomy_store.backend.encoding import LiveEncoders
     from taxonomy_store.backend.vector_index import VectorIndex
     from taxonomy_store.backend.writer_lock import WriterLock
@@ -100,6 +101,8 @@ class Store:
         self.preferred_encoder = encoder
         self.db = Database(engine, actor=actor)
         self.dirs = StoreDirs(store_dir)
+        self.cluster: "RayCluster | None" = None  # `--ray ADDRESS`: see use_ray()
+        self._cluster_parts: list = []  # what holds cluster resources (encoder actors): ended at close()
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -169,6 +172,8 @@ class Store:
         return self.dirs.chroma
 
     def close(self) -> None:
+        while self._cluster_parts:
+            self._cluster_parts.pop().close()
         self.db.dispose()
 
     def __enter__(self) -> "Store":
@@ -193,6 +198,20 @@ class Store:
 
         shared = self.engine if self.engine.dialect.name == "postgresql" else None
         return WriterLock(self.dir, enabled=not self.chroma_url, shared_engine=shared)
+
+    # The parts that take the cluster's functions, and the parts built on them.
+    _SHARDED_PARTS = ("embeddings", "neighbours", "metric_runs", "guard", "evaluation", "adaptation", "pair_mining", "review",
+                      "crosswalks", "coverage", "overlap")
+
+    def use_ray(self, address: str) -> None:
+        """Encode (`embed`) and compute exact kNN graphs (metrics) on the Ray cluster at address
+        (`distributed/`); this process stays the one writer. Parts built before are rebuilt."""
+        from taxonomy_store.distributed.cluster import RayCluster
+
+        self.cluster = RayCluster(address)
+        self.cluster.ray()  # connect now: a wrong address fails before any work starts
+        for part in self._SHARDED_PARTS:
+            self.__dict__.pop(part, None)
 
     @cached_property
     def vector_index(self) -> "VectorIndex":
@@ -249,7 +268,13 @@ class Store:
         """Per-encoder vector collections: embed, verify, read vectors: `embeddings/indexing.py`."""
         from taxonomy_store.embeddings.indexing import Embeddings
 
-        return Embeddings(self.db, self.encoders, self.vector_index, self.live_encoders)
+        encode_batches = None
+        if self.cluster is not None:
+            from taxonomy_store.distributed.encoding import RayBatchEncoder
+
+            encode_batches = RayBatchEncoder(self.cluster)
+            self._cluster_parts.append(encode_batches)
+        return Embeddings(self.db, self.encoders, self.vector_index, self.live_encoders, encode_batches)
 
     @cached_property
     def metric_runs(self) -> "MetricRuns":
@@ -287,7 +312,12 @@ class Store:
         from taxonomy_store.neighbours.graphs import GraphCache
         from taxonomy_store.neighbours.service import Neighbours
 
-        return Neighbours(self.db, self.encoders, self.embeddings, GraphCache(self.dirs.cache))
+        graphs = GraphCache(self.dirs.cache)
+        if self.cluster is not None:
+            from taxonomy_store.distributed.topk import RayTopK
+
+            graphs = GraphCache(self.dirs.cache, knn=RayTopK(self.cluster))
+        return Neighbours(self.db, self.encoders, self.embeddings, graphs)
 
     @cached_property
     def adaptation(self) -> "Adaptation":

@@ -48,6 +48,7 @@ FIXTURE_MARKERS = {
     "tui_demo_store_dir": "model",
     "minilm_folder": "model",
     "mpnet_assembled": "mpnet",
+    "ray_cluster": "ray",
 }
 FAST_TIER = os.environ.get("TSTORE_TEST_TIER") == "fast"
 
@@ -324,6 +325,23 @@ def chroma_server_url(tmp_path_factory):
             proc.kill()
             proc.wait(timeout=15)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real Ray cluster on loopback (a head and two workers, one CPU each; tests/ray_cluster.py),
+    stopped by its process ids at the end of the session. Without the `ray` extra the tests skip,
+    except in CI (CI=true), where they fail: `make test` installs it."""
+    import importlib.util
+
+    need_or_skip(importlib.util.find_spec("ray") is not None, "the `ray` extra is not installed: pip install -e '.[ray]'")
+    from ray_cluster import LocalRayCluster
+
+    cluster = LocalRayCluster(workers=2).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 # -- TUI: stores built once per session, copied per test that writes ---------------------

@@ -6,7 +6,7 @@ import click
 
 from taxonomy_store.errors import IndexOutOfSync
 from taxonomy_store.cli.app import Context, cli, pass_ctx
-from taxonomy_store.cli.options import all_encoders_option, encoder_option, json_option, no_wait_option
+from taxonomy_store.cli.options import all_encoders_option, encoder_option, json_option, no_wait_option, ray_option
 from taxonomy_store.cli.render import emit_json, progress_bar, untrusted
 
 
@@ -15,16 +15,23 @@ from taxonomy_store.cli.render import emit_json, progress_bar, untrusted
 @all_encoders_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the encoder's batch size for this run.")
 @no_wait_option
+@ray_option
 @json_option
 @pass_ctx
-def embed(ctx: Context, encoder: str | None, all_encoders: bool, batch_size: int | None, no_wait: bool, as_json: bool) -> None:
+def embed(
+    ctx: Context, encoder: str | None, all_encoders: bool, batch_size: int | None, no_wait: bool, ray_address: str | None,
+    as_json: bool,
+) -> None:
     """Embed new and changed prompts, drop vectors of deleted ones, refresh changed labels/categories.
 
     Only prompts whose text that encoder has not embedded yet are encoded. Safe to interrupt:
     run it again and it finishes the job. One process writes a store's embedded index at a
-    time: a second `embed` waits for the first (or fails at once with --no-wait).
+    time: a second `embed` waits for the first (or fails at once with --no-wait). With --ray the
+    encoding runs on the cluster's workers (one encoder per node) and this process writes.
     """
     store = ctx.store
+    if ray_address:
+        store.use_ray(ray_address)
     with progress_bar("embedding", transient=False, time_remaining=True) as progress:
         s = store.embeddings.embed(
             None if all_encoders else encoder, all=all_encoders, progress=progress, batch_size=batch_size, wait=not no_wait

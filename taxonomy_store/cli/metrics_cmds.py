@@ -11,14 +11,16 @@ import click
 from taxonomy_store.errors import InvalidValue
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY
 from taxonomy_store.cli.app import Context, cli, pass_ctx
-from taxonomy_store.cli.options import all_encoders_option, encoder_option, json_option
+from taxonomy_store.cli.options import all_encoders_option, encoder_option, json_option, ray_option
 from taxonomy_store.cli.render import emit_json, progress_bar
 from taxonomy_store.cli.render_metrics import print_metric_run, print_run_history
 
 
 def _compute_and_show(ctx: Context, metric: str, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json,
-                      via_crosswalk: bool = False) -> None:
+                      via_crosswalk: bool = False, ray_address: str | None = None) -> None:
     store = ctx.store
+    if ray_address:
+        store.use_ray(ray_address)
     if all_encoders and encoder:
         raise InvalidValue("give either --encoder or --all, not both")
     names = [e.name for e in store.encoders.list()] if all_encoders else [encoder]
@@ -44,10 +46,13 @@ def _metric_command(metric: str, help_text: str):
     @click.option("--taxonomy", default=DEFAULT_TAXONOMY, show_default=True, help="Taxonomy of the categories.")
     @click.option("--pair-set", default=None, metavar="NAME", help="Only this pair set (separation, contrast); default every set of the right kind.")
     @click.option("--weighting", type=click.Choice(["similarity", "uniform"]), default="similarity", show_default=True, help="kNN detection vote weights.")
+    @ray_option
     @json_option
     @pass_ctx
-    def command(ctx: Context, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json, via_crosswalk=False):
-        _compute_and_show(ctx, metric, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json, via_crosswalk)
+    def command(ctx: Context, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, ray_address, as_json,
+                via_crosswalk=False):
+        _compute_and_show(ctx, metric, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json, via_crosswalk,
+                          ray_address)
 
     command.__doc__ = help_text
     if metric == "cp":
@@ -60,18 +65,23 @@ def _metric_command(metric: str, help_text: str):
 
 @cli.group(invoke_without_command=True)
 @click.option("--stale", is_flag=True, help="Recompute only the runs whose inputs changed since they ran.")
+@ray_option
 @json_option
 @click.pass_context
-def metrics(click_ctx: click.Context, stale: bool, as_json: bool) -> None:
+def metrics(click_ctx: click.Context, stale: bool, ray_address: str | None, as_json: bool) -> None:
     """Safe-Embed metrics from the stored vectors; every run is stored with the data revision it saw."""
     if click_ctx.invoked_subcommand is not None:
         if stale:
             raise click.UsageError("--stale recomputes stored runs; give it without a subcommand")
+        if ray_address:  # `tstore metrics --ray ADDRESS cp`: the subcommand's store uses the cluster
+            click_ctx.obj.store.use_ray(ray_address)
         return
     ctx: Context = click_ctx.obj
     if not stale:
         click.echo(click_ctx.get_help())
         return
+    if ray_address:
+        ctx.store.use_ray(ray_address)
     with progress_bar() as progress:
         results = ctx.store.metric_runs.recompute_stale(progress=progress)
     if as_json:

@@ -31,6 +31,13 @@ no_wait_option = click.option(
 )
 
 
+ray_option = click.option(
+    "--ray", "ray_address", metavar="ADDRESS", envvar="TSTORE_RAY_ADDRESS", default=None,
+    help="Share the work out over the Ray cluster at ADDRESS (HOST:PORT of its head); this process stays the one "
+         "writer. Needs the extra: pip install 'taxonomy-store[ray]' [env TSTORE_RAY_ADDRESS].",
+)
+
+
 class InputFile(click.ParamType):
     """An existing, readable file (or `-` for stdin where allowed); converts to str or Path."""
 

@@ -23,7 +23,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -44,6 +44,10 @@ WRITE_BATCH_FORWARD_PASSES = 4
 
 # progress(encoder name, prompts encoded so far, prompts to encode)
 Progress = Callable[[str, int, int], None]
+# encode_batches(encoder, write batches of texts, forward batch size) -> each batch's vectors
+# (normalised float32), in the order given. Local by default; `distributed.encoding.RayBatchEncoder`
+# encodes them on a Ray cluster while this process stays the one writer.
+EncodeBatches = Callable[["EncoderInfo", Iterable[list[str]], int], Iterator[np.ndarray]]
 
 
 @dataclass
@@ -194,11 +198,23 @@ class Embeddings:
     # Write batch k to Chroma and SQL while batch k+1 is encoded (off: strictly one after the other).
     overlap_writes = True
 
-    def __init__(self, db: Database, encoders: "Encoders", vectors: VectorIndex, live_encoders: LiveEncoders):
+    def __init__(
+        self, db: Database, encoders: "Encoders", vectors: VectorIndex, live_encoders: LiveEncoders,
+        encode_batches: EncodeBatches | None = None,
+    ):
         self.db = db
         self.encoders = encoders
         self.vectors = vectors
         self._live_encoders = live_encoders
+        self.encode_batches: EncodeBatches = encode_batches or self._encode_here
+
+    def _encode_here(self, info: "EncoderInfo", batches: Iterable[list[str]], batch_size: int) -> Iterator[np.ndarray]:
+        """The local encode_batches: the encoder loaded once in this process (at the first batch)."""
+        live = None
+        for texts in batches:
+            if live is None:
+                live = self.live_encoder(info)
+            yield live.encode(texts, batch_size=batch_size)
 
     def reopen(self) -> None:
         """Reopen the Chroma client (a long-lived caller's refresh: the TUI's F5)."""
@@ -311,7 +327,6 @@ class Embeddings:
             summary.updated = len(to_update)
 
         if to_encode:
-            live = self.live_encoder(info)
             # Longest first, like SentenceTransformer.encode: batches of similar length pad less.
             to_encode.sort(key=lambda rm: -len(rm[0].text))
             done = 0
@@ -331,9 +346,9 @@ class Embeddings:
             # in flight, so Chroma is never more than one batch ahead of the bookkeeping.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tstore-embed-writer", initializer=_yield_to_encoder) as writer:
                 pending = None
-                for i in range(0, len(to_encode), batch):
-                    part = to_encode[i : i + batch]
-                    vecs = live.encode([r.text for r, _ in part], batch_size=forward)
+                parts = [to_encode[i : i + batch] for i in range(0, len(to_encode), batch)]
+                encoded = self.encode_batches(info, ([r.text for r, _ in part] for part in parts), forward)
+                for part, vecs in zip(parts, encoded):
                     if pending is not None:
                         pending.result()
                     pending = writer.submit(write, part, vecs) if self.overlap_writes else None

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None] | None
 GRAPH_MIN_K = 20
 GRAPH_EXTRA = 10
+# knn(normalised float32 vectors, k, progress=..., assume_normalised=True) -> (idx, sims), as
+# `metrics.similarity.knn` (the default); `distributed.topk.RayTopK` shards it over a Ray cluster.
+KnnFunction = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -43,8 +46,10 @@ def graph_keys(prompt_ids: np.ndarray, text_hashes: list[str]) -> np.ndarray:
 class GraphCache:
     """Exact self-kNN graphs of prompt sets, computed once and updated incrementally."""
 
-    def __init__(self, cache_dir: Path):
+    def __init__(self, cache_dir: Path, knn: KnnFunction = knn):
         self.cache_dir = Path(cache_dir)
+        # Computes whole graphs; an incremental update (few changed rows) stays in this process.
+        self.knn = knn
 
     def path(self, info: "EncoderInfo", tag: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag)
@@ -97,7 +102,7 @@ class GraphCache:
             idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, vectors, int(k), assume_normalised=True)
             st["source"] = "full" if st.get("full") else "incremental"
         elif keys.size:
-            idx, sims = knn(vectors(), kg, progress=cb, assume_normalised=True)
+            idx, sims = self.knn(vectors(), kg, progress=cb, assume_normalised=True)
             st = {"source": "full", "rows": int(keys.size), "recomputed": int(keys.size), "vectors_loaded": True}
         else:
             idx, sims = np.zeros((0, kg), np.int64), np.zeros((0, kg))
