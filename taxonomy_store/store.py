@@ -73,6 +73,7 @@ def _from_environment() -> dict[str, str | None]:
         "encoder": os.environ.get("TSTORE_ENCODER") or None,  # the default encoder
         "actor": os.environ.get("TSTORE_ACTOR") or None,  # who the audit log names
         "test_tier": os.environ.get("TSTORE_TEST_TIER") or None,  # "fast": no model weights in this process
+        "approx_from": os.environ.get("TSTORE_APPROX_FROM") or None,  # rows from which neighbours are approximate
     }
 
 
@@ -283,11 +284,18 @@ class Store:
 
     @cached_property
     def neighbours(self) -> "Neighbours":
-        """The one exact neighbour service (stored vectors, exact top-k, filters as masks): `neighbours/service.py`."""
+        """The one neighbour service (stored vectors, exact top-k, filters as masks; a faiss index above
+        TSTORE_APPROX_FROM rows unless `exact_neighbours()`): `neighbours/service.py`."""
+        from taxonomy_store.neighbours.approximate import NeighbourSettings, approx_from_setting
         from taxonomy_store.neighbours.graphs import GraphCache
         from taxonomy_store.neighbours.service import Neighbours
 
-        return Neighbours(self.db, self.encoders, self.embeddings, GraphCache(self.dirs.cache))
+        settings = NeighbourSettings(approx_from=approx_from_setting(_from_environment()["approx_from"]))
+        return Neighbours(self.db, self.encoders, self.embeddings, GraphCache(self.dirs.cache, settings))
+
+    def exact_neighbours(self, exact: bool = True) -> None:
+        """`--exact`: every search and graph of this store object exact, whatever the size."""
+        self.neighbours.settings.exact = bool(exact)
 
     @cached_property
     def adaptation(self) -> "Adaptation":
