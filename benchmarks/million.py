@@ -19,7 +19,7 @@ Baselines measured in the same run: the exact path on the same data (`--exact` s
 CP@10 must stay within 0.005), and, with --main DIR, today's main checkout on the same 100k data.
 The exponent of each cost is the slope of log t against log n over the sizes measured.
 
-    python benchmarks/million.py [--sizes 100000,1000000] [--exact-sizes 100000] [--main /work/main] [--json]
+    python benchmarks/million.py [--sizes 100000,1000000] [--exact-sizes 100000] [--main /work/main] [--skip cp] [--json]
     python benchmarks/million.py --child N --mode approx|exact|main   (one size; prints one JSON line)
 """
 
@@ -65,8 +65,8 @@ def timed(out: dict, name: str, fn):
     return r
 
 
-def child(n: int, mode: str, csv_path: Path) -> dict:
-    """One size, one mode, in this process: the figures as a dict."""
+def child(n: int, mode: str, csv_path: Path, skip: frozenset[str] = frozenset()) -> dict:
+    """One size, one mode, in this process: the figures as a dict (stages in `skip` not run)."""
     import _generated
     from taxonomy_store.store import init_store
 
@@ -88,21 +88,24 @@ def child(n: int, mode: str, csv_path: Path) -> dict:
         out["encoder_only_per_1000_s"] = round((time.perf_counter() - t0) / 2, 4)
         pool = timed(out, "pool_load", lambda: store.neighbours.pool(ENC))
         out["pool_rows"] = len(pool)
-        cp = timed(out, "cp", lambda: store.metric_runs.compute("cp", encoder=ENC, k=10, taxonomy="do-not-answer"))
-        run = cp[0]
-        out["cp@10_macro"] = run.values.get("cp@10_macro")
-        out["cp_graph"] = {k: v for k, v in run.details.get("graph", {}).items() if k != "index"}
-        out["cp_index"] = run.details.get("graph", {}).get("index")
-        sus = timed(out, "suspects", lambda: store.review.suspects(ENC, by="label", k=10, limit=100))
-        out["suspects_found"] = len(sus)
-        out["cp_plus_suspects_s"] = round(out["cp_s"] + out["suspects_s"], 3)
-        if mode != "main":
-            timed(out, "agreement", lambda: out.update(agreement(store, pool)))
-        out.update(query_p50(store, texts))
-        cal = timed(out, "calibrate", lambda: store.guard.calibrate(ENC))
-        out["calibrate_auroc"] = cal.auroc
-        out["calibrate_sampled"] = getattr(cal, "sampled", None)
-        out["calibrate_search"] = getattr(cal, "neighbour_search", {"exact": True})
+        if "cp" not in skip:
+            cp = timed(out, "cp", lambda: store.metric_runs.compute("cp", encoder=ENC, k=10, taxonomy="do-not-answer"))
+            run = cp[0]
+            out["cp@10_macro"] = run.values.get("cp@10_macro")
+            out["cp_graph"] = {k: v for k, v in run.details.get("graph", {}).items() if k != "index"}
+            out["cp_index"] = run.details.get("graph", {}).get("index")
+            sus = timed(out, "suspects", lambda: store.review.suspects(ENC, by="label", k=10, limit=100))
+            out["suspects_found"] = len(sus)
+            out["cp_plus_suspects_s"] = round(out["cp_s"] + out["suspects_s"], 3)
+            if mode != "main" and "agreement" not in skip:
+                timed(out, "agreement", lambda: out.update(agreement(store, pool)))
+        if "query" not in skip:
+            out.update(query_p50(store, texts))
+        if "calibrate" not in skip:
+            cal = timed(out, "calibrate", lambda: store.guard.calibrate(ENC))
+            out["calibrate_auroc"] = cal.auroc
+            out["calibrate_sampled"] = getattr(cal, "sampled", None)
+            out["calibrate_search"] = getattr(cal, "neighbour_search", {"exact": True})
         timed(out, "export", lambda: store.exports.export_prompts(Path(tmp) / "out.csv"))
         store.close()
     out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)
@@ -140,12 +143,12 @@ def query_p50(store, texts: list[str]) -> dict:
             "query_search": getattr(first, "neighbour_search", {"exact": True})}
 
 
-def run_child(n: int, mode: str, csv_path: Path, main: str | None, approx_from: str | None) -> dict:
+def run_child(n: int, mode: str, csv_path: Path, main: str | None, approx_from: str | None, skip: str = "") -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(main) if mode == "main" else REPO)
     if approx_from:
         env["TSTORE_APPROX_FROM"] = approx_from
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--mode", mode, "--csv", str(csv_path)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--mode", mode, "--csv", str(csv_path), "--skip", skip]
     log(f"{n:,} rows, {mode}: {uptime()}")
     r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if r.returncode != 0:
@@ -185,10 +188,11 @@ def main() -> None:
     ap.add_argument("--child", type=int)
     ap.add_argument("--mode", default="approx")
     ap.add_argument("--csv")
+    ap.add_argument("--skip", default="", help="stages not run: cp (with suspects and agreement), agreement, query, calibrate")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.mode, Path(a.csv))))
+        print(json.dumps(child(a.child, a.mode, Path(a.csv), frozenset(x for x in a.skip.split(",") if x))))
         return
     import _generated
 
@@ -203,7 +207,7 @@ def main() -> None:
                 runs.append(run_child(n, "main", path, a.main, None))
             if n in exact:
                 runs.append(run_child(n, "exact", path, None, None))
-            runs.append(run_child(n, "approx", path, None, a.approx_from))
+            runs.append(run_child(n, "approx", path, None, a.approx_from, a.skip))
             path.unlink()
     after = uptime()
     exps = exponents(runs)

@@ -199,3 +199,31 @@ def test_graph_after_an_edit_is_updated_in_place_and_matches_a_rebuild(big_store
             f.unlink()
         _ids, g2 = s.neighbours.pool_graph(pool, "detect", member, 10)
         assert g2.stats["index_source"] == "built" and recall_at_k(g2.sims[:, :10], es) >= 0.99
+
+
+@pytest.fixture(scope="module")
+def real_model_store_dir(tmp_path_factory, shared_datasets):
+    """The paper's data (Do-Not-Answer, XSTest) embedded with the real minilm (the `model` tier)."""
+    from taxonomy_store.store import init_store
+
+    path = tmp_path_factory.mktemp("approx_real") / "store"
+    with init_store(path) as s:
+        for name in ("do_not_answer.csv", "xstest_prompts.csv"):
+            s.imports.import_file(shared_datasets / name)
+        s.embeddings.embed("minilm")
+    return path
+
+
+def test_real_minilm_approximate_agrees_with_exact_on_the_paper_data(real_model_store_dir):
+    """minilm on the paper's prompts, the threshold forced low: the approximate graphs find the exact
+    neighbours (recall >= 0.99), so CP@10 and detection match the exact figures."""
+    for metric, key in (("cp", "cp@10_macro"), ("detect", "detect_auroc@10")):
+        (approx,) = _cli(real_model_store_dir, "metrics", metric, "--json", approx_from="100")
+        (exact,) = _cli(real_model_store_dir, "metrics", metric, "--exact", "--json", approx_from="100")
+        ga, ge = approx["details"]["graph"], exact["details"]["graph"]
+        assert ga["exact"] is False and ga["index"]["recall"] >= 0.99 and ge["exact"] is True
+        assert abs(approx["values"][key] - exact["values"][key]) <= 0.005, (metric, approx["values"][key], exact["values"][key])
+    (q,) = _cli(real_model_store_dir, "query", "how do I pick a lock", "--json", approx_from="100")
+    (qe,) = _cli(real_model_store_dir, "query", "how do I pick a lock", "--exact", "--json", approx_from="100")
+    assert q["neighbour_search"]["exact"] is False
+    assert [n["prompt_id"] for n in q["neighbours"]] == [n["prompt_id"] for n in qe["neighbours"]]
