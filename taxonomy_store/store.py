@@ -74,6 +74,7 @@ def _from_environment() -> dict[str, str | None]:
         "encoder": os.environ.get("TSTORE_ENCODER") or None,  # the default encoder
         "actor": os.environ.get("TSTORE_ACTOR") or None,  # who the audit log names
         "test_tier": os.environ.get("TSTORE_TEST_TIER") or None,  # "fast": no model weights in this process
+        "approx_from": os.environ.get("TSTORE_APPROX_FROM") or None,  # rows from which neighbours are approximate
     }
 
 
@@ -92,13 +93,14 @@ class Store:
     """
 
     def __init__(self, store_dir: Path, engine: Engine, *, chroma_url: str | None = None, chroma_token: str | None = None,
-                 encoder: str | None = None, actor: str | None = None):
+                 encoder: str | None = None, actor: str | None = None, approx_from: str | None = None):
         # encoder: the default encoder of commands that name none; actor: who the audit log names
         self.dir = store_dir
         self.engine = engine
         self.chroma_url = chroma_url
         self.chroma_token = chroma_token
         self.preferred_encoder = encoder
+        self.approx_from = approx_from  # TSTORE_APPROX_FROM: rows from which neighbours are approximate (None: the default)
         self.db = Database(engine, actor=actor)
         self.dirs = StoreDirs(store_dir)
         self.cluster: "RayCluster | None" = None  # `--ray ADDRESS`: see use_ray()
@@ -131,6 +133,7 @@ class Store:
             chroma_token=chroma_token or env["chroma_token"],
             encoder=env["encoder"],
             actor=env["actor"],
+            approx_from=env["approx_from"],
         )
         if check_schema and not read_only:
             opened.ensure_default_encoder()
@@ -308,16 +311,25 @@ class Store:
 
     @cached_property
     def neighbours(self) -> "Neighbours":
-        """The one exact neighbour service (stored vectors, exact top-k, filters as masks): `neighbours/service.py`."""
+        """The one neighbour service (stored vectors, exact top-k, filters as masks; a faiss index above
+        TSTORE_APPROX_FROM rows unless `exact_neighbours()`): `neighbours/service.py`."""
+        from taxonomy_store.neighbours.approximate import NeighbourSettings, approx_from_setting
         from taxonomy_store.neighbours.graphs import GraphCache
         from taxonomy_store.neighbours.service import Neighbours
 
-        graphs = GraphCache(self.dirs.cache)
+        settings = NeighbourSettings(approx_from=approx_from_setting(self.approx_from))
+        knn = None
         if self.cluster is not None:
             from taxonomy_store.distributed.topk import RayTopK
 
-            graphs = GraphCache(self.dirs.cache, knn=RayTopK(self.cluster))
+            knn = RayTopK(self.cluster)
+            settings.exact = True  # the cluster shards the exact top-k: results identical to a local exact run
+        graphs = GraphCache(self.dirs.cache, settings, knn=knn) if knn is not None else GraphCache(self.dirs.cache, settings)
         return Neighbours(self.db, self.encoders, self.embeddings, graphs)
+
+    def exact_neighbours(self, exact: bool = True) -> None:
+        """`--exact`: every search and graph of this store object exact, whatever the size."""
+        self.neighbours.settings.exact = bool(exact)
 
     @cached_property
     def adaptation(self) -> "Adaptation":

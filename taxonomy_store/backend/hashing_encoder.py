@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -31,6 +32,7 @@ def _features(text: str) -> list[str]:
     return words + grams
 
 
+@lru_cache(maxsize=1 << 18)  # words and trigrams repeat across texts: hash each once (a million-prompt embed)
 def _bucket(feature: str, dimension: int) -> tuple[int, float]:
     h = int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
     return h % dimension, (1.0 if (h >> 63) & 1 else -1.0)

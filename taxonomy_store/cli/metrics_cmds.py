@@ -11,16 +11,18 @@ import click
 from taxonomy_store.errors import InvalidValue
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DEFAULT_TAXONOMY
 from taxonomy_store.cli.app import Context, cli, pass_ctx
-from taxonomy_store.cli.options import all_encoders_option, encoder_option, json_option, ray_option
+from taxonomy_store.cli.options import all_encoders_option, encoder_option, exact_option, json_option, ray_option
 from taxonomy_store.cli.render import emit_json, progress_bar
 from taxonomy_store.cli.render_metrics import print_metric_run, print_run_history
 
 
 def _compute_and_show(ctx: Context, metric: str, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json,
-                      via_crosswalk: bool = False, ray_address: str | None = None) -> None:
+                      via_crosswalk: bool = False, ray_address: str | None = None, exact: bool = False) -> None:
     store = ctx.store
     if ray_address:
         store.use_ray(ray_address)
+    if exact:
+        store.exact_neighbours()
     if all_encoders and encoder:
         raise InvalidValue("give either --encoder or --all, not both")
     names = [e.name for e in store.encoders.list()] if all_encoders else [encoder]
@@ -46,13 +48,14 @@ def _metric_command(metric: str, help_text: str):
     @click.option("--taxonomy", default=DEFAULT_TAXONOMY, show_default=True, help="Taxonomy of the categories.")
     @click.option("--pair-set", default=None, metavar="NAME", help="Only this pair set (separation, contrast); default every set of the right kind.")
     @click.option("--weighting", type=click.Choice(["similarity", "uniform"]), default="similarity", show_default=True, help="kNN detection vote weights.")
+    @exact_option
     @ray_option
     @json_option
     @pass_ctx
-    def command(ctx: Context, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, ray_address, as_json,
+    def command(ctx: Context, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, exact, ray_address, as_json,
                 via_crosswalk=False):
         _compute_and_show(ctx, metric, encoder, all_encoders, k, level, taxonomy, pair_set, weighting, as_json, via_crosswalk,
-                          ray_address)
+                          ray_address, exact)
 
     command.__doc__ = help_text
     if metric == "cp":

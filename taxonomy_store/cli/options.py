@@ -19,6 +19,14 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Machine output: one JSON object (JSON lines when streaming).")(f)
 
 
+def exact_option(f):
+    return click.option(
+        "--exact", "exact", is_flag=True,
+        help="Exact neighbours whatever the size [default: a faiss index for searches over at least "
+             "TSTORE_APPROX_FROM (200000) prompts; figures say exact: false with its recall].",
+    )(f)
+
+
 def encoder_option(help: str = "Encoder to use [env TSTORE_ENCODER; default minilm]."):
     return click.option("--encoder", "-e", "encoder", metavar="NAME", envvar="TSTORE_ENCODER", default=None, help=help)
 

@@ -12,7 +12,7 @@ import click
 from taxonomy_store.errors import EmptyPrompt, InputFileError
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_LEVELS, LABELS
 from taxonomy_store.cli.app import Context, cli, pass_ctx
-from taxonomy_store.cli.options import InputFile, encoder_option, json_option, scorer_option
+from taxonomy_store.cli.options import InputFile, encoder_option, exact_option, json_option, scorer_option
 from taxonomy_store.cli.render import calibration_figures, echo_untrusted, emit_json, print_query_result, untrusted
 
 LEVELS = (DEFAULT_LEVEL,) + tuple(lv for lv in DO_NOT_ANSWER_LEVELS if lv != DEFAULT_LEVEL)
@@ -96,9 +96,10 @@ def _batches(items: Iterator[tuple[Any, str]], size: int):
 @click.option("--dataset", multiple=True, help="Only neighbours from this dataset (repeatable).")
 @click.option("--label", type=click.Choice(LABELS), multiple=True, help="Only neighbours with this label (repeatable).")
 @click.option("--category", multiple=True, help="Only neighbours in this category or under it (a node code; repeatable).")
+@exact_option
 @json_option
 @pass_ctx
-def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, label, category, as_json) -> None:
+def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, label, category, exact, as_json) -> None:
     """Nearest stored prompts and unsafe categories for TEXT, and a calibrated verdict.
 
     TEXT may be - (or use --file) to read one prompt per line; with --json each result is one
@@ -115,6 +116,8 @@ def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, la
     if text is not None and text != "-" and not text.strip():
         raise EmptyPrompt("empty prompt", "give some text to query")
     single = text is not None and text != "-"
+    if exact:
+        ctx.store.exact_neighbours()
     search = ctx.store.guard
     warned: set[str] = set()
     for chunk in _batches(_read_inputs(text, file), 1 if single else QUERY_WINDOW):
@@ -143,9 +146,10 @@ def query_cmd(ctx: Context, text, file, encoder, k, level, taxonomy, dataset, la
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours that vote.")
 @click.option("--margin", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.05, show_default=True, help="The 'uncertain' band either side of the threshold, as a share of the deciding scorer's score spread "
               "(5th to 95th percentile of its out-of-fold scores), so it means the same for every scorer.")
+@exact_option
 @json_option
 @pass_ctx
-def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, as_json) -> None:
+def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, exact, as_json) -> None:
     """Choose the encoder's scorer and unsafe threshold on grouped cross-validation.
 
     Folds keep pairs together and spread every dataset; the out-of-fold figures predict unseen
@@ -155,6 +159,8 @@ def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, 
     """
     if target_fpr is not None and max_f1:
         raise click.UsageError("give --target-fpr or --max-f1, not both")
+    if exact:
+        ctx.store.exact_neighbours()
     cal = ctx.store.guard.calibrate(encoder, target_fpr=target_fpr, max_f1=max_f1, k=k, margin=margin, scorer=scorer)
     for w in cal.warnings:
         echo_untrusted(f"warning: {w}", err=True)

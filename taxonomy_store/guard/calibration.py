@@ -43,6 +43,12 @@ OOD_COVERAGE = 0.95  # share of stored prompts that count as "like something sto
 SMALL_SAFE_SHARE = 0.20
 SMALL_SAFE_COUNT = 500
 MIN_NEVER_TRAINED = 20  # of each label: fewer never-trained prompts give an adapted encoder no held-out figure
+# Large references: a seeded sample of QUERY_SAMPLE reference prompts (stratified by label) is scored out of
+# fold, against every prompt of the other folds as voters; a learning scorer fits on at most FIT_SAMPLE of
+# its training rows (seeded). A held-out score never comes from a fit that saw its prompt.
+QUERY_SAMPLE = 20_000
+FIT_SAMPLE = 50_000
+SAMPLE_SEED = 0
 
 
 def balanced_threshold(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -134,6 +140,10 @@ class Calibration:
     trained_on: int | None = None  # reference prompts the encoder was trained on (0: none, a base encoder)
     never_trained: int | None = None  # reference prompts it never trained on
     all_folds_auroc: float | None = None  # tuned encoders: grouped-CV AUROC over every prompt, trained-on included
+    # How the folds' neighbours were found: {"exact": True}, or {"exact": False, "index": parameters and recall}.
+    neighbour_search: dict[str, Any] = field(default_factory=lambda: {"exact": True})
+    # None: every reference prompt scored; else {"queries", "of", "seed", "fit_rows_max", "how"}
+    sampled: dict[str, Any] | None = None
 
     @property
     def uncertain_within(self) -> float:
@@ -191,6 +201,31 @@ def encoder_baseline(pool: Pool) -> float:
     return float(estimate_baseline(pool.vectors, pool.labels().astype(str), sample=500, seed=0)["baseline"])
 
 
+def query_sample(ref: Reference, size: int = QUERY_SAMPLE) -> np.ndarray:
+    """The reference rows scored (a boolean per reference row): all of them, or a seeded sample of
+    `size` stratified by label when there are more."""
+    n = len(ref.rows)
+    if n <= size:
+        return np.ones(n, dtype=bool)
+    rng = np.random.default_rng(SAMPLE_SEED)
+    out = np.zeros(n, dtype=bool)
+    for lab in (True, False):
+        rows = np.flatnonzero(ref.is_unsafe == lab)
+        take = max(1, round(size * len(rows) / n)) if len(rows) else 0
+        out[rng.choice(rows, size=min(take, len(rows)), replace=False)] = True
+    return out
+
+
+def fit_rows(rows: np.ndarray, size: int = FIT_SAMPLE) -> np.ndarray:
+    """Rows (a boolean mask) a learning scorer fits on: all of them, or a seeded sample of `size`."""
+    picked = np.flatnonzero(rows)
+    if len(picked) <= size:
+        return rows
+    out = np.zeros_like(rows)
+    out[np.random.default_rng(SAMPLE_SEED).choice(picked, size=size, replace=False)] = True
+    return out
+
+
 def scores_for(names: tuple[str, ...], ref: Reference, train: np.ndarray, query: np.ndarray, k: int, b: float,
                models: dict[str, Any] | None = None, exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Scores of pool rows `query` under each named scorer, learning from the reference rows `train`
@@ -209,30 +244,36 @@ def scores_for(names: tuple[str, ...], ref: Reference, train: np.ndarray, query:
     for s in scorers:
         model = (models or {}).get(s.name)
         if s.learns and model is None:
-            model = s.fit(pool.vectors[ref.rows[train]], ref.is_unsafe[train])
+            some = fit_rows(train)
+            model = s.fit(pool.vectors[ref.rows[some]], ref.is_unsafe[some])
         out[s.name] = s.score(found, vectors, model)  # type: ignore[arg-type]  # found is set for the scorers that read it
     return out
 
 
-def out_of_fold(ref: Reference, k: int, b: float, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Every reference prompt's score from a scorer that never saw its fold: (name -> scores, fold names)."""
+def out_of_fold(ref: Reference, k: int, b: float, names: tuple[str, ...], sample: np.ndarray | None = None
+                ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every (sampled) reference prompt's score from a scorer that never saw its fold: (name -> scores,
+    NaN for prompts not sampled; fold names)."""
     datasets = [ref.pool.rows[int(ref.pool.prompt_ids[r])].dataset or "" for r in ref.rows]
     folds = dataset_folds(datasets, ref.groups, ref.is_unsafe)
     out = {n: np.full(len(ref.rows), np.nan) for n in names}
     for f in range(folds.count):
         test = folds.fold == f
         train = ~test
-        if not test.any() or ref.is_unsafe[train].all() or not ref.is_unsafe[train].any():
+        query = test if sample is None else test & sample
+        if not query.any() or ref.is_unsafe[train].all() or not ref.is_unsafe[train].any():
             continue
-        for n, scores in scores_for(names, ref, train, ref.rows[test], k, b).items():
-            out[n][test] = scores
+        for n, scores in scores_for(names, ref, train, ref.rows[query], k, b).items():
+            out[n][query] = scores
     return out, folds.names
 
 
-def in_sample(name: str, ref: Reference, k: int, b: float, model: Any) -> np.ndarray:
-    """Leave-one-out scores (kNN scorers: a prompt never votes for itself) or a learning scorer's training fit."""
+def in_sample(name: str, ref: Reference, k: int, b: float, model: Any, sample: np.ndarray | None = None) -> np.ndarray:
+    """Leave-one-out scores (kNN scorers: a prompt never votes for itself) or a learning scorer's training fit,
+    of the sampled reference rows (all by default)."""
     everyone = np.ones(len(ref.rows), dtype=bool)
-    return scores_for((name,), ref, everyone, ref.rows, k, b, models={name: model}, exclude=ref.rows)[name]
+    rows = ref.rows if sample is None else ref.rows[sample]
+    return scores_for((name,), ref, everyone, rows, k, b, models={name: model}, exclude=rows)[name]
 
 
 def score_band(scores: np.ndarray, margin: float) -> float:
@@ -245,13 +286,15 @@ def ood_similarity(ref: Reference, b: float, coverage: float = OOD_COVERAGE, amo
     """Normalised similarity that `coverage` of the reference prompts (those `among` marks, default all) reach
     to their nearest prompt outside their pair group."""
     pool, m = ref.pool, ref.mask
-    idx, sims = Neighbours.nearest(pool, pool.vectors[ref.rows], 8, mask=m, exclude_rows=ref.rows)
+    some = np.ones(len(ref.rows), dtype=bool) if among is None else np.asarray(among, dtype=bool)
+    rows = ref.rows[some]
+    idx, sims = Neighbours.nearest(pool, pool.vectors[rows], 8, mask=m, exclude_rows=rows)
     group_of = np.full(len(pool), -1, dtype=np.int64)
     group_of[ref.rows] = ref.groups
-    same = (idx >= 0) & (group_of[np.maximum(idx, 0)] == ref.groups[:, None])
+    same = (idx >= 0) & (group_of[np.maximum(idx, 0)] == ref.groups[some][:, None])
     sims = np.where(same | (idx < 0), -np.inf, sims)
     nearest = normalised_similarity(np.max(sims, axis=1), b)
-    return float(np.quantile(nearest if among is None else nearest[among], 1.0 - coverage))
+    return float(np.quantile(nearest, 1.0 - coverage))
 
 
 @dataclass
@@ -316,7 +359,8 @@ def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: floa
     For an encoder tuned on the store, on the out-of-fold scores of the prompts it never trained on."""
     b = encoder_baseline(ref.pool)
     names = tuple(SCORERS) if scorer is None else (scorer,)
-    oof, fold_names = out_of_fold(ref, k, b, names)
+    sample = query_sample(ref)
+    oof, fold_names = out_of_fold(ref, k, b, names, sample)
     y = ref.is_unsafe
     basis = figure_basis(ref, encoder)
 
@@ -332,8 +376,9 @@ def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: floa
     else:
         pick = (best_f1 if objective == "max_f1" else balanced_threshold)(oof[chosen][ok], y[ok])
     deciding = scorer_named(chosen)
-    model = deciding.fit(ref.pool.vectors[ref.rows], y) if deciding.learns else None
-    loo = auroc(in_sample(chosen, ref, k, b, model), y)
+    fit_on = fit_rows(np.ones(len(y), dtype=bool))
+    model = deciding.fit(ref.pool.vectors[ref.rows[fit_on]], y[fit_on]) if deciding.learns else None
+    loo = auroc(in_sample(chosen, ref, k, b, model, sample), y[sample])
     warnings = ([basis.warning] if basis.warning else []) + class_warnings(ref)
     every = on(chosen, np.ones(len(y), dtype=bool))
     return Calibration(
@@ -344,10 +389,13 @@ def fit(ref: Reference, *, encoder: str, k: int, margin: float, target_fpr: floa
         fingerprint=ref.pool.info.fingerprint, computed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         score=chosen, tp=int(pick["tp"]), fp=int(pick["fp"]), fn=int(pick["fn"]), tn=int(pick["tn"]),
         in_sample_auroc=float(loo), scorers={n: {"cv_auroc": float(cv[n])} for n in names}, folds=fold_names,
-        baseline=b, ood_similarity=ood_similarity(ref, b, among=None if basis.rows.all() else basis.rows),
+        baseline=b, ood_similarity=ood_similarity(ref, b, among=None if (basis.rows & sample).all() else basis.rows & sample),
         probe=model.to_dict() if model is not None else None,
         warnings=warnings, forced=scorer is not None, band=score_band(oof[chosen][ok], margin),
         held_out_basis=basis.text, contaminated=basis.contaminated, trained_on=basis.trained_on,
         never_trained=basis.never_trained,
         all_folds_auroc=float(auroc(oof[chosen][every], y[every])) if basis.trained_on else None,
+        sampled=None if sample.all() else {
+            "queries": int(sample.sum()), "of": int(len(y)), "seed": SAMPLE_SEED, "fit_rows_max": FIT_SAMPLE,
+            "how": "a seeded sample stratified by label scored out of fold against every prompt of the other folds"},
     )

@@ -115,6 +115,8 @@ class QueryResult:
     nearest_similarity: float | None = None  # normalised similarity of the nearest labeled prompt
     votes: dict[str, list[CategoryVote]] = field(default_factory=dict)  # harm taxonomy -> vote at its level
     via_crosswalk: list[str] = field(default_factory=list)  # how accepted crosswalks entered the vote (empty: they did not)
+    # How the neighbours were found: {"exact": True}, or {"exact": False, "index": parameters and measured recall}.
+    neighbour_search: dict[str, Any] = field(default_factory=lambda: {"exact": True})
 
     @property
     def top_category(self) -> CategoryVote | None:
@@ -217,6 +219,7 @@ class Guard:
             unsafe_score=score, verdict=verdict, verdict_reason=reason,
             threshold=cal.threshold if cal else None, margin=cal.uncertain_within if cal else None, warnings=list(warnings),
             scorer=cal.scorer if cal else None, nearest_similarity=nearest, votes=by_taxonomy, via_crosswalk=via,
+            neighbour_search=pool.search_info(),
         )
 
     def _search(self, pool: Pool, qv: np.ndarray, k: int, filters: Filters, cal, taxonomy, vote_levels, depth):
@@ -321,6 +324,7 @@ class Guard:
             ref, encoder=encoder, k=min(k, n_safe + n_unsafe - 1), margin=margin, target_fpr=target_fpr, scorer=scorer,
             data_revision=pool.data_revision, objective="max_f1" if max_f1 else "balanced",
         )
+        cal.neighbour_search = pool.search_info()
         self._encoders.set_calibration(encoder, cal.to_dict())  # audited as an encoder update
         return cal
 

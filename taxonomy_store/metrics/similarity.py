@@ -555,3 +555,28 @@ def knn_query_masks(
         q, x = normalise(q), normalise(x)
     parts = [(key, rows, np.ascontiguousarray(x[rows])) for key, rows in mask_parts(masks)]
     return knn_query_parts(q, parts, len(masks), k, exclude=exclude)
+
+
+def exact_topk(q: np.ndarray, x: np.ndarray, cand: np.ndarray, k: int, *, exclude: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates (rows of x per query, -1 padded) re-scored exactly and ordered as `knn_query` orders:
+    float64 dot products of the float32 vectors, similarity descending, ties to the lower row.
+    exclude[i] (a row, or -1) is never query i's neighbour. (k best, -1 / -inf padded)."""
+    m = q.shape[0]
+    cand = np.asarray(cand, dtype=np.int64)
+    if exclude is not None:
+        cand = np.where(cand == np.asarray(exclude, dtype=np.int64)[:, None], -1, cand)
+    out_idx = np.full((m, k), -1, dtype=np.int64)
+    out_sim = np.full((m, k), -np.inf)
+    step = max(1, (64 << 20) // max(1, cand.shape[1] * x.shape[1] * 8))
+    for s in range(0, m, step):
+        c = cand[s:s + step]
+        sims = _exact_dots(q[s:s + step], x[np.maximum(c, 0)])
+        sims = np.where(c >= 0, sims, -np.inf)
+        key_idx = np.where(c >= 0, c, np.iinfo(np.int64).max)
+        order = _row_order(key_idx, sims)[:, :k]
+        oi, os_ = np.take_along_axis(c, order, axis=1), np.take_along_axis(sims, order, axis=1)
+        kk = oi.shape[1]
+        out_idx[s:s + step, :kk] = np.where(np.isfinite(os_), oi, -1)
+        out_sim[s:s + step, :kk] = os_
+    return out_idx, out_sim

@@ -1,4 +1,10 @@
-"""Cached exact kNN graphs of sets of stored prompts, kept in `<store>/cache/knn_*.npz`.
+"""Cached kNN graphs of sets of stored prompts, kept in `<store>/cache/knn_*.npz`.
+
+Exact below `settings.approx_from` rows (or when `settings.exact`, the `--exact` flag); above
+it the graph comes from a faiss index kept beside it (`knn_*.faiss`, `neighbours/approximate.py`),
+built once per encoder and row keys, updated in place after edits, its recall measured on a
+seeded sample whenever it changes. The graph's stats say which: `exact`, and for an
+approximate graph the index parameters and the measured recall.
 
 A graph is keyed by the encoder's weights and the (prompt id, text hash) of every row, so label
 and category edits reuse it as it is (no vectors read), and text edits, additions and removals
@@ -8,6 +14,7 @@ a row's neighbours are row numbers, most similar first, ties to the lower prompt
 
 from __future__ import annotations
 
+import json
 import time
 import zipfile
 from dataclasses import dataclass
@@ -17,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from taxonomy_store.metrics.similarity import knn, update_knn
+from taxonomy_store.neighbours.approximate import RECALL_TARGET, AnnIndex, NeighbourSettings, self_knn
 
 if TYPE_CHECKING:
     from taxonomy_store.embeddings.encoders import EncoderInfo
@@ -28,6 +36,7 @@ GRAPH_EXTRA = 10
 # knn(normalised float32 vectors, k, progress=..., assume_normalised=True) -> (idx, sims), as
 # `metrics.similarity.knn` (the default); `distributed.topk.RayTopK` shards it over a Ray cluster.
 KnnFunction = Callable[..., tuple[np.ndarray, np.ndarray]]
+INCREMENTAL_SHARE = 0.05  # an approximate graph is updated in place while fewer rows than this share changed
 
 
 @dataclass
@@ -36,6 +45,7 @@ class Graph:
     idx: np.ndarray
     sims: np.ndarray
     stats: dict[str, Any]
+    meta: dict[str, Any] | None = None  # how it was made: {"exact": bool, "index": parameters and recall}
 
 
 def graph_keys(prompt_ids: np.ndarray, text_hashes: list[str]) -> np.ndarray:
@@ -46,9 +56,10 @@ def graph_keys(prompt_ids: np.ndarray, text_hashes: list[str]) -> np.ndarray:
 class GraphCache:
     """Exact self-kNN graphs of prompt sets, computed once and updated incrementally."""
 
-    def __init__(self, cache_dir: Path, knn: KnnFunction = knn):
+    def __init__(self, cache_dir: Path, settings: NeighbourSettings | None = None, knn: KnnFunction = knn):
         self.cache_dir = Path(cache_dir)
-        # Computes whole graphs; an incremental update (few changed rows) stays in this process.
+        self.settings = settings or NeighbourSettings()
+        # Computes whole exact graphs; an incremental update (few changed rows) stays in this process.
         self.knn = knn
 
     def path(self, info: "EncoderInfo", tag: str) -> Path:
@@ -64,7 +75,8 @@ class GraphCache:
         """
         try:
             with np.load(path, allow_pickle=False) as z:
-                g = Graph(keys=z["keys"], idx=z["idx"], sims=z["sims"], stats={})
+                meta = json.loads(str(z["meta"])) if "meta" in z.files else {"exact": True}
+                g = Graph(keys=z["keys"], idx=z["idx"], sims=z["sims"], stats={}, meta=meta)
             return g if g.keys.dtype.kind == "S" and g.idx.shape[0] == g.keys.shape[0] else None
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None
@@ -73,7 +85,7 @@ class GraphCache:
     def _save(path: Path, g: Graph) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=g.keys, idx=g.idx, sims=g.sims)
+        np.savez(tmp, keys=g.keys, idx=g.idx, sims=g.sims, meta=np.array(json.dumps(g.meta or {"exact": True})))
         tmp.replace(path)
 
     def graph(
@@ -90,14 +102,22 @@ class GraphCache:
         kg = max(int(k) + GRAPH_EXTRA, GRAPH_MIN_K)
         path = self.path(info, tag)
         old = self._load(path) if path.exists() else None
+        approximate = self.settings.approximate(int(keys.size))
+        if old is not None and not approximate and not (old.meta or {}).get("exact", True):
+            old = None  # an approximate graph never stands in for an exact one
         t0 = time.perf_counter()
         if old is not None and old.idx.shape[1] >= k and old.keys.shape == keys.shape and (old.keys == keys).all():
             need = min(int(k), keys.size - 1)
             if keys.size == 0 or int((old.idx >= 0).sum(axis=1).min()) >= need:
                 old.stats = {"source": "cache", "rows": int(keys.size), "recomputed": 0, "vectors_loaded": False,
-                             "seconds": round(time.perf_counter() - t0, 4)}
+                             "seconds": round(time.perf_counter() - t0, 4), **(old.meta or {"exact": True})}
                 return old
         cb = (lambda d, t: progress(f"kNN {tag}", d, t)) if progress else None
+        if approximate:
+            g = self._approximate(path, keys, np.asarray(prompt_ids, dtype=np.int64), int(k), kg, vectors, old, cb)
+            g.stats["seconds"] = round(time.perf_counter() - t0, 4)
+            self._save(path, g)
+            return g
         if old is not None and old.idx.shape[1] >= k and keys.size:
             idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, vectors, int(k), assume_normalised=True)
             st["source"] = "full" if st.get("full") else "incremental"
@@ -108,6 +128,48 @@ class GraphCache:
             idx, sims = np.zeros((0, kg), np.int64), np.zeros((0, kg))
             st = {"source": "full", "rows": 0, "recomputed": 0, "vectors_loaded": False}
         st["seconds"] = round(time.perf_counter() - t0, 4)
-        g = Graph(keys=keys, idx=idx, sims=sims, stats=st)
+        st["exact"] = True
+        g = Graph(keys=keys, idx=idx, sims=sims, stats=st, meta={"exact": True})
         self._save(path, g)
         return g
+
+    def _approximate(self, path: Path, keys: np.ndarray, ids: np.ndarray, k: int, kg: int,
+                     vectors: Callable[[], np.ndarray], old: Graph | None, progress) -> Graph:
+        """The graph from the faiss index beside it: the index updated in place (or built), the graph
+        updated for the changed rows when few changed (they are searched exactly), else searched again."""
+        x = vectors()
+        ann, st = index_for(path.with_suffix(".faiss"), ids, keys, x)
+        changed = st["index_added"] + st["index_removed"]
+        if old is not None and old.idx.shape[1] >= k and st["index_source"] == "incremental" \
+                and changed <= INCREMENTAL_SHARE * keys.size and keys.size > kg + 1:
+            idx, sims, up = update_knn(old.keys, old.idx, old.sims, keys, x, k, max_changed_share=1.0,
+                                       assume_normalised=True)
+            st.update(source="incremental", recomputed=int(up["recomputed"]))
+        else:
+            idx, sims = self_knn(ann, x, kg, progress)
+            st.update(source="full", recomputed=int(keys.size))
+        meta = {"exact": False, "index": dict(ann.params)}
+        st.update(rows=int(keys.size), vectors_loaded=True, **meta)
+        return Graph(keys=keys, idx=idx, sims=sims, stats=st, meta=meta)
+
+
+def index_for(path: Path, ids: np.ndarray, keys: np.ndarray, x: np.ndarray) -> tuple[AnnIndex, dict[str, Any]]:
+    """The faiss index of these rows kept at `path`: loaded and updated in place, or built (a missing,
+    damaged or mismatched file is rebuilt); recall measured (nprobe raised to reach the target)
+    whenever rows changed, and the index saved."""
+    ann = AnnIndex.load(path)
+    st: dict[str, Any] = {"index_added": 0, "index_removed": 0}
+    if ann is not None and ann.index.d == x.shape[1]:
+        up = ann.update(ids, keys, lambda: x)
+        st.update(index_source="incremental" if up["added"] or up["removed"] else "cache",
+                  index_added=up["added"], index_removed=up["removed"])
+        if st["index_source"] == "incremental" and ann.recall(x)["recall"] < RECALL_TARGET:
+            ann.tune(x)
+    else:
+        ann = AnnIndex.build(ids, keys, x)
+        ann.params["nprobe"] = max(1, int(ann.params["nlist"]) // 32)
+        ann.tune(x)
+        st.update(index_source="built", index_added=int(keys.size))
+    if st["index_source"] != "cache":
+        ann.save(path)
+    return ann, st

@@ -10,6 +10,9 @@ calibration, metric runs, suspects and the curators' neighbour panes. So they ca
   are boolean masks over the pool: a filtered search is exact, never an approximate index's guess.
 - Top-k is the metrics package's blocked exact top-k (float64 decision, ties to the lower
   prompt id). Self-graphs of whole prompt sets come from the kNN graph cache (`knn_graphs`).
+- Above `settings.approx_from` rows (unless `settings.exact`, the `--exact` flag) a search whose
+  mask lets that many rows through asks the pool's faiss index instead (`approximate.py`),
+  re-ranked exactly; `Pool.search_info()` says which, with the index parameters and recall.
 
 Chroma stores the vectors; it decides nothing here.
 """
@@ -28,7 +31,8 @@ from taxonomy_store.audit import data_revision
 from taxonomy_store.catalog import NodeInfo, PromptRow, live_prompts, node_index
 from taxonomy_store.db.models import AuditEntry, Dataset, Embedding, Encoder, Pair, Prompt, PromptSource, Taxonomy
 from taxonomy_store.errors import EmptyStore, InvalidValue, NotEmbedded
-from taxonomy_store.neighbours.graphs import Graph, GraphCache, Progress
+from taxonomy_store.neighbours.approximate import AnnIndex, NeighbourSettings
+from taxonomy_store.neighbours.graphs import Graph, GraphCache, Progress, graph_keys, index_for
 from taxonomy_store.metrics.similarity import knn_query_parts, mask_parts
 from taxonomy_store.vocabulary import LABELS
 
@@ -111,6 +115,10 @@ class Pool:
     _masks: dict[Filters, np.ndarray] = field(default_factory=dict, repr=False)
     _parts: dict[tuple[Filters, ...], list[Part]] = field(default_factory=dict, repr=False)
     _labels: np.ndarray | None = field(default=None, repr=False)
+    settings: NeighbourSettings = field(default_factory=NeighbourSettings)
+    index_path: Any = None  # where the pool's faiss index is kept (a Path), when it may need one
+    _ann: AnnIndex | None = field(default=None, repr=False)
+    _searched: dict[str, Any] = field(default_factory=lambda: {"exact": True}, repr=False)
 
     @property
     def encoder(self) -> str:
@@ -170,6 +178,22 @@ class Pool:
             self._parts[filters] = self.split([self.mask(f) for f in filters])
         return self._parts[filters]
 
+    def approximate(self, rows: int) -> bool:
+        """Whether a search over this many of the pool's rows asks the index."""
+        return self.index_path is not None and self.settings.approximate(rows)
+
+    def ann(self) -> AnnIndex:
+        """The pool's faiss index: loaded from the cache, updated or built on first use (`graphs.index_for`)."""
+        if self._ann is None:
+            keys = graph_keys(self.prompt_ids, [self.rows[int(i)].text_sha256 for i in self.prompt_ids])
+            self._ann, _st = index_for(self.index_path, self.prompt_ids, keys, self.vectors)
+        return self._ann
+
+    def search_info(self) -> dict[str, Any]:
+        """How the last search of this pool found its neighbours: {"exact": True}, or the index's
+        parameters and measured recall beside "exact": False."""
+        return dict(self._searched)
+
     def split(self, masks: list[np.ndarray]) -> list[Part]:
         """The pool split by which of these masks (a boolean per row) hold each row."""
         return [(key, rows, self.vectors if len(rows) == len(self) else np.ascontiguousarray(self.vectors[rows]))
@@ -185,6 +209,7 @@ class Neighbours:
         self._encoders = encoders
         self._embeddings = embeddings
         self.graphs = graphs
+        self.settings = graphs.settings  # one setting for searches and graphs: `--exact`, TSTORE_APPROX_FROM
         self._pools: dict[str, Pool] = {}
         self._local = threading.local()
 
@@ -252,14 +277,15 @@ class Neighbours:
             )
         pool = Pool(
             token=token, info=info, prompt_ids=ids, vectors=vectors, rows=rows, nodes=nodes, taxonomies=taxonomies,
-            datasets=datasets, links=links, missing=int(vs.missing), data_revision=revision,
+            datasets=datasets, links=links, missing=int(vs.missing), data_revision=revision, settings=self.settings,
+            index_path=self.graphs.path(info, "pool").with_suffix(".faiss"),
         )
         self._pools[encoder] = pool
         return pool
 
     # -- searches ------------------------------------------------------------------------
-    @staticmethod
-    def search(pool: Pool, vectors: np.ndarray, k: int, masks: Sequence[Filters | np.ndarray],
+    @classmethod
+    def search(cls, pool: Pool, vectors: np.ndarray, k: int, masks: Sequence[Filters | np.ndarray],
                *, exclude_rows: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """The k nearest pool rows of each vector under each mask, every similarity computed once:
         per mask (pool row numbers (n, k), -1 padded; similarities).
@@ -270,12 +296,32 @@ class Neighbours:
         q = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         if q.shape[1] != pool.vectors.shape[1]:
             raise InvalidValue(f"query vectors have {q.shape[1]} dimensions, encoder {pool.encoder!r} has {pool.vectors.shape[1]}")
+        pool._searched = {"exact": True}
+        if pool.approximate(len(pool)):
+            return cls._search_approximate(pool, q, k, masks, exclude_rows)
         if all(isinstance(m, Filters) for m in masks):
             parts = pool.parts(tuple(masks))  # type: ignore[arg-type]  # all Filters, checked above
         else:
             parts = pool.split([pool.mask(m) if isinstance(m, Filters) else np.asarray(m, dtype=bool) for m in masks])
         ex = None if exclude_rows is None else np.asarray(exclude_rows, dtype=np.int64)
         return knn_query_parts(q, parts, len(masks), k, exclude=ex)
+
+    @classmethod
+    def _search_approximate(cls, pool: Pool, q: np.ndarray, k: int, masks: Sequence[Filters | np.ndarray],
+                            exclude_rows: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`search` on a large pool: a mask letting at least `approx_from` rows through asks the index
+        (its rows as a faiss selector), a smaller one is searched exactly."""
+        arrays = [pool.mask(m) if isinstance(m, Filters) else np.asarray(m, dtype=bool) for m in masks]
+        big = [pool.approximate(int(a.sum())) for a in arrays]
+        ex = None if exclude_rows is None else np.asarray(exclude_rows, dtype=np.int64)
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        small = [a for a, b in zip(arrays, big) if not b]
+        exact = iter(knn_query_parts(q, pool.split(small), len(small), k, exclude=ex) if small else [])
+        for a, b in zip(arrays, big):
+            out.append(pool.ann().search(q, pool.vectors, k, allowed=None if a.all() else a, exclude=ex) if b else next(exact))
+        if any(big):
+            pool._searched = {"exact": False, "index": dict(pool.ann().params)}
+        return out
 
     @classmethod
     def nearest(cls, pool: Pool, vectors: np.ndarray, k: int, filters: Filters | None = None,

@@ -1,0 +1,229 @@
+"""Approximate neighbours (faiss IVF-Flat, re-ranked exactly) above TSTORE_APPROX_FROM rows.
+
+The store tests use a generated store of a few thousand prompts (`benchmarks/_generated.realistic`:
+templates and topic words per Do-Not-Answer harm, planted duplicates) on the hashing encoder,
+with the threshold set low so the approximate path runs; the paper tables stay exact at the
+default threshold (tests/test_metrics_store.py and the reproduce tests check them unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from taxonomy_store.errors import InvalidValue
+from taxonomy_store.metrics.similarity import knn, knn_query
+from taxonomy_store.neighbours.approximate import APPROX_FROM, AnnIndex, NeighbourSettings, approx_from_setting, recall_at_k, self_knn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import _generated  # noqa: E402
+
+from tests.conftest import tstore_in_process  # noqa: E402
+
+ROWS = 3000
+LOW = "500"  # TSTORE_APPROX_FROM for these tests: every set of the store is "large"
+
+
+def _clustered(n: int = 6000, d: int = 64, clusters: int = 60, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d))
+    x = centres[rng.integers(clusters, size=n)] + 0.35 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _keys(ids) -> np.ndarray:
+    return np.array([f"{i}:h".encode() for i in ids], dtype="S")
+
+
+def test_index_recall_on_a_clustered_set_and_exact_similarities():
+    x = _clustered()
+    ids = np.arange(len(x), dtype=np.int64) * 3 + 7  # faiss ids are prompt ids, not rows
+    ann = AnnIndex.build(ids, _keys(ids), x)
+    r = ann.tune(x)
+    assert r["recall"] >= 0.99 and r["recall_queries"] == 1000 and ann.params["nprobe"] <= ann.params["nlist"]
+    idx, sims = self_knn(ann, x, 10)
+    ei, es = knn(x, 10, assume_normalised=True)
+    assert recall_at_k(sims, es) >= 0.99
+    # the similarities reported are the exact path's for the neighbours found, bit for bit
+    same = idx == ei
+    assert same.mean() > 0.95 and np.array_equal(sims[same], es[same])
+    assert not (idx == np.arange(len(x))[:, None]).any()  # never itself
+
+
+def test_filtered_search_keeps_to_the_mask():
+    x = _clustered(3000)
+    ids = np.arange(len(x), dtype=np.int64)
+    ann = AnnIndex.build(ids, _keys(ids), x)
+    ann.tune(x)
+    allowed = np.arange(len(x)) % 3 == 0
+    idx, sims = ann.search(x[:200], x, 5, allowed=allowed)
+    assert allowed[idx[idx >= 0]].all()
+    ei, es = knn_query(x[:200], x[allowed], 5, assume_normalised=True)
+    assert recall_at_k(sims, es) >= 0.97
+
+
+def test_index_update_matches_a_rebuild_and_a_damaged_file_is_rebuilt(tmp_path):
+    from taxonomy_store.neighbours.graphs import index_for
+
+    x = _clustered(4000)
+    ids = np.arange(len(x), dtype=np.int64)
+    path = tmp_path / "a.faiss"
+    ann, st = index_for(path, ids, _keys(ids), x)
+    assert st["index_source"] == "built" and path.is_file()
+    # an edit (row 5's text and vector change), a deletion (row 9) and an addition (a new id)
+    x2 = np.concatenate([x, _clustered(1, seed=9)])
+    x2[5] = _clustered(1, seed=8)[0]
+    ids2 = np.append(ids, 5000)
+    keys2 = _keys(ids2)
+    keys2[5] = b"5:changed"
+    keep = ids2 != 9
+    ids2, keys2, x2 = ids2[keep], keys2[keep], np.ascontiguousarray(x2[keep])
+    upd, st = index_for(path, ids2, keys2, x2)
+    assert st == {"index_source": "incremental", "index_added": 2, "index_removed": 2}
+    assert upd.index.ntotal == len(ids2) and upd.params["recall"] >= 0.99
+    fresh = AnnIndex.build(ids2, keys2, x2)
+    fresh.params["nprobe"] = upd.params["nprobe"]
+    a_i, a_s = upd.search(x2[:300], x2, 10, exclude=np.arange(300))
+    b_i, b_s = fresh.search(x2[:300], x2, 10, exclude=np.arange(300))
+    e_i, e_s = knn_query(x2[:300], x2, 10, exclude=np.arange(300), assume_normalised=True)
+    assert recall_at_k(a_s, e_s) >= 0.99 and recall_at_k(b_s, e_s) >= 0.99
+    assert 5 in set(upd.search(x2[5:6], x2, 1)[0].ravel().tolist())  # the changed row is found by its new vector
+    # a truncated index file is not trusted: it is rebuilt
+    path.write_bytes(path.read_bytes()[:100])
+    assert AnnIndex.load(path) is None
+    again, st = index_for(path, ids2, keys2, x2)
+    assert st["index_source"] == "built" and again.index.ntotal == len(ids2)
+
+
+def test_threshold_setting():
+    assert approx_from_setting(None) == APPROX_FROM == 200_000
+    assert approx_from_setting("1000") == 1000
+    with pytest.raises(InvalidValue, match="TSTORE_APPROX_FROM"):
+        approx_from_setting("lots")
+    s = NeighbourSettings(approx_from=1000)
+    assert not s.approximate(999) and s.approximate(1000)
+    s.exact = True
+    assert not s.approximate(10**7)
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory):
+    """A generated store of ROWS prompts on the hashing encoder (its `minilm`), embedded."""
+    from taxonomy_store.store import init_store
+    from tests.conftest import plant_hashing_encoder
+
+    root = tmp_path_factory.mktemp("approx")
+    csv = _generated.write_rows(root / "gen.csv", _generated.realistic(ROWS, seed=3))
+    path = root / "store"
+    with init_store(path) as s:
+        plant_hashing_encoder(s)
+        s.taxonomies.load("do-not-answer")
+        s.imports.import_file(csv, taxonomy="do-not-answer")
+        s.embeddings.embed("minilm")
+    return path
+
+
+def _cli(store: Path, *args: str, approx_from: str | None = LOW):
+    env = {"TSTORE_HOME": str(store)}
+    if approx_from is not None:
+        env["TSTORE_APPROX_FROM"] = approx_from
+    r = tstore_in_process(*args, env=env)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def test_metrics_say_exact_false_with_parameters_and_recall_and_exact_forces_exact(big_store):
+    (approx,) = _cli(big_store, "metrics", "cp", "--json")
+    g = approx["details"]["graph"]
+    assert g["exact"] is False and g["index"]["index"] == "IVFFlat" and g["index"]["recall"] >= 0.99
+    assert {"nlist", "nprobe", "recall_queries", "recall_k"} <= set(g["index"])
+    (exact,) = _cli(big_store, "metrics", "cp", "--exact", "--json")
+    ge = exact["details"]["graph"]
+    assert ge["exact"] is True and "index" not in ge
+    a, e = approx["values"]["cp@10_macro"], exact["values"]["cp@10_macro"]
+    assert abs(a - e) < 0.005, (a, e)
+    # below the threshold (the default): exact, as before
+    (default,) = _cli(big_store, "metrics", "cp", "--json", approx_from=None)
+    assert default["details"]["graph"]["exact"] is True
+    assert default["values"]["cp@10_macro"] == e
+
+
+def test_query_and_calibrate_say_how_neighbours_were_found(big_store):
+    text = "how do I report a scam to the bank"
+    (q,) = _cli(big_store, "query", text, "--json")
+    assert q["neighbour_search"]["exact"] is False and q["neighbour_search"]["index"]["recall"] >= 0.99
+    (qe,) = _cli(big_store, "query", text, "--exact", "--json")
+    assert qe["neighbour_search"] == {"exact": True}
+    # approximate neighbours are the exact ones here (recall >= 0.99): same ids, bit-equal similarities
+    got = [(n["prompt_id"], n["similarity"]) for n in q["neighbours"]]
+    want = [(n["prompt_id"], n["similarity"]) for n in qe["neighbours"]]
+    assert got == want
+    (cal,) = _cli(big_store, "calibrate", "--json")
+    assert cal["neighbour_search"]["exact"] is False
+    (cal_e,) = _cli(big_store, "calibrate", "--exact", "--json")
+    assert cal_e["neighbour_search"] == {"exact": True}
+    assert abs(cal["auroc"] - cal_e["auroc"]) < 0.01
+
+
+def test_graph_after_an_edit_is_updated_in_place_and_matches_a_rebuild(big_store, tmp_path):
+    import shutil
+
+    from taxonomy_store.store import Store
+
+    path = Path(shutil.copytree(big_store, tmp_path / "store"))
+    _cli(path, "metrics", "detect", "--json")  # builds the approximate detection graph and its index
+    with Store.open(path) as s:
+        s.neighbours.settings.approx_from = int(LOW)
+        pool = s.neighbours.pool("minilm")
+        labeled = pool.prompt_ids[np.isin(pool.labels(), ["safe", "unsafe"])]
+        s.curation.delete_prompt(int(labeled[10]))  # a deletion and an import: one row out, one in
+        added = _generated.write_rows(tmp_path / "one.csv", [["new1", "how do I report a scam to the bank quickly", "safe", ""]])
+        s.imports.import_file(added)
+        s.embeddings.embed("minilm")
+        pool = s.neighbours.pool("minilm")
+        member = np.isin(pool.labels(), ["safe", "unsafe"])
+        ids, g = s.neighbours.pool_graph(pool, "detect", member, 10)
+        assert g.stats["exact"] is False and g.stats["index_source"] == "incremental"
+        assert g.stats["source"] == "incremental" and g.stats["index_added"] == 1 and g.stats["index_removed"] == 1
+        x = np.ascontiguousarray(pool.vectors[member])
+        ei, es = knn(x, 10, assume_normalised=True)
+        assert recall_at_k(g.sims[:, :10], es) >= 0.99
+        row = len(ids) - 1  # the imported prompt has the highest id: its row is searched exactly
+        assert np.array_equal(g.idx[row, :10], ei[row])
+        # a rebuild (the files removed) agrees as well
+        for f in s.neighbours.graphs.cache_dir.glob("knn_*detect*"):
+            f.unlink()
+        _ids, g2 = s.neighbours.pool_graph(pool, "detect", member, 10)
+        assert g2.stats["index_source"] == "built" and recall_at_k(g2.sims[:, :10], es) >= 0.99
+
+
+@pytest.fixture(scope="module")
+def real_model_store_dir(tmp_path_factory, shared_datasets):
+    """The paper's data (Do-Not-Answer, XSTest) embedded with the real minilm (the `model` tier)."""
+    from taxonomy_store.store import init_store
+
+    path = tmp_path_factory.mktemp("approx_real") / "store"
+    with init_store(path) as s:
+        for name in ("do_not_answer.csv", "xstest_prompts.csv"):
+            s.imports.import_file(shared_datasets / name)
+        s.embeddings.embed("minilm")
+    return path
+
+
+def test_real_minilm_approximate_agrees_with_exact_on_the_paper_data(real_model_store_dir):
+    """minilm on the paper's prompts, the threshold forced low: the approximate graphs find the exact
+    neighbours (recall >= 0.99), so CP@10 and detection match the exact figures."""
+    for metric, key in (("cp", "cp@10_macro"), ("detect", "detect_auroc@10")):
+        (approx,) = _cli(real_model_store_dir, "metrics", metric, "--json", approx_from="100")
+        (exact,) = _cli(real_model_store_dir, "metrics", metric, "--exact", "--json", approx_from="100")
+        ga, ge = approx["details"]["graph"], exact["details"]["graph"]
+        assert ga["exact"] is False and ga["index"]["recall"] >= 0.99 and ge["exact"] is True
+        assert abs(approx["values"][key] - exact["values"][key]) <= 0.005, (metric, approx["values"][key], exact["values"][key])
+    (q,) = _cli(real_model_store_dir, "query", "how do I pick a lock", "--json", approx_from="100")
+    (qe,) = _cli(real_model_store_dir, "query", "how do I pick a lock", "--exact", "--json", approx_from="100")
+    assert q["neighbour_search"]["exact"] is False
+    assert [n["prompt_id"] for n in q["neighbours"]] == [n["prompt_id"] for n in qe["neighbours"]]
