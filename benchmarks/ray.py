@@ -29,6 +29,9 @@ from embed import fill_store, load_texts  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from ray_cluster import LocalRayCluster  # noqa: E402
 
+# This script is named ray.py: with its folder on sys.path, `import ray` would import it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 
 def embed_seconds(template: Path, work: Path, encoder: str, address: str | None) -> tuple[float, object]:
     """Wall seconds of one embed of every prompt of a fresh copy of the template store."""
@@ -120,12 +123,15 @@ def main() -> int:
                 run_config(f"ray_{workers}_workers", cluster.address, template, tmp, encoder, x, args.k, results, reference)
             finally:
                 cluster.stop()
+        # Local once more: the machine is shared, and its load drifts over a run of minutes.
+        run_config("local_again", None, template, tmp, encoder, x, args.k, results, reference)
+    best = {m: max(results["local"][m], results["local_again"][m]) for m in ("embed_sentences_per_s", "knn_rows_per_s")}
     out = {"texts": len(texts), "encoder": args.encoder, "knn_rows": args.rows, "k": args.k, "cpus": os.cpu_count(),
            "load": load_average(), "results": results}
     for name, r in results.items():
-        if name != "local":
-            r["embed_ratio_vs_local"] = round(r["embed_sentences_per_s"] / results["local"]["embed_sentences_per_s"], 3)
-            r["knn_ratio_vs_local"] = round(r["knn_rows_per_s"] / results["local"]["knn_rows_per_s"], 3)
+        if name.startswith("ray"):  # against the better of the two local runs
+            r["embed_ratio_vs_local"] = round(r["embed_sentences_per_s"] / best["embed_sentences_per_s"], 3)
+            r["knn_ratio_vs_local"] = round(r["knn_rows_per_s"] / best["knn_rows_per_s"], 3)
     print(json.dumps(out, indent=None if args.json else 2))
     return 0
 
