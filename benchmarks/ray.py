@@ -9,6 +9,9 @@ it with them, so the figures show the overhead of sharding, not the gain a real 
 on a cluster, each node adds its own cores.
 
     python benchmarks/ray.py [--texts 1000] [--encoder minilm|hashing:384] [--rows 20000] [--k 20] [--json]
+
+With --json the last line is run_all.py's list of rows (it is not in run_all's default list: it
+needs the `ray` extra and takes minutes; `run_all.py --only ray`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from embed import fill_store, load_texts  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))
 from ray_cluster import LocalRayCluster  # noqa: E402
+
+# This script is named ray.py: with its folder on sys.path, `import ray` would import it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def embed_seconds(template: Path, work: Path, encoder: str, address: str | None) -> tuple[float, object]:
@@ -120,14 +126,41 @@ def main() -> int:
                 run_config(f"ray_{workers}_workers", cluster.address, template, tmp, encoder, x, args.k, results, reference)
             finally:
                 cluster.stop()
+        # Local once more: the machine is shared, and its load drifts over a run of minutes.
+        run_config("local_again", None, template, tmp, encoder, x, args.k, results, reference)
+    best = {m: max(results["local"][m], results["local_again"][m]) for m in ("embed_sentences_per_s", "knn_rows_per_s")}
     out = {"texts": len(texts), "encoder": args.encoder, "knn_rows": args.rows, "k": args.k, "cpus": os.cpu_count(),
            "load": load_average(), "results": results}
     for name, r in results.items():
-        if name != "local":
-            r["embed_ratio_vs_local"] = round(r["embed_sentences_per_s"] / results["local"]["embed_sentences_per_s"], 3)
-            r["knn_ratio_vs_local"] = round(r["knn_rows_per_s"] / results["local"]["knn_rows_per_s"], 3)
-    print(json.dumps(out, indent=None if args.json else 2))
+        if name.startswith("ray"):  # against the better of the two local runs
+            r["embed_ratio_vs_local"] = round(r["embed_sentences_per_s"] / best["embed_sentences_per_s"], 3)
+            r["knn_ratio_vs_local"] = round(r["knn_rows_per_s"] / best["knn_rows_per_s"], 3)
+    if not args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(json.dumps(out), file=sys.stderr)
+    print(json.dumps(rows_of(out, best)))
     return 0
+
+
+def rows_of(out: dict, best: dict) -> list[dict]:
+    """run_all.py's rows: each Ray configuration against the better local run of the same run."""
+    rows = []
+    for name, r in out["results"].items():
+        if not name.startswith("ray"):
+            continue
+        for what, metric, unit in (("embed", "embed_sentences_per_s", "sentences/s"), ("knn", "knn_rows_per_s", "rows/s")):
+            rows.append({
+                "benchmark": "ray", "measure": f"{what} on {name.replace('_', ' ')} ({out['cpus']} CPUs, {out['load']})",
+                "ours": r[metric], "baseline_name": f"local {what} (same run)", "baseline": best[metric], "unit": unit,
+                "ratio": r[f"{what}_ratio_vs_local"], "target": "", "met": None,
+            })
+        rows.append({
+            "benchmark": "ray", "measure": f"{name.replace('_', ' ')}: same rows, vectors within 1e-5, kNN graph identical",
+            "ours": r["max_vector_diff"], "baseline_name": "local run", "baseline": 0.0, "unit": "max |diff|", "ratio": None,
+            "target": "identical", "met": bool(r["same_rows"] and r["max_vector_diff"] <= 1e-5 and r["identical_knn"]),
+        })
+    return rows
 
 
 if __name__ == "__main__":

@@ -463,3 +463,16 @@ def test_embed_and_verify_with_postgresql(tmp_path, pg_url, shared_datasets):
     assert (s.embedded, s.updated, s.deleted, s.unchanged) == (0, 1, 1, 8)
     assert store.embeddings.verify().ok and bookkeeping_rows(store) == 9
     store.close()
+
+
+def test_write_batches_keep_every_item_once_and_end_with_one_forward_pass():
+    """The last write overlaps no encoding, so it is cut to one forward pass; the rest keep the write batch."""
+    from taxonomy_store.embeddings.indexing import write_batches
+
+    items = list(range(1000))
+    parts = write_batches(items, 256, 64)
+    assert [len(p) for p in parts] == [256, 256, 256, 168, 64]
+    assert [x for p in parts for x in p] == items
+    assert [len(p) for p in write_batches(items[:50], 256, 64)] == [50]
+    assert [len(p) for p in write_batches(items[:512], 256, 64)] == [256, 192, 64]
+    assert write_batches([], 256, 64) == []

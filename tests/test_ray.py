@@ -178,3 +178,23 @@ def test_embed_on_ray_with_real_minilm(ray_cluster, shared_datasets, tmp_path):
     (lv, _), (rv, rrep) = _vectors(local, "minilm"), _vectors(remote, "minilm")
     assert rrep.ok and np.array_equal(lv.prompt_ids, rv.prompt_ids)
     np.testing.assert_allclose(rv.vectors, lv.vectors, rtol=0, atol=1e-5)
+
+
+def test_a_workers_encoder_error_reaches_the_caller_as_itself(ray_cluster, unembedded, tmp_path):
+    """The actor checks the registered fingerprint where it opens the encoder: a mismatch there is the
+    same one-line error a local embed gives, and nothing is written."""
+    from sqlalchemy import update
+
+    from taxonomy_store.db.models import Encoder
+    from taxonomy_store.store import Store
+
+    path = _copy(unembedded, tmp_path / "s")
+    with Store.open(path) as s:
+        with s.db.write(reason="test: another hashing scheme") as (session, _audit):
+            session.execute(update(Encoder).where(Encoder.name == "h64").values(fingerprint="0" * 64))
+    r = tstore_in_process("embed", "--encoder", "h64", "--ray", ray_cluster.address, "--store", str(path))
+    assert r.returncode == 1
+    assert "error: encoder 'h64' was registered with another version of the hashing scheme" in r.stderr
+    with Store.open(path) as s:
+        report = s.embeddings.verify("h64")
+    assert report.vectors == 0 and report.missing == report.prompts > 1000

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from taxonomy_store.errors import ClusterUnavailable, TStoreError
 
@@ -61,13 +61,8 @@ class RayCluster:
     def cpus(self) -> int:
         return max(1, int(sum(n.cpus for n in self.nodes())))
 
-    def results(self, refs: list) -> Iterator[Any]:
-        """ray.get of each ref in order, a worker's tstore error raised as itself."""
-        ray = self.ray()
-        for ref in refs:
-            yield self.get(ray, ref)
-
     def get(self, ray: Any, ref: Any) -> Any:
+        """ray.get of one result, a worker's tstore error raised as itself."""
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as exc:

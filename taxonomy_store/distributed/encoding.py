@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
-from taxonomy_store.errors import EncoderMismatch
+from taxonomy_store.errors import EncoderError, EncoderMismatch, TStoreError
 from taxonomy_store.distributed.cluster import Node, RayCluster
 
 if TYPE_CHECKING:
@@ -30,9 +30,17 @@ class EncoderActor:
     def __init__(self, info: "EncoderInfo"):
         from taxonomy_store.backend.model_refs import open_encoder
 
-        self.encoder = open_encoder(info)
+        # A failed constructor reaches the caller only as "actor died"; a failed task carries its
+        # exception, so a refusal (weights that differ from the registry) is raised by encode().
+        self.encoder, self.error = None, None
+        try:
+            self.encoder = open_encoder(info)
+        except TStoreError as exc:
+            self.error = exc
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if self.encoder is None:
+            raise self.error or EncoderError("the encoder did not open on this Ray worker")
         return np.asarray(self.encoder.encode(texts, batch_size=batch_size), dtype=np.float32)
 
 

@@ -158,6 +158,16 @@ def meta_sha256(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(clean, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+def write_batches(items: list, batch: int, forward: int) -> list[list]:
+    """`items` in write batches of `batch`, the last one cut to one forward pass: its write is the
+    one no encoding overlaps, so it should be short."""
+    parts = [items[i : i + batch] for i in range(0, len(items), batch)]
+    if parts and len(parts[-1]) > forward:
+        last = parts.pop()
+        parts += [last[:-forward], last[-forward:]]
+    return parts
+
+
 def _yield_to_encoder() -> None:
     """Run the writer thread at a lower priority (Linux: per thread), so the encoder's threads keep the CPUs."""
     try:
@@ -343,15 +353,17 @@ class Embeddings:
                     progress(info.name, done, len(to_encode))
 
             # One writer thread: batch k is written while batch k+1 is encoded. At most one write is
-            # in flight, so Chroma is never more than one batch ahead of the bookkeeping.
+            # in flight, so Chroma is never more than one batch ahead of the bookkeeping. The last
+            # write overlaps nothing: it runs here, at this thread's priority, and is kept small.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tstore-embed-writer", initializer=_yield_to_encoder) as writer:
                 pending = None
-                parts = [to_encode[i : i + batch] for i in range(0, len(to_encode), batch)]
+                parts = write_batches(to_encode, batch, forward)
                 encoded = self.encode_batches(info, ([r.text for r, _ in part] for part in parts), forward)
-                for part, vecs in zip(parts, encoded):
+                for n, (part, vecs) in enumerate(zip(parts, encoded)):
                     if pending is not None:
                         pending.result()
-                    pending = writer.submit(write, part, vecs) if self.overlap_writes else None
+                    overlap = self.overlap_writes and n < len(parts) - 1
+                    pending = writer.submit(write, part, vecs) if overlap else None
                     if pending is None:
                         write(part, vecs)
                 if pending is not None:
