@@ -664,6 +664,14 @@ async def test_bulk_edit_writes_nothing_when_cancelled_or_declined_and_m_clears_
         assert hstore.data_revision() == revision and table.marked == marked
         await press(pilot, "e", "escape")  # nothing picked: Escape leaves at once
         assert hstore.data_revision() == revision and app.edits == []
+        labels = {hstore.curation.get_prompt(i).label for i in marked}
+        assert len(labels) == 1
+        await press(pilot, "e")
+        app.screen.query_one("#edit-label", Select).value = labels.pop()  # the label both have already
+        await press(pilot, "ctrl+s", "y")
+        assert hstore.data_revision() == revision and app.edits == [] and table.marked == set()
+        assert "no marked prompt needed the change" in toasts(app) and "2 marked already so" in toasts(app)
+        await press(pilot, "space", "space")
         await press(pilot, "M")
         assert table.marked == set() and "2 marked" not in tui_screen_text(app)
         assert ("space", "Mark") in __import__("taxonomy_store.tui.app", fromlist=["x"]).binding_rows(app.screen.BINDINGS)
