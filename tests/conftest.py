@@ -473,11 +473,22 @@ async def tui_settle(pilot, rounds: int = 200) -> None:
             if focused is not None or unfocused < 10:
                 shown = None
                 continue  # focus is still on its way (or: a screen with nothing focused, after ten quiet rounds)
+        if _tables_unmeasured(app):
+            shown = None
+            continue  # a table got rows it has not measured yet (it does on its next idle event)
         now = tui_screen_text(app)
         if now == shown:
             return
         shown = now
     raise AssertionError("the TUI's workers, focus or screen never settled")
+
+
+def _tables_unmeasured(app) -> bool:
+    """Whether a DataTable on screen still draws its cells cut to the header widths (Textual's
+    private flag: the screen can read the same on two rounds before the idle event comes, under load)."""
+    from textual.widgets import DataTable
+
+    return any(getattr(t, "_require_update_dimensions", False) for t in app.screen.query(DataTable))
 
 
 def tui_screen_text(app) -> str:

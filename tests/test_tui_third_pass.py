@@ -664,6 +664,14 @@ async def test_bulk_edit_writes_nothing_when_cancelled_or_declined_and_m_clears_
         assert hstore.data_revision() == revision and table.marked == marked
         await press(pilot, "e", "escape")  # nothing picked: Escape leaves at once
         assert hstore.data_revision() == revision and app.edits == []
+        labels = {hstore.curation.get_prompt(i).label for i in marked}
+        assert len(labels) == 1
+        await press(pilot, "e")
+        app.screen.query_one("#edit-label", Select).value = labels.pop()  # the label both have already
+        await press(pilot, "ctrl+s", "y")
+        assert hstore.data_revision() == revision and app.edits == [] and table.marked == set()
+        assert "no marked prompt needed the change" in toasts(app) and "2 marked already so" in toasts(app)
+        await press(pilot, "space", "space")
         await press(pilot, "M")
         assert table.marked == set() and "2 marked" not in tui_screen_text(app)
         assert ("space", "Mark") in __import__("taxonomy_store.tui.app", fromlist=["x"]).binding_rows(app.screen.BINDINGS)
@@ -790,4 +798,36 @@ async def test_palette_calibrate_on_real_minilm_vectors(tui_demo_store, tui_demo
         next(reference, None)  # closes it
         assert toasts(app)[-1] == calibration_line("minilm", expected)
         assert tui_demo_store.guard.calibration("minilm").threshold == expected.threshold
+        assert app.errors == []
+
+
+@tui_async
+async def test_marked_prompts_recategorised_in_one_batch_keep_their_labels(hstore):
+    from taxonomy_store.tui.screens.modals import BulkEditModal, ConfirmModal
+    from taxonomy_store.tui.widgets import PromptTable
+
+    app = make(hstore, "prompts", taxonomy="do-not-answer")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await tui_settle(pilot)
+        table = app.screen.query_one(PromptTable)
+        first = table.current()
+        await press(pilot, "space", "space")
+        second = hstore.curation.get_prompt(next(i for i in table.marked if i != first.id))
+        leaf = next(n.code for n in hstore.taxonomies.tree("do-not-answer").walk()
+                    if not n.children and n.code not in (first.category_code, second.category_code))
+        await press(pilot, "e")
+        modal = app.screen
+        assert isinstance(modal, BulkEditModal)
+        await press(pilot, "ctrl+t", *leaf, "enter")  # the category picker, filtered by typing
+        assert modal.category == leaf and app.screen is modal
+        await press(pilot, "ctrl+s")
+        assert isinstance(app.screen, ConfirmModal) and f"category → {leaf}" in tui_screen_text(app)
+        await press(pilot, "y")
+        for p in (first, second):
+            now = hstore.curation.get_prompt(p.id)
+            assert now.category_code == leaf and now.label == p.label  # the label left as it was
+        assert len(app.edits) == 1
+        await press(pilot, "u")
+        assert [hstore.curation.get_prompt(p.id).category_code for p in (first, second)] == \
+            [first.category_code, second.category_code]
         assert app.errors == []

@@ -332,8 +332,8 @@ class PromptsScreen(StoreScreen):
             if not p.deleted and set(change) - {"taxonomy"}:
                 todo[pid] = change
         deleted = [pid for pid, p in old.items() if p.deleted]
-        note = (f"; {len(marked) - len(todo)} marked already so" if len(marked) > len(todo) + len(deleted) else "") + \
-            (f"; {len(deleted)} deleted, left alone" if deleted else "")
+        same = len(marked) - len(todo) - len(deleted)
+        note = (f"; {same} marked already so" if same else "") + (f"; {len(deleted)} deleted, left alone" if deleted else "")
         edit = None
         if todo:
             views = curation.update_prompts(todo)
