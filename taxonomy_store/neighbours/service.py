@@ -145,7 +145,12 @@ class Pool:
     def mask(self, filters: Filters | None) -> np.ndarray:
         """The pool rows the filters let through (computed once per filter)."""
         filters = filters or Filters()
-        if filters not in self._masks:
+        if filters not in self._masks and not filters:
+            self._masks[filters] = np.ones(len(self.prompt_ids), dtype=bool)
+        elif filters not in self._masks and filters == Filters(label=filters.label):
+            # by label only (the scorers' halves, the judged prompts): one vectorised test, no loop per prompt
+            self._masks[filters] = np.isin(self.labels(), list(filters.label))
+        elif filters not in self._masks:
             self._masks[filters] = np.fromiter(
                 (self._passes(int(pid), filters) for pid in self.prompt_ids), dtype=bool, count=len(self.prompt_ids)
             )
