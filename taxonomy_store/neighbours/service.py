@@ -184,8 +184,9 @@ class Pool:
         return self._parts[filters]
 
     def approximate(self, rows: int) -> bool:
-        """Whether a search over this many of the pool's rows asks the index."""
-        return self.index_path is not None and self.settings.approximate(rows)
+        """Whether a search over this many of the pool's rows asks the index (not when the tuned index
+        would scan as much as an exact search: `AnnIndex.worthwhile`)."""
+        return self.index_path is not None and self.settings.approximate(rows) and self.ann().worthwhile
 
     def ann(self) -> AnnIndex:
         """The pool's faiss index: loaded from the cache, updated or built on first use (`graphs.index_for`)."""
