@@ -151,7 +151,9 @@ def run_child(n: int, mode: str, csv_path: Path, main: str | None, approx_from: 
     env["PYTHONPATH"] = str(Path(main) if mode == "main" else REPO)
     if approx_from:
         env["TSTORE_APPROX_FROM"] = approx_from
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--mode", mode, "--csv", str(csv_path), "--skip", skip]
+    # main runs in its own virtual environment: this checkout's editable install would shadow PYTHONPATH
+    python = str(Path(main) / ".venv" / "bin" / "python") if mode == "main" and main else sys.executable
+    cmd = [python, str(Path(__file__).resolve()), "--child", str(n), "--mode", mode, "--csv", str(csv_path), "--skip", skip]
     log(f"{n:,} rows, {mode}: {uptime()}")
     r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if r.returncode != 0:
