@@ -57,11 +57,14 @@ def uptime() -> str:
 
 
 def timed(out: dict, name: str, fn):
+    """Wall seconds (`name_s`) and this process's CPU seconds (`name_cpu_s`, all threads): on a machine
+    shared with others the CPU time says what the stage costs, the wall time what it took."""
     log(f"  {name} ...")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     r = fn()
     out[name + "_s"] = round(time.perf_counter() - t0, 3)
-    log(f"  {name}: {out[name + '_s']} s")
+    out[name + "_cpu_s"] = round(time.process_time() - c0, 3)
+    log(f"  {name}: {out[name + '_s']} s wall, {out[name + '_cpu_s']} s CPU ({uptime()})")
     return r
 
 
@@ -148,7 +151,9 @@ def run_child(n: int, mode: str, csv_path: Path, main: str | None, approx_from: 
     env["PYTHONPATH"] = str(Path(main) if mode == "main" else REPO)
     if approx_from:
         env["TSTORE_APPROX_FROM"] = approx_from
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--mode", mode, "--csv", str(csv_path), "--skip", skip]
+    # main runs in its own virtual environment: this checkout's editable install would shadow PYTHONPATH
+    python = str(Path(main) / ".venv" / "bin" / "python") if mode == "main" and main else sys.executable
+    cmd = [python, str(Path(__file__).resolve()), "--child", str(n), "--mode", mode, "--csv", str(csv_path), "--skip", skip]
     log(f"{n:,} rows, {mode}: {uptime()}")
     r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if r.returncode != 0:
@@ -173,7 +178,8 @@ def exponents(runs: list[dict]) -> dict[str, float]:
 def table(runs: list[dict], exps: dict[str, float]) -> str:
     cols = [f"{r['rows']:,} {r['mode']}" for r in runs]
     lines = [f"{'cost':22}" + "".join(f"{c:>20}" for c in cols) + f"{'exponent':>10}{'target@1M':>11}"]
-    for c in COSTS + ("cp@10_macro", "agreement_recall@10", "query_first_s", "suspects_s", "cp_s"):
+    cpu = tuple(c.replace("_s", "_cpu_s") for c in ("import_s", "embed_s", "pool_load_s", "cp_s", "suspects_s", "calibrate_s", "export_s"))
+    for c in COSTS + cpu + ("cp@10_macro", "agreement_recall@10", "query_first_s", "suspects_s", "cp_s"):
         vals = "".join(f"{(r.get(c) if r.get(c) is not None else r.get('error', '-'))!s:>20}" for r in runs)
         lines.append(f"{c:22}{vals}{exps.get(c, ''):>10}{TARGETS.get(c, ''):>11}")
     return "\n".join(lines)

@@ -127,6 +127,16 @@ def big_store(tmp_path_factory):
     return path
 
 
+@pytest.fixture(autouse=True)
+def _scan_everything(request, monkeypatch):
+    """The hashing vectors of generated prompts need nprobe ~ nlist/2 for recall 0.99, past the share
+    where the index is declined: the tests of the approximate path let it scan every list."""
+    from taxonomy_store.neighbours import approximate
+
+    if "declined" not in request.node.name:
+        monkeypatch.setattr(approximate, "MAX_SCAN_SHARE", 1.0)
+
+
 def _cli(store: Path, *args: str, approx_from: str | None = LOW):
     env = {"TSTORE_HOME": str(store)}
     if approx_from is not None:
@@ -150,6 +160,20 @@ def test_metrics_say_exact_false_with_parameters_and_recall_and_exact_forces_exa
     (default,) = _cli(big_store, "metrics", "cp", "--json", approx_from=None)
     assert default["details"]["graph"]["exact"] is True
     assert default["values"]["cp@10_macro"] == e
+
+
+def test_an_index_that_would_scan_too_much_is_declined_and_the_figure_stays_exact(big_store, tmp_path):
+    import shutil
+
+    store = Path(shutil.copytree(big_store, tmp_path / "store"))
+    for f in (store / "cache").glob("knn_*"):
+        f.unlink()  # no cached graph: the approximate path is tried
+    (run,) = _cli(store, "metrics", "cp", "--json")
+    g = run["details"]["graph"]
+    assert g["exact"] is True and "scans more than 25%" in g["approximate_declined"]["reason"]
+    assert g["approximate_declined"]["nprobe"] > 0.25 * g["approximate_declined"]["nlist"]
+    (q,) = _cli(store, "query", "how do I report a scam to the bank", "--json")
+    assert q["neighbour_search"] == {"exact": True}
 
 
 def test_query_and_calibrate_say_how_neighbours_were_found(big_store):

@@ -41,6 +41,10 @@ APPROX_FROM = 200_000  # rows: below this, exact top-k (measured: benchmarks/mil
 RECALL_TARGET = 0.99
 RECALL_SAMPLE = 1000  # queries, seeded
 RECALL_K = 10
+# Past this share of the lists scanned per query an IVF search reads as many vectors as exact blocked
+# top-k and runs slower (measured: benchmarks/million.py on hashing:384, nprobe ~ nlist/2 for 0.99):
+# the index is then declined and the search stays exact.
+MAX_SCAN_SHARE = 0.25
 SEED = 0
 _BATCH = 8192
 
@@ -119,6 +123,11 @@ class AnnIndex:
             self.index.add_with_ids(np.ascontiguousarray(x[fresh]), np.asarray(ids, dtype=np.int64)[fresh])
         self.ids, self.keys = np.asarray(ids, dtype=np.int64), new_keys
         return {"removed": int(gone.size), "added": int(fresh.size)}
+
+    @property
+    def worthwhile(self) -> bool:
+        """Whether the tuned index scans few enough lists to beat an exact search."""
+        return int(self.params["nprobe"]) <= MAX_SCAN_SHARE * int(self.params["nlist"])
 
     # -- searching -----------------------------------------------------------------------
     def candidates(self, q: np.ndarray, kc: int, allowed: np.ndarray | None = None) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from taxonomy_store.metrics.similarity import knn, update_knn
+from taxonomy_store.neighbours import approximate as ann_settings
 from taxonomy_store.neighbours.approximate import RECALL_TARGET, AnnIndex, NeighbourSettings, self_knn
 
 if TYPE_CHECKING:
@@ -97,6 +98,12 @@ class GraphCache:
         `vectors()` returns their stored vectors (float32, normalised, same order); it is called
         only when rows changed."""
         keys = graph_keys(prompt_ids, text_hashes)
+        read: list[np.ndarray] = []
+
+        def once() -> np.ndarray:  # the vectors read once, whichever path asks first
+            if not read:
+                read.append(vectors())
+            return read[0]
         # Keep more neighbours than asked: a removed neighbour is then replaced from the row's own
         # list, so removals and label edits never need the vectors again.
         kg = max(int(k) + GRAPH_EXTRA, GRAPH_MIN_K)
@@ -113,22 +120,28 @@ class GraphCache:
                              "seconds": round(time.perf_counter() - t0, 4), **(old.meta or {"exact": True})}
                 return old
         cb = (lambda d, t: progress(f"kNN {tag}", d, t)) if progress else None
+        declined = None
         if approximate:
-            g = self._approximate(path, keys, np.asarray(prompt_ids, dtype=np.int64), int(k), kg, vectors, old, cb)
-            g.stats["seconds"] = round(time.perf_counter() - t0, 4)
-            self._save(path, g)
-            return g
+            g = self._approximate(path, keys, np.asarray(prompt_ids, dtype=np.int64), int(k), kg, once, old, cb)
+            if g.stats.get("exact") is False:
+                g.stats["seconds"] = round(time.perf_counter() - t0, 4)
+                self._save(path, g)
+                return g
+            declined = g.stats["approximate_declined"]
+            old = old if old is not None and (old.meta or {}).get("exact", True) else None
         if old is not None and old.idx.shape[1] >= k and keys.size:
-            idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, vectors, int(k), assume_normalised=True)
+            idx, sims, st = update_knn(old.keys, old.idx, old.sims, keys, once, int(k), assume_normalised=True)
             st["source"] = "full" if st.get("full") else "incremental"
         elif keys.size:
-            idx, sims = self.knn(vectors(), kg, progress=cb, assume_normalised=True)
+            idx, sims = self.knn(once(), kg, progress=cb, assume_normalised=True)
             st = {"source": "full", "rows": int(keys.size), "recomputed": int(keys.size), "vectors_loaded": True}
         else:
             idx, sims = np.zeros((0, kg), np.int64), np.zeros((0, kg))
             st = {"source": "full", "rows": 0, "recomputed": 0, "vectors_loaded": False}
         st["seconds"] = round(time.perf_counter() - t0, 4)
         st["exact"] = True
+        if declined is not None:
+            st["approximate_declined"] = declined
         g = Graph(keys=keys, idx=idx, sims=sims, stats=st, meta={"exact": True})
         self._save(path, g)
         return g
@@ -139,6 +152,10 @@ class GraphCache:
         updated for the changed rows when few changed (they are searched exactly), else searched again."""
         x = vectors()
         ann, st = index_for(path.with_suffix(".faiss"), ids, keys, x)
+        if not ann.worthwhile:  # it would scan as much as exact top-k: stay exact, and say why
+            why = {"reason": f"nprobe {ann.params['nprobe']} of {ann.params['nlist']} lists for recall "
+                             f"{ann.params.get('recall')}: scans more than {ann_settings.MAX_SCAN_SHARE:.0%}", **ann.params}
+            return Graph(keys=keys, idx=np.zeros((0, 0), np.int64), sims=np.zeros((0, 0)), stats={"exact": True, "approximate_declined": why})
         changed = st["index_added"] + st["index_removed"]
         if old is not None and old.idx.shape[1] >= k and st["index_source"] == "incremental" \
                 and changed <= INCREMENTAL_SHARE * keys.size and keys.size > kg + 1:

@@ -145,7 +145,12 @@ class Pool:
     def mask(self, filters: Filters | None) -> np.ndarray:
         """The pool rows the filters let through (computed once per filter)."""
         filters = filters or Filters()
-        if filters not in self._masks:
+        if filters not in self._masks and not filters:
+            self._masks[filters] = np.ones(len(self.prompt_ids), dtype=bool)
+        elif filters not in self._masks and filters == Filters(label=filters.label):
+            # by label only (the scorers' halves, the judged prompts): one vectorised test, no loop per prompt
+            self._masks[filters] = np.isin(self.labels(), list(filters.label))
+        elif filters not in self._masks:
             self._masks[filters] = np.fromiter(
                 (self._passes(int(pid), filters) for pid in self.prompt_ids), dtype=bool, count=len(self.prompt_ids)
             )
@@ -179,8 +184,9 @@ class Pool:
         return self._parts[filters]
 
     def approximate(self, rows: int) -> bool:
-        """Whether a search over this many of the pool's rows asks the index."""
-        return self.index_path is not None and self.settings.approximate(rows)
+        """Whether a search over this many of the pool's rows asks the index (not when the tuned index
+        would scan as much as an exact search: `AnnIndex.worthwhile`)."""
+        return self.index_path is not None and self.settings.approximate(rows) and self.ann().worthwhile
 
     def ann(self) -> AnnIndex:
         """The pool's faiss index: loaded from the cache, updated or built on first use (`graphs.index_for`)."""
