@@ -221,6 +221,8 @@ class Embedding(Base):
     """Bookkeeping: which text (by hash) and metadata an encoder's collection holds for a prompt."""
 
     __tablename__ = "embeddings"
+    # the neighbour pool's token reads an encoder's newest embedded_at on every query (migration 0006)
+    __table_args__ = (Index(None, "encoder_id", "embedded_at"),)
 
     encoder_id: Mapped[int] = mapped_column(ForeignKey("encoders.id", ondelete="CASCADE"), primary_key=True)
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True)
