@@ -81,6 +81,9 @@ class AdaptConfig:
     w_sensitivity: float | None = None  # layers only: one-word swaps of category prompts must move away
     sensitivity_margin: float = 0.15
     w_boundary: float | None = None  # layers only: each safe prompt's nearest unsafe prompts (mined under FROM) move away
+    # layers only: every step prompt but the safe twins stays near FROM's vector (mean 1 - cos), so what the
+    # guard's neighbourhoods already got right about prompts of other datasets is kept
+    w_anchor: float | None = None
     boundary_k: int = 3
     boundary_margin: float = 0.1
     warmup: float = 0.1
@@ -99,10 +102,10 @@ class AdaptConfig:
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "layers": {"epochs": 6, "lr": 2e-4, "category_batch": 32, "pair_batch": 16, "safe_batch": 32, "label_batch": 16,
                "w_category": 1.0, "w_pairs": 3.0, "w_geometry": 500.0, "w_sensitivity": 3.0,
-               "w_boundary": 0.0},
+               "w_boundary": 0.0, "w_anchor": 0.0},
     "adapter": {"epochs": 30, "lr": 2e-3, "category_batch": 64, "pair_batch": 32, "safe_batch": 64, "label_batch": 32,
                 "w_category": 1.0, "w_pairs": 1.0, "w_geometry": 2000.0, "w_sensitivity": 0.0,
-                "w_boundary": 0.0},
+                "w_boundary": 0.0, "w_anchor": 0.0},
 }
 
 
