@@ -8,7 +8,7 @@ step. The saved folder is the encoder itself with its top layers replaced: a pla
 sentence-transformers model, the same modules as FROM.
 
 The objective is adapt_training's terms over the tuned encoder's vectors (category, pairs,
-label, geometry, twins, sensitivity). The label term reuses the step's texts (category prompts and pair
+label, geometry, twins, sensitivity, boundary, anchor). The label term reuses the step's texts (category prompts and pair
 originals unsafe, safe twins and everyday prompts safe, plus a few unsafe prompts without a
 category); the geometry teacher is FROM's top layers on the same states. The sensitivity term
 runs each step's category prompts' one-word swaps (adapt_swaps) through the same layers.

@@ -24,6 +24,10 @@ The objective, all terms in every step (trained apart, they fight):
 - boundary (layer method, off by default: `w_boundary`): each safe prompt's nearest unsafe prompts
   (and each unsafe prompt's nearest safe ones), mined under FROM, must move `boundary_margin` apart;
   it lifted the held-out guard AUROC a little and cost Categorical Purity (docs/BENCHMARKS.md).
+- anchor (layers method, off by default: `w_anchor`): every step prompt but the safe twins stays
+  near FROM's vector (mean 1 - cos), so prompts of datasets the store never held keep the
+  neighbourhoods the base encoder gave them; it matters most in a store without everyday safe
+  prompts, where the geometry term has nothing to hold (benchmarks/adapt_guard.py, docs/BENCHMARKS.md).
 Options explored and left off by default (adapter method; see benchmarks/adapt.py): safe twins as one more
 "category" (`safe_class`), a label term on the twins alone (`w_twins`), and geometry that
 also keeps safe-to-unsafe cosines (`geometry_cross`: guard AUROC kept, less purity gained).
