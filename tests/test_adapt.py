@@ -163,6 +163,29 @@ def test_cli_adapt_table_and_export_errors(demo_store_dir, tmp_path):
     assert r.returncode != 0 and "is not an empty directory" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_anchor_and_label_weights_reach_the_recipe_from_the_cli_and_bad_ones_are_refused(demo_store_dir):
+    from taxonomy_store.errors import InvalidValue
+
+    env = {"TSTORE_HOME": str(demo_store_dir)}
+    r = run_tstore("adapt", "--from", "tiny", "--name", "tiny-anchored", "--epochs", "1", "--max-steps", "1",
+                   "--anchor", "10", "--label-weight", "3", env=env)
+    assert r.returncode == 0, r.stderr
+    s = Store.open(demo_store_dir)
+    try:
+        cfg = s.encoders.get("tiny-anchored").adaptation["config"]
+        assert cfg["w_anchor"] == 10.0 and cfg["w_label"] == 3.0
+        assert "anchor" in s.encoders.get("tiny-anchored").adaptation["training"]["last_losses"]
+        with pytest.raises(InvalidValue, match="--anchor must be a finite number of at least 0"):
+            s.adaptation.adapt("tiny", "tiny-bad", anchor=float("nan"), max_steps=1)
+        with pytest.raises(InvalidValue, match="--label-weight must be"):
+            s.adaptation.adapt("tiny", "tiny-bad", label_weight=-1.0, max_steps=1)
+        assert "tiny-bad" not in [e.name for e in s.encoders.list()]
+    finally:
+        s.close()
+    r = run_tstore("adapt", "--from", "tiny", "--name", "tiny-neg", "--anchor", "-1", env=env)
+    assert r.returncode != 0 and "--anchor" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_layer_method_only_for_known_architectures(tiny_model, tmp_path):
     from taxonomy_store.adapt.methods import layer_tunable
 

@@ -111,7 +111,9 @@ class Adaptation:
 
     def adapt(self, source: str, new: str, *, taxonomy: str = "do-not-answer", level: str | int = "harm_type",
               epochs: int | None = None, seed: int = 0, device: str = "cpu", holdout_fraction: float | None = None,
-              max_steps: int | None = None, progress: Progress = None) -> AdaptResult:
+              max_steps: int | None = None, anchor: float | None = None, label_weight: float | None = None,
+              progress: Progress = None) -> AdaptResult:
+        """anchor, label_weight: the weights of the anchor and label terms (None: the method's default)."""
         from taxonomy_store.embeddings.encoders import _check_name
 
         t0 = time.perf_counter()
@@ -120,10 +122,15 @@ class Adaptation:
             raise InvalidValue(f"--holdout-fraction must lie strictly between 0 and 1, not {holdout_fraction}")
         if epochs is not None and epochs < 1:
             raise InvalidValue(f"--epochs must be at least 1, not {epochs}")
+        weights = {"w_anchor": anchor, "w_label": label_weight}
+        for key, flag in (("w_anchor", "--anchor"), ("w_label", "--label-weight")):
+            if weights[key] is not None and not (weights[key] >= 0.0 and np.isfinite(weights[key])):
+                raise InvalidValue(f"{flag} must be a finite number of at least 0, not {weights[key]}")
+        cfg = AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps,
+                          **{k: float(v) for k, v in weights.items() if v is not None})
         with self._claim(new):
             self._check_names(source, new)
-            return self._adapt(source, new, taxonomy, level, AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps),
-                               holdout_fraction, progress, t0)
+            return self._adapt(source, new, taxonomy, level, cfg, holdout_fraction, progress, t0)
 
     @contextmanager
     def _claim(self, new: str) -> Iterator[None]:
