@@ -122,12 +122,13 @@ class Adaptation:
             raise InvalidValue(f"--holdout-fraction must lie strictly between 0 and 1, not {holdout_fraction}")
         if epochs is not None and epochs < 1:
             raise InvalidValue(f"--epochs must be at least 1, not {epochs}")
-        weights = {"w_anchor": anchor, "w_label": label_weight}
-        for key, flag in (("w_anchor", "--anchor"), ("w_label", "--label-weight")):
-            if weights[key] is not None and not (weights[key] >= 0.0 and np.isfinite(weights[key])):
-                raise InvalidValue(f"{flag} must be a finite number of at least 0, not {weights[key]}")
+        for flag, weight in (("--anchor", anchor), ("--label-weight", label_weight)):
+            if weight is not None and not (np.isfinite(weight) and weight >= 0.0):
+                raise InvalidValue(f"{flag} must be a finite number of at least 0, not {weight}")
         cfg = AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps,
-                          **{k: float(v) for k, v in weights.items() if v is not None})
+                          w_anchor=None if anchor is None else float(anchor))
+        if label_weight is not None:
+            cfg.w_label = float(label_weight)
         with self._claim(new):
             self._check_names(source, new)
             return self._adapt(source, new, taxonomy, level, cfg, holdout_fraction, progress, t0)
