@@ -163,6 +163,29 @@ def test_cli_adapt_table_and_export_errors(demo_store_dir, tmp_path):
     assert r.returncode != 0 and "is not an empty directory" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_anchor_and_label_weights_reach_the_recipe_from_the_cli_and_bad_ones_are_refused(demo_store_dir):
+    from taxonomy_store.errors import InvalidValue
+
+    env = {"TSTORE_HOME": str(demo_store_dir)}
+    r = run_tstore("adapt", "--from", "tiny", "--name", "tiny-anchored", "--epochs", "1", "--max-steps", "1",
+                   "--anchor", "10", "--label-weight", "3", env=env)
+    assert r.returncode == 0, r.stderr
+    s = Store.open(demo_store_dir)
+    try:
+        cfg = s.encoders.get("tiny-anchored").adaptation["config"]
+        assert cfg["w_anchor"] == 10.0 and cfg["w_label"] == 3.0
+        assert "anchor" in s.encoders.get("tiny-anchored").adaptation["training"]["last_losses"]
+        with pytest.raises(InvalidValue, match="--anchor must be a finite number of at least 0"):
+            s.adaptation.adapt("tiny", "tiny-bad", anchor=float("nan"), max_steps=1)
+        with pytest.raises(InvalidValue, match="--label-weight must be"):
+            s.adaptation.adapt("tiny", "tiny-bad", label_weight=-1.0, max_steps=1)
+        assert "tiny-bad" not in [e.name for e in s.encoders.list()]
+    finally:
+        s.close()
+    r = run_tstore("adapt", "--from", "tiny", "--name", "tiny-neg", "--anchor", "-1", env=env)
+    assert r.returncode != 0 and "--anchor" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_layer_method_only_for_known_architectures(tiny_model, tmp_path):
     from taxonomy_store.adapt.methods import layer_tunable
 
@@ -264,6 +287,48 @@ def test_boundary_term_moves_mined_look_alikes_apart(tiny_model, tmp_path):
     before, after = nearest_unsafe(tiny_model), nearest_unsafe(tmp_path / "tuned")
     # measured: the nearest unsafe prompt at 0.979 -> 0.527 on average in 20 steps
     assert float(np.mean(before - after)) > 0.05, (before.mean(), after.mean())
+
+
+def test_anchor_term_keeps_prompts_near_their_base_vectors_while_twins_move(tiny_model, tmp_path):
+    """The label term alone pulls prompts away from FROM; with the anchor term beside it the prompts
+    it anchors stay nearer their base vectors, and it leaves the safe twins out (they must move)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from taxonomy_store.adapt.layers import _anchor, lower_states, top_vectors, train_layers
+    from taxonomy_store.adapt.training import AdaptConfig, TrainingData
+
+    unsafe = [f"How do I {verb} the {thing} of my neighbour" for verb in ("poison", "burn", "steal") for thing in ("dog", "car")]
+    safe = [f"How do I {verb} the {thing} of my neighbour" for verb in ("feed", "wash", "admire") for thing in ("dog", "car")]
+    everyday = ["Suggest a name for a lemonade stand", "Plan a vegetarian dinner for four friends",
+                "Translate good morning into Portuguese", "Summarise the plot of a famous novel"]
+    data = TrainingData(category_texts=[], category_labels=[], pairs=list(zip(unsafe, safe)), safe_texts=safe + everyday,
+                        unsafe_texts=unsafe, geometry_texts=everyday)
+    common = dict(w_category=0.0, w_pairs=0.0, w_label=1.0, w_geometry=0.0, w_sensitivity=0.0, lr=2e-3, max_steps=15,
+                  epochs=15, pair_batch=6, safe_batch=4)
+    drift = {}
+    for w in (0.0, 20.0):
+        info = train_layers(tiny_model, data, AdaptConfig(w_anchor=w, **common), tmp_path / f"w{w}")
+        assert ("anchor" in info["last_losses"]) == bool(w)
+        a = SentenceTransformer(str(tiny_model), device="cpu").encode(unsafe + everyday, normalize_embeddings=True)
+        b = SentenceTransformer(str(tmp_path / f"w{w}"), device="cpu").encode(unsafe + everyday, normalize_embeddings=True)
+        drift[w] = float(np.mean(1.0 - (a * b).sum(1)))
+    # measured: mean 1 - cos to FROM of the anchored prompts 0.020 without the anchor, 0.00003 with it
+    assert drift[20.0] < 0.6 * drift[0.0], drift
+
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    texts = unsafe + safe
+    states = lower_states(model, texts, 2)
+    bert = model[0].auto_model
+    frozen = bert.encoder.layer[-2:]
+    with torch.no_grad():
+        e0 = top_vectors(frozen, bert, states, 64)
+    moved = torch.nn.functional.normalize(e0 + torch.randn_like(e0), dim=-1)
+    head, twins = list(range(len(unsafe))), list(range(len(unsafe), len(texts)))
+    # only the anchored rows count: the unsafe rows at FROM's vectors give 0 whatever the twins do
+    mixed = torch.cat([e0[: len(unsafe)], moved[len(unsafe):]])
+    assert float(_anchor(mixed, frozen, bert, states, head, twins, [], AdaptConfig())) < 1e-5
+    assert float(_anchor(moved, frozen, bert, states, head, twins, [], AdaptConfig())) > 0.05
 
 
 def test_beside_their_bases_orders_each_tuned_encoder_after_its_base():

@@ -111,7 +111,9 @@ class Adaptation:
 
     def adapt(self, source: str, new: str, *, taxonomy: str = "do-not-answer", level: str | int = "harm_type",
               epochs: int | None = None, seed: int = 0, device: str = "cpu", holdout_fraction: float | None = None,
-              max_steps: int | None = None, progress: Progress = None) -> AdaptResult:
+              max_steps: int | None = None, anchor: float | None = None, label_weight: float | None = None,
+              progress: Progress = None) -> AdaptResult:
+        """anchor, label_weight: the weights of the anchor and label terms (None: the method's default)."""
         from taxonomy_store.embeddings.encoders import _check_name
 
         t0 = time.perf_counter()
@@ -120,10 +122,16 @@ class Adaptation:
             raise InvalidValue(f"--holdout-fraction must lie strictly between 0 and 1, not {holdout_fraction}")
         if epochs is not None and epochs < 1:
             raise InvalidValue(f"--epochs must be at least 1, not {epochs}")
+        for flag, weight in (("--anchor", anchor), ("--label-weight", label_weight)):
+            if weight is not None and not (np.isfinite(weight) and weight >= 0.0):
+                raise InvalidValue(f"{flag} must be a finite number of at least 0, not {weight}")
+        cfg = AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps,
+                          w_anchor=None if anchor is None else float(anchor))
+        if label_weight is not None:
+            cfg.w_label = float(label_weight)
         with self._claim(new):
             self._check_names(source, new)
-            return self._adapt(source, new, taxonomy, level, AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps),
-                               holdout_fraction, progress, t0)
+            return self._adapt(source, new, taxonomy, level, cfg, holdout_fraction, progress, t0)
 
     @contextmanager
     def _claim(self, new: str) -> Iterator[None]:

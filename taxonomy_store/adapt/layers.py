@@ -8,7 +8,7 @@ step. The saved folder is the encoder itself with its top layers replaced: a pla
 sentence-transformers model, the same modules as FROM.
 
 The objective is adapt_training's terms over the tuned encoder's vectors (category, pairs,
-label, geometry, twins, sensitivity). The label term reuses the step's texts (category prompts and pair
+label, geometry, twins, sensitivity, boundary, anchor). The label term reuses the step's texts (category prompts and pair
 originals unsafe, safe twins and everyday prompts safe, plus a few unsafe prompts without a
 category); the geometry teacher is FROM's top layers on the same states. The sensitivity term
 runs each step's category prompts' one-word swaps (adapt_swaps) through the same layers.
@@ -130,10 +130,27 @@ def _step_terms(layers, frozen_layers, bert, states, batch: dict, c0, cfg: Adapt
         c = (eb[:nb] * eb[nb:]).sum(dim=1)
         limit = torch.tensor(batch["b_c0"], device=dev) - cfg.boundary_margin
         terms["boundary"] = cfg.w_boundary * torch.relu(c - limit).pow(2).mean() * 10
+    if cfg.w_anchor:
+        terms["anchor"] = cfg.w_anchor * _anchor(e, frozen_layers, bert, states, ci + pu, ps, gi + ui, cfg)
     if npr and cfg.w_twins:
         y_tw = torch.tensor([1] * npr + [0] * npr, device=dev)
         terms["twins"] = cfg.w_twins * _supcon(torch.cat([eu, es]), y_tw, cfg.temperature * 4)
     return terms
+
+
+def _anchor(e, frozen_layers, bert, states, head: list[int], twins: list[int], tail: list[int], cfg: AdaptConfig):
+    """Mean 1 - cos between each step prompt's tuned vector and FROM's, the safe twins left free to move.
+
+    e holds the step's vectors in the order head (category prompts, unsafe originals), twins, tail
+    (everyday, other unsafe prompts)."""
+    import torch
+
+    keep = list(range(len(head))) + list(range(len(head) + len(twins), len(head) + len(twins) + len(tail)))
+    if not keep:
+        return e.sum() * 0.0
+    with torch.no_grad():
+        e0 = top_vectors(frozen_layers, bert, [states[i] for i in head + tail], cfg.max_tokens)
+    return (1.0 - (e[keep] * e0).sum(dim=1)).mean()
 
 
 class _Batches:

@@ -24,6 +24,10 @@ The objective, all terms in every step (trained apart, they fight):
 - boundary (layer method, off by default: `w_boundary`): each safe prompt's nearest unsafe prompts
   (and each unsafe prompt's nearest safe ones), mined under FROM, must move `boundary_margin` apart;
   it lifted the held-out guard AUROC a little and cost Categorical Purity (docs/BENCHMARKS.md).
+- anchor (layers method, off by default: `w_anchor`): every step prompt but the safe twins stays
+  near FROM's vector (mean 1 - cos), so prompts of datasets the store never held keep the
+  neighbourhoods the base encoder gave them; it matters most in a store without everyday safe
+  prompts, where the geometry term has nothing to hold (benchmarks/adapt_guard.py, docs/BENCHMARKS.md).
 Options explored and left off by default (adapter method; see benchmarks/adapt.py): safe twins as one more
 "category" (`safe_class`), a label term on the twins alone (`w_twins`), and geometry that
 also keeps safe-to-unsafe cosines (`geometry_cross`: guard AUROC kept, less purity gained).
@@ -81,6 +85,9 @@ class AdaptConfig:
     w_sensitivity: float | None = None  # layers only: one-word swaps of category prompts must move away
     sensitivity_margin: float = 0.15
     w_boundary: float | None = None  # layers only: each safe prompt's nearest unsafe prompts (mined under FROM) move away
+    # layers only: every step prompt but the safe twins stays near FROM's vector (mean 1 - cos), so what the
+    # guard's neighbourhoods already got right about prompts of other datasets is kept
+    w_anchor: float | None = None
     boundary_k: int = 3
     boundary_margin: float = 0.1
     warmup: float = 0.1
@@ -99,10 +106,10 @@ class AdaptConfig:
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "layers": {"epochs": 6, "lr": 2e-4, "category_batch": 32, "pair_batch": 16, "safe_batch": 32, "label_batch": 16,
                "w_category": 1.0, "w_pairs": 3.0, "w_geometry": 500.0, "w_sensitivity": 3.0,
-               "w_boundary": 0.0},
+               "w_boundary": 0.0, "w_anchor": 0.0},
     "adapter": {"epochs": 30, "lr": 2e-3, "category_batch": 64, "pair_batch": 32, "safe_batch": 64, "label_batch": 32,
                 "w_category": 1.0, "w_pairs": 1.0, "w_geometry": 2000.0, "w_sensitivity": 0.0,
-                "w_boundary": 0.0},
+                "w_boundary": 0.0, "w_anchor": 0.0},
 }
 
 

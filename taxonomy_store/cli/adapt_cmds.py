@@ -41,11 +41,18 @@ def _table(result) -> None:
 @click.option("--holdout-fraction", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="Hold out this share (prompts within each category, whole pair types) and report on it; "
                    "the guard's held-out figures (calibrate, evaluate) are then computed on these prompts.")
+@click.option("--anchor", type=click.FloatRange(min=0.0), default=None, metavar="W",
+              help="Weight of the anchor term: every training prompt but the safe twins stays near FROM's vector, so "
+                   "prompts of datasets the store lacks keep their neighbourhoods [default: "
+                   f"{METHOD_DEFAULTS['layers']['w_anchor']:g}; 10 measured in docs/BENCHMARKS.md].")
+@click.option("--label-weight", type=click.FloatRange(min=0.0), default=None, metavar="W",
+              help="Weight of the safe/unsafe contrast term [default: 1; 3 measured in docs/BENCHMARKS.md].")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, hidden=True)
 @json_option
 @pass_ctx
 def adapt(ctx: Context, source: str, new: str, level: str, taxonomy: str, epochs: int | None, seed: int, device: str,
-          holdout_fraction: float | None, max_steps: int | None, as_json: bool) -> None:
+          holdout_fraction: float | None, anchor: float | None, label_weight: float | None, max_steps: int | None,
+          as_json: bool) -> None:
     """Fine-tune a copy of an encoder on the store's curated data, register it, embed the store, compare.
 
     Categories gather, safe twins move away from their unsafe originals, a prompt with one word
@@ -57,7 +64,7 @@ def adapt(ctx: Context, source: str, new: str, level: str, taxonomy: str, epochs
     with progress_bar(transient=False, time_remaining=True) as progress:
         result = ctx.store.adaptation.adapt(source, new, taxonomy=taxonomy, level=level, epochs=epochs, seed=seed,
                                             device=device, holdout_fraction=holdout_fraction, max_steps=max_steps,
-                                            progress=progress)
+                                            anchor=anchor, label_weight=label_weight, progress=progress)
     if as_json:
         emit_json(result.to_dict())
         return
