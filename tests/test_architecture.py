@@ -108,3 +108,21 @@ def test_the_length_check_sees_a_long_function(tmp_path, monkeypatch):
     (tmp_path / "taxonomy_store" / "long.py").write_text(f"def too_long():\n{body}\n", encoding="utf-8")
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
     assert long_functions() == ["taxonomy_store/long.py:1 too_long (81 lines)"]
+
+
+def test_no_benchmark_script_shadows_an_installed_module():
+    """Tests put benchmarks/ on sys.path (the generated stores); a script named like a package
+    (benchmarks/ray.py did) then replaces that package for every later test in the process."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    saved = sys.path[:]
+    try:
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != bench]
+        clashes = [f.stem for f in bench.glob("*.py")
+                   if f.stem not in sys.modules and importlib.util.find_spec(f.stem) is not None
+                   or f.stem in sys.modules and Path(getattr(sys.modules[f.stem], "__file__", "") or "").parent != bench]
+    finally:
+        sys.path[:] = saved
+    assert clashes == []

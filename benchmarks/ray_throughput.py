@@ -8,10 +8,10 @@ On a 2-core machine, 2 workers are the whole machine and the calling process (th
 it with them, so the figures show the overhead of sharding, not the gain a real cluster gives;
 on a cluster, each node adds its own cores.
 
-    python benchmarks/ray.py [--texts 1000] [--encoder minilm|hashing:384] [--rows 20000] [--k 20] [--json]
+    python benchmarks/ray_throughput.py [--texts 1000] [--encoder minilm|hashing:384] [--rows 20000] [--k 20] [--json]
 
 With --json the last line is run_all.py's list of rows (it is not in run_all's default list: it
-needs the `ray` extra and takes minutes; `run_all.py --only ray`).
+needs the `ray` extra and takes minutes; `run_all.py --only ray_throughput`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from embed import fill_store, load_texts  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from ray_cluster import LocalRayCluster  # noqa: E402
 
-# This script is named ray.py: with its folder on sys.path, `import ray` would import it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def embed_seconds(template: Path, work: Path, encoder: str, address: str | None) -> tuple[float, object]:
