@@ -125,11 +125,14 @@ class EditPromptModal(ModalScreen[dict | None]):
             with Horizontal(classes="edit-row"):
                 yield Select([(lbl, lbl) for lbl in REVIEW_ORDER], value=self.prompt.label, allow_blank=False, id="edit-label")
                 yield Button("Category… (ctrl+t)", id="edit-category")
-            # the category on its own line, whole: a button cut it to "Category:" once picked
-            yield Static(self._category_label(), id="edit-category-name")
-            with Horizontal(classes="buttons"):
-                yield Button("Save (ctrl+s)", variant="primary", id="edit-save")
-                yield Button("Cancel", id="edit-cancel")
+            yield from self._category_and_buttons()
+
+    def _category_and_buttons(self) -> ComposeResult:
+        # the category on its own line, whole: a button cut it to "Category:" once picked
+        yield Static(self._category_label(), id="edit-category-name")
+        with Horizontal(classes="buttons"):
+            yield Button("Save (ctrl+s)", variant="primary", id="edit-save")
+            yield Button("Cancel", id="edit-cancel")
 
     def _category_label(self) -> Text:
         label = Text.assemble(("category: ", "bold"), (inert(self.category or "none"), "cyan"))
@@ -211,10 +214,7 @@ class BulkEditModal(EditPromptModal):
             with Horizontal(classes="edit-row"):
                 yield Select([(lbl, lbl) for lbl in REVIEW_ORDER], prompt="label: keep each one's", id="edit-label")
                 yield Button("Category… (ctrl+t)", id="edit-category")
-            yield Static(self._category_label(), id="edit-category-name")
-            with Horizontal(classes="buttons"):
-                yield Button("Save (ctrl+s)", variant="primary", id="edit-save")
-                yield Button("Cancel", id="edit-cancel")
+            yield from self._category_and_buttons()
 
     def _category_label(self) -> Text:
         if self.category is None:
