@@ -197,6 +197,38 @@ def test_lock_is_one_holder_per_process_and_thread(tmp_path):
         assert took
 
 
+def test_clients_opened_while_another_thread_reopens_never_fail(tmp_path):
+    """A server polling for outside writes reopens its client while an embed in the same process
+    opens one on the same path: chromadb's shared system registry raised KeyError (found in CI)."""
+    import threading
+
+    from taxonomy_store.backend.vector_index import VectorIndex
+    from taxonomy_store.backend.writer_lock import WriterLock
+
+    path = tmp_path / "chroma"
+    errors: list[str] = []
+    opened = [0, 0]
+
+    def churn(slot: int) -> None:
+        index = VectorIndex(path, WriterLock(tmp_path))
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline and not errors:
+            try:
+                index.client.heartbeat()
+                opened[slot] += 1
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+            index.reopen()
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert min(opened) > 20  # both threads really opened (and forgot) many clients
+
+
 # -- verify reads every vector back -------------------------------------------------------------------
 _STALE_WRITER = r"""
 import sys, numpy as np, chromadb

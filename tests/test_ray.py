@@ -158,6 +158,20 @@ def test_a_wrong_address_is_a_clear_error(tmp_path, unembedded):
     assert r.returncode != 0 and "--ray needs the address of a Ray head" in r.stderr
 
 
+def test_an_address_nobody_listens_on_fails_at_once(tmp_path, unembedded):
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = _copy(unembedded, tmp_path / "s")
+    t0 = time.monotonic()
+    r = tstore_in_process("embed", "--encoder", "h64", "--ray", f"127.0.0.1:{port}", "--store", str(path))
+    assert r.returncode != 0 and f"nothing answers on 127.0.0.1:{port}" in r.stderr
+    assert time.monotonic() - t0 < 30  # ray.init alone kept retrying for minutes
+
+
 def test_without_the_extra_ray_is_named_with_the_fix(monkeypatch):
     from taxonomy_store.distributed.cluster import RayCluster
 

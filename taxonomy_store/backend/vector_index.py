@@ -22,6 +22,7 @@ chromadb is imported only inside these methods.
 from __future__ import annotations
 
 import hashlib
+import threading
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
@@ -36,6 +37,12 @@ if TYPE_CHECKING:
     from taxonomy_store.backend.encoder_info import EncoderInfo
 
 T = TypeVar("T")
+# chromadb keeps one in-memory system per path in a class-level dict (SharedSystemClient) and
+# neither its creation nor our reopen() is thread safe: a client created in one thread while
+# another thread's reopen() forgets the path raised KeyError inside chromadb (found in CI: a
+# server polling for outside writes beside an embed in the same process). Every creation of an
+# embedded client and every forgetting of one holds this lock.
+_SHARED_SYSTEMS = threading.Lock()
 COLLECTION_PREFIX = "tstore_"
 # Chroma metadata keys of each vector; cat_0..cat_{n} hold the category's ancestors by depth.
 MAX_DEPTH_KEYS = 8
@@ -66,7 +73,8 @@ class VectorIndex:
         try:
             if not url:
                 self.chroma_path.mkdir(parents=True, exist_ok=True)
-                return chromadb.PersistentClient(path=str(self.chroma_path), settings=settings)
+                with _SHARED_SYSTEMS:
+                    return chromadb.PersistentClient(path=str(self.chroma_path), settings=settings)
             parsed = urlparse(url if "://" in url else f"http://{url}")
             ssl = parsed.scheme == "https"
             headers = {"Authorization": f"Bearer {self.chroma_token}"} if self.chroma_token else None
@@ -100,8 +108,9 @@ class VectorIndex:
         try:
             from chromadb.api.shared_system_client import SharedSystemClient
 
-            SharedSystemClient._identifier_to_system.pop(client._identifier, None)
-            SharedSystemClient._identifier_to_refcount.pop(client._identifier, None)
+            with _SHARED_SYSTEMS:
+                SharedSystemClient._identifier_to_system.pop(client._identifier, None)
+                SharedSystemClient._identifier_to_refcount.pop(client._identifier, None)
         except Exception:
             client.close()
 

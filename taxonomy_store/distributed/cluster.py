@@ -35,9 +35,15 @@ class RayCluster:
         if not address or not address.strip():
             raise ClusterUnavailable("--ray needs the address of a Ray head (HOST:PORT)", "e.g. --ray 10.0.0.5:6379")
         self.address = address.strip()
+        self._reachable = False
 
     def ray(self) -> Any:
         ray = import_ray()
+        if not self._reachable:
+            # Checked once per cluster object, whether or not this process already joined a
+            # cluster: ray.init would retry a dead head for minutes.
+            self._refuse_closed_port()
+            self._reachable = True
         if not ray.is_initialized():
             try:
                 ray.init(address=self.address, log_to_driver=False, logging_level="WARNING", configure_logging=False)
@@ -47,6 +53,26 @@ class RayCluster:
                     "start one with `ray start --head` and give its HOST:PORT (see README, \"Ray\")",
                 ) from exc
         return ray
+
+    def _refuse_closed_port(self) -> None:
+        """A HOST:PORT nobody listens on fails at once: ray.init would retry the head for minutes."""
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.address if "://" in self.address else f"ray://{self.address}")
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            return  # not HOST:PORT (e.g. "auto"): Ray decides
+        if not host or port is None:
+            return
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as exc:
+            raise ClusterUnavailable(
+                f"cannot connect to the Ray cluster at {self.address}: nothing answers on {host}:{port} ({exc.strerror or exc})",
+                "start one with `ray start --head` and give its HOST:PORT (see README, \"Ray\")",
+            ) from exc
 
     def nodes(self) -> list[Node]:
         """Alive nodes with a CPU or a GPU to offer, in a stable order (GPUs first)."""
