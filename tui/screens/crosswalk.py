@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Select, Static
 from taxonomy_store.tui.keys import keys
 from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
 from taxonomy_store.tui.widgets import heat, safe_text
+from taxonomy_store.tui.widgets.fit_table import MeasuredTable
 
 NO_COUNTERPART = "no counterpart"
 
@@ -58,7 +59,7 @@ class CrosswalkScreen(StoreScreen):
             yield Select([], prompt="SOURCE taxonomy", id="crosswalk-source", allow_blank=True)
             yield Select([], prompt="TARGET taxonomy", id="crosswalk-target", allow_blank=True)
         yield Static(Text("pick a SOURCE and a TARGET taxonomy", style="dim"), id="crosswalk-status", classes="status-line")
-        yield DataTable(id="crosswalk-table", cursor_type="row")
+        yield MeasuredTable(id="crosswalk-table", cursor_type="row")
         yield Static(id="crosswalk-examples")
         yield Footer(show_command_palette=False)
 

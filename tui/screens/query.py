@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from taxonomy_store.tui.widgets import heat, safe_text
+from taxonomy_store.tui.widgets.fit_table import MeasuredTable
 from taxonomy_store.tui.keys import keys
 from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
 from taxonomy_store.tui.screens.pairs import NeighbourTable
@@ -50,7 +51,7 @@ class QueryScreen(StoreScreen):
         yield Static(Text("type a prompt; / comes back here, escape leaves the field", style="dim"), id="query-verdict", classes="status-line")
         yield Static(id="query-warnings", classes="status-line")
         with Horizontal(id="query-results"):
-            yield DataTable(id="query-categories", cursor_type="row")
+            yield MeasuredTable(id="query-categories", cursor_type="row")
             yield NeighbourTable(id="query-neighbours")
         yield Footer(show_command_palette=False)
 

@@ -23,7 +23,22 @@ def sort_key(cell: Any) -> tuple:
         return (1, 0.0, plain.casefold())
 
 
-class Sortable(DataTable):
+class MeasuredTable(DataTable):
+    """A DataTable that never keeps a row drawn before its columns were measured."""
+
+    def _update_dimensions(self, new_rows) -> None:
+        # Textual (8.2) measures new rows' columns on its next idle event, but keeps the rows it drew
+        # before that (cut to the header's widths: a busy machine draws a frame first) in its render
+        # caches when the table's size did not change, e.g. on a reload. Drop those drawings.
+        super()._update_dimensions(new_rows)
+        self.notify_style_update()
+
+    def _update_column_widths(self, updated_cells) -> None:
+        super()._update_column_widths(updated_cells)  # update_cell(update_width=True): the same
+        self.notify_style_update()
+
+
+class Sortable(MeasuredTable):
     """A table sorted by any column: click its header, or `o` on the screen for the next column
     (again on the same column: reversed). The order survives reloads; the cursor stays on its row."""
 
