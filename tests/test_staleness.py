@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
+
 from conftest import use_hashing_encoder
 
 
@@ -47,3 +49,28 @@ def test_runs_go_stale_on_data_edits_and_on_a_new_baseline(store, tmp_path):
     pid = store.curation.list_prompts(label="safe")[0].id
     store.curation.update_prompt(pid, label="unsafe")
     assert [r.id for r in store.metric_runs.stale()] == [again.id]
+
+
+def test_the_pool_token_moves_with_every_vector_write_and_counts_no_rows(store, tmp_path):
+    """A query reads the token each time: it must not grow with the store (counting the encoder's
+    embedding rows cost 4 ms at 100,000 vectors), and must still move when only vectors change."""
+    from taxonomy_store.neighbours.service import Neighbours
+
+    _tiny_store(store, tmp_path)
+    assert "embeddings" not in str(Neighbours._token_statement("minilm"))
+    pool = store.neighbours.pool("minilm")
+    rev = store.data_revision()
+    store.embeddings.embed()  # nothing to embed: the same pool
+    assert store.neighbours.pool("minilm") is pool
+    from sqlalchemy import delete
+
+    from taxonomy_store.db.models import Embedding
+
+    with store.db.session() as s:  # a lost bookkeeping row (what a crash between the two writes leaves)
+        s.execute(delete(Embedding).where(Embedding.prompt_id == int(pool.prompt_ids[0])))
+        s.commit()
+    report = store.embeddings.verify("minilm", repair=True)  # its vector's bookkeeping written again: no data edit
+    assert report.repaired is not None and store.data_revision() == rev
+    again = store.neighbours.pool("minilm")
+    assert again is not pool and again.token.vectors_revision > pool.token.vectors_revision
+    assert np.array_equal(again.prompt_ids, pool.prompt_ids) and np.allclose(again.vectors, pool.vectors)

@@ -89,6 +89,7 @@ def _has_trigger(name: str, dialect: str):
 
 
 _PROBES = [
+    ("0007", _has_column("encoders", "vectors_revision")),
     ("0006", lambda conn, insp: "ix_embeddings_encoder_id_embedded_at" in {i["name"] for i in insp.get_indexes("embeddings")}),
     ("0005", lambda conn, insp: "crosswalk_rows" in insp.get_table_names()),
     ("0004", lambda conn, insp: _has_trigger("audit_log_no_replace", "sqlite")(conn, insp)

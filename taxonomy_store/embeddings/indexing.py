@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from taxonomy_store.catalog import NodeInfo, PromptRow, live_prompts, node_index
-from taxonomy_store.db.models import Embedding, Prompt, table_of
+from taxonomy_store.db.models import Embedding, Encoder, Prompt, table_of
 from taxonomy_store.errors import IndexOutOfSync, InvalidValue, NotEmbedded
 from taxonomy_store.backend.database import Database
 from taxonomy_store.backend.encoding import LiveEncoders, normalise_rows
@@ -254,11 +254,17 @@ class Embeddings:
             }
         return rows, nodes, book
 
+    @staticmethod
+    def _bump(session, info: "EncoderInfo") -> None:
+        """The encoder's vectors changed: in-memory neighbour pools read them again (their token)."""
+        session.execute(update(Encoder).where(Encoder.id == info.id).values(vectors_revision=Encoder.vectors_revision + 1))
+
     def _write_bookkeeping(self, info: "EncoderInfo", entries: list[tuple[int, str, str]], reason: str) -> None:
         if not entries:
             return
         ids = [e[0] for e in entries]
         with self.db.write(reason=reason) as (session, _audit):
+            self._bump(session, info)
             for i in range(0, len(ids), 500):
                 session.execute(
                     delete(Embedding).where(Embedding.encoder_id == info.id, Embedding.prompt_id.in_(ids[i : i + 500]))
@@ -272,6 +278,7 @@ class Embeddings:
         if not ids:
             return
         with self.db.write(reason=reason) as (session, _audit):
+            self._bump(session, info)
             for i in range(0, len(ids), 500):
                 session.execute(
                     delete(Embedding).where(Embedding.encoder_id == info.id, Embedding.prompt_id.in_(ids[i : i + 500]))
@@ -442,6 +449,7 @@ class Embeddings:
             known = set(s.scalars(select(Prompt.id).where(Prompt.id.in_(list(actual))))) if actual else set()
         entries = [(pid, meta.get("text_sha256") or "", meta_sha256(meta)) for pid, meta in actual.items() if pid in known]
         with self.db.write(reason=reason) as (session, _audit):
+            self._bump(session, info)
             session.execute(delete(Embedding).where(Embedding.encoder_id == info.id))
         for i in range(0, len(entries), 5000):
             self._write_bookkeeping(info, entries[i : i + 5000], reason)

@@ -90,8 +90,7 @@ class PoolToken(NamedTuple):
     audit_id: int  # the newest audit entry: data and registry changes
     encoder_id: int | None
     fingerprint: str | None
-    embeddings: int  # how many vectors the encoder has
-    embedded_at: str  # the newest of them
+    vectors_revision: int  # bumped by every write of the encoder's vector bookkeeping
 
 
 Part = tuple[tuple[bool, ...], np.ndarray, np.ndarray]  # (membership per mask, pool rows, their vectors)
@@ -228,15 +227,14 @@ class Neighbours:
             select(func.coalesce(func.max(AuditEntry.id), 0)).scalar_subquery(),
             enc_id,
             select(Encoder.fingerprint).where(Encoder.name == encoder).scalar_subquery(),
-            select(func.count()).select_from(Embedding).where(Embedding.encoder_id == enc_id).scalar_subquery(),
-            select(func.max(Embedding.embedded_at)).where(Embedding.encoder_id == enc_id).scalar_subquery(),
+            select(Encoder.vectors_revision).where(Encoder.name == encoder).scalar_subquery(),
         )
 
     @classmethod
     def _token(cls, session, encoder: str) -> PoolToken:
         """Changes whenever the data, the encoder row or its embeddings change: one round trip."""
         row = session.execute(cls._token_statement(encoder)).one()
-        return PoolToken(int(row[0] or 0), row[1], row[2], int(row[3] or 0), str(row[4]))
+        return PoolToken(int(row[0] or 0), row[1], row[2], int(row[3] or 0))
 
     def _current_token(self, encoder: str) -> PoolToken:
         """The token, read on a connection this thread keeps: opening one per query costs more than the read."""
@@ -265,7 +263,7 @@ class Neighbours:
             rows = {r.id: r for r in live_prompts(s)}
             if not rows:
                 raise EmptyStore("the store holds no prompts", "import some first, e.g. `tstore import do_not_answer.csv`")
-            if token.embeddings == 0:
+            if s.scalar(select(Embedding.prompt_id).where(Embedding.encoder_id == info.id).limit(1)) is None:
                 raise NotEmbedded(f"encoder {encoder!r} has no vectors yet", f"run `tstore embed --encoder {encoder}`")
             nodes = node_index(s)
             taxonomies = {n: list(lv or []) for n, lv in s.execute(select(Taxonomy.name, Taxonomy.levels)).all()}
