@@ -230,7 +230,11 @@ class TStoreApp(App):
         """Hook for tests and the status line: called for every worker state change."""
 
 
-def make_app(store: StoreFacade, *, encoder: str | None = None, taxonomy: str = DEFAULT_TAXONOMY,
+def make_app(store: StoreFacade, *, encoder: str | None = None, taxonomy: str | None = None,
              start: str = "taxonomy") -> TStoreApp:
-    """The app over an open store; shared by `tstore tui` and the tests."""
+    """The app over an open store; shared by `tstore tui` and the tests. Without a taxonomy:
+    Do-Not-Answer when the store holds it, else the store's first taxonomy by name."""
+    if taxonomy is None:
+        names = sorted(t["name"] for t in store.taxonomies.list())
+        taxonomy = DEFAULT_TAXONOMY if DEFAULT_TAXONOMY in names or not names else names[0]
     return TStoreApp(store, encoder=encoder, taxonomy=taxonomy, start=start)

@@ -13,10 +13,10 @@ SCREENS = ("taxonomy", "prompts", "pairs", "suspects", "metrics", "query", "cros
 
 @cli.command("tui")
 @encoder_option("Encoder whose scores and neighbours to show [env TSTORE_ENCODER; default minilm].")
-@click.option("--taxonomy", default=DEFAULT_TAXONOMY, show_default=True, help="Taxonomy to browse and score against.")
+@click.option("--taxonomy", default=None, help=f"Taxonomy to browse and score against [default: {DEFAULT_TAXONOMY} when loaded, else the store's first].")
 @click.option("--screen", type=click.Choice(SCREENS), default="taxonomy", show_default=True, help="Screen to open first.")
 @pass_ctx
-def tui(ctx: Context, encoder: str | None, taxonomy: str, screen: str) -> None:
+def tui(ctx: Context, encoder: str | None, taxonomy: str | None, screen: str) -> None:
     """Open the curators' app: taxonomy, prompts, pair review, suspects, metrics, query, crosswalk."""
     from taxonomy_store.tui import make_app  # textual loads only for this command
 
