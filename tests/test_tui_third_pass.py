@@ -467,6 +467,7 @@ async def test_text_edit_toast_in_the_app(hstore):
 # -- 12: several suspects fixed in one edit, undone by one key ----------------------------------------
 @tui_async
 async def test_bulk_relabel_of_marked_suspects_is_one_edit_and_one_undo(hstore):
+    from taxonomy_store.tui.screens.modals import ConfirmModal
     from taxonomy_store.tui.screens.suspects import SuspectTable
 
     app = make(hstore, "suspects")
@@ -479,7 +480,12 @@ async def test_bulk_relabel_of_marked_suspects_is_one_edit_and_one_undo(hstore):
         await press(pilot, "space")
         assert screen.query_one(SuspectTable).marked == {first.prompt.id, second.prompt.id}
         assert "2 marked" in tui_screen_text(app)
-        await press(pilot, "r")
+        rev = hstore.data_revision()
+        await press(pilot, "r")  # asks first, naming the count
+        assert isinstance(app.screen, ConfirmModal) and "2 marked prompts" in tui_screen_text(app)
+        await press(pilot, "n")  # declined: nothing written, the marks stay
+        assert hstore.data_revision() == rev and screen.query_one(SuspectTable).marked == {first.prompt.id, second.prompt.id}
+        await press(pilot, "r", "y")
         for s in (first, second):
             assert hstore.curation.get_prompt(s.prompt.id).label == s.suggested_label != s.prompt.label
         assert len(app.edits) == 1

@@ -28,7 +28,7 @@ from taxonomy_store.tui.widgets import FitTable, PromptCard, heat, safe_text
 from taxonomy_store.tui.widgets.prompt_card import LABEL_STYLES
 from taxonomy_store.tui.keys import keys
 from taxonomy_store.tui.screens.base import StoreScreen, WorkerResult
-from taxonomy_store.tui.screens.modals import EditPromptModal, TextInputModal
+from taxonomy_store.tui.screens.modals import ConfirmModal, EditPromptModal, TextInputModal
 from taxonomy_store.tui.screens.pairs import NeighbourTable
 
 LIMIT = 100
@@ -315,12 +315,7 @@ class SuspectsScreen(StoreScreen):
     def action_relabel(self) -> None:
         table = self.query_one(SuspectTable)
         if table.marked:
-            changes = self._bulk(table.by)
-            table.marked = set()
-            if changes:
-                self.write_bulk({pid: self.suspects[pid].prompt for pid in changes}, changes)
-            else:
-                self.toast("none of the marked prompts has a suggestion other than its own", severity="warning")
+            self._confirm_bulk(table)
             return
         s = self.current()
         if s is None:
@@ -333,6 +328,29 @@ class SuspectsScreen(StoreScreen):
             self.write(s.prompt, {"category": s.suggested_category, "taxonomy": self.app.taxonomy})
         else:
             self.toast(f"prompt #{s.prompt.id}: no suggestion other than its own {by}; e edits it", severity="warning")
+
+    def _confirm_bulk(self, table: "SuspectTable") -> None:
+        """`r` with marks: each marked suspect takes its own suggestion, after a question naming the count."""
+        by, changes = table.by, self._bulk(table.by)
+        if not changes:
+            self.toast("none of the marked prompts has a suggestion other than its own", severity="warning")
+            return
+        olds = {pid: self.suspects[pid].prompt for pid in changes}
+        values = sorted({str(c.get(by)) for c in changes.values()})
+        skipped = len(table.marked) - len(changes)
+        question = Text.assemble(("Give ", "bold"), (f"{len(changes)} marked prompts", "bold magenta"),
+                                 (f" their suggested {by}", "bold"), ("?\n\n", "bold"),
+                                 "to ", safe_text(", ".join(values[:6]) + (" …" if len(values) > 6 else ""), "bold cyan"),
+                                 f" (ids {', '.join(f'#{p}' for p in sorted(changes)[:8])}{' …' if len(changes) > 8 else ''})\n",
+                                 f"{skipped} marked without another suggestion are left as they are.\n" if skipped else "",
+                                 ("One audit batch: one u undoes all of it.", "dim"))
+
+        def answered(yes: bool | None) -> None:
+            if yes:  # declined: nothing written, the marks stay
+                table.marked = set()
+                self.write_bulk(olds, changes)
+
+        self.app.push_screen(ConfirmModal(question, yes=f"Change {len(changes)}"), answered)
 
     def action_edit(self) -> None:
         s = self.current()
