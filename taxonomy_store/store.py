@@ -277,7 +277,10 @@ class Store:
 
             encode_batches = RayBatchEncoder(self.cluster)
             self._cluster_parts.append(encode_batches)
-        return Embeddings(self.db, self.encoders, self.vector_index, self.live_encoders, encode_batches)
+        from taxonomy_store.embeddings.vector_cache import VectorCache
+
+        return Embeddings(self.db, self.encoders, self.vector_index, self.live_encoders, encode_batches,
+                          cache=VectorCache(self.dirs.cache))
 
     @cached_property
     def metric_runs(self) -> "MetricRuns":

@@ -74,3 +74,46 @@ def test_the_pool_token_moves_with_every_vector_write_and_counts_no_rows(store, 
     again = store.neighbours.pool("minilm")
     assert again is not pool and again.token.vectors_revision > pool.token.vectors_revision
     assert np.array_equal(again.prompt_ids, pool.prompt_ids) and np.allclose(again.vectors, pool.vectors)
+
+
+def test_a_new_process_reads_the_pool_from_the_local_copy_until_the_vectors_change(store, tmp_path):
+    """Reading every vector back from Chroma cost 8 s per 100,000 on every process's first query;
+    the local copy (embeddings/vector_cache.py) is used only at the encoder's current vectors_revision."""
+    from taxonomy_store.backend.vector_index import VectorIndex
+    from taxonomy_store.store import Store
+
+    _tiny_store(store, tmp_path)
+    first = store.neighbours.pool("minilm")  # read from Chroma, and saved
+    files = list((store.dirs.cache / "vectors").glob("*.npz"))
+    assert len(files) == 1
+    pages = VectorIndex.pages
+    reads: list[int] = []
+
+    def counted(self, *a, **kw):
+        reads.append(1)
+        return pages(self, *a, **kw)
+
+    VectorIndex.pages = counted
+    try:
+        other = Store.open(store.dirs.root)  # another process
+        second = other.neighbours.pool("minilm")
+        assert reads == []  # not one page read from Chroma
+        assert np.array_equal(second.prompt_ids, first.prompt_ids) and np.array_equal(second.vectors, first.vectors)
+        # a new prompt is embedded: the copy is of an old revision, the pool is read from Chroma again
+        path = tmp_path / "more.csv"
+        path.write_text("text,label\nHow do I repot a fern?,safe\n", encoding="utf-8")
+        store.imports.import_file(path, dataset="more")
+        store.embeddings.embed()
+        third = other.neighbours.pool("minilm")
+        assert reads and len(third.prompt_ids) == len(first.prompt_ids) + 1
+        # a damaged copy is a miss, never an error
+        files[0].write_bytes(b"not a numpy file")
+        reads.clear()
+        fresh = Store.open(store.dirs.root)
+        assert np.array_equal(fresh.neighbours.pool("minilm").vectors, third.vectors) and reads
+        other.close()
+        fresh.close()
+    finally:
+        VectorIndex.pages = pages
+    store.encoders.remove("minilm")  # its copy goes with it
+    assert list((store.dirs.cache / "vectors").glob("*.npz")) == []

@@ -35,6 +35,7 @@ from taxonomy_store.backend.database import Database
 from taxonomy_store.backend.encoding import LiveEncoders, normalise_rows
 from taxonomy_store.backend.vector_index import VectorIndex, collection_name
 from taxonomy_store.backend.writer_lock import OnWait
+from taxonomy_store.embeddings.vector_cache import Snapshot, VectorCache
 
 if TYPE_CHECKING:
     from taxonomy_store.embeddings.encoders import EncoderInfo, Encoders
@@ -210,8 +211,9 @@ class Embeddings:
 
     def __init__(
         self, db: Database, encoders: "Encoders", vectors: VectorIndex, live_encoders: LiveEncoders,
-        encode_batches: EncodeBatches | None = None,
+        encode_batches: EncodeBatches | None = None, cache: VectorCache | None = None,
     ):
+        self.cache = cache  # a local copy of each collection, for full reads (vector_cache.py)
         self.db = db
         self.encoders = encoders
         self.vectors = vectors
@@ -399,6 +401,8 @@ class Embeddings:
     def drop_vectors(self, info: "EncoderInfo", *, wait: bool = True, on_wait: OnWait | None = None) -> bool:
         """Delete the encoder's collections (encoder remove), holding the writer lock."""
         with self.vectors.writing(f"encoder remove {info.name}", wait=wait, on_wait=on_wait):
+            if self.cache is not None:
+                self.cache.drop(collection_name(info))
             return self.vectors.drop(info)
 
     def _verify_one(self, info: "EncoderInfo", *, repair: bool, progress: Progress | None) -> VerifyReport:
@@ -493,18 +497,68 @@ class Embeddings:
 
     def vectors_of(self, info: "EncoderInfo", wanted: dict[int, str], *, every: bool = False) -> VectorSet:
         """The stored vectors of these prompts' current texts (prompt id -> text hash, as the caller
-        read them from SQL), in one pass over the collection and no SQL read; `missing` counts the
-        prompts left out. every=True: `wanted` is every live prompt (the whole collection is read)."""
+        read them from SQL), in one pass over the collection; `missing` counts the prompts left out.
+        every=True: `wanted` is every live prompt: the whole collection is read, from the local copy
+        at the encoder's current vectors_revision when there is one (vector_cache.py)."""
         dim = info.dimension or 0
-        ids_asked = None if every else sorted(wanted)
-        got_ids, chunks, stale = self.vectors.read(lambda: self._read_current(info, wanted, ids_asked), info.name)
-        ids = np.asarray(got_ids, dtype=np.int64)
-        vecs = np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
+        if every and self.cache is not None and wanted:
+            ids, vecs, stale = self._current_of(self._snapshot(info), wanted)
+        else:
+            ids_asked = None if every else sorted(wanted)
+            got_ids, chunks, stale = self.vectors.read(lambda: self._read_current(info, wanted, ids_asked), info.name)
+            ids = np.asarray(got_ids, dtype=np.int64)
+            vecs = np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
         order = np.argsort(ids, kind="stable")
         return VectorSet(
             prompt_ids=ids[order], vectors=normalise_rows(vecs[order]) if len(ids) else vecs, encoder=info.name,
-            missing=len(wanted) - len(got_ids), stale=stale,
+            missing=len(wanted) - len(ids), stale=stale,
         )
+
+    def _vectors_revision(self, info: "EncoderInfo") -> int | None:
+        with self.db.session() as s:
+            return s.scalar(select(Encoder.vectors_revision).where(Encoder.id == info.id))
+
+    def _snapshot(self, info: "EncoderInfo") -> Snapshot:
+        """Every vector of the collection: the local copy at the current revision, else read from
+        Chroma (and saved, when no bookkeeping write came in while it was read)."""
+        assert self.cache is not None
+        name, dim = collection_name(info), info.dimension or 0
+        revision = self._vectors_revision(info)
+        snap = self.cache.load(name, revision, dim) if revision is not None else None
+        if snap is None:
+            snap = self.vectors.read(lambda: self._read_all(info), info.name)
+            if revision is not None and self._vectors_revision(info) == revision:
+                self.cache.save(name, revision, snap)
+        return snap
+
+    def _read_all(self, info: "EncoderInfo") -> Snapshot:
+        coll = self.vectors.collection(info, create=False)
+        ids: list[int] = []
+        shas: list[str] = []
+        chunks: list[np.ndarray] = []
+        if coll is not None:
+            for page in self.vectors.pages(coll, include=["embeddings", "metadatas"]):
+                ids.extend(int(p) for p in page["ids"])
+                shas.extend(str((m or {}).get("text_sha256") or "") for m in page["metadatas"])
+                if len(page["ids"]):
+                    chunks.append(np.asarray(page["embeddings"], dtype=np.float32))
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, info.dimension or 0), dtype=np.float32)
+        return Snapshot(np.asarray(ids, dtype=np.int64), np.asarray(shas, dtype="S64"), vectors)
+
+    @staticmethod
+    def _current_of(snap: Snapshot, wanted: dict[int, str]) -> tuple[np.ndarray, np.ndarray, int]:
+        """(ids, vectors, how many were stale) of the snapshot's vectors of the wanted texts."""
+        keep = np.zeros(len(snap.ids), dtype=bool)
+        stale = 0
+        for n, (pid, sha) in enumerate(zip(snap.ids.tolist(), snap.shas.tolist())):
+            want = wanted.get(pid)
+            if want is None:
+                continue
+            if sha.decode() != want:
+                stale += 1
+                continue
+            keep[n] = True
+        return snap.ids[keep], snap.vectors[keep], stale
 
     def _read_current(
         self, info: "EncoderInfo", wanted: dict[int, str], wanted_ids: list[int] | None
