@@ -25,6 +25,8 @@ from typing import Callable
 
 import numpy as np
 
+from taxonomy_store.metrics.blas import SMALL_BATCH, one_blas_thread
+
 SLACK = 6
 DEFAULT_MAX_TILE_BYTES = 256 * 1024 * 1024
 
@@ -337,28 +339,38 @@ def knn_query(
         exclude = np.asarray(exclude, dtype=np.int64)
     K = max(1, min(k + SLACK, n - (0 if exclude is None else 1)))
     top = _RunningTopK(n_q, K)
-    if n_q and n:
-        bc = max(K + 1, min(n, block_size or 8192))
-        br = int(block_size) if block_size else max(1, tile_rows(bc, max_tile_bytes))
-        total = -(-n_q // br) * -(-n // bc)
-        done = 0
-        for i0 in range(0, n_q, br):
-            i1 = min(n_q, i0 + br)
-            rows = np.arange(i0, i1)
-            for j0 in range(0, n, bc):
-                j1 = min(n, j0 + bc)
-                tile = q[i0:i1] @ x[j0:j1].T
-                if exclude is not None:
-                    ex = exclude[i0:i1]
-                    hit = (ex >= j0) & (ex < j1)
-                    tile[np.flatnonzero(hit), ex[hit] - j0] = -np.inf
-                top.offer(rows, tile, j0)
-                done += 1
-                if progress:
-                    progress(done, total)
-        # -inf entries (the excluded self) never become neighbours.
-        top.keys[~np.isfinite(top.sim)] = _EMPTY
+    if n_q and n and n_q <= SMALL_BATCH:
+        with one_blas_thread():  # a few queries: memory-bound, see blas.py
+            _scan(q, x, top, K, exclude, max_tile_bytes, block_size, progress)
+    elif n_q and n:
+        _scan(q, x, top, K, exclude, max_tile_bytes, block_size, progress)
     return _finish(q, x, top, k, exclude, max_tile_bytes)
+
+
+def _scan(q: np.ndarray, x: np.ndarray, top: "_RunningTopK", K: int, exclude: np.ndarray | None,
+          max_tile_bytes: int | None, block_size: int | None, progress: Progress) -> None:
+    """Every similarity of q against x, in tiles, offered to the running top-K."""
+    n_q, n = q.shape[0], x.shape[0]
+    bc = max(K + 1, min(n, block_size or 8192))
+    br = int(block_size) if block_size else max(1, tile_rows(bc, max_tile_bytes))
+    total = -(-n_q // br) * -(-n // bc)
+    done = 0
+    for i0 in range(0, n_q, br):
+        i1 = min(n_q, i0 + br)
+        rows = np.arange(i0, i1)
+        for j0 in range(0, n, bc):
+            j1 = min(n, j0 + bc)
+            tile = q[i0:i1] @ x[j0:j1].T
+            if exclude is not None:
+                ex = exclude[i0:i1]
+                hit = (ex >= j0) & (ex < j1)
+                tile[np.flatnonzero(hit), ex[hit] - j0] = -np.inf
+            top.offer(rows, tile, j0)
+            done += 1
+            if progress:
+                progress(done, total)
+    # -inf entries (the excluded self) never become neighbours.
+    top.keys[~np.isfinite(top.sim)] = _EMPTY
 
 
 def merge_topk(
