@@ -168,12 +168,12 @@ def test_anchor_and_label_weights_reach_the_recipe_from_the_cli_and_bad_ones_are
 
     env = {"TSTORE_HOME": str(demo_store_dir)}
     r = run_tstore("adapt", "--from", "tiny", "--name", "tiny-anchored", "--epochs", "1", "--max-steps", "1",
-                   "--anchor", "10", "--label-weight", "3", env=env)
+                   "--anchor", "10", "--label-weight", "3", "--aim-swaps", env=env)
     assert r.returncode == 0, r.stderr
     s = Store.open(demo_store_dir)
     try:
         cfg = s.encoders.get("tiny-anchored").adaptation["config"]
-        assert cfg["w_anchor"] == 10.0 and cfg["w_label"] == 3.0
+        assert cfg["w_anchor"] == 10.0 and cfg["w_label"] == 3.0 and cfg["swap_target"] is True
         assert "anchor" in s.encoders.get("tiny-anchored").adaptation["training"]["last_losses"]
         with pytest.raises(InvalidValue, match="--anchor must be a finite number of at least 0"):
             s.adaptation.adapt("tiny", "tiny-bad", anchor=float("nan"), max_steps=1)
@@ -227,6 +227,40 @@ def test_sensitivity_term_moves_one_word_swaps_away_from_their_prompts(tiny_mode
     assert float(np.mean(before - after)) > 0.08, (before.mean(), after.mean())
     assert float(np.mean(after)) < float(np.mean(before))
     assert training_swaps(data, AdaptConfig(w_sensitivity=0.0)) == {}
+
+
+def test_aimed_swaps_keep_the_harm_word_and_move_away_from_their_prompts(tiny_model, tmp_path):
+    """swap_target: each category prompt's swap keeps its most harm-leaning word and replaces the word it
+    is aimed at with an everyday object; the sensitivity term alone then moves the swaps away."""
+    from sentence_transformers import SentenceTransformer
+
+    from taxonomy_store.adapt.layers import train_layers, training_swaps
+    from taxonomy_store.adapt.training import AdaptConfig, TrainingData
+
+    # "horse"/"garden" are in 9 of the 18 prompts (the verbs and the people in 6): the harm-leaning word,
+    # so the target is the person after it
+    prompts = [f"{verb} the {thing} of my {whom}" for verb in ("Poison", "Burn", "Wreck")
+               for thing in ("horse", "garden") for whom in ("landlord", "teacher", "manager")]
+    everyday = ["Suggest a name for a lemonade stand", "Plan a picnic for a rainy weekend", "Choose a name for a kitten",
+                "Describe a picnic in the park", "Draw a kitten in the park"]
+    data = TrainingData(category_texts=prompts, category_labels=[p.split()[0] for p in prompts], pairs=[],
+                        safe_texts=everyday, unsafe_texts=prompts, geometry_texts=everyday)
+    cfg = AdaptConfig(w_category=0.0, w_pairs=0.0, w_label=0.0, w_geometry=0.0, w_sensitivity=1.0, swap_target=True,
+                      sensitivity_margin=0.2, lr=2e-3, max_steps=20, epochs=20, category_batch=18)
+    swaps = training_swaps(data, cfg)
+    assert set(swaps) == set(prompts)
+    for p, q in swaps.items():  # everything kept but the person, who becomes an everyday object
+        assert q.split()[:-1] == p.split()[:-1] and q.split()[-1] in {"name", "picnic", "kitten", "park"}
+    assert swaps != training_swaps(data, AdaptConfig(w_sensitivity=1.0))  # the random swaps hit other words
+    train_layers(tiny_model, data, cfg, tmp_path / "tuned")
+
+    def swap_cosines(folder):
+        m = SentenceTransformer(str(folder), device="cpu")
+        return (m.encode(prompts, normalize_embeddings=True) * m.encode([swaps[p] for p in prompts], normalize_embeddings=True)).sum(1)
+
+    before, after = swap_cosines(tiny_model), swap_cosines(tmp_path / "tuned")
+    # measured: mean cosine of prompt and aimed swap 0.983 -> 0.774 in 20 steps
+    assert float(np.mean(before - after)) > 0.1, (before.mean(), after.mean())
 
 
 def test_boundary_pairs_are_each_prompts_nearest_of_the_other_label(tiny_model):

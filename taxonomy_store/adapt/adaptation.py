@@ -112,8 +112,9 @@ class Adaptation:
     def adapt(self, source: str, new: str, *, taxonomy: str = "do-not-answer", level: str | int = "harm_type",
               epochs: int | None = None, seed: int = 0, device: str = "cpu", holdout_fraction: float | None = None,
               max_steps: int | None = None, anchor: float | None = None, label_weight: float | None = None,
-              progress: Progress = None) -> AdaptResult:
-        """anchor, label_weight: the weights of the anchor and label terms (None: the method's default)."""
+              aim_swaps: bool = False, progress: Progress = None) -> AdaptResult:
+        """anchor, label_weight: the weights of the anchor and label terms (None: the method's default);
+        aim_swaps: the sensitivity term's swaps aimed at what the harm word is aimed at (AdaptConfig.swap_target)."""
         from taxonomy_store.embeddings.encoders import _check_name
 
         t0 = time.perf_counter()
@@ -126,7 +127,7 @@ class Adaptation:
             if weight is not None and not (np.isfinite(weight) and weight >= 0.0):
                 raise InvalidValue(f"{flag} must be a finite number of at least 0, not {weight}")
         cfg = AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps,
-                          w_anchor=None if anchor is None else float(anchor))
+                          w_anchor=None if anchor is None else float(anchor), swap_target=aim_swaps)
         if label_weight is not None:
             cfg.w_label = float(label_weight)
         with self._claim(new):

@@ -21,7 +21,7 @@ import random
 from pathlib import Path
 from typing import Any, Callable
 
-from taxonomy_store.adapt.swaps import swap_pool, word_swaps
+from taxonomy_store.adapt.swaps import harm_scores, object_pool, swap_pool, target_swaps, word_swaps
 from taxonomy_store.backend.encoding import fresh_model
 from taxonomy_store.adapt.training import AdaptConfig, TrainingData, _class_batch, _Cycler, _supcon, optimise_step, resolved, steps_per_epoch
 
@@ -201,10 +201,16 @@ def train_layers(model_dir: str | Path, data: TrainingData, cfg: AdaptConfig, ou
 
 
 def training_swaps(data: TrainingData, cfg: AdaptConfig) -> dict[str, str]:
-    """Each category prompt's one-word swap, words drawn from the everyday (else safe) prompts; none without the term."""
+    """Each category prompt's one-word swap, words drawn from the everyday (else safe) prompts; none without the term.
+    With cfg.swap_target the swap is aimed (adapt_swaps.target_swaps: harm scores from the training labels)."""
     if not resolved(cfg).w_sensitivity:
         return {}
-    return word_swaps(data.category_texts, swap_pool(data.geometry_texts or data.safe_texts or data.category_texts), cfg.seed)
+    everyday = data.geometry_texts or data.safe_texts or data.category_texts
+    swaps = word_swaps(data.category_texts, swap_pool(everyday), cfg.seed)
+    if cfg.swap_target:
+        scores = harm_scores(data.unsafe_texts, sorted(set(data.safe_texts) | set(data.geometry_texts)))
+        swaps.update(target_swaps(data.category_texts, scores, object_pool(everyday, scores), cfg.seed))
+    return swaps
 
 
 def training_texts(data: TrainingData, swaps: dict[str, str] | None = None) -> list[str]:

@@ -20,7 +20,8 @@ The objective, all terms in every step (trained apart, they fight):
 - sensitivity (layer method only): each category prompt's copy with one word swapped
   (adapt_swaps) must sit `sensitivity_margin` further from it than in the frozen encoder, so
   gathering a category does not teach the encoder to overlook the word that makes a safe
-  look-alike safe.
+  look-alike safe. With `swap_target` the swap keeps the prompt's most harm-leaning word and
+  replaces what it is aimed at ("kill my neighbour" -> "kill my teapot") with an everyday object.
 - boundary (layer method, off by default: `w_boundary`): each safe prompt's nearest unsafe prompts
   (and each unsafe prompt's nearest safe ones), mined under FROM, must move `boundary_margin` apart;
   it lifted the held-out guard AUROC a little and cost Categorical Purity (docs/BENCHMARKS.md).
@@ -84,6 +85,9 @@ class AdaptConfig:
     w_geometry: float | None = None
     w_sensitivity: float | None = None  # layers only: one-word swaps of category prompts must move away
     sensitivity_margin: float = 0.15
+    # layers only: aim each swap at the word the prompt's most harm-leaning word is aimed at (adapt_swaps.target_swaps),
+    # the harm word kept, the target swapped for an everyday object; prompts with no such word keep a random swap
+    swap_target: bool = False
     w_boundary: float | None = None  # layers only: each safe prompt's nearest unsafe prompts (mined under FROM) move away
     # layers only: every step prompt but the safe twins stays near FROM's vector (mean 1 - cos), so what the
     # guard's neighbourhoods already got right about prompts of other datasets is kept

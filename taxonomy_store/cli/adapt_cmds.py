@@ -47,12 +47,16 @@ def _table(result) -> None:
                    f"{METHOD_DEFAULTS['layers']['w_anchor']:g}; 10 measured in docs/BENCHMARKS.md].")
 @click.option("--label-weight", type=click.FloatRange(min=0.0), default=None, metavar="W",
               help="Weight of the safe/unsafe contrast term [default: 1; 3 measured in docs/BENCHMARKS.md].")
+@click.option("--aim-swaps", is_flag=True, default=False,
+              help="Aim the sensitivity term's one-word swaps: keep each prompt's most harm-leaning word and swap "
+                   "what it is aimed at for an everyday object (\"kill my neighbour\" -> \"kill my teapot\"); "
+                   "measured in docs/BENCHMARKS.md (Round four).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, hidden=True)
 @json_option
 @pass_ctx
 def adapt(ctx: Context, source: str, new: str, level: str, taxonomy: str, epochs: int | None, seed: int, device: str,
-          holdout_fraction: float | None, anchor: float | None, label_weight: float | None, max_steps: int | None,
-          as_json: bool) -> None:
+          holdout_fraction: float | None, anchor: float | None, label_weight: float | None, aim_swaps: bool,
+          max_steps: int | None, as_json: bool) -> None:
     """Fine-tune a copy of an encoder on the store's curated data, register it, embed the store, compare.
 
     Categories gather, safe twins move away from their unsafe originals, a prompt with one word
@@ -64,7 +68,8 @@ def adapt(ctx: Context, source: str, new: str, level: str, taxonomy: str, epochs
     with progress_bar(transient=False, time_remaining=True) as progress:
         result = ctx.store.adaptation.adapt(source, new, taxonomy=taxonomy, level=level, epochs=epochs, seed=seed,
                                             device=device, holdout_fraction=holdout_fraction, max_steps=max_steps,
-                                            anchor=anchor, label_weight=label_weight, progress=progress)
+                                            anchor=anchor, label_weight=label_weight, aim_swaps=aim_swaps,
+                                            progress=progress)
     if as_json:
         emit_json(result.to_dict())
         return
