@@ -10,7 +10,8 @@ fresh process (so peak RSS is that size's) and measures, in order:
   pool load (SQL rows + Chroma vectors)
   CP@10 + the suspects graph (metric cp, review.suspects by label)   target <= 600 s at 1M
   agreement of the graph with exact neighbours on >= 10,000 sampled rows (recall@10)   target >= 0.99
-  query p50 in process (100 queries, one at a time, after the first)  target <= 50 ms
+  query p50 in a fresh process (100 queries, one at a time, after the first)  target <= 50 ms
+    (and, labelled `_embedding_process`, in the process that imported and embedded)
   calibrate (sampled above calibration.QUERY_SAMPLE reference prompts)  target <= 300 s
   export (CSV)
   peak RSS (getrusage)                           target <= 8 GB
@@ -103,7 +104,11 @@ def child(n: int, mode: str, csv_path: Path, skip: frozenset[str] = frozenset())
             if mode != "main" and "agreement" not in skip:
                 timed(out, "agreement", lambda: out.update(agreement(store, pool)))
         if "query" not in skip:
-            out.update(query_p50(store, texts))
+            # A user's query runs in its own process: the target figure is timed in a fresh one on
+            # this store. The process that just imported and embedded is much slower (324 vs 15 ms
+            # p50 at 300k, benchmarks/query_fresh.py); its figure is kept beside, labelled.
+            out.update(fresh_query_p50(Path(tmp) / "store"))
+            out.update({f"{k}_embedding_process": v for k, v in query_p50(store, texts).items()})
         if "calibrate" not in skip:
             cal = timed(out, "calibrate", lambda: store.guard.calibrate(ENC))
             out["calibrate_auroc"] = cal.auroc
@@ -130,6 +135,18 @@ def agreement(store, pool) -> dict:
     same_ids = float((np.sort(g.idx[rows, :10], axis=1) == np.sort(ei, axis=1)).all(axis=1).mean())
     return {"agreement_recall@10": float(np.minimum(hits, 10).sum() / (10 * len(rows))), "agreement_queries": int(len(rows)),
             "agreement_rows_identical": same_ids, "detect_graph_exact": bool(g.stats.get("exact", True))}
+
+
+def fresh_query_p50(store_dir: Path) -> dict:
+    """query_p50 in a fresh process that opens the store (its pool from the local vector copy)."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[2]); import _generated, million; "
+            "from taxonomy_store.store import Store; s = Store.open(sys.argv[1]); "
+            "print(json.dumps(million.query_p50(s, [r[1] for r in _generated.realistic(2000, seed=99)])))")
+    r = subprocess.run([sys.executable, "-c", code, str(store_dir), str(Path(__file__).resolve().parent)],
+                       stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    if r.returncode != 0:
+        return {"query_error": f"exit {r.returncode}"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def query_p50(store, texts: list[str]) -> dict:
@@ -179,7 +196,7 @@ def table(runs: list[dict], exps: dict[str, float]) -> str:
     cols = [f"{r['rows']:,} {r['mode']}" for r in runs]
     lines = [f"{'cost':22}" + "".join(f"{c:>20}" for c in cols) + f"{'exponent':>10}{'target@1M':>11}"]
     cpu = tuple(c.replace("_s", "_cpu_s") for c in ("import_s", "embed_s", "pool_load_s", "cp_s", "suspects_s", "calibrate_s", "export_s"))
-    for c in COSTS + cpu + ("cp@10_macro", "agreement_recall@10", "query_first_s", "suspects_s", "cp_s"):
+    for c in COSTS + cpu + ("cp@10_macro", "agreement_recall@10", "query_first_s", "query_p50_ms_embedding_process", "suspects_s", "cp_s"):
         vals = "".join(f"{(r.get(c) if r.get(c) is not None else r.get('error', '-'))!s:>20}" for r in runs)
         lines.append(f"{c:22}{vals}{exps.get(c, ''):>10}{TARGETS.get(c, ''):>11}")
     return "\n".join(lines)
