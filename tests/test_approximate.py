@@ -1,4 +1,4 @@
-"""Approximate neighbours (faiss IVF-Flat, re-ranked exactly) above TSTORE_APPROX_FROM rows.
+"""Approximate neighbours (faiss HNSW, re-ranked exactly) above TSTORE_APPROX_FROM rows.
 
 The store tests use a generated store of a few thousand prompts (`benchmarks/_generated.realistic`:
 templates and topic words per Do-Not-Answer harm, planted duplicates) on the hashing encoder,
@@ -17,7 +17,7 @@ import pytest
 
 from taxonomy_store.errors import InvalidValue
 from taxonomy_store.metrics.similarity import knn, knn_query
-from taxonomy_store.neighbours.approximate import APPROX_FROM, AnnIndex, NeighbourSettings, approx_from_setting, recall_at_k, self_knn
+from taxonomy_store.neighbours.approximate import APPROX_FROM, EF_START, MAX_EF, AnnIndex, NeighbourSettings, approx_from_setting, recall_at_k, self_knn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import _generated  # noqa: E402
@@ -41,10 +41,10 @@ def _keys(ids) -> np.ndarray:
 
 def test_index_recall_on_a_clustered_set_and_exact_similarities():
     x = _clustered()
-    ids = np.arange(len(x), dtype=np.int64) * 3 + 7  # faiss ids are prompt ids, not rows
+    ids = np.arange(len(x), dtype=np.int64) * 3 + 7  # prompt ids, not rows
     ann = AnnIndex.build(ids, _keys(ids), x)
     r = ann.tune(x)
-    assert r["recall"] >= 0.99 and r["recall_queries"] == 1000 and ann.params["nprobe"] <= ann.params["nlist"]
+    assert r["recall"] >= 0.99 and r["recall_queries"] == 1000 and ann.params["efSearch"] <= MAX_EF
     idx, sims = self_knn(ann, x, 10)
     ei, es = knn(x, 10, assume_normalised=True)
     assert recall_at_k(sims, es) >= 0.99
@@ -84,19 +84,40 @@ def test_index_update_matches_a_rebuild_and_a_damaged_file_is_rebuilt(tmp_path):
     ids2, keys2, x2 = ids2[keep], keys2[keep], np.ascontiguousarray(x2[keep])
     upd, st = index_for(path, ids2, keys2, x2)
     assert st == {"index_source": "incremental", "index_added": 2, "index_removed": 2}
-    assert upd.index.ntotal == len(ids2) and upd.params["recall"] >= 0.99
+    # HNSW cannot remove: the removed and the changed row are tombstones, left out of every search
+    assert upd.tombstones == 2 and upd.index.ntotal == len(ids2) + 2 and upd.params["recall"] >= 0.99
     fresh = AnnIndex.build(ids2, keys2, x2)
-    fresh.params["nprobe"] = upd.params["nprobe"]
+    fresh.params["efSearch"] = upd.params["efSearch"]
     a_i, a_s = upd.search(x2[:300], x2, 10, exclude=np.arange(300))
     b_i, b_s = fresh.search(x2[:300], x2, 10, exclude=np.arange(300))
     e_i, e_s = knn_query(x2[:300], x2, 10, exclude=np.arange(300), assume_normalised=True)
     assert recall_at_k(a_s, e_s) >= 0.99 and recall_at_k(b_s, e_s) >= 0.99
     assert 5 in set(upd.search(x2[5:6], x2, 1)[0].ravel().tolist())  # the changed row is found by its new vector
+    old5 = x[5:6]  # its old vector is a tombstone: never a candidate, nor is the removed row 9
+    cand = upd.candidates(np.concatenate([old5, x[9:10]]), 50)
+    assert (upd.ids[cand[cand >= 0]] != 9).all()
+    assert AnnIndex.load(path).tombstones == 2  # the labels travel with the file
     # a truncated index file is not trusted: it is rebuilt
     path.write_bytes(path.read_bytes()[:100])
     assert AnnIndex.load(path) is None
     again, st = index_for(path, ids2, keys2, x2)
     assert st["index_source"] == "built" and again.index.ntotal == len(ids2)
+
+
+def test_an_index_with_too_many_tombstones_is_rebuilt(tmp_path):
+    from taxonomy_store.neighbours.approximate import REBUILD_SHARE
+    from taxonomy_store.neighbours.graphs import index_for
+
+    x = _clustered(2000)
+    ids = np.arange(len(x), dtype=np.int64)
+    path = tmp_path / "a.faiss"
+    index_for(path, ids, _keys(ids), x)
+    few = int(REBUILD_SHARE * len(x)) // 2  # under the share: tombstones kept
+    ann, st = index_for(path, ids[few:], _keys(ids[few:]), np.ascontiguousarray(x[few:]))
+    assert st["index_source"] == "incremental" and ann.tombstones == few
+    many = few + int(REBUILD_SHARE * len(x))  # past it: the graph is built again, without them
+    ann, st = index_for(path, ids[many:], _keys(ids[many:]), np.ascontiguousarray(x[many:]))
+    assert st["index_source"] == "built" and ann.tombstones == 0 and ann.index.ntotal == len(x) - many
 
 
 def test_threshold_setting():
@@ -128,13 +149,12 @@ def big_store(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _scan_everything(request, monkeypatch):
-    """The hashing vectors of generated prompts need nprobe ~ nlist/2 for recall 0.99, past the share
-    where the index is declined: the tests of the approximate path let it scan every list."""
+def _decline_when_asked(request, monkeypatch):
+    """The test of the declined path lowers the most the index may search below where tuning starts."""
     from taxonomy_store.neighbours import approximate
 
-    if "declined" not in request.node.name:
-        monkeypatch.setattr(approximate, "MAX_SCAN_SHARE", 1.0)
+    if "declined" in request.node.name:
+        monkeypatch.setattr(approximate, "MAX_EF", approximate.EF_START // 2)
 
 
 def _cli(store: Path, *args: str, approx_from: str | None = LOW):
@@ -149,8 +169,8 @@ def _cli(store: Path, *args: str, approx_from: str | None = LOW):
 def test_metrics_say_exact_false_with_parameters_and_recall_and_exact_forces_exact(big_store):
     (approx,) = _cli(big_store, "metrics", "cp", "--json")
     g = approx["details"]["graph"]
-    assert g["exact"] is False and g["index"]["index"] == "IVFFlat" and g["index"]["recall"] >= 0.99
-    assert {"nlist", "nprobe", "recall_queries", "recall_k"} <= set(g["index"])
+    assert g["exact"] is False and g["index"]["index"] == "HNSWFlat" and g["index"]["recall"] >= 0.99
+    assert {"M", "efConstruction", "efSearch", "recall_queries", "recall_k"} <= set(g["index"])
     (exact,) = _cli(big_store, "metrics", "cp", "--exact", "--json")
     ge = exact["details"]["graph"]
     assert ge["exact"] is True and "index" not in ge
@@ -170,8 +190,8 @@ def test_an_index_that_would_scan_too_much_is_declined_and_the_figure_stays_exac
         f.unlink()  # no cached graph: the approximate path is tried
     (run,) = _cli(store, "metrics", "cp", "--json")
     g = run["details"]["graph"]
-    assert g["exact"] is True and "scans more than 25%" in g["approximate_declined"]["reason"]
-    assert g["approximate_declined"]["nprobe"] > 0.25 * g["approximate_declined"]["nlist"]
+    assert g["exact"] is True and "a walk visits as much as an exact scan" in g["approximate_declined"]["reason"]
+    assert g["approximate_declined"]["efSearch"] > EF_START // 2
     (q,) = _cli(store, "query", "how do I report a scam to the bank", "--json")
     assert q["neighbour_search"] == {"exact": True}
 
@@ -218,9 +238,13 @@ def test_graph_after_an_edit_is_updated_in_place_and_matches_a_rebuild(big_store
         assert recall_at_k(g.sims[:, :10], es) >= 0.99
         row = len(ids) - 1  # the imported prompt has the highest id: its row is searched exactly
         assert np.array_equal(g.idx[row, :10], ei[row])
-        # a rebuild (the files removed) agrees as well
-        for f in s.neighbours.graphs.cache_dir.glob("knn_*detect*"):
+        # the graph was searched in the pool's index (one index per pool, no index of its own)
+        assert "shared" in g.stats["index"] and not list(s.neighbours.graphs.cache_dir.glob("knn_*detect*.faiss"))
+        for f in s.neighbours.graphs.cache_dir.glob("knn_*"):
             f.unlink()
+    with Store.open(path) as s:  # a rebuild (the graph and index files removed) agrees as well
+        s.neighbours.settings.approx_from = int(LOW)
+        pool = s.neighbours.pool("minilm")
         _ids, g2 = s.neighbours.pool_graph(pool, "detect", member, 10)
         assert g2.stats["index_source"] == "built" and recall_at_k(g2.sims[:, :10], es) >= 0.99
 

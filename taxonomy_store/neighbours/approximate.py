@@ -1,17 +1,22 @@
-"""Approximate nearest neighbours for large prompt sets: a faiss IVF-Flat index, re-ranked exactly.
+"""Approximate nearest neighbours for large prompt sets: a faiss HNSW graph index, re-ranked exactly.
 
-Why faiss (faiss-cpu) and IVF-Flat, rather than usearch or hnswlib (HNSW graphs):
-- IVF-Flat keeps every vector as it is (no quantisation) and partitions them by k-means; a search
-  scans the `nprobe` nearest lists with BLAS/SIMD inner products. The only approximation is which
-  lists are scanned, and `nprobe` is tuned at build time until the *measured* recall reaches
-  RECALL_TARGET.
-- Incremental updates are first-class: `remove_ids` and `add_with_ids` change an IVF index in
-  place (HNSW in hnswlib/usearch can only mark deletions, and its graph degrades with edits).
-- Persistence is `faiss.write_index` / `read_index`, one file; a damaged file fails to read and
-  is rebuilt, never trusted.
-- Builds are fast on few cores (k-means on a sample, then one pass to assign lists); an HNSW
-  build of a million 384-d vectors takes many minutes on two cores.
-- Filtered searches take an `IDSelectorBitmap` (a boolean per row), so masks stay masks.
+Why faiss (faiss-cpu) and HNSW (`IndexHNSWFlat`), and why no longer IVF-Flat:
+- Measured on the 1M generated store (hashing:384, `benchmarks/million_search.py`): IVF-Flat
+  needed about half of its lists scanned per query for recall@10 0.99, as much work as exact
+  top-k, so it was declined and CP@10 and the suspects graph stayed exact (about an hour on two
+  cores). HNSW reaches recall 0.99 visiting a few thousand vectors per query (`efSearch` of tens),
+  so the whole self-kNN of a million rows takes minutes (docs/BENCHMARKS.md, "A million prompts").
+- faiss rather than hnswlib or usearch: one library for the index, its persistence
+  (`write_index`/`read_index`, one file; a damaged file fails to read and is rebuilt, never
+  trusted), filtered searches (`IDSelectorBitmap`, a boolean per row: masks stay masks) and
+  OpenMP-parallel builds and batch searches; it keeps the vectors as they are (no quantisation).
+- One knob is tuned on measured recall: `efSearch` is raised until the recall reaches
+  RECALL_TARGET; past MAX_EF the index is declined and the search stays exact (and says why).
+- Updates: HNSW cannot remove a vector, so a removed or changed row is a tombstone (its faiss
+  label is left out of every search by the selector) and a new or changed row is added. When
+  tombstones pass REBUILD_SHARE of the index it is rebuilt.
+- A filtered search lets fewer rows through, and a graph walk then meets fewer of them: efSearch
+  is raised in proportion to the share filtered out (capped at MAX_EF * 4).
 
 Every candidate faiss finds is re-scored exactly (`metrics.similarity.exact_topk`: float64 dot
 products of the stored float32 vectors, ties to the lower row), so the similarities reported are
@@ -20,8 +25,8 @@ recall says how often. Recall follows ann-benchmarks: a found neighbour counts w
 similarity reaches the exact k-th similarity (so ties are not misses), averaged over a seeded
 sample of queries, measured against exact top-k whenever the index is built or updated.
 
-faiss ids are row ids of the indexed set (the caller's prompt ids); rows are identified by keys
-(prompt id and text hash) so an update removes changed and removed rows and adds new ones.
+Rows are identified by keys (prompt id and text hash); faiss labels are insertion order, and
+`labels[i]` is row i's (row i = `ids[i]`, ascending).
 """
 
 from __future__ import annotations
@@ -39,14 +44,21 @@ from taxonomy_store.metrics.similarity import exact_topk, knn_query
 
 APPROX_FROM = 200_000  # rows: below this, exact top-k (measured: benchmarks/million.py)
 RECALL_TARGET = 0.99
+# Tuning aims above the target: the sample's recall is an estimate, and every graph must hold 0.99
+# on the whole set (tests/test_approximate.py compares whole graphs; million_search.py 10,000 queries).
+TUNE_AIM = 0.992
 RECALL_SAMPLE = 1000  # queries, seeded
 RECALL_K = 10
-# Past this share of the lists scanned per query an IVF search reads as many vectors as exact blocked
-# top-k and runs slower (measured: benchmarks/million.py on hashing:384, nprobe ~ nlist/2 for 0.99):
-# the index is then declined and the search stays exact.
-MAX_SCAN_SHARE = 0.25
+# HNSW parameters (measured on hashing:384 generated prompts, 200k and 1M: benchmarks/million_search.py)
+HNSW_M = 16  # graph degree
+EF_CONSTRUCTION = 80
+EF_START = 16
+# Past this efSearch a query visits so much of the graph that the index is declined (stays exact).
+MAX_EF = 1024
+REBUILD_SHARE = 0.10  # tombstones past this share of the index: rebuilt
 SEED = 0
 _BATCH = 8192
+_ADD_BATCH = 65536
 
 
 def approx_from_setting(value: str | None) -> int:
@@ -82,11 +94,12 @@ def _faiss():
 
 @dataclass
 class AnnIndex:
-    """An IVF-Flat inner-product index over rows identified by `keys`, faiss ids = `ids`."""
+    """An HNSW inner-product index over rows identified by `keys` (row i: prompt id `ids[i]`, faiss label `labels[i]`)."""
 
     index: Any
     ids: np.ndarray  # ascending
     keys: np.ndarray
+    labels: np.ndarray  # faiss label of each row; labels not here are tombstones
     params: dict[str, Any] = field(default_factory=dict)
 
     # -- building ------------------------------------------------------------------------
@@ -94,56 +107,69 @@ class AnnIndex:
     def build(cls, ids: np.ndarray, keys: np.ndarray, x: np.ndarray) -> "AnnIndex":
         faiss = _faiss()
         n, d = x.shape
-        nlist = int(max(1, min(4 * math.sqrt(n), n // 39)))
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = SEED
-        index.cp.niter = 10
-        index.cp.max_points_per_centroid = 64
+        index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
         t0 = time.perf_counter()
-        sample = np.random.default_rng(SEED).choice(n, size=min(n, nlist * 64), replace=False)
-        index.train(np.ascontiguousarray(x[np.sort(sample)]))
-        index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
-        params = {"library": "faiss", "faiss_version": faiss.__version__, "index": "IVFFlat", "metric": "inner_product",
-                  "nlist": nlist, "nprobe": 1, "rerank": "exact float64 dot products of the stored float32 vectors",
+        for s in range(0, n, _ADD_BATCH):
+            index.add(np.ascontiguousarray(x[s:s + _ADD_BATCH]))
+        params = {"library": "faiss", "faiss_version": faiss.__version__, "index": "HNSWFlat", "metric": "inner_product",
+                  "M": HNSW_M, "efConstruction": EF_CONSTRUCTION, "efSearch": EF_START,
+                  "rerank": "exact float64 dot products of the stored float32 vectors",
                   "build_seconds": round(time.perf_counter() - t0, 3)}
-        return cls(index=index, ids=np.asarray(ids, dtype=np.int64), keys=np.asarray(keys), params=params)
+        return cls(index=index, ids=np.asarray(ids, dtype=np.int64), keys=np.asarray(keys),
+                   labels=np.arange(n, dtype=np.int64), params=params)
 
     def update(self, ids: np.ndarray, keys: np.ndarray, vectors: Callable[[], np.ndarray]) -> dict[str, int]:
-        """Bring the index to these rows: remove removed and changed rows, add new and changed ones."""
-        old = dict(zip(self.keys.tolist(), self.ids.tolist()))
+        """Bring the index to these rows: removed and changed rows become tombstones, new and changed
+        ones are added."""
+        old = dict(zip(self.keys.tolist(), self.labels.tolist()))
         new_keys = np.asarray(keys)
-        new_set = set(new_keys.tolist())
-        gone = np.array([i for k, i in old.items() if k not in new_set], dtype=np.int64)
-        fresh = np.flatnonzero(np.fromiter((k not in old for k in new_keys.tolist()), dtype=bool, count=new_keys.size))
-        if gone.size:
-            self.index.remove_ids(_faiss().IDSelectorBatch(gone))
+        kept = np.fromiter((old.get(k, -1) for k in new_keys.tolist()), dtype=np.int64, count=new_keys.size)
+        fresh = np.flatnonzero(kept < 0)
+        removed = len(old) - (new_keys.size - fresh.size)
+        labels = kept.copy()
         if fresh.size:
             x = vectors()
-            self.index.add_with_ids(np.ascontiguousarray(x[fresh]), np.asarray(ids, dtype=np.int64)[fresh])
-        self.ids, self.keys = np.asarray(ids, dtype=np.int64), new_keys
-        return {"removed": int(gone.size), "added": int(fresh.size)}
+            labels[fresh] = np.arange(self.index.ntotal, self.index.ntotal + fresh.size, dtype=np.int64)
+            self.index.add(np.ascontiguousarray(x[fresh]))
+        self.ids, self.keys, self.labels = np.asarray(ids, dtype=np.int64), new_keys, labels
+        return {"removed": int(removed), "added": int(fresh.size)}
+
+    @property
+    def tombstones(self) -> int:
+        return int(self.index.ntotal - len(self.labels))
 
     @property
     def worthwhile(self) -> bool:
-        """Whether the tuned index scans few enough lists to beat an exact search."""
-        return int(self.params["nprobe"]) <= MAX_SCAN_SHARE * int(self.params["nlist"])
+        """Whether the tuned index visits little enough of the graph to beat an exact search."""
+        return int(self.params["efSearch"]) <= MAX_EF
 
     # -- searching -----------------------------------------------------------------------
+    def _row_of_label(self) -> np.ndarray:
+        row = np.full(self.index.ntotal, -1, dtype=np.int64)
+        row[self.labels] = np.arange(len(self.labels), dtype=np.int64)
+        return row
+
     def candidates(self, q: np.ndarray, kc: int, allowed: np.ndarray | None = None) -> np.ndarray:
         """Candidate rows (positions in `ids`, -1 padded) of each query: faiss's kc best under `allowed`
-        (a boolean per row)."""
+        (a boolean per row) and never a tombstone."""
         faiss = _faiss()
-        kw: dict[str, Any] = {"nprobe": int(self.params["nprobe"])}
-        if allowed is not None:
-            bitmap = np.packbits(_id_bitmap(self.ids, allowed), bitorder="little")
-            kw["sel"] = faiss.IDSelectorBitmap(len(bitmap) * 8, faiss.swig_ptr(bitmap))
-        sp = faiss.SearchParametersIVF(**kw)
+        ef = int(self.params["efSearch"])
+        kw: dict[str, Any] = {}
+        live = None
+        if allowed is not None or self.tombstones:
+            live = np.zeros(self.index.ntotal, dtype=bool)
+            live[self.labels if allowed is None else self.labels[np.asarray(allowed, dtype=bool)]] = True
+            share = max(live.mean(), 1e-9)
+            ef = int(min(MAX_EF * 4, math.ceil(ef / share)))  # a filtered walk meets fewer allowed rows
+            bitmap = np.packbits(live, bitorder="little")
+            kw["sel"] = faiss.IDSelectorBitmap(live.size, faiss.swig_ptr(bitmap))
+        sp = faiss.SearchParametersHNSW(efSearch=max(ef, kc), **kw)
+        row = self._row_of_label()
         out = np.full((q.shape[0], kc), -1, dtype=np.int64)
         for s in range(0, q.shape[0], _BATCH):
             _d, found = self.index.search(np.ascontiguousarray(q[s:s + _BATCH]), kc, params=sp)
-            pos = np.searchsorted(self.ids, np.maximum(found, 0))
-            out[s:s + _BATCH] = np.where(found >= 0, np.minimum(pos, len(self.ids) - 1), -1)
+            out[s:s + _BATCH] = np.where(found >= 0, row[np.maximum(found, 0)], -1)
         return out
 
     def search(self, q: np.ndarray, x: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
@@ -154,17 +180,16 @@ class AnnIndex:
         return exact_topk(q, x, cand, k, exclude=exclude)
 
     # -- recall --------------------------------------------------------------------------
-    def tune(self, x: np.ndarray, target: float = RECALL_TARGET) -> dict[str, Any]:
-        """Raise nprobe until the measured recall reaches the target (or every list is scanned)."""
-        nlist = int(self.params["nlist"])
-        nprobe = max(1, int(self.params.get("nprobe", 1)))
+    def tune(self, x: np.ndarray, target: float = TUNE_AIM) -> dict[str, Any]:
+        """Raise efSearch until the measured recall reaches the target (or passes MAX_EF: declined)."""
+        ef = max(1, int(self.params.get("efSearch", EF_START)))
         exact = _Exact(x)
         while True:
-            self.params["nprobe"] = nprobe
+            self.params["efSearch"] = ef
             r = self.recall(x, exact=exact)
-            if r["recall"] >= target or nprobe >= nlist:
+            if r["recall"] >= target or ef > MAX_EF:
                 return r
-            nprobe = min(nlist, nprobe * 2)
+            ef = int(math.ceil(ef * 1.5))  # finer than doubling: each step's search time grows with ef
 
     def recall(self, x: np.ndarray, *, exact: "_Exact | None" = None) -> dict[str, Any]:
         """Recall@k of the self-search against exact top-k on a seeded sample of rows (stored in params)."""
@@ -183,25 +208,27 @@ class AnnIndex:
         _faiss().write_index(self.index, str(tmp))
         side = path.with_name(path.name + ".npz")
         tmp_side = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp_side, ids=self.ids, keys=self.keys, params=np.array(json.dumps(self.params)))
+        np.savez(tmp_side, ids=self.ids, keys=self.keys, labels=self.labels, params=np.array(json.dumps(self.params)))
         tmp.replace(path)
         tmp_side.replace(side)
 
     @classmethod
     def load(cls, path: Path) -> "AnnIndex | None":
-        """The stored index, or None when it is missing, damaged or does not match its sidecar."""
+        """The stored index, or None when it is missing, damaged, of another kind or does not match its sidecar."""
         side = path.with_name(path.name + ".npz")
         if not path.is_file() or not side.is_file():
             return None
         try:
             with np.load(side, allow_pickle=False) as z:
-                ids, keys, params = z["ids"], z["keys"], json.loads(str(z["params"]))
+                ids, keys, labels, params = z["ids"], z["keys"], z["labels"], json.loads(str(z["params"]))
             index = _faiss().read_index(str(path))
         except (OSError, KeyError, ValueError, EOFError, RuntimeError, Exception):  # faiss raises RuntimeError
             return None
-        if index.ntotal != len(ids) or len(ids) != len(keys) or not isinstance(params, dict) or "nprobe" not in params:
+        if not isinstance(params, dict) or params.get("index") != "HNSWFlat" or "efSearch" not in params:
+            return None  # an index of an earlier kind (IVF-Flat) is rebuilt
+        if len(ids) != len(keys) or len(labels) != len(ids) or (len(labels) and int(labels.max()) >= index.ntotal):
             return None
-        return cls(index=index, ids=ids, keys=keys, params=params)
+        return cls(index=index, ids=ids, keys=keys, labels=labels.astype(np.int64), params=params)
 
 
 class _Exact:

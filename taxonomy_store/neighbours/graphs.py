@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from taxonomy_store.metrics.similarity import knn, update_knn
+from taxonomy_store.metrics.similarity import knn, knn_query, update_knn
 from taxonomy_store.neighbours import approximate as ann_settings
 from taxonomy_store.neighbours.approximate import RECALL_TARGET, AnnIndex, NeighbourSettings, self_knn
 
@@ -38,6 +38,10 @@ GRAPH_EXTRA = 10
 # `metrics.similarity.knn` (the default); `distributed.topk.RayTopK` shards it over a Ray cluster.
 KnnFunction = Callable[..., tuple[np.ndarray, np.ndarray]]
 INCREMENTAL_SHARE = 0.05  # an approximate graph is updated in place while fewer rows than this share changed
+# A set inside a larger indexed one (the encoder's pool): () -> (the pool's index, the set's rows in the
+# pool, the pool's vectors, how the index was had: `index_for`'s stats). Its graph is then searched in the pool's index under a filter, so one index
+# (one build) serves the pool's queries and every graph of its subsets.
+Within = Callable[[], tuple[AnnIndex, np.ndarray, np.ndarray, dict[str, Any]]]
 
 
 @dataclass
@@ -91,12 +95,12 @@ class GraphCache:
 
     def graph(
         self, info: "EncoderInfo", tag: str, prompt_ids: np.ndarray, text_hashes: list[str], k: int,
-        vectors: Callable[[], np.ndarray], progress: Progress = None,
+        vectors: Callable[[], np.ndarray], progress: Progress = None, within: Within | None = None,
     ) -> Graph:
         """The kNN graph of these prompts (ordered by id), from the cache when it still fits.
 
         `vectors()` returns their stored vectors (float32, normalised, same order); it is called
-        only when rows changed."""
+        only when rows changed. `within`: the larger index to search them in (an approximate graph)."""
         keys = graph_keys(prompt_ids, text_hashes)
         read: list[np.ndarray] = []
 
@@ -122,7 +126,10 @@ class GraphCache:
         cb = (lambda d, t: progress(f"kNN {tag}", d, t)) if progress else None
         declined = None
         if approximate:
-            g = self._approximate(path, keys, np.asarray(prompt_ids, dtype=np.int64), int(k), kg, once, old, cb)
+            if within is not None:
+                g = self._approximate_within(within, keys, int(k), kg, once, old, cb)
+            else:
+                g = self._approximate(path, keys, np.asarray(prompt_ids, dtype=np.int64), int(k), kg, once, old, cb)
             if g.stats.get("exact") is False:
                 g.stats["seconds"] = round(time.perf_counter() - t0, 4)
                 self._save(path, g)
@@ -153,9 +160,7 @@ class GraphCache:
         x = vectors()
         ann, st = index_for(path.with_suffix(".faiss"), ids, keys, x)
         if not ann.worthwhile:  # it would scan as much as exact top-k: stay exact, and say why
-            why = {"reason": f"nprobe {ann.params['nprobe']} of {ann.params['nlist']} lists for recall "
-                             f"{ann.params.get('recall')}: scans more than {ann_settings.MAX_SCAN_SHARE:.0%}", **ann.params}
-            return Graph(keys=keys, idx=np.zeros((0, 0), np.int64), sims=np.zeros((0, 0)), stats={"exact": True, "approximate_declined": why})
+            return _declined(ann)
         changed = st["index_added"] + st["index_removed"]
         if old is not None and old.idx.shape[1] >= k and st["index_source"] == "incremental" \
                 and changed <= INCREMENTAL_SHARE * keys.size and keys.size > kg + 1:
@@ -169,22 +174,93 @@ class GraphCache:
         st.update(rows=int(keys.size), vectors_loaded=True, **meta)
         return Graph(keys=keys, idx=idx, sims=sims, stats=st, meta=meta)
 
+    def _approximate_within(self, within: Within, keys: np.ndarray, k: int, kg: int, vectors: Callable[[], np.ndarray],
+                            old: Graph | None, progress) -> Graph:
+        """The graph of a subset searched in the pool's index under a filter (the subset's rows only);
+        its recall measured on a seeded sample of the subset against exact top-k among the subset."""
+        ann, rows, xpool, index_stats = within()
+        if not ann.worthwhile:
+            return _declined(ann)
+        st: dict[str, Any] = dict(index_stats)
+        changed = int((~np.isin(keys, old.keys)).sum() + (~np.isin(old.keys, keys)).sum()) if old is not None else keys.size
+        if old is not None and old.idx.shape[1] >= k and changed <= INCREMENTAL_SHARE * keys.size and keys.size > kg + 1:
+            idx, sims, up = update_knn(old.keys, old.idx, old.sims, keys, vectors, k, max_changed_share=1.0,
+                                       assume_normalised=True)
+            st.update(source="incremental", recomputed=int(up["recomputed"]))
+            recall = (old.meta or {}).get("index", {})
+        else:
+            idx, sims = self_knn_within(ann, xpool, rows, kg, progress)
+            st.update(source="full", recomputed=int(keys.size))
+            recall = _subset_recall(vectors(), sims)
+        meta = {"exact": False, "index": {**ann.params, **{key: recall[key] for key in recall if key.startswith("recall")},
+                                          "shared": "the pool's index, searched under a filter to this set",
+                                          "filter_share": round(len(rows) / max(len(xpool), 1), 4)}}
+        st.update(rows=int(keys.size), vectors_loaded=True, **meta)
+        return Graph(keys=keys, idx=idx, sims=sims, stats=st, meta=meta)
+
+
+def _declined(ann: AnnIndex) -> Graph:
+    """No graph: the tuned index would visit as much as an exact scan (the caller stays exact and says why)."""
+    why = {"reason": f"efSearch {ann.params['efSearch']} for recall {ann.params.get('recall')}: "
+                     f"past {ann_settings.MAX_EF}, a walk visits as much as an exact scan", **ann.params}
+    return Graph(keys=np.zeros(0, "S1"), idx=np.zeros((0, 0), np.int64), sims=np.zeros((0, 0)),
+                 stats={"exact": True, "approximate_declined": why})
+
+
+def self_knn_within(ann: AnnIndex, xpool: np.ndarray, rows: np.ndarray, k: int,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The approximate k nearest other members of each member (`rows` of the indexed pool, ascending),
+    re-ranked exactly: (member row numbers, -1 padded; similarities)."""
+    n = len(rows)
+    allowed = np.zeros(len(xpool), dtype=bool)
+    allowed[rows] = True
+    member_of = np.full(len(xpool), -1, dtype=np.int64)
+    member_of[rows] = np.arange(n, dtype=np.int64)
+    idx = np.full((n, k), -1, dtype=np.int64)
+    sims = np.full((n, k), -np.inf)
+    step = 32768
+    for s in range(0, n, step):
+        part = rows[s:s + step]
+        found, sims[s:s + len(part)] = ann.search(xpool[part], xpool, k, allowed=allowed, exclude=part)
+        idx[s:s + len(part)] = np.where(found >= 0, member_of[np.maximum(found, 0)], -1)
+        if progress:
+            progress(s + len(part), n)
+    return idx, sims
+
+
+def _subset_recall(x: np.ndarray, sims: np.ndarray) -> dict[str, Any]:
+    """Recall@RECALL_K of a subset's graph against exact top-k among the subset, on a seeded sample."""
+    from taxonomy_store.neighbours.approximate import RECALL_K, RECALL_SAMPLE, SEED, recall_at_k
+
+    t0 = time.perf_counter()
+    n = x.shape[0]
+    sample = np.sort(np.random.default_rng(SEED).choice(n, size=min(n, RECALL_SAMPLE), replace=False))
+    k = min(RECALL_K, n - 1, sims.shape[1])
+    _i, exact = knn_query(x[sample], x, k, exclude=sample, assume_normalised=True)
+    return {"recall": recall_at_k(sims[sample, :k], exact), "recall_k": k, "recall_queries": int(len(sample)),
+            "recall_seed": SEED, "recall_seconds": round(time.perf_counter() - t0, 3)}
+
 
 def index_for(path: Path, ids: np.ndarray, keys: np.ndarray, x: np.ndarray) -> tuple[AnnIndex, dict[str, Any]]:
     """The faiss index of these rows kept at `path`: loaded and updated in place, or built (a missing,
-    damaged or mismatched file is rebuilt); recall measured (nprobe raised to reach the target)
-    whenever rows changed, and the index saved."""
+    damaged or mismatched file, or one with too many tombstones, is rebuilt); recall measured (efSearch
+    raised to reach the target) whenever rows changed, and the index saved."""
     ann = AnnIndex.load(path)
     st: dict[str, Any] = {"index_added": 0, "index_removed": 0}
-    if ann is not None and ann.index.d == x.shape[1]:
+    up: dict[str, int] = {}
+    if ann is not None and ann.index.d != x.shape[1]:
+        ann = None
+    if ann is not None:
         up = ann.update(ids, keys, lambda: x)
+        if ann.tombstones > ann_settings.REBUILD_SHARE * ann.index.ntotal:
+            ann = None  # too many removed rows left in the graph: rebuilt below
+    if ann is not None:
         st.update(index_source="incremental" if up["added"] or up["removed"] else "cache",
                   index_added=up["added"], index_removed=up["removed"])
         if st["index_source"] == "incremental" and ann.recall(x)["recall"] < RECALL_TARGET:
             ann.tune(x)
     else:
         ann = AnnIndex.build(ids, keys, x)
-        ann.params["nprobe"] = max(1, int(ann.params["nlist"]) // 32)
         ann.tune(x)
         st.update(index_source="built", index_added=int(keys.size))
     if st["index_source"] != "cache":

@@ -117,6 +117,7 @@ class Pool:
     settings: NeighbourSettings = field(default_factory=NeighbourSettings)
     index_path: Any = None  # where the pool's faiss index is kept (a Path), when it may need one
     _ann: AnnIndex | None = field(default=None, repr=False)
+    ann_stats: dict[str, Any] = field(default_factory=dict, repr=False)  # how `ann()` had its index (`index_for`)
     _searched: dict[str, Any] = field(default_factory=lambda: {"exact": True}, repr=False)
 
     @property
@@ -191,7 +192,7 @@ class Pool:
         """The pool's faiss index: loaded from the cache, updated or built on first use (`graphs.index_for`)."""
         if self._ann is None:
             keys = graph_keys(self.prompt_ids, [self.rows[int(i)].text_sha256 for i in self.prompt_ids])
-            self._ann, _st = index_for(self.index_path, self.prompt_ids, keys, self.vectors)
+            self._ann, self.ann_stats = index_for(self.index_path, self.prompt_ids, keys, self.vectors)
         return self._ann
 
     def search_info(self) -> dict[str, Any]:
@@ -349,15 +350,39 @@ class Neighbours:
     # -- graphs of whole sets ------------------------------------------------------------
     def graph(self, info: "EncoderInfo", tag: str, prompt_ids: np.ndarray, text_hashes: list[str], k: int,
               vectors: Callable[[], np.ndarray], progress: Progress = None) -> Graph:
-        """The exact self-kNN graph of a prompt set (rows = prompt_ids ascending), cached under `tag`."""
-        return self.graphs.graph(info, tag, prompt_ids, text_hashes, k, vectors, progress)
+        """The self-kNN graph of a prompt set (rows = prompt_ids ascending), cached under `tag`. A set
+        large enough for the approximate path is searched in its pool's index (one index per pool)."""
+        within = None
+        if self.settings.approximate(len(prompt_ids)):
+            try:
+                pool: Pool | None = self.pool(info.name)
+            except (EmptyStore, NotEmbedded):
+                pool = None
+            if pool is not None and pool.info.fingerprint == info.fingerprint:
+                within = _within(pool, np.asarray(prompt_ids, dtype=np.int64), text_hashes)
+        return self.graphs.graph(info, tag, prompt_ids, text_hashes, k, vectors, progress, within=within)
 
     def pool_graph(self, pool: Pool, tag: str, members: np.ndarray, k: int, progress: Progress = None) -> tuple[np.ndarray, Graph]:
         """The self-kNN graph of the pool rows in `members` (a boolean mask): (their prompt ids, graph)."""
         ids = pool.prompt_ids[members]
         hashes = [pool.rows[int(i)].text_sha256 for i in ids]
-        g = self.graph(pool.info, tag, ids, hashes, k, lambda: np.ascontiguousarray(pool.vectors[members]), progress)
+        within = (lambda: (pool.ann(), np.flatnonzero(members), pool.vectors, pool.ann_stats)) if pool.index_path is not None else None
+        g = self.graphs.graph(pool.info, tag, ids, hashes, k, lambda: np.ascontiguousarray(pool.vectors[members]), progress,
+                              within=within)
         return ids, g
+
+
+def _within(pool: Pool, prompt_ids: np.ndarray, text_hashes: list[str]):
+    """The pool's index for a set of its prompts, when every one is in the pool with the same text; else None."""
+    if pool.index_path is None:
+        return None
+    try:
+        rows = pool.row_of(prompt_ids.tolist())
+    except KeyError:
+        return None
+    if any(pool.rows[int(i)].text_sha256 != h for i, h in zip(prompt_ids.tolist(), text_hashes)):
+        return None
+    return lambda: (pool.ann(), rows, pool.vectors, pool.ann_stats)
 
 
 def _has(pool: Pool, pid: int) -> bool:
