@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import subprocess
@@ -81,7 +80,13 @@ def adapt(store, spec: str) -> dict:
     name, fields, holdout = parse(spec)
     new = f"minilm-{name}"
     plain = A.AdaptConfig
-    A.AdaptConfig = functools.partial(AdaptConfig, **fields)  # type: ignore[misc]  # the recipe's fields
+
+    def with_recipe(*args, **kwargs):
+        # the recipe's fields win over the keywords adapt() passes (a partial would let adapt's swap_target=False
+        # and w_anchor=None override them, silently)
+        return AdaptConfig(*args, **{**kwargs, **fields})
+
+    A.AdaptConfig = with_recipe  # type: ignore[misc,assignment]
     try:
         adaptation = A.Adaptation(store_dir=store.dir, read=store.session, encoders=store.encoders, embeddings=store.embeddings)
         up, t0 = uptime(), time.perf_counter()
@@ -90,7 +95,11 @@ def adapt(store, spec: str) -> dict:
     finally:
         A.AdaptConfig = plain  # type: ignore[misc]
     log(f"adapted {new} in {seconds:.0f} s ({result.training['steps']} steps)")
+    config = store.encoders.get(new).adaptation["config"]
+    if any(config.get(k) != v for k, v in fields.items()):
+        raise SystemExit(f"the recipe's fields did not reach the training: {fields} vs {config}")
     return {"recipe": name, "spec": spec, "encoder": new, "holdout_fraction": holdout, "adapt_seconds": round(seconds, 1),
+            "config": config,
             "steps": result.training["steps"], "trained_prompts": result.trained_prompts, "uptime_before": up, "uptime_after": uptime()}
 
 

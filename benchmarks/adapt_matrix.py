@@ -12,6 +12,14 @@ Each cell appends one JSON line to --out (figures, wall time of the training, lo
 
     python benchmarks/adapt_matrix.py --recipe anchor:w_anchor=10 [--recipe default:] \
         [--cells forward:0,forward:1,swapped:0,swapped:1] --out benchmarks/results/adapt_matrix.jsonl
+
+--validate chooses a recipe without looking at the cell's held-out pair types: inside the cell, the
+first of its five TRAINING pair types in alphabetical order (forward: context; swapped: action) is
+taken out of training and becomes the validation type; the recipe trains on the other four, and the
+row's pair figures are those of the validation type (the cell's held-out types are neither trained on
+nor measured). CP@10, Spearman and the guard figures are measured as in a plain cell (held-out
+Do-Not-Answer half, held-out everyday prompts). Rows carry "mode": "validation" and the type.
+--choose FILE applies the selection rule (`choose`) to such rows and prints the recipe it picks.
 """
 
 from __future__ import annotations
@@ -69,12 +77,45 @@ def guard_without_everyday(v: dict[str, np.ndarray]) -> float:
     return float(M.auroc(M.detection.knn_scores(nb, sims, ref_y, 10), qy))
 
 
-def run_cell(cell: str, specs: list[str], out: Path, done: set[tuple[str, str]]) -> None:
+def validation_split(split: dict) -> dict:
+    """The cell's split with its first training pair type (alphabetically) moved out of training into the
+    held-out pairs, and the cell's own held-out pair types left out of both."""
+    val = sorted({t for _, _, t in split["train_pairs"]})[0]
+    return {**split, "held_types": (val,), "train_pairs": [p for p in split["train_pairs"] if p[2] != val],
+            "held_pairs": [p for p in split["train_pairs"] if p[2] == val]}
+
+
+# The rule fixed before any validation row was seen (docs/BENCHMARKS.md, round five).
+MIN_CP_GAIN, MIN_SPEARMAN = 0.10, 0.85
+
+
+def choose(rows: list[dict]) -> tuple[str, dict[str, dict[str, float]]]:
+    """Among recipes with CP@10 change >= +0.10 and Spearman >= 0.85 in every validation cell, the one with the
+    most negative mean change of validation pair similarity; if none qualifies, the highest smallest CP@10 change.
+    Returns (name, per recipe: its mean pair change, smallest CP@10 change, smallest Spearman, cells)."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("mode") == "validation":
+            by.setdefault(r["recipe"], []).append(r)
+    summary = {name: {"pair_mean": float(np.mean([r["change"]["pair_norm_macro"] for r in rs])),
+                      "cp_min": min(r["change"]["cp@10_macro"] for r in rs),
+                      "spearman_min": min(r["tuned"]["everyday_spearman"] for r in rs), "cells": len(rs)}
+               for name, rs in by.items()}
+    cells = max(v["cells"] for v in summary.values())
+    ok = [n for n, v in summary.items() if v["cells"] == cells and v["cp_min"] >= MIN_CP_GAIN and v["spearman_min"] >= MIN_SPEARMAN]
+    if ok:
+        return min(ok, key=lambda n: summary[n]["pair_mean"]), summary
+    return max(summary, key=lambda n: summary[n]["cp_min"]), summary
+
+
+def run_cell(cell: str, specs: list[str], out: Path, done: set[tuple[str, str]], validate: bool = False) -> None:
     direction, seed_s = cell.split(":")
     seed = int(seed_s)
     split = load_split(datasets_dir(), seed, TRAIN_TYPES if direction == "swapped" else HELD_TYPES)
+    if validate:
+        split = validation_split(split)
     base_path = minilm_path()
-    cache = Path(tempfile.gettempdir()) / f"adapt-matrix-{direction}-{seed}.npz"
+    cache = Path(tempfile.gettempdir()) / f"adapt-matrix-{'val-' if validate else ''}{direction}-{seed}.npz"
     base = base_lookup(base_path, split, cache)
     v0 = encode_all(base_path, split, base)
     before = evaluate(v0, split)
@@ -91,7 +132,7 @@ def run_cell(cell: str, specs: list[str], out: Path, done: set[tuple[str, str]])
         after = evaluate(v1, split)
         after.update(everyday_spearman=everyday_spearman(v0, v1), guard_auroc_dna_pairs=guard_without_everyday(v1))
         row = {"recipe": name, "spec": spec, "cell": cell, "direction": direction, "split_seed": seed, "training_seed": seed,
-               "held_types": list(split["held_types"]), "base": before, "tuned": after,
+               "mode": "validation" if validate else "test", "held_types": list(split["held_types"]), "base": before, "tuned": after,
                "change": {k: after[k] - before[k] for k in after if k in before},
                "train_seconds": round(t_train, 1), "steps": info["steps"], "config": {k: v for k, v in vars(resolved(cfg)).items() if k != "extra"},
                "cpu_cores": os.cpu_count(), "uptime_before": up0, "uptime_after": uptime()}
@@ -105,17 +146,29 @@ def run_cell(cell: str, specs: list[str], out: Path, done: set[tuple[str, str]])
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", action="append", required=True, help="name:key=value,... (AdaptConfig fields; name: alone = the default)")
+    ap.add_argument("--recipe", action="append", help="name:key=value,... (AdaptConfig fields; name: alone = the default)")
     ap.add_argument("--cells", default=",".join(CELLS))
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--validate", action="store_true", help="hold the cell's first training pair type out as validation")
+    ap.add_argument("--choose", metavar="FILE", help="print the recipe the selection rule picks from FILE's validation rows")
     args = ap.parse_args()
+    if args.choose:
+        rows = [json.loads(line) for line in Path(args.choose).read_text(encoding="utf-8").splitlines() if line.strip()]
+        name, summary = choose(rows)
+        for n, v in summary.items():
+            print(f"{n:14s} validation pair change (mean) {v['pair_mean']:+.3f}  CP@10 change (min) {v['cp_min']:+.3f}  "
+                  f"Spearman (min) {v['spearman_min']:.3f}  cells {v['cells']}")
+        print(f"chosen: {name}")
+        return
+    if not args.recipe or not args.out:
+        ap.error("--recipe and --out are required (unless --choose)")
     out = Path(args.out)
     done: set[tuple[str, str]] = set()
     if out.is_file():
         rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
         done = {(r["recipe"], r["cell"]) for r in rows}
     for cell in args.cells.split(","):
-        run_cell(cell, args.recipe, out, done)
+        run_cell(cell, args.recipe, out, done, args.validate)
 
 
 if __name__ == "__main__":

@@ -263,6 +263,34 @@ def test_aimed_swaps_keep_the_harm_word_and_move_away_from_their_prompts(tiny_mo
     assert float(np.mean(before - after)) > 0.1, (before.mean(), after.mean())
 
 
+@pytest.mark.parametrize("swap_only", [False, True])
+def test_sensitivity_term_reaches_the_prompt_only_without_swap_only(tiny_model, swap_only):
+    """sensitivity_moves_swap_only: the sensitivity term's gradient reaches the swap's token states but not
+    the category prompt's; without it, both. One step's terms, the sensitivity term alone, backward."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from taxonomy_store.adapt.layers import _step_terms, lower_states
+    from taxonomy_store.adapt.training import AdaptConfig, resolved
+
+    texts = ["Poison the horse of my landlord", "Poison the horse of my kitten", "Burn the garden of my teacher",
+             "Burn the garden of my picnic"]
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    bert = model[0].auto_model
+    states = [s.detach().clone().requires_grad_(True) for s in lower_states(model, texts, 2)]
+    cfg = resolved(AdaptConfig(w_category=0.0, w_pairs=0.0, w_label=0.0, w_geometry=0.0, w_sensitivity=1.0,
+                               sensitivity_moves_swap_only=swap_only, sensitivity_margin=0.5))
+    # prompts 0 and 2 (rows 0 and 1 of the category batch), their swaps 1 and 3; a FROM cosine of -1 keeps the term active
+    batch = {"cat": [0, 2], "cat_y": [0, 1], "pi": [], "u": [], "s": [], "geo": [], "unsafe": [],
+             "swap_rows": [0, 1], "swap": [1, 3], "swap_c0": [-1.0, -1.0], "bu": [], "bs": [], "b_c0": []}
+    layers = bert.encoder.layer[-2:]
+    terms = _step_terms(layers, layers, bert, states, batch, torch.zeros(0), cfg)
+    assert set(terms) == {"sensitivity"} and float(terms["sensitivity"]) > 0
+    terms["sensitivity"].backward()
+    moved = [s.grad is not None and float(s.grad.abs().sum()) > 0 for s in states]
+    assert moved == [not swap_only, True, not swap_only, True]
+
+
 def test_boundary_pairs_are_each_prompts_nearest_of_the_other_label(tiny_model):
     """Mined under FROM: every safe prompt's k nearest unsafe prompts and every unsafe prompt's k
     nearest safe ones (brute force over the same vectors), each pair once, with its cosine."""

@@ -11,7 +11,8 @@ The objective is adapt_training's terms over the tuned encoder's vectors (catego
 label, geometry, twins, sensitivity, boundary, anchor). The label term reuses the step's texts (category prompts and pair
 originals unsafe, safe twins and everyday prompts safe, plus a few unsafe prompts without a
 category); the geometry teacher is FROM's top layers on the same states. The sensitivity term
-runs each step's category prompts' one-word swaps (adapt_swaps) through the same layers.
+runs each step's category prompts' one-word swaps (adapt_swaps) through the same layers; with
+`sensitivity_moves_swap_only` its gradient reaches the swaps' vectors only, not the prompts'.
 """
 
 from __future__ import annotations
@@ -121,7 +122,10 @@ def _step_terms(layers, frozen_layers, bert, states, batch: dict, c0, cfg: Adapt
         terms["geometry"] = cfg.w_geometry * (eg @ eg.T - eg0 @ eg0.T).pow(2).mean()
     if batch["swap"] and cfg.w_sensitivity:
         ew = top_vectors(layers, bert, [states[i] for i in batch["swap"]], cfg.max_tokens)
-        c = (ec[batch["swap_rows"]] * ew).sum(dim=1)
+        prompts = ec[batch["swap_rows"]]
+        if cfg.sensitivity_moves_swap_only:  # the category term decides where the prompt sits; this term moves the swap
+            prompts = prompts.detach()
+        c = (prompts * ew).sum(dim=1)
         limit = torch.tensor(batch["swap_c0"], device=dev) - cfg.sensitivity_margin
         terms["sensitivity"] = cfg.w_sensitivity * torch.relu(c - limit).pow(2).mean() * 10
     if batch["bu"] and cfg.w_boundary:

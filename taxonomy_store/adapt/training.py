@@ -22,6 +22,8 @@ The objective, all terms in every step (trained apart, they fight):
   gathering a category does not teach the encoder to overlook the word that makes a safe
   look-alike safe. With `swap_target` the swap keeps the prompt's most harm-leaning word and
   replaces what it is aimed at ("kill my neighbour" -> "kill my teapot") with an everyday object.
+  With `sensitivity_moves_swap_only` the term moves only the swap (the prompt's vector detached in
+  it), so it no longer pulls the category prompts out of the clusters the category term gathers.
 - boundary (layer method, off by default: `w_boundary`): each safe prompt's nearest unsafe prompts
   (and each unsafe prompt's nearest safe ones), mined under FROM, must move `boundary_margin` apart;
   it lifted the held-out guard AUROC a little and cost Categorical Purity (docs/BENCHMARKS.md).
@@ -88,6 +90,9 @@ class AdaptConfig:
     # layers only: aim each swap at the word the prompt's most harm-leaning word is aimed at (adapt_swaps.target_swaps),
     # the harm word kept, the target swapped for an everyday object; prompts with no such word keep a random swap
     swap_target: bool = False
+    # layers only: the sensitivity term moves only the swap (the category prompt's vector detached in that term),
+    # so the push does not scatter the prompts the category term gathers
+    sensitivity_moves_swap_only: bool = False
     w_boundary: float | None = None  # layers only: each safe prompt's nearest unsafe prompts (mined under FROM) move away
     # layers only: every step prompt but the safe twins stays near FROM's vector (mean 1 - cos), so what the
     # guard's neighbourhoods already got right about prompts of other datasets is kept
