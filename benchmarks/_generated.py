@@ -127,3 +127,16 @@ def write_rows(path: Path, rows: list[list[str]]) -> Path:
         w.writerow(["id", "text", "label", "category"])
         w.writerows(rows)
     return path
+
+
+def hashing_store(tmp: Path, rows: int, encoder: str):
+    """A store under tmp of `realistic(rows)` generated prompts, embedded with hashing:384 as `encoder` (open; the caller closes it)."""
+    from taxonomy_store.store import init_store
+
+    csv = write_rows(Path(tmp) / "gen.csv", realistic(rows, seed=0))
+    store = init_store(Path(tmp) / "store")
+    store.encoders.add(encoder, "hashing:384")
+    store.taxonomies.load("do-not-answer")
+    store.imports.import_file(csv, taxonomy="do-not-answer")
+    store.embeddings.embed(encoder)
+    return store

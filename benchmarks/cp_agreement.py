@@ -28,7 +28,6 @@ ENC = "hash384"
 
 
 def main() -> None:
-    from taxonomy_store.store import init_store
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
@@ -36,12 +35,7 @@ def main() -> None:
     a = ap.parse_args()
     out: dict = {"rows": a.rows, "machine": cpu_model(), "uptime_before": uptime()}
     with tempfile.TemporaryDirectory(prefix="cp_agreement_") as tmp:
-        csv = _generated.write_rows(Path(tmp) / "gen.csv", _generated.realistic(a.rows, seed=0))
-        store = init_store(Path(tmp) / "store")
-        store.encoders.add(ENC, "hashing:384")
-        store.taxonomies.load("do-not-answer")
-        store.imports.import_file(csv, taxonomy="do-not-answer")
-        store.embeddings.embed(ENC)
+        store = _generated.hashing_store(Path(tmp), a.rows, ENC)
         graphs = {}
         for mode in ("approx", "exact"):
             st = store.neighbours.settings

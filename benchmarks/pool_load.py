@@ -59,15 +59,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     import _generated
-    from taxonomy_store.store import init_store
 
     with tempfile.TemporaryDirectory(prefix="pool_load_") as tmp:
-        csv = _generated.write_rows(Path(tmp) / "gen.csv", _generated.realistic(a.rows, seed=0))
-        store = init_store(Path(tmp) / "store")
-        store.encoders.add(ENC, "hashing:384")
-        store.taxonomies.load("do-not-answer")
-        store.imports.import_file(csv, taxonomy="do-not-answer")
-        store.embeddings.embed(ENC)
+        store = _generated.hashing_store(Path(tmp), a.rows, ENC)
         root, cache = store.dirs.root, store.dirs.cache / "vectors"
         store.close()
         print(f"machine: {cpu_model()}; {a.rows:,} rows; before: {uptime()}")
