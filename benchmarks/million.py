@@ -69,21 +69,47 @@ def timed(out: dict, name: str, fn):
     return r
 
 
-def child(n: int, mode: str, csv_path: Path, skip: frozenset[str] = frozenset()) -> dict:
-    """One size, one mode, in this process: the figures as a dict (stages in `skip` not run)."""
+def _kept_store(keep: Path, n: int, out: dict):
+    """The store kept at keep/store from an earlier run of this size (imported and embedded), with its
+    derived caches (kNN graphs, faiss indexes) removed so every graph and index is built again; None
+    when there is none yet. The import and embed figures are those of the run that made it."""
+    import shutil
+
+    from taxonomy_store.store import Store
+
+    done = keep / f"embedded-{n}.json"
+    if not done.is_file():
+        return None
+    shutil.rmtree(keep / "store" / "cache", ignore_errors=True)
+    out.update({f"{k}_kept_from_earlier_run": v for k, v in json.loads(done.read_text()).items()})
+    return Store.open(keep / "store")
+
+
+def child(n: int, mode: str, csv_path: Path, skip: frozenset[str] = frozenset(), keep: Path | None = None) -> dict:
+    """One size, one mode, in this process: the figures as a dict (stages in `skip` not run).
+
+    keep: build the store under this folder and keep it; a later run of the same size reuses it
+    (import and embed not repeated, their figures carried over and labelled so)."""
     import _generated
     from taxonomy_store.store import init_store
 
     out: dict = {"rows": n, "mode": mode}
-    with tempfile.TemporaryDirectory(prefix=f"million{n}_") as tmp:
-        store = init_store(Path(tmp) / "store")
-        store.encoders.add(ENC, "hashing:384")
-        store.taxonomies.load("do-not-answer")
-        if mode == "exact" and hasattr(store, "exact_neighbours"):
+    with tempfile.TemporaryDirectory(prefix=f"million{n}_") as tmp_dir:
+        tmp = str(keep) if keep is not None else tmp_dir
+        store = _kept_store(keep, n, out) if keep is not None else None
+        if store is None:
+            store = init_store(Path(tmp) / "store")
+            store.encoders.add(ENC, "hashing:384")
+            store.taxonomies.load("do-not-answer")
+            if mode == "exact" and hasattr(store, "exact_neighbours"):
+                store.exact_neighbours()
+            imp = timed(out, "import", lambda: store.imports.import_file(csv_path, taxonomy="do-not-answer"))
+            out["imported"] = getattr(imp, "added", None)
+            timed(out, "embed", lambda: store.embeddings.embed(ENC))
+            if keep is not None:
+                (keep / f"embedded-{n}.json").write_text(json.dumps({k: out[k] for k in out if k.startswith(("import", "embed"))}))
+        elif mode == "exact" and hasattr(store, "exact_neighbours"):
             store.exact_neighbours()
-        imp = timed(out, "import", lambda: store.imports.import_file(csv_path, taxonomy="do-not-answer"))
-        out["imported"] = getattr(imp, "added", None)
-        timed(out, "embed", lambda: store.embeddings.embed(ENC))
         texts = [r[1] for r in _generated.realistic(2000, seed=99)]
         from taxonomy_store.backend.hashing_encoder import HashingEncoder
 
@@ -114,7 +140,7 @@ def child(n: int, mode: str, csv_path: Path, skip: frozenset[str] = frozenset())
             out["calibrate_auroc"] = cal.auroc
             out["calibrate_sampled"] = getattr(cal, "sampled", None)
             out["calibrate_search"] = getattr(cal, "neighbour_search", {"exact": True})
-        timed(out, "export", lambda: store.exports.export_prompts(Path(tmp) / "out.csv"))
+        timed(out, "export", lambda: store.exports.export_prompts(Path(tmp_dir) / "out.csv"))
         store.close()
     out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)
     return out
@@ -163,7 +189,8 @@ def query_p50(store, texts: list[str]) -> dict:
             "query_search": getattr(first, "neighbour_search", {"exact": True})}
 
 
-def run_child(n: int, mode: str, csv_path: Path, main: str | None, approx_from: str | None, skip: str = "") -> dict:
+def run_child(n: int, mode: str, csv_path: Path, main: str | None, approx_from: str | None, skip: str = "",
+              keep: str | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(main) if mode == "main" else REPO)
     if approx_from:
@@ -171,6 +198,8 @@ def run_child(n: int, mode: str, csv_path: Path, main: str | None, approx_from: 
     # main runs in its own virtual environment: this checkout's editable install would shadow PYTHONPATH
     python = str(Path(main) / ".venv" / "bin" / "python") if mode == "main" and main else sys.executable
     cmd = [python, str(Path(__file__).resolve()), "--child", str(n), "--mode", mode, "--csv", str(csv_path), "--skip", skip]
+    if keep:
+        cmd += ["--keep", keep]
     log(f"{n:,} rows, {mode}: {uptime()}")
     r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if r.returncode != 0:
@@ -212,10 +241,13 @@ def main() -> None:
     ap.add_argument("--mode", default="approx")
     ap.add_argument("--csv")
     ap.add_argument("--skip", default="", help="stages not run: cp (with suspects and agreement), agreement, query, calibrate")
+    ap.add_argument("--keep", default=None, help="a folder: build the approximate run's store there and keep it; "
+                    "a later run of the same size reuses it (import and embed not repeated, caches removed)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.mode, Path(a.csv), frozenset(x for x in a.skip.split(",") if x))))
+        print(json.dumps(child(a.child, a.mode, Path(a.csv), frozenset(x for x in a.skip.split(",") if x),
+                               Path(a.keep) if a.keep else None)))
         return
     import _generated
 
@@ -230,7 +262,7 @@ def main() -> None:
                 runs.append(run_child(n, "main", path, a.main, None))
             if n in exact:
                 runs.append(run_child(n, "exact", path, None, None))
-            runs.append(run_child(n, "approx", path, None, a.approx_from, a.skip))
+            runs.append(run_child(n, "approx", path, None, a.approx_from, a.skip, a.keep))
             path.unlink()
     after = uptime()
     exps = exponents(runs)
