@@ -65,6 +65,7 @@ def timed(out: dict, name: str, fn):
     r = fn()
     out[name + "_s"] = round(time.perf_counter() - t0, 3)
     out[name + "_cpu_s"] = round(time.process_time() - c0, 3)
+    out[name + "_peak_rss_so_far_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)
     log(f"  {name}: {out[name + '_s']} s wall, {out[name + '_cpu_s']} s CPU ({uptime()})")
     return r
 
@@ -127,6 +128,8 @@ def child(n: int, mode: str, csv_path: Path, skip: frozenset[str] = frozenset(),
             sus = timed(out, "suspects", lambda: store.review.suspects(ENC, by="label", k=10, limit=100))
             out["suspects_found"] = len(sus)
             out["cp_plus_suspects_s"] = round(out["cp_s"] + out["suspects_s"], 3)
+            if getattr(pool, "_ann", None) is not None:  # walks shared by the two graphs, and rows walked again under a filter
+                out["walks"] = dict(pool._ann.walk_counts)
             if mode != "main" and "agreement" not in skip:
                 timed(out, "agreement", lambda: out.update(agreement(store, pool)))
         if "query" not in skip:
@@ -148,13 +151,15 @@ def child(n: int, mode: str, csv_path: Path, skip: frozenset[str] = frozenset(),
 
 def agreement(store, pool) -> dict:
     """recall@10 of the suspects (detection) graph against exact top-10 on sampled rows."""
-    from taxonomy_store.metrics.similarity import knn_query
+    from taxonomy_store.metrics.similarity import knn_query_rows
 
     member = np.isin(pool.labels(), ["safe", "unsafe"])
     ids, g = store.neighbours.pool_graph(pool, "detect", member, 10)
-    x = np.ascontiguousarray(pool.vectors[member])
+    members = np.flatnonzero(member)
     rows = np.sort(np.random.default_rng(1).choice(len(ids), size=min(AGREEMENT_QUERIES, len(ids)), replace=False))
-    ei, es = knn_query(x[rows], x, 10, exclude=rows, assume_normalised=True)
+    # exact top-10 among the members, read a chunk at a time (no copy of every member's vector)
+    ei, es = knn_query_rows(pool.vectors[members[rows]], pool.vectors, members, 10, exclude=members[rows])
+    ei = np.searchsorted(members, ei)
     gs = g.sims[rows, :10]
     kth = es[:, -1:]
     hits = (gs >= kth - 1e-9).sum(axis=1)

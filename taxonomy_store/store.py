@@ -411,7 +411,8 @@ def init_store(
             marker["chroma_url"] = chroma_url
         with paths.atomic_write(marker_path) as f:
             f.write(json.dumps(marker, indent=2) + "\n")
-    opened = Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"), encoder=env["encoder"], actor=env["actor"])
+    opened = Store(store_dir, engine, chroma_url=chroma_url or marker.get("chroma_url"), encoder=env["encoder"], actor=env["actor"],
+                   approx_from=env["approx_from"])
     opened.ensure_default_encoder()
     return opened
 

@@ -66,6 +66,61 @@ def test_filtered_search_keeps_to_the_mask():
     assert recall_at_k(sims, es) >= 0.97
 
 
+def test_masks_filtered_after_one_walk_match_exact_and_short_rows_walk_again():
+    x = _clustered(4000)
+    ids = np.arange(len(x), dtype=np.int64)
+    ann = AnnIndex.build(ids, _keys(ids), x)
+    ann.tune(x)
+    half = np.arange(len(x)) % 2 == 0
+    third = np.arange(len(x)) % 3 == 0
+    rare = np.zeros(len(x), dtype=bool)
+    rare[::50] = True  # 2 % of the rows: below FILTER_AFTER_SHARE, its own filtered walk
+    q = np.arange(300)
+    calls = []
+    real = ann.candidates
+    ann.candidates = lambda qq, kc, allowed=None, ef=None: calls.append(allowed is not None) or real(qq, kc, allowed, ef)
+    found = ann.search_masks(x[q], x, 10, [half, third, None, rare], exclude=q)
+    assert calls[0] is False and calls.count(False) == 1  # one unfiltered walk serves half, third and every row
+    assert True in calls  # the rare mask (and any row left short) walked under its filter
+    for mask, (idx, sims) in zip([half, third, np.ones(len(x), bool), rare], found):
+        assert mask[idx[idx >= 0]].all() and not (idx == q[:, None]).any()
+        rows = np.flatnonzero(mask)
+        ex = np.array([np.searchsorted(rows, r) if mask[r] else -1 for r in q])
+        _ei, es = knn_query(x[q], x[rows], 10, exclude=ex, assume_normalised=True)
+        assert recall_at_k(sims, es) >= 0.99
+    # a row whose walk holds fewer than k rows of a mask is searched again under the mask: k found
+    side = x[:, 0] > np.quantile(x[:, 0], 0.7)  # 30 % of the rows, on one side of the space
+    low = np.argsort(x[:, 0])[:50]  # queries on the other side: their walks hold none of them
+    ((walk_only, _s),) = ann.search_masks(x[low], x, 10, [None])
+    assert not side[walk_only].any()
+    ((idx, sims),) = ann.search_masks(x[low], x, 10, [side])
+    assert (idx >= 0).all() and side[idx].all()
+    fi, fs = ann.search(x[low], x, 10, allowed=side)  # what a walk under the mask alone finds
+    assert np.array_equal(idx, fi) and np.array_equal(sims, fs)
+
+
+def test_a_second_graph_of_the_same_rows_walks_no_more():
+    from taxonomy_store.neighbours.graphs import self_knn_within
+
+    x = _clustered(3000)
+    ids = np.arange(len(x), dtype=np.int64)
+    ann = AnnIndex.build(ids, _keys(ids), x)
+    ann.tune(x)
+    members = np.flatnonzero(np.arange(len(x)) % 3 != 0)
+    walked = []
+    real = ann.candidates
+    ann.candidates = lambda qq, kc, allowed=None, ef=None: walked.append(len(qq)) or real(qq, kc, allowed, ef)
+    ef = int(ann.params["efSearch"]) * 2
+    a_i, a_s = self_knn_within(ann, x, members, 10, ef=ef)
+    assert sum(walked) >= len(members)
+    walked.clear()
+    fewer = members[members % 2 == 0]
+    b_i, b_s = self_knn_within(ann, x, fewer, 10, ef=ef // 2)  # a walk at a higher efSearch stands in
+    assert sum(walked) <= len(fewer) // 20  # only rows short of members walk again
+    _ei, es = knn_query(x[fewer], x[fewer], 10, exclude=np.arange(len(fewer)), assume_normalised=True)
+    assert recall_at_k(b_s, es) >= 0.99
+
+
 def test_index_update_matches_a_rebuild_and_a_damaged_file_is_rebuilt(tmp_path):
     from taxonomy_store.neighbours.graphs import index_for
 
@@ -169,7 +224,7 @@ def _cli(store: Path, *args: str, approx_from: str | None = LOW):
 def test_metrics_say_exact_false_with_parameters_and_recall_and_exact_forces_exact(big_store):
     (approx,) = _cli(big_store, "metrics", "cp", "--json")
     g = approx["details"]["graph"]
-    assert g["exact"] is False and g["index"]["index"] == "HNSWFlat" and g["index"]["recall"] >= 0.99
+    assert g["exact"] is False and g["index"]["index"] == "HNSWFlat" and g["index"]["recall"] >= 0.99, str(g["index"])
     assert {"M", "efConstruction", "efSearch", "recall_queries", "recall_k"} <= set(g["index"])
     (exact,) = _cli(big_store, "metrics", "cp", "--exact", "--json")
     ge = exact["details"]["graph"]

@@ -88,6 +88,34 @@ def test_masks_share_one_pass_and_match_brute_force():
     assert found[0][0][1, 0] != -1 and (found[1][0][:, int(masks[1].sum()):] == -1).all()
 
 
+def test_knn_among_rows_in_chunks_equals_brute_force():
+    """Top-k among some rows, read a few rows at a time (no copy of them all), equals brute force,
+    with the lower row first on ties and an excluded row left out."""
+    import numpy as np
+
+    from taxonomy_store.metrics.similarity import knn_query_rows, normalise
+
+    rng = np.random.default_rng(1)
+    x = normalise(rng.normal(size=(50, 6))).astype(np.float32)
+    x[30] = x[11]  # a tie across two chunks
+    rows = np.flatnonzero(rng.random(50) < 0.6)
+    rows = np.union1d(rows, [11, 30])
+    q = np.ascontiguousarray(x[[11, 3, 30, 49]])
+    exclude = np.array([11, -1, 30, 49])
+    for k in (1, 4, len(rows) + 2):
+        idx, sims = knn_query_rows(q, x, rows, k, exclude=exclude, chunk=7)
+        full = q.astype(np.float64) @ x.astype(np.float64).T
+        keep = np.zeros(50, dtype=bool)
+        keep[rows] = True
+        full[:, ~keep] = -np.inf
+        full[np.arange(4)[exclude >= 0], exclude[exclude >= 0]] = -np.inf
+        for i in range(4):
+            expected = [int(j) for j in np.lexsort((np.arange(50), -full[i])) if np.isfinite(full[i, j])][:k]
+            assert [int(j) for j in idx[i] if j >= 0] == expected
+            np.testing.assert_allclose(sims[i][: len(expected)], full[i, expected], atol=1e-12)
+    assert idx[0, 0] == 30 and idx[2, 0] == 11  # each other's twin, itself left out
+
+
 def test_a_knn_contrast_query_searches_the_pool_once(store, shared_datasets, monkeypatch):
     import numpy as np
 

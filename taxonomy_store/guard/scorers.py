@@ -93,7 +93,8 @@ def near(pool: Pool, vectors: np.ndarray, voters: np.ndarray | None, k: int, bas
     voters are merged from the nearest unsafe and the nearest safe ones (the k nearest of a set
     are among the k nearest of its halves). `also` (Filters or masks) are searched in the same
     pass, max(k, search_k) deep."""
-    unsafe = pool.labels() == "unsafe" if is_unsafe is None else np.asarray(is_unsafe, dtype=bool)
+    # the pool keeps its label masks: a query at 1M does not compare a million labels again
+    unsafe = pool.mask(Filters(label=("unsafe",))) if is_unsafe is None else np.asarray(is_unsafe, dtype=bool)
     halves: list[Any] = [Filters(label=("unsafe",)), Filters(label=("safe",))] if voters is None else [voters & unsafe, voters & ~unsafe]
     found = Neighbours.search(pool, vectors, max(k, search_k), [*halves, *also], exclude_rows=exclude_rows)
     (ui, us), (si, ss) = found[0], found[1]

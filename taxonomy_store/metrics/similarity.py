@@ -558,6 +558,21 @@ def _search_part(q: np.ndarray, rows: np.ndarray, sub: np.ndarray, k: int, exclu
     return idx, sims
 
 
+def knn_query_rows(q: np.ndarray, x: np.ndarray, rows: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
+                   chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """`knn_query` among x[rows] (rows ascending; q and x normalised float32) without copying them all:
+    `chunk` rows at a time, merged. Indices are rows of x, -1 padded, ties to the lower row;
+    exclude[i] (a row of x, or -1) is never row i's neighbour."""
+    rows = np.asarray(rows, dtype=np.int64)
+    idx = np.full((q.shape[0], k), -1, dtype=np.int64)
+    sims = np.full((q.shape[0], k), -np.inf)
+    for s in range(0, len(rows), chunk):
+        part = rows[s:s + chunk]
+        i, si = _search_part(q, part, np.ascontiguousarray(x[part]), k, exclude)
+        idx, sims = merge_topk(idx, sims, i, si, k)
+    return idx, sims
+
+
 def knn_query_masks(
     q: np.ndarray, x: np.ndarray, k: int, masks: list[np.ndarray], *, exclude: np.ndarray | None = None,
     assume_normalised: bool = False,

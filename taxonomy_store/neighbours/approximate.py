@@ -15,6 +15,13 @@ Why faiss (faiss-cpu) and HNSW (`IndexHNSWFlat`), and why no longer IVF-Flat:
 - Updates: HNSW cannot remove a vector, so a removed or changed row is a tombstone (its faiss
   label is left out of every search by the selector) and a new or changed row is added. When
   tombstones pass REBUILD_SHARE of the index it is rebuilt.
+- Filters are applied after one shared walk where they can be (`search_masks`): one unfiltered
+  walk returns SHARED_K candidates, and each mask letting at least FILTER_AFTER_SHARE of the rows
+  through keeps its own among them; a row left with fewer than k of a mask's rows is searched
+  again under that mask alone. Measured at 1M (docs/BENCHMARKS.md): one walk for the CP graph,
+  the suspects graph and both label halves of a calibration, instead of one filtered walk each.
+  Walks of indexed rows (self-graphs, calibration) are kept for the process (`self_walk`), so the
+  second graph of the same rows costs no walk.
 - A filtered search lets fewer rows through, and a graph walk then meets fewer of them: efSearch
   is raised in proportion to the share filtered out (capped at MAX_EF * 4).
 
@@ -58,6 +65,9 @@ MAX_EF = 1024
 REBUILD_SHARE = 0.10  # tombstones past this share of the index: rebuilt
 SEED = 0
 _BATCH = 8192
+# Filter-after: one unfiltered walk's candidates serve every mask letting through at least this share
+SHARED_K = 48
+FILTER_AFTER_SHARE = 0.25
 _ADD_BATCH = 65536
 
 
@@ -101,6 +111,12 @@ class AnnIndex:
     keys: np.ndarray
     labels: np.ndarray  # faiss label of each row; labels not here are tombstones
     params: dict[str, Any] = field(default_factory=dict)
+    # this process's unfiltered walks of indexed rows (SHARED_K candidate rows each, -1 padded; -2: not walked yet)
+    _walks: np.ndarray | None = field(default=None, repr=False)
+    _walks_ef: int = field(default=0, repr=False)
+    # this process's count of queries walked once for every mask, and of query-mask pairs walked again
+    walk_counts: dict[str, int] = field(default_factory=lambda: {"shared": 0, "walked_again": 0}, repr=False)
+    _rows: np.ndarray | None = field(default=None, repr=False)
 
     # -- building ------------------------------------------------------------------------
     @classmethod
@@ -133,6 +149,7 @@ class AnnIndex:
             labels[fresh] = np.arange(self.index.ntotal, self.index.ntotal + fresh.size, dtype=np.int64)
             self.index.add(np.ascontiguousarray(x[fresh]))
         self.ids, self.keys, self.labels = np.asarray(ids, dtype=np.int64), new_keys, labels
+        self._walks = self._rows = None
         return {"removed": int(removed), "added": int(fresh.size)}
 
     @property
@@ -146,15 +163,18 @@ class AnnIndex:
 
     # -- searching -----------------------------------------------------------------------
     def _row_of_label(self) -> np.ndarray:
-        row = np.full(self.index.ntotal, -1, dtype=np.int64)
-        row[self.labels] = np.arange(len(self.labels), dtype=np.int64)
-        return row
+        if self._rows is None or len(self._rows) != self.index.ntotal:
+            row = np.full(self.index.ntotal, -1, dtype=np.int64)
+            row[self.labels] = np.arange(len(self.labels), dtype=np.int64)
+            self._rows = row
+        return self._rows
 
-    def candidates(self, q: np.ndarray, kc: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    def candidates(self, q: np.ndarray, kc: int, allowed: np.ndarray | None = None, ef: int | None = None) -> np.ndarray:
         """Candidate rows (positions in `ids`, -1 padded) of each query: faiss's kc best under `allowed`
-        (a boolean per row) and never a tombstone."""
+        (a boolean per row) and never a tombstone. ef: the walk's efSearch before the filter's raise
+        (default: the tuned one)."""
         faiss = _faiss()
-        ef = int(self.params["efSearch"])
+        ef = int(self.params["efSearch"]) if ef is None else int(ef)
         kw: dict[str, Any] = {}
         live = None
         if allowed is not None or self.tombstones:
@@ -178,6 +198,90 @@ class AnnIndex:
         extra = 0 if exclude is None else 1
         cand = self.candidates(q, min(k + extra + 4, len(self.ids)), allowed)
         return exact_topk(q, x, cand, k, exclude=exclude)
+
+    def self_walk(self, rows: np.ndarray, q: np.ndarray, ef: int) -> np.ndarray:
+        """The unfiltered walk (SHARED_K candidate rows, faiss's order, -1 padded) of each of these
+        indexed rows (q: their vectors) at efSearch `ef` or more: walked once per process, a walk
+        at a higher efSearch standing in for one at a lower."""
+        if self._walks is None or self._walks_ef < ef:
+            self._walks = np.full((len(self.ids), SHARED_K), -2, dtype=np.int32)
+            self._walks_ef = int(ef)
+        rows = np.asarray(rows, dtype=np.int64)
+        todo = np.flatnonzero(self._walks[rows, 0] == -2)
+        for s in range(0, todo.size, _ADD_BATCH):
+            part = todo[s:s + _ADD_BATCH]
+            self._walks[rows[part]] = self.candidates(np.ascontiguousarray(q[part]), SHARED_K, ef=self._walks_ef)
+        return self._walks[rows].astype(np.int64)
+
+    def search_masks(self, q: np.ndarray, x: np.ndarray, k: int, masks: list[np.ndarray | None], *,
+                     exclude: np.ndarray | None = None, self_rows: np.ndarray | None = None, ef: int | None = None
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`search` under each mask (a boolean per row, None: every row), re-ranked exactly: one shared
+        unfiltered walk for the masks letting through at least FILTER_AFTER_SHARE of the rows, each
+        keeping its own rows among the walk's candidates; rows left with fewer than k of a mask's rows,
+        and masks letting fewer through, get a walk under the mask alone.
+
+        self_rows: the queries are these indexed rows (q = x[self_rows]), whose walks (SHARED_K candidates
+        each) are kept for the process: a graph's rows. Other queries' walks return every row they found.
+        ef: the shared walk's efSearch (default: the tuned one over the narrowest mask's share, as deep
+        as that mask's own filtered walk; a graph tunes its own on measured recall, `tune_shared`)."""
+        n = q.shape[0]
+        extra = 0 if exclude is None else 1
+        kk = min(k + extra + 4, len(self.ids))
+        shares = [1.0 if m is None else float(np.mean(m)) for m in masks]
+        cand = None
+        after = [sh for sh in shares if sh >= FILTER_AFTER_SHARE]
+        if after:
+            # the shared walk goes as deep as the narrowest mask's filtered walk would (efSearch / share)
+            if ef is None:
+                ef = int(min(MAX_EF * 4, math.ceil(int(self.params["efSearch"]) / min(after))))
+            # a walk not kept returns all it found (efSearch rows): more of each mask's rows, fewer walked again
+            cand = self.self_walk(self_rows, q, ef) if self_rows is not None else \
+                self.candidates(q, min(max(SHARED_K, kk, ef), len(self.ids)), ef=ef)
+            self.walk_counts["shared"] += n
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        ex = None if exclude is None else np.asarray(exclude, dtype=np.int64)
+        for m, sh in zip(masks, shares):
+            if cand is None or sh < FILTER_AFTER_SHARE:
+                out.append(self.search(q, x, k, allowed=m, exclude=ex))
+                continue
+            ok = cand >= 0
+            if m is not None:
+                ok &= np.asarray(m, dtype=bool)[np.maximum(cand, 0)]
+            if ex is not None:
+                ok &= cand != ex[:, None]
+            # the mask's candidates in the walk's order, the first kk of them re-ranked
+            order = np.argsort(~ok, axis=1, kind="stable")[:, :kk]
+            mine = np.where(np.take_along_axis(ok, order, axis=1), np.take_along_axis(cand, order, axis=1), -1)
+            idx, sims = exact_topk(q, x, mine, k, exclude=ex)
+            available = len(self.ids) if m is None else int(np.count_nonzero(m))
+            need = min(k, available - extra)
+            short = np.flatnonzero(ok.sum(axis=1) < need)
+            if short.size:
+                self.walk_counts["walked_again"] += int(short.size)
+                si, ss = self.search(q[short], x, k, allowed=m, exclude=None if ex is None else ex[short])
+                idx[short], sims[short] = si, ss
+            out.append((idx, sims))
+        return out
+
+    def tune_shared(self, x: np.ndarray, rows: np.ndarray, exact_sims: np.ndarray, sample: np.ndarray, k: int,
+                    target: float = TUNE_AIM) -> tuple[int, float]:
+        """The shared walk's efSearch for a graph of these indexed rows (`rows`, ascending): raised from
+        the tuned one in 1.5x steps until the graph's recall@k on `sample` (positions in rows, with
+        their exact similarities among the rows) reaches the target, at most the efSearch of a
+        walk filtered to the rows. (efSearch, recall)."""
+        allowed = np.zeros(len(self.ids), dtype=bool)
+        allowed[rows] = True
+        base = int(self.params["efSearch"])
+        cap = int(min(MAX_EF * 4, math.ceil(base / max(len(rows) / max(len(self.ids), 1), 1e-9))))
+        ef = base
+        while True:
+            q = rows[sample]
+            ((_i, sims),) = self.search_masks(x[q], x, exact_sims.shape[1], [allowed], exclude=q, ef=ef)
+            r = recall_at_k(sims[:, :exact_sims.shape[1]], exact_sims)
+            if r >= target or ef >= cap:
+                return ef, r
+            ef = min(cap, int(math.ceil(ef * 1.5)))
 
     # -- recall --------------------------------------------------------------------------
     def tune(self, x: np.ndarray, target: float = TUNE_AIM) -> dict[str, Any]:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from taxonomy_store.metrics.similarity import knn, knn_query, update_knn
+from taxonomy_store.metrics.similarity import knn, update_knn
 from taxonomy_store.neighbours import approximate as ann_settings
+from taxonomy_store.neighbours.approximate import RECALL_K as RECALL_K_
 from taxonomy_store.neighbours.approximate import RECALL_TARGET, AnnIndex, NeighbourSettings, self_knn
 
 if TYPE_CHECKING:
@@ -189,10 +190,15 @@ class GraphCache:
             st.update(source="incremental", recomputed=int(up["recomputed"]))
             recall = (old.meta or {}).get("index", {})
         else:
-            idx, sims = self_knn_within(ann, xpool, rows, kg, progress)
-            st.update(source="full", recomputed=int(keys.size))
-            recall = _subset_recall(vectors(), sims)
-        meta = {"exact": False, "index": {**ann.params, **{key: recall[key] for key in recall if key.startswith("recall")},
+            sample, exact = _subset_sample(xpool, rows)
+            ef, tuned = ann.tune_shared(xpool, rows, exact, sample, RECALL_K_) if len(sample) else (None, 1.0)
+            before = dict(ann.walk_counts)
+            idx, sims = self_knn_within(ann, xpool, rows, kg, progress, ef=ef)
+            st.update(source="full", recomputed=int(keys.size),
+                      rows_walked_again_under_the_filter=ann.walk_counts["walked_again"] - before["walked_again"])
+            recall = _subset_recall(sims, (sample, exact))
+            recall.update(efSearch_shared_walk=ef, recall_tuning=round(tuned, 4))
+        meta = {"exact": False, "index": {**ann.params, **{key: recall[key] for key in recall if key.startswith(("recall", "efSearch"))},
                                           "shared": "the pool's index, searched under a filter to this set",
                                           "filter_share": round(len(rows) / max(len(xpool), 1), 4)}}
         st.update(rows=int(keys.size), vectors_loaded=True, **meta)
@@ -208,9 +214,10 @@ def _declined(ann: AnnIndex) -> Graph:
 
 
 def self_knn_within(ann: AnnIndex, xpool: np.ndarray, rows: np.ndarray, k: int,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    progress: Callable[[int, int], None] | None = None, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The approximate k nearest other members of each member (`rows` of the indexed pool, ascending),
-    re-ranked exactly: (member row numbers, -1 padded; similarities)."""
+    re-ranked exactly: (member row numbers, -1 padded; similarities). The members' unfiltered walks
+    are kept by the index for the process, so another graph of the same rows walks no more."""
     n = len(rows)
     allowed = np.zeros(len(xpool), dtype=bool)
     allowed[rows] = True
@@ -221,24 +228,35 @@ def self_knn_within(ann: AnnIndex, xpool: np.ndarray, rows: np.ndarray, k: int,
     step = 32768
     for s in range(0, n, step):
         part = rows[s:s + step]
-        found, sims[s:s + len(part)] = ann.search(xpool[part], xpool, k, allowed=allowed, exclude=part)
+        ((found, sims[s:s + len(part)]),) = ann.search_masks(xpool[part], xpool, k, [allowed], exclude=part, self_rows=part, ef=ef)
         idx[s:s + len(part)] = np.where(found >= 0, member_of[np.maximum(found, 0)], -1)
         if progress:
             progress(s + len(part), n)
     return idx, sims
 
 
-def _subset_recall(x: np.ndarray, sims: np.ndarray) -> dict[str, Any]:
-    """Recall@RECALL_K of a subset's graph against exact top-k among the subset, on a seeded sample."""
-    from taxonomy_store.neighbours.approximate import RECALL_K, RECALL_SAMPLE, SEED, recall_at_k
+def _subset_sample(xpool: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample of a subset (`rows` of the pool, ascending; sample positions in rows) and their
+    exact top-RECALL_K similarities among the subset, the subset's vectors not copied."""
+    from taxonomy_store.metrics.similarity import knn_query_rows
+    from taxonomy_store.neighbours.approximate import RECALL_K, RECALL_SAMPLE, SEED
 
-    t0 = time.perf_counter()
-    n = x.shape[0]
+    n = len(rows)
     sample = np.sort(np.random.default_rng(SEED).choice(n, size=min(n, RECALL_SAMPLE), replace=False))
-    k = min(RECALL_K, n - 1, sims.shape[1])
-    _i, exact = knn_query(x[sample], x, k, exclude=sample, assume_normalised=True)
-    return {"recall": recall_at_k(sims[sample, :k], exact), "recall_k": k, "recall_queries": int(len(sample)),
-            "recall_seed": SEED, "recall_seconds": round(time.perf_counter() - t0, 3)}
+    k = min(RECALL_K, n - 1)
+    _i, exact = knn_query_rows(xpool[rows[sample]], xpool, rows, k, exclude=rows[sample])
+    return sample, exact
+
+
+def _subset_recall(sims: np.ndarray, known: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """Recall@RECALL_K of a subset's graph against exact top-k among the subset on the seeded sample
+    (`known`: the sample and its exact similarities, `_subset_sample`)."""
+    from taxonomy_store.neighbours.approximate import SEED, recall_at_k
+
+    sample, exact = known
+    k = min(exact.shape[1], sims.shape[1])
+    return {"recall": recall_at_k(sims[sample, :k], exact[:, :k]), "recall_k": k, "recall_queries": int(len(sample)),
+            "recall_seed": SEED}
 
 
 def index_for(path: Path, ids: np.ndarray, keys: np.ndarray, x: np.ndarray) -> tuple[AnnIndex, dict[str, Any]]:

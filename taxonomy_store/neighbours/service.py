@@ -322,8 +322,10 @@ class Neighbours:
         out: list[tuple[np.ndarray, np.ndarray]] = []
         small = [a for a, b in zip(arrays, big) if not b]
         exact = iter(knn_query_parts(q, pool.split(small), len(small), k, exclude=ex) if small else [])
-        for a, b in zip(arrays, big):
-            out.append(pool.ann().search(q, pool.vectors, k, allowed=None if a.all() else a, exclude=ex) if b else next(exact))
+        found = iter(pool.ann().search_masks(q, pool.vectors, k, [None if a.all() else a for a, b in zip(arrays, big) if b],
+                                             exclude=ex) if any(big) else [])
+        for b in big:
+            out.append(next(found) if b else next(exact))
         if any(big):
             pool._searched = {"exact": False, "index": dict(pool.ann().params)}
         return out
