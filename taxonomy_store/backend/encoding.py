@@ -170,6 +170,19 @@ def normalise_rows(vecs: np.ndarray) -> np.ndarray:
     return (vecs / norms).astype(np.float32, copy=False)
 
 
+def normalise_rows_in_place(vecs: np.ndarray) -> np.ndarray:
+    """`normalise_rows` without a copy when vecs is a writable float32 array (the caller's own):
+    the same values, bit for bit."""
+    if not (isinstance(vecs, np.ndarray) and vecs.dtype == np.float32 and vecs.flags.writeable and vecs.flags.c_contiguous):
+        return normalise_rows(vecs)
+    for s in range(0, len(vecs), 65536):
+        part = vecs[s:s + 65536]
+        norms = np.linalg.norm(part, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        np.divide(part, norms, out=part)
+    return vecs
+
+
 class LiveEncoders:
     """The encoders this store has loaded, one per (name, fingerprint); weights re-checked on reuse.
 

@@ -203,7 +203,7 @@ class MetricEngine:
     def _estimate_baseline(self) -> dict[str, Any]:
         """A new estimate, pinned to its sample: later recomputes reuse it while that sample is unchanged."""
         if self._baseline_cache is None:
-            vs = self.embeddings.load_vectors(self.info.name)
+            vs = self._every_vector()
             if len(vs) < 2:
                 raise NotEmbedded(f"encoder {self.info.name!r} has fewer than two vectors", f"run `tstore embed --encoder {self.info.name}`")
             labels = np.array([self.by_id[int(i)].label for i in vs.prompt_ids])
@@ -213,6 +213,19 @@ class MetricEngine:
                        sample_fingerprint=sample_fingerprint(ids, self._text_hash))
             self._baseline_cache = est
         return self._baseline_cache
+
+    def _every_vector(self):
+        """Every live prompt's current vector: the neighbour service's pool of this encoder when it has
+        one (the same vectors, in the same order; no second copy of a million), else read."""
+        from taxonomy_store.errors import EmptyStore
+
+        try:
+            pool = self.neighbours.pool(self.info.name)
+        except (EmptyStore, NotEmbedded):
+            pool = None
+        if pool is not None and pool.info.fingerprint == self.info.fingerprint:
+            return _PoolVectors(pool.prompt_ids, pool.vectors)
+        return self.embeddings.load_vectors(self.info.name)
 
     def _pairs(self, kind: str, pair_set: str | None) -> dict[str, list]:
         groups: dict[str, list] = {}
@@ -342,3 +355,13 @@ class MetricEngine:
         p = dict(k=k, level=level_name or level, taxonomy=taxonomy, weighting=weighting)
         return [self._result("detect", p, res["primary_name"], values, details, t0)]
 
+
+@dataclass(frozen=True)
+class _PoolVectors:
+    """A pool's vectors as `_estimate_baseline` reads a VectorSet: prompt ids ascending and their vectors."""
+
+    prompt_ids: np.ndarray
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
