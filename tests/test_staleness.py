@@ -117,3 +117,30 @@ def test_a_new_process_reads_the_pool_from_the_local_copy_until_the_vectors_chan
         VectorIndex.pages = pages
     store.encoders.remove("minilm")  # its copy goes with it
     assert list((store.dirs.cache / "vectors").glob("*.npz")) == []
+
+
+def test_a_full_read_of_a_large_collection_lets_the_embedded_client_go(store, tmp_path, monkeypatch):
+    """After every vector was read from the embedded Chroma (a pool), its client, which keeps what it
+    loaded, is dropped; the next use opens it again and reads the same vectors."""
+    import shutil
+
+    from taxonomy_store.backend import vector_index
+
+    _tiny_store(store, tmp_path)
+    vi = store.embeddings.vectors
+    monkeypatch.setattr(vector_index, "RELEASE_AFTER", 10**9)  # a small collection: the client is kept
+    shutil.rmtree(store.dirs.cache / "vectors", ignore_errors=True)
+    kept = store.neighbours.pool("minilm")
+    assert "client" in vi.__dict__
+    monkeypatch.setattr(vector_index, "RELEASE_AFTER", 2)  # "large": dropped after the full read
+    shutil.rmtree(store.dirs.cache / "vectors", ignore_errors=True)
+    store.neighbours._pools.clear()
+    released = store.neighbours.pool("minilm")
+    assert "client" not in vi.__dict__
+    assert np.array_equal(released.vectors, kept.vectors) and np.array_equal(released.prompt_ids, kept.prompt_ids)
+    # the next use opens it again: a write and a read still work
+    path = tmp_path / "more.csv"
+    path.write_text("text,label\nHow do I repot a fern?,safe\n", encoding="utf-8")
+    store.imports.import_file(path, dataset="more")
+    store.embeddings.embed()
+    assert len(store.neighbours.pool("minilm").prompt_ids) == len(kept.prompt_ids) + 1

@@ -531,6 +531,7 @@ class Embeddings:
         snap = self.cache.load(name, revision, dim) if revision is not None else None
         if snap is None:
             snap = self.vectors.read(lambda: self._read_all(info), info.name)
+            self.vectors.release_after_full_read(len(snap.ids))
             if revision is not None and self._vectors_revision(info) == revision:
                 self.cache.save(name, revision, snap)
         return snap
