@@ -320,8 +320,12 @@ class Neighbours:
         big = [pool.approximate(int(a.sum())) for a in arrays]
         ex = None if exclude_rows is None else np.asarray(exclude_rows, dtype=np.int64)
         out: list[tuple[np.ndarray, np.ndarray]] = []
-        small = [a for a, b in zip(arrays, big) if not b]
-        exact = iter(knn_query_parts(q, pool.split(small), len(small), k, exclude=ex) if small else [])
+        small = [m for m, b in zip(masks, big) if not b]
+        if small and all(isinstance(m, Filters) for m in small):
+            parts = pool.parts(tuple(small))  # type: ignore[arg-type]  # kept: a query does not copy the rows again
+        else:
+            parts = pool.split([a for a, b in zip(arrays, big) if not b])
+        exact = iter(knn_query_parts(q, parts, len(small), k, exclude=ex) if small else [])
         found = iter(pool.ann().search_masks(q, pool.vectors, k, [None if a.all() else a for a, b in zip(arrays, big) if b],
                                              exclude=ex) if any(big) else [])
         for b in big:
