@@ -39,6 +39,21 @@ def _keys(ids) -> np.ndarray:
     return np.array([f"{i}:h".encode() for i in ids], dtype="S")
 
 
+def _tuned(n: int) -> tuple[np.ndarray, AnnIndex]:
+    """A clustered set of n rows and its index, tuned (row i = prompt id i)."""
+    x = _clustered(n)
+    ids = np.arange(len(x), dtype=np.int64)
+    ann = AnnIndex.build(ids, _keys(ids), x)
+    ann.tune(x)
+    return x, ann
+
+
+def _count_walks(ann: AnnIndex, seen: list) -> None:
+    """Record each faiss walk of the index in `seen`: (filtered or not, how many queries)."""
+    real = ann.candidates
+    ann.candidates = lambda qq, kc, allowed=None, ef=None: seen.append((allowed is not None, len(qq))) or real(qq, kc, allowed, ef)
+
+
 def test_index_recall_on_a_clustered_set_and_exact_similarities():
     x = _clustered()
     ids = np.arange(len(x), dtype=np.int64) * 3 + 7  # prompt ids, not rows
@@ -55,10 +70,7 @@ def test_index_recall_on_a_clustered_set_and_exact_similarities():
 
 
 def test_filtered_search_keeps_to_the_mask():
-    x = _clustered(3000)
-    ids = np.arange(len(x), dtype=np.int64)
-    ann = AnnIndex.build(ids, _keys(ids), x)
-    ann.tune(x)
+    x, ann = _tuned(3000)
     allowed = np.arange(len(x)) % 3 == 0
     idx, sims = ann.search(x[:200], x, 5, allowed=allowed)
     assert allowed[idx[idx >= 0]].all()
@@ -67,21 +79,18 @@ def test_filtered_search_keeps_to_the_mask():
 
 
 def test_masks_filtered_after_one_walk_match_exact_and_short_rows_walk_again():
-    x = _clustered(4000)
-    ids = np.arange(len(x), dtype=np.int64)
-    ann = AnnIndex.build(ids, _keys(ids), x)
-    ann.tune(x)
+    x, ann = _tuned(4000)
     half = np.arange(len(x)) % 2 == 0
     third = np.arange(len(x)) % 3 == 0
     rare = np.zeros(len(x), dtype=bool)
     rare[::50] = True  # 2 % of the rows: below FILTER_AFTER_SHARE, its own filtered walk
     q = np.arange(300)
-    calls = []
-    real = ann.candidates
-    ann.candidates = lambda qq, kc, allowed=None, ef=None: calls.append(allowed is not None) or real(qq, kc, allowed, ef)
+    walks: list = []
+    _count_walks(ann, walks)
     found = ann.search_masks(x[q], x, 10, [half, third, None, rare], exclude=q)
-    assert calls[0] is False and calls.count(False) == 1  # one unfiltered walk serves half, third and every row
-    assert True in calls  # the rare mask (and any row left short) walked under its filter
+    filtered = [f for f, _n in walks]
+    assert filtered[0] is False and filtered.count(False) == 1  # one unfiltered walk serves half, third and every row
+    assert True in filtered  # the rare mask (and any row left short) walked under its filter
     for mask, (idx, sims) in zip([half, third, np.ones(len(x), bool), rare], found):
         assert mask[idx[idx >= 0]].all() and not (idx == q[:, None]).any()
         rows = np.flatnonzero(mask)
@@ -102,21 +111,17 @@ def test_masks_filtered_after_one_walk_match_exact_and_short_rows_walk_again():
 def test_a_second_graph_of_the_same_rows_walks_no_more():
     from taxonomy_store.neighbours.graphs import self_knn_within
 
-    x = _clustered(3000)
-    ids = np.arange(len(x), dtype=np.int64)
-    ann = AnnIndex.build(ids, _keys(ids), x)
-    ann.tune(x)
+    x, ann = _tuned(3000)
     members = np.flatnonzero(np.arange(len(x)) % 3 != 0)
-    walked = []
-    real = ann.candidates
-    ann.candidates = lambda qq, kc, allowed=None, ef=None: walked.append(len(qq)) or real(qq, kc, allowed, ef)
+    walks: list = []
+    _count_walks(ann, walks)
     ef = int(ann.params["efSearch"]) * 2
     a_i, a_s = self_knn_within(ann, x, members, 10, ef=ef)
-    assert sum(walked) >= len(members)
-    walked.clear()
+    assert sum(n for _f, n in walks) >= len(members)
+    walks.clear()
     fewer = members[members % 2 == 0]
     b_i, b_s = self_knn_within(ann, x, fewer, 10, ef=ef // 2)  # a walk at a higher efSearch stands in
-    assert sum(walked) <= len(fewer) // 20  # only rows short of members walk again
+    assert sum(n for _f, n in walks) <= len(fewer) // 20  # only rows short of members walk again
     _ei, es = knn_query(x[fewer], x[fewer], 10, exclude=np.arange(len(fewer)), assume_normalised=True)
     assert recall_at_k(b_s, es) >= 0.99
 

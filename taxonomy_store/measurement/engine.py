@@ -19,7 +19,7 @@ from taxonomy_store import metrics as M
 from taxonomy_store.backend.database import Database
 from taxonomy_store.catalog import node_index
 from taxonomy_store.db.models import Pair, PairSet, Prompt
-from taxonomy_store.errors import NotEmbedded, NotFound, UnknownTaxonomy
+from taxonomy_store.errors import EmptyStore, NotEmbedded, NotFound, UnknownTaxonomy
 from taxonomy_store.metrics.detection import confusion, majority_category, neighbour_mix
 from taxonomy_store.metrics.purity import same_share
 from taxonomy_store.measurement.baseline_pin import sample_fingerprint, still_holds
@@ -217,8 +217,6 @@ class MetricEngine:
     def _every_vector(self):
         """Every live prompt's current vector: the neighbour service's pool of this encoder when it has
         one (the same vectors, in the same order; no second copy of a million), else read."""
-        from taxonomy_store.errors import EmptyStore
-
         try:
             pool = self.neighbours.pool(self.info.name)
         except (EmptyStore, NotEmbedded):

@@ -264,10 +264,10 @@ class AnnIndex:
             out.append((idx, sims))
         return out
 
-    def tune_shared(self, x: np.ndarray, rows: np.ndarray, exact_sims: np.ndarray, sample: np.ndarray, k: int,
+    def tune_shared(self, x: np.ndarray, rows: np.ndarray, exact_sims: np.ndarray, sample: np.ndarray,
                     target: float = TUNE_AIM) -> tuple[int, float]:
         """The shared walk's efSearch for a graph of these indexed rows (`rows`, ascending): raised from
-        the tuned one in 1.5x steps until the graph's recall@k on `sample` (positions in rows, with
+        the tuned one in 1.5x steps until the graph's recall@k (k: exact_sims' columns) on `sample` (positions in rows, with
         their exact similarities among the rows) reaches the target, at most the efSearch of a
         walk filtered to the rows. (efSearch, recall)."""
         allowed = np.zeros(len(self.ids), dtype=bool)

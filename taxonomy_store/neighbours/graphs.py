@@ -25,7 +25,6 @@ import numpy as np
 
 from taxonomy_store.metrics.similarity import knn, update_knn
 from taxonomy_store.neighbours import approximate as ann_settings
-from taxonomy_store.neighbours.approximate import RECALL_K as RECALL_K_
 from taxonomy_store.neighbours.approximate import RECALL_TARGET, AnnIndex, NeighbourSettings, self_knn
 
 if TYPE_CHECKING:
@@ -191,7 +190,7 @@ class GraphCache:
             recall = (old.meta or {}).get("index", {})
         else:
             sample, exact = _subset_sample(xpool, rows)
-            ef, tuned = ann.tune_shared(xpool, rows, exact, sample, RECALL_K_) if len(sample) else (None, 1.0)
+            ef, tuned = ann.tune_shared(xpool, rows, exact, sample) if len(sample) else (None, 1.0)
             before = dict(ann.walk_counts)
             idx, sims = self_knn_within(ann, xpool, rows, kg, progress, ef=ef)
             st.update(source="full", recomputed=int(keys.size),
