@@ -164,6 +164,31 @@ def test_index_update_matches_a_rebuild_and_a_damaged_file_is_rebuilt(tmp_path):
     assert st["index_source"] == "built" and again.index.ntotal == len(ids2)
 
 
+def test_an_index_of_the_earlier_float32_kind_is_rebuilt_and_the_graph_walks_float16(tmp_path):
+    import faiss
+
+    from taxonomy_store.neighbours.graphs import index_for
+
+    x = _clustered(2000)
+    ids = np.arange(2000, dtype=np.int64)
+    keys = _keys(ids)
+    path = tmp_path / "ann.faiss"
+    built, st = index_for(path, ids, keys, x)
+    assert st["index_source"] == "built" and built.params["index"] == "HNSW,SQfp16"
+    storage = faiss.downcast_index(built.index.storage)
+    assert isinstance(built.index, faiss.IndexHNSWSQ) and storage.code_size == 2 * x.shape[1]  # float16
+    # an index file of the earlier kind (HNSWFlat, float32 vectors) beside a matching sidecar
+    old = faiss.IndexHNSWFlat(x.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    old.add(x)
+    faiss.write_index(old, str(path))
+    side = path.with_name(path.name + ".npz")
+    params = dict(built.params, index="HNSWFlat")
+    np.savez(side, ids=ids, keys=keys, labels=np.arange(2000), params=np.array(json.dumps(params)))
+    assert AnnIndex.load(path) is None
+    again, st = index_for(path, ids, keys, x)
+    assert st["index_source"] == "built" and isinstance(again.index, faiss.IndexHNSWSQ)
+
+
 def test_an_index_with_too_many_tombstones_is_rebuilt(tmp_path):
     from taxonomy_store.neighbours.approximate import REBUILD_SHARE
     from taxonomy_store.neighbours.graphs import index_for
@@ -229,7 +254,7 @@ def _cli(store: Path, *args: str, approx_from: str | None = LOW):
 def test_metrics_say_exact_false_with_parameters_and_recall_and_exact_forces_exact(big_store):
     (approx,) = _cli(big_store, "metrics", "cp", "--json")
     g = approx["details"]["graph"]
-    assert g["exact"] is False and g["index"]["index"] == "HNSWFlat" and g["index"]["recall"] >= 0.99, str(g["index"])
+    assert g["exact"] is False and g["index"]["index"] == "HNSW,SQfp16" and g["index"]["recall"] >= 0.99, str(g["index"])
     assert {"M", "efConstruction", "efSearch", "recall_queries", "recall_k"} <= set(g["index"])
     (exact,) = _cli(big_store, "metrics", "cp", "--exact", "--json")
     ge = exact["details"]["graph"]
