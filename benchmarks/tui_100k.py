@@ -9,7 +9,10 @@ pilot at 160x48:
 - pair proposals (`m` on Pairs) when the tree under test has them.
 
 Usage: python benchmarks/tui_100k.py [--rows 100000] [--store /tmp/tstore-bench-100k] [--json] [--no-proposals]
-                                     [--baseline /work/main/.venv/bin/python]
+                                     [--baseline /work/main/.venv/bin/python] [--encoder NAME --in-place]
+`--encoder NAME --in-place --no-proposals` opens an existing store (e.g. the 1M store that
+`benchmarks/million.py --keep DIR` leaves in DIR/store, encoder h384) with that encoder, as it is,
+without copying it (nothing is written without the proposals).
 `--baseline PYTHON` times a second tree in the same run, on the same store: this script run by that
 checkout's interpreter (whose editable install imports that checkout's package), after this tree;
 both figures, their ratio and the load average at each are printed. (PYTHONPATH alone does not
@@ -61,19 +64,20 @@ async def until(pilot, done, limit: float = 900.0) -> float:
     return time.perf_counter() - t
 
 
-async def measure(store_dir: Path, proposals: bool = True) -> dict:
+async def measure(store_dir: Path, proposals: bool = True, encoder: str | None = None) -> dict:
     from taxonomy_store.backend.hashing_encoder import HashingEncoder
     from taxonomy_store.store import Store
     from taxonomy_store.tui import make_app
 
     store = Store.open(store_dir)
-    info = store.encoders.get("minilm")
-    store.live_encoders.install(info, HashingEncoder(info.dimension or 384))
+    if encoder is None:  # the store this script builds: minilm's place taken by the hashing encoder
+        info = store.encoders.get("minilm")
+        store.live_encoders.install(info, HashingEncoder(info.dimension or 384))
     import taxonomy_store
 
     out: dict = {"tree": str(Path(taxonomy_store.__file__).resolve().parent.parent), "prompts": store.curation.count_prompts()}
     t0 = time.perf_counter()
-    app = make_app(store, taxonomy="do-not-answer", start="prompts")
+    app = make_app(store, encoder=encoder, taxonomy="do-not-answer", start="prompts")
     async with app.run_test(size=(160, 48)) as pilot:
         table = app.screen.query_one("#prompt-table")
         await until(pilot, lambda: table.row_count > 0)
@@ -100,16 +104,21 @@ async def measure(store_dir: Path, proposals: bool = True) -> dict:
     return out
 
 
-def run_once(store: Path, proposals: bool) -> dict:
+def run_once(store: Path, proposals: bool, encoder: str | None = None, in_place: bool = False) -> dict:
     import os
     import shutil
 
-    work = Path(tempfile.mkdtemp()) / "store"
-    shutil.copytree(store, work)  # each run on its own copy: the pair proposals write
-    try:
-        result = asyncio.run(measure(work, proposals))
-    finally:
-        shutil.rmtree(work.parent, ignore_errors=True)
+    if in_place:
+        if proposals:
+            raise SystemExit("--in-place needs --no-proposals: the pair proposals write to the store")
+        result = asyncio.run(measure(store, proposals, encoder))
+    else:
+        work = Path(tempfile.mkdtemp()) / "store"
+        shutil.copytree(store, work)  # each run on its own copy: the pair proposals write
+        try:
+            result = asyncio.run(measure(work, proposals, encoder))
+        finally:
+            shutil.rmtree(work.parent, ignore_errors=True)
     result["load_average_1m"] = round(os.getloadavg()[0], 1)
     return result
 
@@ -131,10 +140,12 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-proposals", dest="proposals", action="store_false", help="skip timing `m` on Pairs")
     ap.add_argument("--baseline", metavar="PYTHON", help="another checkout's interpreter: time that tree too, same store")
+    ap.add_argument("--encoder", help="open the store with this encoder (default: minilm, replaced by the hashing encoder)")
+    ap.add_argument("--in-place", action="store_true", help="measure the store itself, not a copy (with --no-proposals)")
     args = ap.parse_args()
     if not (args.store / "tstore.db").exists():
         build(args.store, args.rows)
-    result = run_once(args.store, args.proposals)
+    result = run_once(args.store, args.proposals, args.encoder, args.in_place)
     if args.baseline:
         base = baseline(args.baseline, args)
         result = {"ours": result, "baseline": base,

@@ -12,9 +12,10 @@ longer IVF-Flat:
   trusted), filtered searches (`IDSelectorBitmap`, a boolean per row: masks stay masks) and
   OpenMP-parallel builds and batch searches.
 - The graph's copy of the vectors is float16 (`ScalarQuantizer.QT_fp16`), not float32: a walk is
-  bound by fetching vectors from memory, and half the bytes made it 1.76x faster and the build
-  1.5x faster at the same efSearch and the same recall (178,872 generated rows, recall@10 after
-  the exact re-rank 0.9966 vs 0.9968 at efSearch 413; docs/BENCHMARKS.md, "float16 in the graph").
+  bound by fetching vectors from memory, and half the bytes made walks 1.24-1.78x faster at
+  efSearch 183-413 and the build 1.29x faster, with recall@10 after the exact re-rank as high or
+  higher (178,872 generated rows, same run: `benchmarks/hnsw_storage.py`; at 1M CP + suspects went
+  from 951 s to 525 s with the finer tuning steps; docs/BENCHMARKS.md, "float16 in the graph").
   Only the walk sees float16: every candidate is re-scored exactly from the stored float32 vectors.
 - One knob is tuned on measured recall: `efSearch` is raised until the recall reaches
   RECALL_TARGET; past MAX_EF the index is declined and the search stays exact (and says why).
