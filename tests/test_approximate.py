@@ -267,6 +267,23 @@ def test_metrics_say_exact_false_with_parameters_and_recall_and_exact_forces_exa
     assert default["values"]["cp@10_macro"] == e
 
 
+def test_evaluate_says_how_neighbours_were_found_and_people_read_it_too(big_store):
+    (run,) = _cli(big_store, "evaluate", "--holdout", "gen", "--fraction", "0.1", "--json")
+    (split,) = run["details"]["splits"]
+    assert split["neighbour_search"]["exact"] is False and split["neighbour_search"]["index"]["recall"] >= 0.99
+    (exact,) = _cli(big_store, "evaluate", "--holdout", "gen", "--fraction", "0.1", "--exact", "--json")
+    assert exact["details"]["splits"][0]["neighbour_search"] == {"exact": True}
+    assert split["prompts"] == exact["details"]["splits"][0]["prompts"]
+    assert abs(split["auroc"] - exact["details"]["splits"][0]["auroc"]) < 0.01
+    env = {"TSTORE_HOME": str(big_store), "TSTORE_APPROX_FROM": LOW}
+    for args in (("evaluate", "--holdout", "gen", "--fraction", "0.1"), ("calibrate",)):
+        text = tstore_in_process(*args, env=env)
+        assert text.returncode == 0, text.stderr
+        assert "neighbours: approximate (faiss HNSW,SQfp16, efSearch" in text.stdout and "--exact forces exact" in text.stdout
+        text = tstore_in_process(*args, "--exact", env=env)
+        assert text.returncode == 0 and "neighbours: approximate" not in text.stdout
+
+
 def test_an_index_that_would_scan_too_much_is_declined_and_the_figure_stays_exact(big_store, tmp_path):
     import shutil
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from taxonomy_store.cli.app import Context, cli, pass_ctx
-from taxonomy_store.cli.options import encoder_option, json_option, scorer_option
-from taxonomy_store.cli.render import echo_untrusted, emit_json, progress_bar, untrusted
+from taxonomy_store.cli.options import encoder_option, exact_option, json_option, scorer_option
+from taxonomy_store.cli.render import echo_untrusted, emit_json, neighbour_line, progress_bar, untrusted
 
 
 def _pct(v) -> str:
@@ -43,6 +43,8 @@ def print_evaluation(run) -> None:
         for d, f in split["datasets"].items():
             click.echo(f"  {untrusted(d):<22} {f['n']:>5}  {_pct(f['unsafe'])}  {_pct(f['uncertain'])}  {_pct(f['safe'])}  "
                        f"{_pct(f.get('recall'))}  {_pct(f.get('flagged'))}   {_pct(f.get('category_accuracy'))}")
+        if (line := neighbour_line(split.get("neighbour_search"))) is not None:
+            click.echo(f"  {line}")
         for w in split.get("warnings", []):
             echo_untrusted(f"  warning: {w}")
     click.echo(f"stored as metric run {run.id} (data revision {run.data_revision})")
@@ -56,9 +58,10 @@ def print_evaluation(run) -> None:
 @click.option("--by-dataset", is_flag=True, default=False, help="Leave each labeled dataset out in turn.")
 @scorer_option
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours that vote.")
+@exact_option
 @json_option
 @pass_ctx
-def evaluate_cmd(ctx: Context, encoder, holdout, fraction, seed, by_dataset, scorer, k, as_json) -> None:
+def evaluate_cmd(ctx: Context, encoder, holdout, fraction, seed, by_dataset, scorer, k, exact, as_json) -> None:
     """How the guard does on prompts it has never seen: verdict shares per held-out dataset at the
     threshold calibrated without them (recall for unsafe sets, flagged rate for safe ones), AUROC
     where both labels are held out. Stored as a metric run (`tstore metrics history`)."""
@@ -68,6 +71,8 @@ def evaluate_cmd(ctx: Context, encoder, holdout, fraction, seed, by_dataset, sco
         raise click.UsageError("give --holdout DATASET (repeatable) or --by-dataset")
     if fraction is not None and not holdout:
         raise click.UsageError("--fraction needs --holdout")
+    if exact:
+        ctx.store.exact_neighbours()
     with progress_bar("evaluating") as progress:
         run = ctx.store.evaluation.evaluate(
             encoder=encoder, holdout=list(holdout), fraction=fraction, seed=seed, by_dataset=by_dataset, k=k, scorer=scorer,

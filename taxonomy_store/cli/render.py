@@ -154,6 +154,19 @@ def print_query_result(r, *, single: bool, show: int) -> None:
         click.echo(f"  {n.similarity:6.3f}  {n.label:<9} {untrusted(n.dataset or '-'):<16} {cat}  {text}")
 
 
+def neighbour_line(info: dict | None) -> str | None:
+    """How a figure's neighbours were found, for people: None when exact (the default), else the
+    approximate index's kind, efSearch and measured recall (the JSON's `neighbour_search`)."""
+    if not info or info.get("exact", True):
+        return None
+    index = info.get("index") or {}
+    recall = index.get("recall")
+    measured = f"recall@{index.get('recall_k', 10)} {recall:.4f} on {index.get('recall_queries', '?')} sampled prompts" \
+        if isinstance(recall, (int, float)) else "recall not measured"
+    return (f"neighbours: approximate ({index.get('library', '?')} {index.get('index', '?')}, efSearch "
+            f"{index.get('efSearch', '?')}, {measured}); --exact forces exact")
+
+
 def calibration_figures(cal) -> list[str]:
     """The AUROC and out-of-fold lines, named for what they are computed on: a tuned encoder's figures
     are held out only on prompts it never trained on; figures over trained-on prompts say so."""

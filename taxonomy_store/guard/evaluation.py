@@ -121,6 +121,9 @@ class Evaluation:
             "scorers": cal.scorers, "warnings": basis.pop("warnings_basis", []) + cal.warnings, "reference": int(len(ref.rows)),
             "auroc": auroc(scores, y) if y.any() and (~y).any() else None, "datasets": {}, **basis,
             "cv_basis": cal.held_out_basis, "cv_contaminated": cal.contaminated,
+            # how the calibration's and the held-out prompts' neighbours were found (exact, or the
+            # approximate index's parameters and measured recall), as calibrate and query say
+            "neighbour_search": pool.search_info(),
         }
         accuracy = _category_accuracy(pool, ref.mask, rows, k)
         for d in names:
