@@ -43,8 +43,8 @@ def print_evaluation(run) -> None:
         for d, f in split["datasets"].items():
             click.echo(f"  {untrusted(d):<22} {f['n']:>5}  {_pct(f['unsafe'])}  {_pct(f['uncertain'])}  {_pct(f['safe'])}  "
                        f"{_pct(f.get('recall'))}  {_pct(f.get('flagged'))}   {_pct(f.get('category_accuracy'))}")
-        if (line := neighbour_line(split.get("neighbour_search"))) is not None:
-            click.echo(f"  {line}")
+        if (how_found := neighbour_line(split.get("neighbour_search"))) is not None:
+            click.echo(f"  {how_found}")
         for w in split.get("warnings", []):
             echo_untrusted(f"  warning: {w}")
     click.echo(f"stored as metric run {run.id} (data revision {run.data_revision})")

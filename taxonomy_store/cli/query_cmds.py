@@ -180,6 +180,6 @@ def calibrate_cmd(ctx: Context, encoder, scorer, target_fpr, max_f1, k, margin, 
                f"nothing like it is stored below normalised similarity {cal.ood_similarity:.3f}")
     for line in calibration_figures(cal):
         click.echo(line)
-    if (line := neighbour_line(cal.neighbour_search)) is not None:
-        click.echo(line)
+    if (how_found := neighbour_line(cal.neighbour_search)) is not None:
+        click.echo(how_found)
 
