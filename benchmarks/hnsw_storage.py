@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ def main() -> None:
     x = HashingEncoder(384).encode(texts).astype(np.float32)
     rows = np.sort(np.random.default_rng(0).choice(len(x), a.queries, replace=False))
     _i, exact_sims = knn_query(x[rows], x, 10, exclude=rows, assume_normalised=True)
-    out: dict = {"machine": f"{cpu_model()}, {__import__('os').cpu_count()} cores", "rows": a.rows, "distinct": len(x),
+    out: dict = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "rows": a.rows, "distinct": len(x),
                  "M": HNSW_M, "efConstruction": EF_CONSTRUCTION, "queries": a.queries, "rerank": RERANK,
                  "uptime_before": uptime(), "kinds": {}}
     for kind in KINDS:

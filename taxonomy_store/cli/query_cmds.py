@@ -13,7 +13,7 @@ from taxonomy_store.errors import EmptyPrompt, InputFileError
 from taxonomy_store.vocabulary import DEFAULT_LEVEL, DO_NOT_ANSWER_LEVELS, LABELS
 from taxonomy_store.cli.app import Context, cli, pass_ctx
 from taxonomy_store.cli.options import InputFile, encoder_option, exact_option, json_option, scorer_option
-from taxonomy_store.cli.render import calibration_figures, echo_untrusted, neighbour_line, emit_json, print_query_result, untrusted
+from taxonomy_store.cli.render import calibration_figures, echo_untrusted, emit_json, neighbour_line, print_query_result, untrusted
 
 LEVELS = (DEFAULT_LEVEL,) + tuple(lv for lv in DO_NOT_ANSWER_LEVELS if lv != DEFAULT_LEVEL)
 # Prompts read from a file are encoded in windows this large: the encoder sorts each window by
