@@ -42,6 +42,7 @@ from adapt import (HELD_TYPES, TRAIN_TYPES, base_lookup, datasets_dir, encode_al
                    evaluate, load_split, minilm_path, training_data)
 
 from taxonomy_store import metrics as M  # noqa: E402
+from taxonomy_store.adapt.data import everyday_texts, with_everyday  # noqa: E402
 from taxonomy_store.adapt.methods import train  # noqa: E402
 from taxonomy_store.adapt.training import METHOD_DEFAULTS, AdaptConfig, resolved  # noqa: E402
 
@@ -125,8 +126,11 @@ def run_cell(cell: str, specs: list[str], out: Path, done: set[tuple[str, str]],
         if (name, cell) in done:
             continue
         up0, t0 = uptime(), time.perf_counter()
+        tdata = training_data(split)
+        if cfg.everyday:  # as `tstore adapt --everyday`: the built-in everyday requests train beside the split's prompts
+            tdata, _ = with_everyday(tdata, everyday_texts())
         with tempfile.TemporaryDirectory() as tmp:
-            info = train(base_path, training_data(split), cfg, tmp, frozen=base)
+            info = train(base_path, tdata, cfg, tmp, frozen=None if cfg.everyday else base)
             t_train = time.perf_counter() - t0
             v1 = encode_all(tmp, split)
         after = evaluate(v1, split)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from taxonomy_store.adapt.data import CuratedSet, holdout_split, read_curated, training_data
+from taxonomy_store.adapt.data import CuratedSet, everyday_texts, holdout_split, read_curated, training_data, with_everyday
 from taxonomy_store.adapt.report import compare
 from taxonomy_store.adapt.methods import train
 from taxonomy_store.adapt.training import AdaptConfig, resolved, steps_per_epoch
@@ -112,9 +112,10 @@ class Adaptation:
     def adapt(self, source: str, new: str, *, taxonomy: str = "do-not-answer", level: str | int = "harm_type",
               epochs: int | None = None, seed: int = 0, device: str = "cpu", holdout_fraction: float | None = None,
               max_steps: int | None = None, anchor: float | None = None, label_weight: float | None = None,
-              aim_swaps: bool = False, progress: Progress = None) -> AdaptResult:
+              aim_swaps: bool = False, everyday: bool = False, progress: Progress = None) -> AdaptResult:
         """anchor, label_weight: the weights of the anchor and label terms (None: the method's default);
-        aim_swaps: the sensitivity term's swaps aimed at what the harm word is aimed at (AdaptConfig.swap_target)."""
+        aim_swaps: the sensitivity term's swaps aimed at what the harm word is aimed at (AdaptConfig.swap_target);
+        everyday: train on the built-in everyday requests too (AdaptConfig.everyday)."""
         from taxonomy_store.embeddings.encoders import _check_name
 
         t0 = time.perf_counter()
@@ -127,7 +128,7 @@ class Adaptation:
             if weight is not None and not (np.isfinite(weight) and weight >= 0.0):
                 raise InvalidValue(f"{flag} must be a finite number of at least 0, not {weight}")
         cfg = AdaptConfig(epochs=epochs, seed=seed, device=device, max_steps=max_steps,
-                          w_anchor=None if anchor is None else float(anchor), swap_target=aim_swaps)
+                          w_anchor=None if anchor is None else float(anchor), swap_target=aim_swaps, everyday=everyday)
         if label_weight is not None:
             cfg.w_label = float(label_weight)
         with self._claim(new):
@@ -158,18 +159,21 @@ class Adaptation:
         info = self.encoders.get(source)
         data = self._data(taxonomy, level)
         train_ids, held_ids = holdout_split(data, holdout_fraction, cfg.seed)
-        tdata = training_data(data, train_ids)
+        tdata, extra = training_data(data, train_ids), []
+        if cfg.everyday:
+            tdata, extra = with_everyday(tdata, everyday_texts())
         # FROM's stored vectors are what the adapter method starts from: no text is encoded twice
-        # (the layer method runs FROM's lower layers over the training texts itself).
+        # (the layer method runs FROM's lower layers over the training texts itself; the adapter
+        # encodes for itself when texts from outside the store train too).
         x_from = self._vectors(source, data, progress)
         row = {t: n for n, t in enumerate(data.texts)}
-        record = self._record(info, data, train_ids, held_ids, holdout_fraction, cfg.seed)
+        record = self._record(info, data, train_ids, held_ids, holdout_fraction, cfg.seed, extra)
         folder, summary = self._train(info.model_path, new, tdata, cfg, progress,
-                                      frozen=lambda texts: x_from[[row[t] for t in texts]], record=record)
+                                      frozen=None if extra else (lambda texts: x_from[[row[t] for t in texts]]), record=record)
         recipe = {"config": {k: v for k, v in asdict(resolved(cfg)).items() if k != "extra"}, "training": summary,
                   "taxonomy": taxonomy, "level": data.level, "holdout_fraction": holdout_fraction,
                   "held_out_prompts": len(held_ids), "from_fingerprint": info.fingerprint,
-                  "trained_prompts": record["trained_prompts"], "training_record": MANIFEST}
+                  "trained_prompts": record["trained_prompts"], "everyday_texts": len(extra), "training_record": MANIFEST}
         try:
             self.encoders.add(new, f"store:{MODELS_DIR}/{new}", device=cfg.device, batch_size=info.batch_size, _reason=f"adapt {new} from {source}",
                               adapted_from=source, adaptation=recipe)
@@ -188,12 +192,13 @@ class Adaptation:
 
     @staticmethod
     def _record(info, data: CuratedSet, train_ids: set[int], held_ids: set[int], fraction: float | None,
-                seed: int) -> dict[str, Any]:
-        """What the new encoder trains on (text hashes and prompt ids), with what FROM itself trained on:
-        a prompt FROM was tuned on is no held-out prompt for NEW either."""
+                seed: int, extra: list[str] | None = None) -> dict[str, Any]:
+        """What the new encoder trains on (text hashes and prompt ids, and the hashes of texts from outside the
+        store, such as the everyday set), with what FROM itself trained on: a prompt FROM was tuned on is no
+        held-out prompt for NEW either, and an everyday text imported later is no held-out prompt."""
         from taxonomy_store.text import text_sha256
 
-        hashes = {text_sha256(data.text(pid)) for pid in train_ids}
+        hashes = {text_sha256(data.text(pid)) for pid in train_ids} | {text_sha256(t) for t in extra or ()}
         inherited = read_manifest(info.model_path)
         if inherited is not None:
             hashes |= set(inherited.get("trained_text_sha256") or ())

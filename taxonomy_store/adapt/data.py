@@ -5,12 +5,16 @@ accepted challenging pairs and the non-rejected pairs of contrast sets. The held
 (`--holdout-fraction F`, seeded) splits the categorised unsafe prompts within each category,
 holds out whole pair types (a type the encoder never saw pairs of: the hard test), and splits
 the remaining safe and unsafe prompts at random; every prompt of a held-out pair is held out.
+
+With `everyday`, the built-in set of everyday requests (`seeds/everyday/requests.txt`, written for
+tstore) joins the training data as safe prompts outside any pair: a store of safety benchmarks
+often holds no ordinary traffic at all, and then "safe" is learnt from look-alike twins alone.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sqlalchemy import select
@@ -18,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from taxonomy_store.adapt.training import TrainingData
 from taxonomy_store.catalog import live_prompts, node_index
+from taxonomy_store.paths import package_dir
+from taxonomy_store.text import normalise
 from taxonomy_store.db.models import Pair, PairSet, Prompt
 from taxonomy_store.taxonomy.trees import get_taxonomy, level_depth
 
@@ -113,3 +119,21 @@ def training_data(data: CuratedSet, train_ids: set[int]) -> TrainingData:
     pairs = [(data.text(u), data.text(s)) for u, s, _t, _k in data.pairs if u in train_ids and s in train_ids]
     return TrainingData(category_texts=cat_texts, category_labels=cat_labels, pairs=pairs, safe_texts=safe, unsafe_texts=unsafe,
                         geometry_texts=geometry)
+
+
+EVERYDAY_FILE = ("everyday", "requests.txt")
+
+
+def everyday_texts() -> list[str]:
+    """The built-in everyday requests (one per line, normalised, in file order)."""
+    path = package_dir("seeds").joinpath(*EVERYDAY_FILE)
+    lines = (normalise(line) for line in path.read_text(encoding="utf-8").splitlines())
+    return list(dict.fromkeys(t for t in lines if t))
+
+
+def with_everyday(tdata: TrainingData, texts: list[str]) -> tuple[TrainingData, list[str]]:
+    """tdata with the texts it does not already hold added as safe prompts outside any pair; and those texts."""
+    known = set(tdata.category_texts) | set(tdata.safe_texts) | set(tdata.unsafe_texts) | set(tdata.geometry_texts)
+    known |= {t for p in tdata.pairs for t in p}
+    added = [t for t in texts if t not in known]
+    return replace(tdata, safe_texts=[*tdata.safe_texts, *added], geometry_texts=[*tdata.geometry_texts, *added]), added

@@ -31,6 +31,10 @@ The objective, all terms in every step (trained apart, they fight):
   near FROM's vector (mean 1 - cos), so prompts of datasets the store never held keep the
   neighbourhoods the base encoder gave them; it matters most in a store without everyday safe
   prompts, where the geometry term has nothing to hold (benchmarks/adapt_guard.py, docs/BENCHMARKS.md).
+- everyday (off by default: `everyday`): not a term but data. A store of safety benchmarks holds
+  few or no safe prompts outside its pairs, so "safe" is learnt from look-alike twins only; the
+  built-in everyday set (adapt_data.everyday_texts) gives the label and geometry terms ordinary
+  traffic to keep apart from the unsafe prompts.
 Options explored and left off by default (adapter method; see benchmarks/adapt.py): safe twins as one more
 "category" (`safe_class`), a label term on the twins alone (`w_twins`), and geometry that
 also keeps safe-to-unsafe cosines (`geometry_cross`: guard AUROC kept, less purity gained).
@@ -97,6 +101,9 @@ class AdaptConfig:
     # layers only: every step prompt but the safe twins stays near FROM's vector (mean 1 - cos), so what the
     # guard's neighbourhoods already got right about prompts of other datasets is kept
     w_anchor: float | None = None
+    # draw on everyday safe traffic: the built-in set of everyday requests (seeds/everyday) joins the store's safe
+    # prompts that belong to no pair (the label term's safe side, the geometry term, the swaps' everyday words)
+    everyday: bool = False
     boundary_k: int = 3
     boundary_margin: float = 0.1
     warmup: float = 0.1

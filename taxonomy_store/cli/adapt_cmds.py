@@ -51,12 +51,16 @@ def _table(result) -> None:
               help="Aim the sensitivity term's one-word swaps: keep each prompt's most harm-leaning word and swap "
                    "what it is aimed at for an everyday object (\"kill my neighbour\" -> \"kill my teapot\"); "
                    "measured in docs/BENCHMARKS.md (Round four).")
+@click.option("--everyday", is_flag=True, default=False,
+              help="Train on tstore's built-in everyday requests too (ordinary safe traffic, written for tstore), "
+                   "beside the store's own prompts: for a store of safety benchmarks with few everyday prompts; "
+                   "measured in docs/BENCHMARKS.md (Round seven).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, hidden=True)
 @json_option
 @pass_ctx
 def adapt(ctx: Context, source: str, new: str, level: str, taxonomy: str, epochs: int | None, seed: int, device: str,
           holdout_fraction: float | None, anchor: float | None, label_weight: float | None, aim_swaps: bool,
-          max_steps: int | None, as_json: bool) -> None:
+          everyday: bool, max_steps: int | None, as_json: bool) -> None:
     """Fine-tune a copy of an encoder on the store's curated data, register it, embed the store, compare.
 
     Categories gather, safe twins move away from their unsafe originals, a prompt with one word
@@ -69,7 +73,7 @@ def adapt(ctx: Context, source: str, new: str, level: str, taxonomy: str, epochs
         result = ctx.store.adaptation.adapt(source, new, taxonomy=taxonomy, level=level, epochs=epochs, seed=seed,
                                             device=device, holdout_fraction=holdout_fraction, max_steps=max_steps,
                                             anchor=anchor, label_weight=label_weight, aim_swaps=aim_swaps,
-                                            progress=progress)
+                                            everyday=everyday, progress=progress)
     if as_json:
         emit_json(result.to_dict())
         return
