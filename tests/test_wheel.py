@@ -43,6 +43,7 @@ def test_wheel_contents(wheel):
     assert _expected_modules() <= names, sorted(_expected_modules() - names)
     assert "taxonomy_store/tui/app.tcss" in names
     assert {"taxonomy_store/seeds/demo/prompts.csv", "taxonomy_store/seeds/demo/pairs.csv", "taxonomy_store/seeds/demo/contrast.jsonl"} <= names
+    assert {"taxonomy_store/seeds/everyday/requests.txt", "taxonomy_store/seeds/everyday/README.md"} <= names
     assert "taxonomy_store/migrations/env.py" in names
     assert "taxonomy_store/migrations/script.py.mako" in names
     assert any(n.startswith("taxonomy_store/migrations/versions/0001_") for n in names)
@@ -86,3 +87,7 @@ def test_installed_wheel_outside_checkout(wheel, tmp_path):
     # The TUI (screens, widgets, styles) imports from the installed package.
     tui = subprocess.run([str(py), "-c", "import taxonomy_store.tui.app as a, pathlib; print(a.__file__)"], cwd=work, env=env, capture_output=True, text=True)
     assert tui.returncode == 0 and tui.stdout.startswith(site), tui.stderr
+    # `adapt --everyday` reads its requests from the installed package
+    code = "from taxonomy_store.adapt.data import everyday_texts; print(len(everyday_texts()))"
+    everyday = subprocess.run([str(py), "-c", code], cwd=work, env=env, capture_output=True, text=True)
+    assert everyday.returncode == 0 and everyday.stdout.strip() == "320", everyday.stderr
