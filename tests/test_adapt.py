@@ -209,8 +209,9 @@ def test_sensitivity_term_moves_one_word_swaps_away_from_their_prompts(tiny_mode
                 "Plan a vegetarian dinner for four friends", "Translate good morning into Portuguese"]
     data = TrainingData(category_texts=prompts, category_labels=[p.split()[0] for p in prompts], pairs=[],
                         safe_texts=everyday, unsafe_texts=prompts, geometry_texts=everyday)
-    cfg = AdaptConfig(w_category=0.0, w_pairs=0.0, w_label=0.0, w_geometry=0.0, w_sensitivity=1.0,
-                      sensitivity_margin=0.2, lr=2e-3, max_steps=20, epochs=20, category_batch=18)
+    # random swaps, the prompt not held still: the term as it was first built (the defaults aim and detach since round seven)
+    cfg = AdaptConfig(w_category=0.0, w_pairs=0.0, w_label=0.0, w_geometry=0.0, w_sensitivity=1.0, swap_target=False,
+                      sensitivity_moves_swap_only=False, sensitivity_margin=0.2, lr=2e-3, max_steps=20, epochs=20, category_batch=18)
     swaps = training_swaps(data, cfg)
     assert set(swaps) == set(prompts)
     info = train_layers(tiny_model, data, cfg, tmp_path / "tuned")
@@ -245,13 +246,14 @@ def test_aimed_swaps_keep_the_harm_word_and_move_away_from_their_prompts(tiny_mo
                 "Describe a picnic in the park", "Draw a kitten in the park"]
     data = TrainingData(category_texts=prompts, category_labels=[p.split()[0] for p in prompts], pairs=[],
                         safe_texts=everyday, unsafe_texts=prompts, geometry_texts=everyday)
+    # the prompt not held still in the term, as when aimed swaps were built (the detach has its own test below)
     cfg = AdaptConfig(w_category=0.0, w_pairs=0.0, w_label=0.0, w_geometry=0.0, w_sensitivity=1.0, swap_target=True,
-                      sensitivity_margin=0.2, lr=2e-3, max_steps=20, epochs=20, category_batch=18)
+                      sensitivity_moves_swap_only=False, sensitivity_margin=0.2, lr=2e-3, max_steps=20, epochs=20, category_batch=18)
     swaps = training_swaps(data, cfg)
     assert set(swaps) == set(prompts)
     for p, q in swaps.items():  # everything kept but the person, who becomes an everyday object
         assert q.split()[:-1] == p.split()[:-1] and q.split()[-1] in {"name", "picnic", "kitten", "park"}
-    assert swaps != training_swaps(data, AdaptConfig(w_sensitivity=1.0))  # the random swaps hit other words
+    assert swaps != training_swaps(data, AdaptConfig(w_sensitivity=1.0, swap_target=False))  # the random swaps hit other words
     train_layers(tiny_model, data, cfg, tmp_path / "tuned")
 
     def swap_cosines(folder):

@@ -29,14 +29,16 @@ pytestmark = pytest.mark.model  # tunes a small real BERT: the model tier
 
 @pytest.fixture(scope="module")
 def trained_store(tmp_path_factory, tiny_model) -> Path:  # noqa: F811
-    """The demo store with `tiny`, `tiny-all` (tuned on every prompt) and `tiny-held` (30 % held out)."""
+    """The demo store with `tiny`, `tiny-all` (tuned on every prompt) and `tiny-held` (30 % held out), both
+    `--no-everyday`."""
     d = tmp_path_factory.mktemp("honest") / "store"
     build_demo_store(d)
     s = Store.open(d)
     try:
         s.encoders.add("tiny", tiny_model)
-        s.adaptation.adapt("tiny", "tiny-all", epochs=1, max_steps=1)
-        s.adaptation.adapt("tiny", "tiny-held", epochs=1, max_steps=1, holdout_fraction=0.3, seed=1)
+        # without the built-in everyday requests, so that what each trained on is exactly the store's prompts
+        s.adaptation.adapt("tiny", "tiny-all", epochs=1, max_steps=1, everyday=False)
+        s.adaptation.adapt("tiny", "tiny-held", epochs=1, max_steps=1, holdout_fraction=0.3, seed=1, everyday=False)
     finally:
         s.close()
     return d
@@ -89,7 +91,7 @@ def test_adapt_records_the_texts_it_trained_on_in_the_model_folder(trained_store
 def test_a_tuned_encoder_inherits_what_its_base_was_trained_on(trained_store):
     s = Store.open(trained_store)
     try:
-        r = s.adaptation.adapt("tiny-held", "tiny-held-again", epochs=1, max_steps=1, holdout_fraction=0.5, seed=3)
+        r = s.adaptation.adapt("tiny-held", "tiny-held-again", epochs=1, max_steps=1, holdout_fraction=0.5, seed=3, everyday=False)
         again = read_manifest(s.encoders.get("tiny-held-again").model_path)
         first = read_manifest(s.encoders.get("tiny-held").model_path)
         assert again["inherited_from"] == "tiny-held"
@@ -225,7 +227,7 @@ def test_metrics_of_a_tuned_encoder_beside_its_base_say_they_are_trained_on(trai
 def test_everyday_requests_train_beside_the_store_and_count_as_trained_on(trained_store):
     from taxonomy_store.adapt.data import everyday_texts
 
-    _cli(trained_store, "adapt", "--from", "tiny", "--name", "tiny-everyday", "--epochs", "1", "--max-steps", "1", "--everyday")
+    _cli(trained_store, "adapt", "--from", "tiny", "--name", "tiny-everyday", "--epochs", "1", "--max-steps", "1")  # the default
     s = Store.open(trained_store)
     try:
         data, texts = _curated(s), everyday_texts()
@@ -237,6 +239,8 @@ def test_everyday_requests_train_beside_the_store_and_count_as_trained_on(traine
         sizes, plain_sizes = info.adaptation["training"]["sizes"], plain.adaptation["training"]["sizes"]
         assert sizes["geometry"] == plain_sizes["geometry"] + 319 and sizes["safe"] == plain_sizes["safe"] + 319
         assert sizes["pairs"] == plain_sizes["pairs"] and sizes["unsafe"] == plain_sizes["unsafe"]
+        # an epoch is counted over the store's own prompts: the everyday requests cost no extra steps
+        assert info.adaptation["training"]["steps_per_epoch"] == plain.adaptation["training"]["steps_per_epoch"]
         record = read_manifest(info.model_path)
         store_hashes = {text_sha256(t)[:16] for t in data.texts}
         assert set(record["trained_text_sha256"]) == store_hashes | {text_sha256(t)[:16] for t in texts}

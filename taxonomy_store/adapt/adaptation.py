@@ -112,7 +112,7 @@ class Adaptation:
     def adapt(self, source: str, new: str, *, taxonomy: str = "do-not-answer", level: str | int = "harm_type",
               epochs: int | None = None, seed: int = 0, device: str = "cpu", holdout_fraction: float | None = None,
               max_steps: int | None = None, anchor: float | None = None, label_weight: float | None = None,
-              aim_swaps: bool = False, everyday: bool = False, progress: Progress = None) -> AdaptResult:
+              aim_swaps: bool = True, everyday: bool = True, progress: Progress = None) -> AdaptResult:
         """anchor, label_weight: the weights of the anchor and label terms (None: the method's default);
         aim_swaps: the sensitivity term's swaps aimed at what the harm word is aimed at (AdaptConfig.swap_target);
         everyday: train on the built-in everyday requests too (AdaptConfig.everyday)."""

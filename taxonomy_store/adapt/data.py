@@ -136,4 +136,5 @@ def with_everyday(tdata: TrainingData, texts: list[str]) -> tuple[TrainingData, 
     known = set(tdata.category_texts) | set(tdata.safe_texts) | set(tdata.unsafe_texts) | set(tdata.geometry_texts)
     known |= {t for p in tdata.pairs for t in p}
     added = [t for t in texts if t not in known]
-    return replace(tdata, safe_texts=[*tdata.safe_texts, *added], geometry_texts=[*tdata.geometry_texts, *added]), added
+    return replace(tdata, safe_texts=[*tdata.safe_texts, *added], geometry_texts=[*tdata.geometry_texts, *added],
+                   supplementary=tdata.supplementary + len(added)), added

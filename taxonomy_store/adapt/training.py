@@ -64,6 +64,9 @@ class TrainingData:
     # Safe and unrelated prompts whose geometry is kept; not the safe twins of pairs, which
     # must be free to move away from their unsafe originals.
     geometry_texts: list[str] = field(default_factory=list)
+    # how many of geometry_texts came from outside the store (the everyday requests): they train, but an
+    # epoch is counted over the store's own prompts, so adding them costs no extra steps
+    supplementary: int = 0
 
     def sizes(self) -> dict[str, int]:
         return {"category": len(self.category_texts), "categories": len(set(self.category_labels)),
@@ -90,20 +93,20 @@ class AdaptConfig:
     w_label: float = 1.0
     w_geometry: float | None = None
     w_sensitivity: float | None = None  # layers only: one-word swaps of category prompts must move away
-    sensitivity_margin: float = 0.15
+    sensitivity_margin: float = 0.25
     # layers only: aim each swap at the word the prompt's most harm-leaning word is aimed at (adapt_swaps.target_swaps),
     # the harm word kept, the target swapped for an everyday object; prompts with no such word keep a random swap
-    swap_target: bool = False
+    swap_target: bool = True
     # layers only: the sensitivity term moves only the swap (the category prompt's vector detached in that term),
     # so the push does not scatter the prompts the category term gathers
-    sensitivity_moves_swap_only: bool = False
+    sensitivity_moves_swap_only: bool = True
     w_boundary: float | None = None  # layers only: each safe prompt's nearest unsafe prompts (mined under FROM) move away
     # layers only: every step prompt but the safe twins stays near FROM's vector (mean 1 - cos), so what the
     # guard's neighbourhoods already got right about prompts of other datasets is kept
     w_anchor: float | None = None
     # draw on everyday safe traffic: the built-in set of everyday requests (seeds/everyday) joins the store's safe
     # prompts that belong to no pair (the label term's safe side, the geometry term, the swaps' everyday words)
-    everyday: bool = False
+    everyday: bool = True
     boundary_k: int = 3
     boundary_margin: float = 0.1
     warmup: float = 0.1
@@ -121,7 +124,7 @@ class AdaptConfig:
 # are smaller and epochs few; "adapter": a step is matrix products over stored vectors.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "layers": {"epochs": 6, "lr": 2e-4, "category_batch": 32, "pair_batch": 16, "safe_batch": 32, "label_batch": 16,
-               "w_category": 1.0, "w_pairs": 3.0, "w_geometry": 500.0, "w_sensitivity": 3.0,
+               "w_category": 2.0, "w_pairs": 3.0, "w_geometry": 500.0, "w_sensitivity": 3.0,
                "w_boundary": 0.0, "w_anchor": 0.0},
     "adapter": {"epochs": 30, "lr": 2e-3, "category_batch": 64, "pair_batch": 32, "safe_batch": 64, "label_batch": 32,
                 "w_category": 1.0, "w_pairs": 1.0, "w_geometry": 2000.0, "w_sensitivity": 0.0,
@@ -146,7 +149,7 @@ def steps_per_epoch(data: TrainingData, cfg: AdaptConfig) -> int:
     """One epoch: every category prompt, pair and safe prompt seen about once."""
     cfg = resolved(cfg)
     parts = [len(data.category_texts) / cfg.category_batch, len(data.pairs) / cfg.pair_batch,
-             len(data.geometry_texts) / cfg.safe_batch]
+             (len(data.geometry_texts) - data.supplementary) / cfg.safe_batch]
     return max(1, math.ceil(max(parts)))
 
 

@@ -47,14 +47,14 @@ def _table(result) -> None:
                    f"{METHOD_DEFAULTS['layers']['w_anchor']:g}; 10 measured in docs/BENCHMARKS.md].")
 @click.option("--label-weight", type=click.FloatRange(min=0.0), default=None, metavar="W",
               help="Weight of the safe/unsafe contrast term [default: 1; 3 measured in docs/BENCHMARKS.md].")
-@click.option("--aim-swaps", is_flag=True, default=False,
+@click.option("--aim-swaps/--random-swaps", default=True, show_default=True,
               help="Aim the sensitivity term's one-word swaps: keep each prompt's most harm-leaning word and swap "
                    "what it is aimed at for an everyday object (\"kill my neighbour\" -> \"kill my teapot\"); "
-                   "measured in docs/BENCHMARKS.md (Round four).")
-@click.option("--everyday", is_flag=True, default=False,
-              help="Train on tstore's built-in everyday requests too (ordinary safe traffic, written for tstore), "
-                   "beside the store's own prompts: for a store of safety benchmarks with few everyday prompts; "
-                   "measured in docs/BENCHMARKS.md (Round seven).")
+                   "--random-swaps swaps a random word (the recipe before round seven; docs/BENCHMARKS.md).")
+@click.option("--everyday/--no-everyday", default=True, show_default=True,
+              help="Train on tstore's 320 built-in everyday requests too (ordinary safe traffic, written for tstore; "
+                   "seeds/everyday), beside the store's own prompts, so that a store of safety benchmarks does not "
+                   "teach the encoder \"safe\" from look-alike twins alone (docs/BENCHMARKS.md, round seven).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, hidden=True)
 @json_option
 @pass_ctx
