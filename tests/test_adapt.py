@@ -9,6 +9,7 @@ run leaves neither a registry row nor a folder.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,15 @@ def test_cli_adapt_table_and_export_errors(demo_store_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "tiny vs tiny-cli on the whole store" in r.stdout and "cp@10_macro" in r.stdout
     assert "encoder tiny-cli registered (tuned from tiny, 1 steps)" in r.stdout
+    # the guard it suggests: both encoders as one, trained on whatever the tuned one trained on (everything here)
+    assert ("`tstore encoder combine tiny-cli-guard tiny tiny-cli`, `tstore embed --encoder tiny-cli-guard`, "
+            "then `tstore calibrate -e tiny-cli-guard`") in r.stdout
+    assert run_tstore("encoder", "combine", "tiny-cli-guard", "tiny", "tiny-cli", env=env).returncode == 0
+    assert run_tstore("embed", "--encoder", "tiny-cli-guard", env=env).returncode == 0
+    r = run_tstore("calibrate", "-e", "tiny-cli-guard", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    cal = json.loads(r.stdout.strip().splitlines()[-1])
+    assert cal["encoder"] == "tiny-cli-guard" and cal["contaminated"] is True and cal["never_trained"] == 0
     r = run_tstore("adapt", "--from", "nope", "--name", "x", env=env)
     assert r.returncode != 0 and "error: no encoder 'nope' in this store" in r.stderr
     (tmp_path / "full").mkdir()
