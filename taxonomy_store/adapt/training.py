@@ -31,7 +31,7 @@ The objective, all terms in every step (trained apart, they fight):
   near FROM's vector (mean 1 - cos), so prompts of datasets the store never held keep the
   neighbourhoods the base encoder gave them; it matters most in a store without everyday safe
   prompts, where the geometry term has nothing to hold (benchmarks/adapt_guard.py, docs/BENCHMARKS.md).
-- everyday (off by default: `everyday`): not a term but data. A store of safety benchmarks holds
+- everyday (on by default: `everyday`; `adapt --no-everyday`): not a term but data. A store of safety benchmarks holds
   few or no safe prompts outside its pairs, so "safe" is learnt from look-alike twins only; the
   built-in everyday set (adapt_data.everyday_texts) gives the label and geometry terms ordinary
   traffic to keep apart from the unsafe prompts.

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from taxonomy_store.backend.encoding import Encoder
+from taxonomy_store.backend.encoding import Encoder, normalise_rows
 from taxonomy_store.errors import EncoderMismatch
 
 PREFIX = "combined:"
@@ -55,10 +55,6 @@ class CombinedEncoder:
             )
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        blocks = [np.asarray(p.encode(texts, batch_size), dtype=np.float32) for p in self.parts]
-        out = np.hstack(blocks) if blocks else np.zeros((len(texts), 0), dtype=np.float32)
-        out /= np.float32(np.sqrt(len(self.parts)))
-        # a part's zero row (an empty text) stays zero; the others keep unit length
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        return (out / norms).astype(np.float32, copy=False)
+        # each part's rows are unit vectors (or zero, for an empty text): side by side they have length
+        # sqrt(n), and normalising them again divides by exactly that
+        return normalise_rows(np.hstack([p.encode(texts, batch_size) for p in self.parts]))

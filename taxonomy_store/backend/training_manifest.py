@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -72,39 +73,30 @@ class TrainedOn:
 def trained_on(info: "EncoderInfo", text_sha256: Sequence[str]) -> TrainedOn | None:
     """Which of these prompts (by text hash) the encoder trained on; None for one nobody trained here.
     A combined encoder trained on what any of its parts trained on."""
-    from taxonomy_store.backend.model_refs import combined_parts
+    from taxonomy_store.backend.model_refs import combined_parts, resolve_model_ref
 
     parts = combined_parts(info.model_ref)
-    if parts is not None:
-        found = [_part_trained_on(ref, info.store_dir or None, text_sha256) for ref in parts]
-        known = [f for f in found if f is not None]
-        if not known:
-            return None
-        return TrainedOn(np.logical_or.reduce([f.mask for f in known]), all(f.recorded for f in known))
+    if parts is None:
+        return _folder_trained_on(lambda: info.model_path, bool(info.adapted_from), text_sha256)
+    found = [_folder_trained_on(partial(resolve_model_ref, ref, info.store_dir or None), ref.startswith(ADAPTED_FOLDERS),
+                                text_sha256) for ref in parts]
+    known = [f for f in found if f is not None]
+    if not known:
+        return None
+    return TrainedOn(np.logical_or.reduce([f.mask for f in known]), all(f.recorded for f in known))
+
+
+ADAPTED_FOLDERS = "store:models/"  # where `tstore adapt` puts what it tunes (adaptation.MODELS_DIR): a combined part there was tuned
+
+
+def _folder_trained_on(folder: Callable[[], Path], adapted: bool, text_sha256: Sequence[str]) -> TrainedOn | None:
+    """The record in the encoder's folder; without one, an adapted encoder counts every prompt as trained on."""
     try:
-        mask = trained_mask(info.model_path, text_sha256)
+        mask = trained_mask(folder(), text_sha256)
     except EncoderError:  # its package or folder is gone: nothing to read (a base model's package)
         mask = None
     if mask is not None:
         return TrainedOn(mask, True)
-    if info.adapted_from:
-        return TrainedOn(np.ones(len(text_sha256), dtype=bool), False)
-    return None
-
-
-ADAPTED_FOLDERS = "store:models/"  # where `tstore adapt` puts what it tunes (adaptation.MODELS_DIR)
-
-
-def _part_trained_on(model_ref: str, store_dir: str | None, text_sha256: Sequence[str]) -> TrainedOn | None:
-    """A combined encoder's part: its record; a folder `adapt` made without one counts every prompt as trained on."""
-    from taxonomy_store.backend.model_refs import resolve_model_ref
-
-    try:
-        mask = trained_mask(resolve_model_ref(model_ref, store_dir), text_sha256)
-    except EncoderError:
-        mask = None
-    if mask is not None:
-        return TrainedOn(mask, True)
-    if model_ref.startswith(ADAPTED_FOLDERS):
+    if adapted:
         return TrainedOn(np.ones(len(text_sha256), dtype=bool), False)
     return None
